@@ -1,0 +1,1 @@
+"""Benchmarks for socketeer (run the modules as scripts; see docs/benchmarks.md)."""

@@ -1,0 +1,74 @@
+"""What a service is: sans-IO protocol logic the server runs, one handler per session.
+
+A :class:`Handler` sees whole messages (the framing is done before it) and
+returns the messages to send back.  It never touches a socket or a clock, so
+a service's behaviour is tested by calling it with byte strings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from .framing import Framing
+
+__all__ = ["Handler", "Service", "TextCodec"]
+
+
+class TextCodec:
+    """Bytes <-> text in a chosen encoding that never fails on bad input.
+
+    Undecodable bytes survive the round trip (``surrogateescape``), so a name
+    sent in the wrong encoding comes back as the same bytes instead of
+    crashing the session.
+    """
+
+    def __init__(self, encoding: str = "utf-8") -> None:
+        "".encode(encoding)  # raises LookupError for an unknown encoding
+        self.encoding = encoding
+
+    def decode(self, data: bytes) -> str:
+        """Decode ``data``; bytes that are not valid in the encoding are kept as escapes."""
+        return data.decode(self.encoding, "surrogateescape")
+
+    def encode(self, text: str) -> bytes:
+        """Encode ``text``; escaped bytes are restored, unencodable characters become ``?``."""
+        try:
+            return text.encode(self.encoding, "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode(self.encoding, "replace")
+
+
+class Handler(ABC):
+    """The protocol logic of one session.
+
+    ``finished`` turns true when the session should end once the replies
+    already returned have been sent.
+    """
+
+    finished: bool = False
+
+    def opened(self) -> Sequence[bytes]:
+        """Messages to send as soon as the session starts (a greeting); none by default."""
+        return ()
+
+    @abstractmethod
+    def received(self, message: bytes) -> Sequence[bytes]:
+        """Handle one whole message; return the messages to send back."""
+
+    def failed(self, reason: str) -> Sequence[bytes]:
+        """The session is being closed because of ``reason``; return a last notice to send."""
+        return (f"error: {reason}".encode(),)
+
+
+class Service(ABC):
+    """A kind of server: a name, a default framing, and a handler per session."""
+
+    name: str
+    default_framing: Framing = "auto"
+    #: Whether the service also makes sense over UDP (one datagram = one message).
+    datagrams: bool = True
+
+    @abstractmethod
+    def new_handler(self) -> Handler:
+        """Return the protocol logic for a new session (or for one datagram over UDP)."""

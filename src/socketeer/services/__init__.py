@@ -1,0 +1,20 @@
+"""The services socketeer can serve, by name."""
+
+from __future__ import annotations
+
+from ..service import Service
+from .echo import EchoService
+from .greet import GreetService
+
+__all__ = ["SERVICES", "EchoService", "GreetService", "make_service"]
+
+SERVICES: dict[str, type[Service]] = {"greet": GreetService, "echo": EchoService}
+
+
+def make_service(name: str, encoding: str = "utf-8") -> Service:
+    """Build the service called ``name``; ``encoding`` applies to text services."""
+    if name == "greet":
+        return GreetService(encoding)
+    if name == "echo":
+        return EchoService()
+    raise ValueError(f"unknown service {name!r} (choose from {', '.join(SERVICES)})")
