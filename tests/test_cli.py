@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from support import WAIT, ServeProcess, read_line, run_cli, socketeer_command
 
 from socketeer import Connection, Endpoint
+from support import WAIT, ServeProcess, read_line, run_cli, socketeer_command
 
 SEEDS = Path(__file__).parent / "seeds"
 needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd not installed")
@@ -98,7 +98,8 @@ def test_serve_unix_and_udp_and_ipv6_at_once(serve_process: ServeProcess, tmp_pa
     server = serve_process(*args, count=len(args) - 2)
     unix_ep, udp_ep, *rest = server.endpoints
     assert str(unix_ep) == f"unix://{path}"
-    assert udp_ep.transport == "udp" and udp_ep.port != 0
+    assert udp_ep.transport == "udp"
+    assert udp_ep.port != 0
     result = run_cli("send", "--framing", "raw", "--greeting-wait", "0", str(unix_ep), "hi")
     assert result.stdout == b"hi\n"
     assert run_seed("udp_client.py", str(udp_ep.port)).startswith("hello ")
@@ -121,7 +122,9 @@ def test_stale_unix_socket_is_replaced(serve_process: ServeProcess, tmp_path: Pa
         assert conn.recv() == b"x"
 
 
-def test_unix_socket_of_a_live_server_is_not_stolen(serve_process: ServeProcess, tmp_path: Path) -> None:
+def test_unix_socket_of_a_live_server_is_not_stolen(
+    serve_process: ServeProcess, tmp_path: Path
+) -> None:
     path = tmp_path / "live.sock"
     serve_process("serve", "echo", f"unix://{path}")
     result = run_cli("serve", "echo", f"unix://{path}")
@@ -145,7 +148,9 @@ def test_nonexistent_unix_directory(tmp_path: Path) -> None:
 def test_endpoint_in_use_is_exit_1(serve_process: ServeProcess) -> None:
     server = serve_process("serve", "greet", "127.0.0.1:0")
     result = run_cli("serve", "greet", str(server.endpoints[0]))
-    assert_one_line_error(result, 1, f"cannot listen on {server.endpoints[0]}: address already in use")
+    assert_one_line_error(
+        result, 1, f"cannot listen on {server.endpoints[0]}: address already in use"
+    )
 
 
 @pytest.mark.parametrize(
@@ -290,7 +295,8 @@ def test_listen_speaks_gbk_with_the_seed_004_client() -> None:
     out = run_seed("gbk_client.py", input=f"127.0.0.1\n{listener.endpoint.port}\n你好\n".encode())
     assert out.endswith("收到\n")
     received, code = listener.finish()
-    assert received.decode("gbk") == "你好" and code == 0
+    assert received.decode("gbk") == "你好"
+    assert code == 0
 
 
 def test_listen_keep_open_serves_several_clients() -> None:
@@ -307,13 +313,13 @@ def test_listen_keep_open_serves_several_clients() -> None:
 
 
 def test_send_and_connect_work_against_the_seed_server() -> None:
-    seed = subprocess.Popen(
-        [sys.executable, str(SEEDS / "tcp_server.py")], stdout=subprocess.PIPE
-    )
+    seed = subprocess.Popen([sys.executable, str(SEEDS / "tcp_server.py")], stdout=subprocess.PIPE)
     try:
         assert seed.stdout is not None
         port = int(read_line(seed.stdout, time.monotonic() + WAIT))
-        result = run_cli("send", "--framing", "raw", "--greeting-wait", "0", f"127.0.0.1:{port}", "hello!")
+        result = run_cli(
+            "send", "--framing", "raw", "--greeting-wait", "0", f"127.0.0.1:{port}", "hello!"
+        )
         assert result.stdout == b"hi\n"
         assert read_line(seed.stdout, time.monotonic() + WAIT) == b"b'hello!'\n"
     finally:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from support import WAIT, ServeInThread
 
 from socketeer import (
     AsyncConnection,
@@ -23,6 +22,7 @@ from socketeer import (
     LocalProtocolError,
     Timeout,
 )
+from support import WAIT, ServeInThread
 
 T = TypeVar("T")
 
@@ -74,7 +74,9 @@ def test_timeout_is_a_clear_error(serve_in_thread: ServeInThread) -> None:
 
 def test_refused_names_the_endpoint() -> None:
     port = refused_port()
-    with pytest.raises(ConnectError, match=f"cannot connect to 127.0.0.1:{port}: connection refused"):
+    with pytest.raises(
+        ConnectError, match=f"cannot connect to 127.0.0.1:{port}: connection refused"
+    ):
         Connection.connect(f"127.0.0.1:{port}", timeout=WAIT)
 
 
