@@ -312,18 +312,47 @@ def test_listen_keep_open_serves_several_clients() -> None:
     assert code == 0
 
 
-def test_send_and_connect_work_against_the_seed_server() -> None:
-    seed = subprocess.Popen([sys.executable, str(SEEDS / "tcp_server.py")], stdout=subprocess.PIPE)
-    try:
-        assert seed.stdout is not None
-        port = int(read_line(seed.stdout, time.monotonic() + WAIT))
-        result = run_cli(
-            "send", "--framing", "raw", "--greeting-wait", "0", f"127.0.0.1:{port}", "hello!"
+class SeedServer:
+    """A seed server program that prints its port, then what it received."""
+
+    def __init__(self, name: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SEEDS / name)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
-        assert result.stdout == b"hi\n"
-        assert read_line(seed.stdout, time.monotonic() + WAIT) == b"b'hello!'\n"
-    finally:
-        seed.kill()
-        seed.wait(WAIT)
-        if seed.stdout is not None:
-            seed.stdout.close()
+        assert self.proc.stdout is not None
+        self.port = int(read_line(self.proc.stdout, time.monotonic() + WAIT))
+
+    def finish(self, stdin: bytes = b"") -> str:
+        out, _ = self.proc.communicate(stdin, timeout=WAIT)
+        return out.decode()
+
+
+def test_connect_udp_against_the_seed_udp_server() -> None:
+    seed = SeedServer("udp_server.py")
+    result = run_cli("connect", f"udp://127.0.0.1:{seed.port}", input=b"hello")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"hi"
+    assert seed.finish() == "b'hello'\n"
+
+
+def test_send_gbk_against_the_seed_004_server() -> None:
+    seed = SeedServer("gbk_server.py")
+    assert seed.proc.stdin is not None
+    seed.proc.stdin.write("收到\n".encode())
+    seed.proc.stdin.flush()
+    endpoint = f"127.0.0.1:{seed.port}"
+    args = ["--framing", "raw", "--encoding", "gbk", "--greeting-wait", "0"]
+    result = run_cli("send", *args, endpoint, "你好")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == "收到\n"
+    assert seed.finish().startswith("你好\n")
+
+
+def test_send_against_the_seed_tcp_server() -> None:
+    seed = SeedServer("tcp_server.py")
+    endpoint = f"127.0.0.1:{seed.port}"
+    result = run_cli("send", "--framing", "raw", "--greeting-wait", "0", endpoint, "hello!")
+    assert result.stdout == b"hi\n"
+    assert seed.finish() == "b'hello!'\n"

@@ -204,10 +204,10 @@ def test_client_vanishing_mid_message(serve_in_thread: ServeInThread) -> None:
     with Connection.connect(endpoint, timeout=WAIT) as conn:
         conn.send_message(b"fine")
         assert conn.recv_message() == b"fine"
-    deadline = time.monotonic() + WAIT
-    while threaded.call(lambda: threaded.server.session_count) != 1:
-        assert time.monotonic() < deadline, "aborted sessions were not released"
-        time.sleep(0.01)
+        deadline = time.monotonic() + WAIT
+        while threaded.call(lambda: threaded.server.session_count) != 1:
+            assert time.monotonic() < deadline, "aborted sessions were not released"
+            time.sleep(0.01)
 
 
 def test_max_conns_refuses_extra_clients_only(serve_in_thread: ServeInThread) -> None:

@@ -1,0 +1,123 @@
+"""Guards on the layering: the protocol core stays sans-IO, and nothing imports the CLI."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import socketeer
+
+PACKAGE_DIR = Path(socketeer.__file__).resolve().parent
+
+SANS_IO = [
+    "socketeer.framing",
+    "socketeer.endpoint",
+    "socketeer.errors",
+    "socketeer.service",
+    "socketeer.services.greet",
+    "socketeer.services.echo",
+]
+# Modules that do I/O, wait on a clock or run an event loop.
+IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "time"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_path(name: str) -> Path:
+    path = PACKAGE_DIR.parent.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def imported_modules(source: str, importer: str, is_package: bool = False) -> set[str]:
+    """Every module ``importer``'s source imports, anywhere in it, with full dotted names.
+
+    ``from X import Y`` counts as importing X and, since Y may be a submodule, X.Y.
+    Relative imports are resolved against ``importer``.
+    """
+    package = importer if is_package else importer.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                origin = ".".join([*base, node.module] if node.module else base)
+            else:
+                origin = node.module or ""
+            found.add(origin)
+            found.update(f"{origin}.{alias.name}" for alias in node.names)
+    return found
+
+
+def imports_of(name: str) -> set[str]:
+    path = module_path(name)
+    return imported_modules(path.read_text(), name, path.name == "__init__.py")
+
+
+def top_levels(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_import_collector_sees_every_form() -> None:
+    source = """
+import os, time
+import asyncio.subprocess as sp
+from socket import socket
+from . import cli
+from .cli import main
+from .. import loop
+def later():
+    import selectors
+"""
+    found = imported_modules(source, "socketeer.services.x")
+    assert top_levels(found) >= {"os", "time", "asyncio", "socket", "selectors"}
+    assert "socketeer.services.cli" in found
+    assert "socketeer.services.cli.main" in found
+    assert "socketeer.loop" in found
+    assert "socketeer.cli" in imported_modules("from . import cli", "socketeer", is_package=True)
+    assert "socketeer.cli" in imported_modules("from .cli import main", "socketeer.workers")
+
+
+@pytest.mark.parametrize("name", SANS_IO)
+def test_sans_io_modules_do_no_io(name: str) -> None:
+    assert module_path(name).is_file()
+    forbidden = top_levels(imports_of(name)) & IO_MODULES
+    assert not forbidden, f"{name} imports {sorted(forbidden)}"
+
+
+@pytest.mark.parametrize("name", SANS_IO)
+def test_sans_io_modules_import_only_sans_io_socketeer_modules(name: str) -> None:
+    """A sans-IO module importing, say, socketeer.session would pull asyncio in with it."""
+    internal = {m for m in imports_of(name) if m.split(".")[0] == "socketeer"}
+    modules = {m for m in internal if module_path(m).is_file()}
+    assert modules <= set(SANS_IO) - {name}
+
+
+def all_modules() -> list[Path]:
+    return sorted(PACKAGE_DIR.rglob("*.py"))
+
+
+def test_package_is_where_expected() -> None:
+    names = {module_name(path) for path in all_modules()}
+    assert {*SANS_IO, "socketeer", "socketeer.cli", "socketeer.__main__"} <= names
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in all_modules() if p.name != "__main__.py"], ids=module_name
+)
+def test_nothing_imports_the_cli(path: Path) -> None:
+    name = module_name(path)
+    found = imported_modules(path.read_text(), name, path.name == "__init__.py")
+    assert not {m for m in found if m == "socketeer.cli" or m.startswith("socketeer.cli.")}
+
+
+def test_main_module_runs_the_cli() -> None:
+    main = PACKAGE_DIR / "__main__.py"
+    assert "socketeer.cli" in imported_modules(main.read_text(), "socketeer.__main__")
