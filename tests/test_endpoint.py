@@ -136,20 +136,11 @@ def test_endpoint_error_is_a_value_error() -> None:
         parse_endpoint("localhost:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: int() refuses more than 4300 digits with a plain ValueError",
-)
 def test_port_with_thousands_of_digits_is_an_endpoint_error() -> None:
     with pytest.raises(EndpointError, match="out of range"):
         parse_endpoint("localhost:" + "1" * 5000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: a Unix path from a non-UTF-8 argv (surrogate escapes) "
-    "makes path.encode() raise UnicodeEncodeError",
-)
 def test_unix_path_with_surrogate_escapes() -> None:
     path = "/tmp/\udcff.sock"  # how Python shows the bytes b"/tmp/\xff.sock" from argv
     assert parse_endpoint(f"unix://{path}") == Endpoint("unix", path=path)

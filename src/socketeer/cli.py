@@ -21,6 +21,7 @@ from .endpoint import Endpoint, Transport, parse_endpoint
 from .errors import EndpointError, SocketeerError
 from .framing import FRAMINGS, Framing
 from .server import Server, ServerConfig, serve
+from .service import TextCodec
 from .services import SERVICES, make_service
 from .workers import run_workers
 
@@ -66,6 +67,11 @@ class SizeType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
 
 ENDPOINT = EndpointType()
 SECONDS = click.FloatRange(min=0)
+
+
+def _encoding_problem(encoding: str, exc: LookupError) -> click.BadParameter:
+    text = str(exc) if "ASCII" in str(exc) else f"unknown encoding {encoding!r}"
+    return click.BadParameter(text, param_hint="--encoding")
 
 
 def _setup_logging(quiet: bool, level: str) -> None:
@@ -174,10 +180,8 @@ def serve_command(
     _setup_logging(quiet, log_level)
     try:
         chosen = make_service(service, encoding)
-    except LookupError:
-        raise click.BadParameter(
-            f"unknown encoding {encoding!r}", param_hint="--encoding"
-        ) from None
+    except LookupError as exc:
+        raise _encoding_problem(encoding, exc) from None
     config = ServerConfig(
         framing=framing,
         max_message_size=max_message,
@@ -295,11 +299,9 @@ def send_command(
 ) -> None:
     """Send each MESSAGE to ENDPOINT and print each reply (and any greeting)."""
     try:
-        "".encode(encoding)
-    except LookupError:
-        raise click.BadParameter(
-            f"unknown encoding {encoding!r}", param_hint="--encoding"
-        ) from None
+        TextCodec(encoding)
+    except LookupError as exc:
+        raise _encoding_problem(encoding, exc) from None
     netcat.send_messages(
         endpoint,
         messages,

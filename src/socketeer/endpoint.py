@@ -16,6 +16,7 @@ Port 0 means "let the system pick one".  Anything else raises
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -30,6 +31,7 @@ _SCHEMES: dict[str, Transport] = {"tcp": "tcp", "udp": "udp", "unix": "unix"}
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$"
 )
+_ZONE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # sun_path holds 108 bytes on Linux, one of which is the terminating NUL.
 MAX_UNIX_PATH = 107
 
@@ -96,7 +98,7 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
 def _parse_unix(text: str, path: str) -> Endpoint:
     if not path:
         raise EndpointError(f"invalid endpoint {text!r}: a Unix socket needs a path")
-    if len(path.encode()) > MAX_UNIX_PATH:
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
         raise EndpointError(
             f"invalid endpoint {text!r}: Unix socket path longer than {MAX_UNIX_PATH} bytes"
         )
@@ -111,8 +113,11 @@ def _parse_host_port(text: str, rest: str, transport: Transport) -> Endpoint:
         if not after.startswith(":"):
             raise EndpointError(f"invalid endpoint {text!r}: expected ':PORT' after ']'")
         port_text = after[1:]
+        address, _, zone = host.partition("%")
         try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
+            ipaddress.IPv6Address(address)
+            if "%" in host and not _ZONE.match(zone):
+                raise ValueError(zone)
         except ValueError:
             raise EndpointError(
                 f"invalid endpoint {text!r}: {host!r} is not an IPv6 address"
@@ -143,7 +148,7 @@ def _parse_port(text: str, port_text: str) -> int:
         raise EndpointError(f"invalid endpoint {text!r}: missing port")
     if not port_text.isascii() or not port_text.isdigit():
         raise EndpointError(f"invalid endpoint {text!r}: port {port_text!r} is not a number")
-    port = int(port_text)
+    port = int(port_text) if len(port_text) <= 5 else 65536
     if port > 65535:
         raise EndpointError(f"invalid endpoint {text!r}: port {port} is out of range 0-65535")
     return port

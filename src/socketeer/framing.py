@@ -125,7 +125,8 @@ class ReceiveBuffer:
         end = data.find(delimiter, max(0, self._searched - len(delimiter) + 1))
         if end < 0:
             self._searched = len(data)
-            if len(data) > limit:
+            # The tail may be the start of a delimiter still arriving: it does not count.
+            if len(data) - (len(delimiter) - 1) > limit:
                 raise FrameTooLarge(len(data), limit, what)
             return None
         if end > limit:
@@ -137,8 +138,8 @@ class LineCodec:
     """Messages separated by ``delimiter``; a line longer than ``max_line_length`` is refused.
 
     With the default ``\\n`` delimiter a trailing ``\\r`` is removed, so telnet's
-    CRLF lines read the same as nc's LF lines.  ``send_delimiter`` (default:
-    the delimiter) ends every line sent.
+    CRLF lines read the same as nc's LF lines (the limit counts that ``\\r``).
+    ``send_delimiter`` (default: the delimiter) ends every line sent.
     """
 
     def __init__(
@@ -160,10 +161,9 @@ class LineCodec:
         lines: list[bytes] = []
         self._buffer.feed(data)
         cut = len(self.delimiter)
+        limit = self.max_message_size
         try:
-            while (
-                line := self._buffer.take_until(self.delimiter, self.max_message_size)
-            ) is not None:
+            while (line := self._buffer.take_until(self.delimiter, limit)) is not None:
                 lines.append(self._strip(line[:-cut]))
         except FrameTooLarge as exc:
             exc.messages = lines
@@ -175,11 +175,17 @@ class LineCodec:
 
     def end(self) -> list[bytes]:
         rest = self._strip(self._buffer.take())
+        if len(rest) > self.max_message_size:  # a delimiter's start that never finished
+            raise FrameTooLarge(len(rest), self.max_message_size, "line")
         return [rest] if rest else []
 
     def encode(self, message: bytes) -> bytes:
-        if self.delimiter in message:
+        # The receiver must read back exactly ``message``: no delimiter inside it,
+        # none formed with the delimiter that follows, no CR that would be stripped.
+        if self.delimiter in message + self.delimiter[:-1]:
             raise LocalProtocolError("a line message cannot contain the line delimiter")
+        if self._strip_cr and message.endswith(b"\r"):
+            raise LocalProtocolError("a line message cannot end with a carriage return")
         return message + self.send_delimiter
 
 
@@ -304,12 +310,16 @@ def make_codec(
     framing: Framing, max_message_size: int | None = None, delimiter: bytes = b"\n"
 ) -> Codec:
     """Build a fresh codec by name; ``max_message_size`` overrides the framing's default."""
+
+    def limit(default: int) -> int:
+        return default if max_message_size is None else max_message_size
+
     if framing == "length":
-        return LengthPrefixCodec(max_message_size or DEFAULT_MAX_FRAME_SIZE)
+        return LengthPrefixCodec(limit(DEFAULT_MAX_FRAME_SIZE))
     if framing == "line":
-        return LineCodec(delimiter, max_message_size or DEFAULT_MAX_LINE_LENGTH)
+        return LineCodec(delimiter, limit(DEFAULT_MAX_LINE_LENGTH))
     if framing == "raw":
-        return RawCodec(max_message_size or DEFAULT_MAX_FRAME_SIZE)
+        return RawCodec(limit(DEFAULT_MAX_FRAME_SIZE))
     if framing == "auto":
-        return AutoCodec(max_message_size or DEFAULT_MAX_LINE_LENGTH)
+        return AutoCodec(limit(DEFAULT_MAX_LINE_LENGTH))
     raise ValueError(f"unknown framing {framing!r} (choose from {', '.join(FRAMINGS)})")

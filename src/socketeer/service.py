@@ -18,18 +18,26 @@ __all__ = ["Handler", "Service", "TextCodec"]
 class TextCodec:
     """Bytes <-> text in a chosen encoding that never fails on bad input.
 
-    Undecodable bytes survive the round trip (``surrogateescape``), so a name
-    sent in the wrong encoding comes back as the same bytes instead of
-    crashing the session.
+    Undecodable bytes survive the round trip where the encoding allows it
+    (``surrogateescape``), so a name sent in the wrong encoding comes back as
+    the same bytes instead of crashing the session; where it does not, they
+    become U+FFFD.  Only encodings that write ASCII as ASCII are accepted
+    (utf-8, gbk, latin-1, ...; not utf-16), since commands such as ``exit``
+    and line endings must read the same in every one of them.
     """
 
     def __init__(self, encoding: str = "utf-8") -> None:
-        "".encode(encoding)  # raises LookupError for an unknown encoding
+        probe = "welcome! exit\r\n"
+        if probe.encode(encoding) != probe.encode("ascii"):  # LookupError if unknown
+            raise LookupError(f"encoding {encoding!r} does not write ASCII as ASCII")
         self.encoding = encoding
 
     def decode(self, data: bytes) -> str:
-        """Decode ``data``; bytes that are not valid in the encoding are kept as escapes."""
-        return data.decode(self.encoding, "surrogateescape")
+        """Decode ``data``; invalid bytes are kept as escapes, or replaced if they cannot be."""
+        try:
+            return data.decode(self.encoding, "surrogateescape")
+        except UnicodeDecodeError:
+            return data.decode(self.encoding, "replace")
 
     def encode(self, text: str) -> bytes:
         """Encode ``text``; escaped bytes are restored, unencodable characters become ``?``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..service import Service
+from ..service import Service, TextCodec
 from .echo import EchoService
 from .greet import GreetService
 
@@ -13,6 +13,7 @@ SERVICES: dict[str, type[Service]] = {"greet": GreetService, "echo": EchoService
 
 def make_service(name: str, encoding: str = "utf-8") -> Service:
     """Build the service called ``name``; ``encoding`` applies to text services."""
+    TextCodec(encoding)  # LookupError for an unknown or unusable encoding
     if name == "greet":
         return GreetService(encoding)
     if name == "echo":
