@@ -139,25 +139,47 @@ def run_uvloop_protocol(host: str, port: int) -> None:
 # (c) asyncio streams (StreamReader.readexactly) on asyncio's default loop ------------
 
 
-async def handle_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            header = await reader.readexactly(HEADER)
-            size = int.from_bytes(header, "big")
-            if size > MAX_FRAME:
-                return
-            body = await reader.readexactly(size)
-            writer.write(header + body)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return
-    finally:
-        writer.close()
+class StreamsEcho:
+    """The handler for asyncio.start_server, and the connections it has open."""
+
+    def __init__(self) -> None:
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(cast("asyncio.Task[None]", task))
+        self.writers.add(writer)
+        try:
+            while True:
+                header = await reader.readexactly(HEADER)
+                size = int.from_bytes(header, "big")
+                if size > MAX_FRAME:
+                    return
+                body = await reader.readexactly(size)
+                writer.write(header + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            self.writers.discard(writer)
+            self.tasks.discard(cast("asyncio.Task[None]", task))
+            writer.close()
+
+    async def close_all(self) -> None:
+        """Close open connections so their handlers end normally, not by cancellation."""
+        for writer in list(self.writers):
+            writer.close()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=2.0)
 
 
 async def serve_streams(host: str, port: int) -> None:
-    server = await asyncio.start_server(handle_stream, host, port, backlog=1024)
+    echo = StreamsEcho()
+    server = await asyncio.start_server(echo.handle, host, port, backlog=1024)
     await _serve_until_signal(server, port_of(server), host)
+    await echo.close_all()
 
 
 def run_asyncio_streams(host: str, port: int) -> None:

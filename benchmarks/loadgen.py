@@ -37,14 +37,26 @@ HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime+stime of every thread of process ``pid``, in seconds (from /proc/PID/stat)."""
+def process_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of every thread of process ``pid``, in seconds (from /proc/PID/stat)."""
     with open(f"/proc/{pid}/stat", "rb") as stat:
         text = stat.read()
     # Fields after the command name (which may hold spaces and parentheses):
     # state is field 3, utime 14 and stime 15.
     fields = text[text.rfind(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all CPUs spent on anything but idling, in seconds (from /proc/stat).
+
+    The fields are user nice system idle iowait irq softirq steal guest guest_nice;
+    guest time is already counted in user, and steal is time another guest had.
+    """
+    with open("/proc/stat", "rb") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def own_cpu_seconds() -> float:
@@ -135,6 +147,15 @@ class EchoClient(asyncio.Protocol):
         self.send_next()
 
 
+class LoadError(Exception):
+    """A connection failed or an echo was wrong."""
+
+
+def check(run: Run) -> None:
+    if run.errors:
+        raise LoadError("; ".join(run.errors[:5]))
+
+
 def percentile(sorted_values: list[int], fraction: float) -> float:
     """Nearest-rank percentile of already sorted values (0.0 if there are none)."""
     if not sorted_values:
@@ -184,16 +205,20 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
     watcher = asyncio.create_task(watch_errors())
     try:
         await wait_any(run.over_cap, failed, timeout=args.warmup)
+        check(run)
         # The measured window.
-        server_cpu0 = process_cpu_seconds(args.server_pid) if args.server_pid else 0.0
+        busy0 = machine_busy_seconds()
+        server_user0, server_sys0 = process_cpu_seconds(args.server_pid)
         own_cpu0 = own_cpu_seconds()
         t0 = time.perf_counter()
         run.measuring = True
         await wait_any(run.over_cap, failed, timeout=args.seconds)
         run.measuring = False
         t1 = time.perf_counter()
+        check(run)
         own_cpu1 = own_cpu_seconds()
-        server_cpu1 = process_cpu_seconds(args.server_pid) if args.server_pid else 0.0
+        server_user1, server_sys1 = process_cpu_seconds(args.server_pid)
+        busy1 = machine_busy_seconds()
     finally:
         watcher.cancel()
         # Stop: no new requests; connections close once their reply is in.
@@ -205,7 +230,12 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
 
     window = t1 - t0
     latencies = sorted(run.latencies_ns)
-    server_cpu = server_cpu1 - server_cpu0
+    server_user = server_user1 - server_user0
+    server_cpu = server_user + server_sys1 - server_sys0
+    own_cpu = own_cpu1 - own_cpu0
+    # Whatever else ran meanwhile (other processes, interrupts, steal): when this is
+    # large, the server and the load generator had to share their CPUs.
+    other_cpu = max(0.0, busy1 - busy0 - server_cpu - own_cpu)
     return {
         "ok": not run.errors,
         "errors": run.errors[:5],
@@ -223,8 +253,10 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
         "max_us": (latencies[-1] / 1000) if latencies else 0.0,
         "server_cpu_seconds": server_cpu,
         "server_cpu_us_per_req": server_cpu * 1e6 / run.measured if run.measured else 0.0,
+        "server_sys_fraction": (1 - server_user / server_cpu) if server_cpu else 0.0,
         "server_cpu_util": server_cpu / window if window > 0 else 0.0,
-        "loadgen_cpu_util": (own_cpu1 - own_cpu0) / window if window > 0 else 0.0,
+        "loadgen_cpu_util": own_cpu / window if window > 0 else 0.0,
+        "other_cpu_util": other_cpu / window if window > 0 else 0.0,
     }
 
 
@@ -235,7 +267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--size", type=int, default=1024, help="message bytes (>= 8)")
-    parser.add_argument("--server-pid", type=int, default=0, help="process to charge CPU to")
+    parser.add_argument("--server-pid", type=int, required=True, help="process to charge CPU to")
     parser.add_argument("--max-requests", type=int, default=5_000_000)
     parser.add_argument("--connect-timeout", type=float, default=10.0)
     parser.add_argument("--drain-timeout", type=float, default=5.0)
@@ -262,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             result = runner.run(asyncio.wait_for(generate(args), hard_limit - 1))
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, LoadError) as exc:
         result = {"ok": False, "errors": [f"{type(exc).__name__}: {exc}"]}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

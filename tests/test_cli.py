@@ -203,17 +203,40 @@ def test_restart_on_the_same_port_right_after_stop(serve_process: ServeProcess) 
     assert run_cli("send", str(endpoint), "again").stdout.endswith(b"hello, again!\n")
 
 
-def test_workers_share_the_port(serve_process: ServeProcess) -> None:
-    server = serve_process("serve", "greet", "127.0.0.1:0", "--workers", "2")
-    (endpoint,) = server.endpoints
-    workers = server.proc.pid
-    for n in range(20):
-        with Connection.connect(endpoint, timeout=WAIT) as conn:
-            assert conn.recvline() == b"welcome!"
-            conn.sendline(f"w{n}")
-            assert conn.recvline() == f"hello, w{n}!".encode()
-    assert workers
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_workers_share_the_port(serve_process: ServeProcess, tmp_path: Path) -> None:
+    path = tmp_path / "w.sock"
+    server = serve_process(
+        "serve", "greet", "127.0.0.1:0", f"unix://{path}", "--workers", "2", count=2
+    )
+    assert len(children_of(server.proc.pid)) == 2
+    for endpoint in server.endpoints:
+        for n in range(20):
+            with Connection.connect(endpoint, timeout=WAIT) as conn:
+                assert conn.recvline() == b"welcome!"
+                conn.sendline(f"w{n}")
+                assert conn.recvline() == f"hello, w{n}!".encode()
     assert server.stop() == 0
+    assert not path.exists()
+    assert children_of(server.proc.pid) == []
+
+
+def test_workers_report_a_bind_failure(serve_process: ServeProcess) -> None:
+    taken = serve_process("serve", "greet", "127.0.0.1:0")
+    result = run_cli("serve", "greet", str(taken.endpoints[0]), "--workers", "2")
+    assert_one_line_error(result, 1, "address already in use")
 
 
 def test_python_dash_m_and_version() -> None:

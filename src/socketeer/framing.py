@@ -207,6 +207,11 @@ class LengthPrefixCodec:
         self._have = 0
 
     def feed(self, data: bytes) -> list[bytes]:
+        # The common case first: nothing pending and exactly one whole frame.
+        if self._need < 0 and not self._header and len(data) >= _HEADER:
+            length = int.from_bytes(data[:_HEADER], "big")
+            if length + _HEADER == len(data) and length <= self.max_message_size:
+                return [data[_HEADER:]]
         messages: list[bytes] = []
         try:
             self._feed(data, messages)

@@ -102,9 +102,12 @@ class StreamSession(asyncio.Protocol):
 
     def _handle(self, messages: Sequence[bytes]) -> None:
         handler = self._handler
+        assert self.transport is not None
+        write, encode = self.transport.write, self._codec.encode  # the hot path
         try:
             for message in messages:
-                self._send(handler.received(message))
+                for reply in handler.received(message):
+                    write(encode(reply))
                 if handler.finished:
                     self.close()
                     return
