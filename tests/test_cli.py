@@ -239,6 +239,16 @@ def test_workers_report_a_bind_failure(serve_process: ServeProcess) -> None:
     assert_one_line_error(result, 1, "address already in use")
 
 
+def test_no_arguments_shows_the_help() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "Commands:" in result.stderr.decode()
+    for command in ("serve", "connect", "listen", "send"):
+        helped = run_cli(command, "--help")
+        assert helped.returncode == 0
+        assert helped.stdout.decode().startswith(f"Usage: socketeer {command} ")
+
+
 def test_python_dash_m_and_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0

@@ -67,6 +67,9 @@ class SizeType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
 
 ENDPOINT = EndpointType()
 SECONDS = click.FloatRange(min=0)
+ENCODING = click.option(
+    "--encoding", default="utf-8", show_default=True, help="Text encoding, e.g. gbk."
+)
 
 
 def _encoding_problem(encoding: str, exc: LookupError) -> click.BadParameter:
@@ -113,7 +116,7 @@ def cli() -> None:
 @click.option(
     "--framing", type=click.Choice(FRAMINGS), help="Message framing (default: the service's)."
 )
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding, e.g. gbk.")
+@ENCODING
 @click.option(
     "--max-conns",
     type=click.IntRange(min=1),
@@ -274,7 +277,7 @@ def listen_command(endpoint: Endpoint, keep_open: bool, verbose: bool) -> None:
 @click.option(
     "--framing", type=click.Choice(["line", "raw", "length"]), default="line", show_default=True
 )
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding, e.g. gbk.")
+@ENCODING
 @click.option(
     "--timeout",
     type=SECONDS,
@@ -326,11 +329,15 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             prog_name="socketeer",
             standalone_mode=False,
         )
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # ``socketeer`` or ``socketeer serve`` alone: show the help, not an error line.
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+        raise SystemExit(EXIT_USAGE) from None
     except click.UsageError as exc:
         hint = (
             f" (see 'socketeer {exc.ctx.info_name if exc.ctx and exc.ctx.parent else ''} --help')"
         )
-        _fail(exc.format_message().replace("\n", " ") + hint.replace("  ", " "), EXIT_USAGE)
+        _fail(" ".join(exc.format_message().split()) + hint.replace("  ", " "), EXIT_USAGE)
     except click.ClickException as exc:
         _fail(exc.format_message(), EXIT_FAILURE)
     except (click.Abort, KeyboardInterrupt):
