@@ -151,6 +151,8 @@ def test_endpoint_in_use_is_exit_1(serve_process: ServeProcess) -> None:
     assert_one_line_error(
         result, 1, f"cannot listen on {server.endpoints[0]}: address already in use"
     )
+    still = run_cli("send", str(server.endpoints[0]), "still")
+    assert still.stdout.endswith(b"hello, still!\n")
 
 
 @pytest.mark.parametrize(

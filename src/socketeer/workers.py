@@ -106,6 +106,10 @@ def _worker_main(
     except SocketeerError as exc:
         ready.put(("error", str(exc)))
         os._exit(1)
+    except Exception as exc:  # reported by the parent in one line, like any failure
+        log.debug("worker failed", exc_info=True)
+        ready.put(("error", f"worker failed: {type(exc).__name__}: {exc}"))
+        os._exit(1)
 
 
 def _await_workers(ready: multiprocessing.queues.Queue[tuple[str, str]], count: int) -> None:
