@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import socket
@@ -391,3 +392,33 @@ def test_send_against_the_seed_tcp_server() -> None:
     result = run_cli("send", "--framing", "raw", "--greeting-wait", "0", endpoint, "hello!")
     assert result.stdout == b"hi\n"
     assert seed.finish() == "b'hello!'\n"
+
+
+def test_listen_udp_answers_the_seed_udp_client() -> None:
+    listener = ListenProcess("udp://127.0.0.1:0")
+    client = subprocess.Popen(
+        [sys.executable, str(SEEDS / "udp_client.py"), str(listener.endpoint.port)],
+        stdout=subprocess.PIPE,
+    )
+    assert listener.proc.stdout is not None
+    assert listener.proc.stdin is not None
+    ready, _, _ = select.select([listener.proc.stdout], [], [], WAIT)
+    assert ready, "the datagram never reached listen's stdout"
+    assert os.read(listener.proc.stdout.fileno(), 100) == b"hello"
+    listener.proc.stdin.write(b"hi")
+    listener.proc.stdin.flush()
+    out, _ = client.communicate(timeout=WAIT)
+    assert out.decode().startswith("hi ('127.0.0.1', ")
+    listener.proc.send_signal(signal.SIGTERM)
+    assert listener.finish()[1] == 0
+
+
+def test_listen_unix(tmp_path: Path) -> None:
+    path = tmp_path / "l.sock"
+    listener = ListenProcess(f"unix://{path}")
+    with Connection.connect(listener.endpoint, timeout=WAIT) as conn:
+        conn.send(b"over unix")
+        conn.shutdown_write()
+    out, code = listener.finish()
+    assert (out, code) == (b"over unix", 0)
+    assert not path.exists()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from socketeer import Connection, Endpoint, LengthPrefixCodec
+from socketeer import Connection, Endpoint, Handler, LengthPrefixCodec, Service
 from support import WAIT, ServeInThread
 
 
@@ -316,3 +317,50 @@ def test_50_seed_style_clients_get_their_own_replies(serve_in_thread: ServeInThr
         results = list(pool.map(lambda c: seed_style_client(endpoint, c), range(50)))
     for client, replies in enumerate(results):
         assert replies == ["welcome!\n"] + [f"hello, c{client}-name{n}!" for n in range(20)]
+
+
+class Fragile(Handler):
+    """Fails on the message ``boom``, like a handler with a bug."""
+
+    def received(self, message: bytes) -> Sequence[bytes]:
+        if message == b"boom":
+            raise RuntimeError("bug in a handler")
+        return (message,)
+
+
+class FragileService(Service):
+    name = "fragile"
+    default_framing = "line"
+
+    def new_handler(self) -> Handler:
+        return Fragile()
+
+
+def test_a_failing_handler_closes_only_its_session(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(FragileService())
+    with Connection.connect(endpoint, timeout=WAIT) as other, tcp(endpoint) as victim:
+        victim.sendall(b"fine\nboom\nnever\n")
+        assert recv_all(victim) == b"fine\nerror: internal server error\n"
+        other.sendline("ok")
+        assert other.recvline() == b"ok"
+
+
+def test_wildcard_port_is_dual_stack(serve_in_thread: ServeInThread) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    _, (endpoint,) = serve_in_thread("greet", [":0"])
+    assert str(endpoint) == f":{endpoint.port}"
+    for host in ("127.0.0.1", "[::1]"):
+        with Connection.connect(f"{host}:{endpoint.port}", timeout=WAIT) as conn:
+            assert conn.recvline() == b"welcome!"
+
+
+def test_a_name_with_several_addresses_gets_one_port(serve_in_thread: ServeInThread) -> None:
+    _, endpoints = serve_in_thread("echo", ["localhost:0"])
+    hosts = {e.host for e in endpoints}
+    assert len({e.port for e in endpoints}) == 1
+    assert "127.0.0.1" in hosts
+    for endpoint in endpoints:
+        with Connection.connect(endpoint, timeout=WAIT) as conn:
+            conn.send(b"x")
+            assert conn.recv() == b"x"
