@@ -422,3 +422,28 @@ def test_listen_unix(tmp_path: Path) -> None:
     out, code = listener.finish()
     assert (out, code) == (b"over unix", 0)
     assert not path.exists()
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
+def test_socat_talks_to_greet_over_unix_and_echo_over_udp(
+    serve_process: ServeProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "greet.sock"
+    serve_process("serve", "greet", f"unix://{path}")
+    result = subprocess.run(
+        ["socat", "-t", "5", "-", f"UNIX-CONNECT:{path}"],
+        input=b"socat\nexit\n",
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.stdout == b"welcome!\nhello, socat!\n"
+    udp = serve_process("serve", "echo", "udp://127.0.0.1:0")
+    result = subprocess.run(
+        ["socat", "-t", "1", "-", f"UDP:127.0.0.1:{udp.endpoints[0].port}"],
+        input=b"a datagram",
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.stdout == b"a datagram"
