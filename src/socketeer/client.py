@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -209,8 +210,7 @@ class Connection(_Reading):
             self._eof = True
         return data
 
-    def _io(self, action: str, call: object, *args: object) -> None:
-        assert callable(call)
+    def _io(self, action: str, call: Callable[..., object], *args: object) -> None:
         try:
             call(*args)
         except TimeoutError:
