@@ -175,6 +175,8 @@ def test_usage_errors_are_one_line_exit_2() -> None:
     assert_one_line_error(run_cli("serve", "nosuch"), 2, "nosuch")
     assert_one_line_error(run_cli("serve", "greet", "--workers", "0"), 2, "--workers")
     assert_one_line_error(run_cli("serve", "greet", "--encoding", "nope"), 2, "unknown encoding")
+    utf16 = run_cli("send", "--encoding", "utf-16", "127.0.0.1:1", "x")
+    assert_one_line_error(utf16, 2, "does not write ASCII as ASCII")
     assert_one_line_error(run_cli("frobnicate"), 2, "frobnicate")
 
 

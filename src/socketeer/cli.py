@@ -72,9 +72,8 @@ ENCODING = click.option(
 )
 
 
-def _encoding_problem(encoding: str, exc: LookupError) -> click.BadParameter:
-    text = str(exc) if "ASCII" in str(exc) else f"unknown encoding {encoding!r}"
-    return click.BadParameter(text, param_hint="--encoding")
+def _encoding_problem(exc: LookupError) -> click.BadParameter:
+    return click.BadParameter(str(exc), param_hint="--encoding")
 
 
 def _setup_logging(quiet: bool, level: str) -> None:
@@ -184,7 +183,7 @@ def serve_command(
     try:
         chosen = make_service(service, encoding)
     except LookupError as exc:
-        raise _encoding_problem(encoding, exc) from None
+        raise _encoding_problem(exc) from None
     config = ServerConfig(
         framing=framing,
         max_message_size=max_message,
@@ -304,7 +303,7 @@ def send_command(
     try:
         TextCodec(encoding)
     except LookupError as exc:
-        raise _encoding_problem(encoding, exc) from None
+        raise _encoding_problem(exc) from None
     netcat.send_messages(
         endpoint,
         messages,

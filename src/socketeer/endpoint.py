@@ -148,10 +148,11 @@ def _parse_port(text: str, port_text: str) -> int:
         raise EndpointError(f"invalid endpoint {text!r}: missing port")
     if not port_text.isascii() or not port_text.isdigit():
         raise EndpointError(f"invalid endpoint {text!r}: port {port_text!r} is not a number")
-    port = int(port_text) if len(port_text) <= 5 else 65536
-    if port > 65535:
-        raise EndpointError(f"invalid endpoint {text!r}: port {port} is out of range 0-65535")
-    return port
+    # Checked by length first: int() refuses numbers of thousands of digits.
+    if len(port_text) > 5 or int(port_text) > 65535:
+        shown = port_text if len(port_text) <= 12 else port_text[:12] + "..."
+        raise EndpointError(f"invalid endpoint {text!r}: port {shown} is out of range 0-65535")
+    return int(port_text)
 
 
 def describe_peer(address: object) -> str:

@@ -28,7 +28,11 @@ class TextCodec:
 
     def __init__(self, encoding: str = "utf-8") -> None:
         probe = "welcome! exit\r\n"
-        if probe.encode(encoding) != probe.encode("ascii"):  # LookupError if unknown
+        try:
+            encoded = probe.encode(encoding)
+        except LookupError:
+            raise LookupError(f"unknown encoding {encoding!r}") from None
+        if encoded != probe.encode("ascii"):
             raise LookupError(f"encoding {encoding!r} does not write ASCII as ASCII")
         self.encoding = encoding
 
