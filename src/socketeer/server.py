@@ -21,7 +21,7 @@ from .binding import BoundSocket, bind_endpoint, remove_unix_socket
 from .endpoint import Endpoint
 from .framing import Framing
 from .service import Service
-from .session import DatagramSession, StreamSession
+from .session import DatagramSession, Session, SessionService, StreamSession
 
 __all__ = ["Server", "ServerConfig", "serve"]
 
@@ -66,7 +66,7 @@ class Server:
         self._bound: list[BoundSocket] = []
         self._listeners: list[asyncio.Server] = []
         self._datagram_transports: list[asyncio.BaseTransport] = []
-        self._sessions: set[StreamSession] = set()
+        self._sessions: set[Session] = set()
         self._all_gone = asyncio.Event()
         self._cut_short = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
@@ -84,15 +84,19 @@ class Server:
     async def start(self) -> list[Endpoint]:
         """Bind every endpoint and start accepting; return the bound endpoints."""
         loop = asyncio.get_running_loop()
+        service = self.service
+        new_session: Callable[[], Session] = (
+            (lambda: service.new_session(self))
+            if isinstance(service, SessionService)
+            else (lambda: StreamSession(self))
+        )
         self._bound = list(self._inherited)
         try:
             for endpoint in self._endpoints:
                 self._bound += bind_endpoint(endpoint, reuse_port=self.config.reuse_port)
             for bound in self._bound:
                 if bound.requested.is_stream:
-                    listener = await loop.create_server(
-                        lambda: StreamSession(self), sock=bound.sock
-                    )
+                    listener = await loop.create_server(new_session, sock=bound.sock)
                     self._listeners.append(listener)
                 else:
                     transport, _ = await loop.create_datagram_endpoint(
@@ -106,7 +110,7 @@ class Server:
             self._sweeper = asyncio.create_task(self._sweep_idle(self.config.idle_timeout))
         return self.endpoints
 
-    def admit(self, session: StreamSession) -> str | None:
+    def admit(self, session: Session) -> str | None:
         """Take ``session`` in, or return why not (the client is told, then closed)."""
         if self._cut_short.is_set() or not self._listeners:
             return "server is shutting down"
@@ -116,7 +120,7 @@ class Server:
         self._all_gone.clear()
         return None
 
-    def release(self, session: StreamSession) -> None:
+    def release(self, session: Session) -> None:
         """Forget a session whose connection is gone."""
         self._sessions.discard(session)
         if not self._sessions:
@@ -139,8 +143,7 @@ class Server:
             session.abort("server is shutting down")
         await self._wait_for_sessions(1.0)
         for session in list(self._sessions):
-            if session.transport is not None:
-                session.transport.abort()
+            session.kill()
         await self._wait_for_sessions(1.0)
 
     def cut_short(self) -> None:

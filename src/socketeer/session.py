@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from .endpoint import describe_peer
 from .errors import FrameTooLarge, ProtocolError
 from .framing import make_codec
+from .service import Handler, Service
 
 if TYPE_CHECKING:
     from .server import Server
 
-__all__ = ["MAX_DATAGRAM", "DatagramSession", "StreamSession"]
+__all__ = ["MAX_DATAGRAM", "DatagramSession", "Session", "SessionService", "StreamSession"]
 
 log = logging.getLogger("socketeer.server")
 
@@ -30,16 +32,20 @@ log = logging.getLogger("socketeer.server")
 MAX_DATAGRAM = 65_507
 
 
-class StreamSession(asyncio.Protocol):
-    """One TCP or Unix stream connection running one handler."""
+class Session(asyncio.Protocol):
+    """One stream connection as the server sees it: admitted, tracked, closed.
+
+    Subclasses say what the connection does in :meth:`started`,
+    :meth:`data_received`, :meth:`eof_received` and :meth:`ended`; this base
+    asks the server to admit the connection (a refused client gets
+    :meth:`refuse`'s notice), logs it, and keeps the ``active`` mark the
+    server's idle sweep reads.  :meth:`abort` is how the server ends a
+    session it no longer wants (idle, shutting down); :meth:`kill` is the last
+    resort, dropping the connection without a goodbye.
+    """
 
     def __init__(self, server: Server) -> None:
         self._server = server
-        self._handler = server.service.new_handler()
-        config = server.config
-        self._codec = make_codec(
-            config.framing or server.service.default_framing, config.max_message_size
-        )
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         #: Set on every read; the server's idle sweep clears it (see Server).
@@ -47,19 +53,92 @@ class StreamSession(asyncio.Protocol):
         self.idle_since = 0.0
         self._admitted = False
 
-    # asyncio callbacks -------------------------------------------------------------
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
         self.peer = describe_peer(transport.get_extra_info("peername"))
         refusal = self._server.admit(self)
         if refusal is not None:
             log.warning("refused %s: %s", self.peer, refusal)
-            transport.write(f"error: {refusal}\n".encode())
+            self.refuse(refusal)
             transport.close()
             return
         self._admitted = True
         log.info("connection from %s", self.peer)
+        self.started()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._admitted:
+            self._server.release(self)
+            reason = f" ({exc})" if exc else ""
+            log.info("closed %s%s", self.peer, reason)
+            self.ended(exc)
+
+    def started(self) -> None:
+        """The connection was admitted; send a greeting or start a task here."""
+
+    def ended(self, exc: Exception | None) -> None:
+        """The connection is gone (after :meth:`started`); release what the session holds."""
+
+    def refuse(self, reason: str) -> None:
+        """Tell a client the server would not take why, in one line."""
+        assert self.transport is not None
+        self.transport.write(f"error: {reason}\n".encode())
+
+    def notify_failure(self, reason: str) -> None:
+        """Tell the client why the session is being closed (see :meth:`abort`)."""
+
+    def close(self) -> None:
+        """End the session once what was already written has been sent."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self, reason: str) -> None:
+        """Tell the client why (in its own protocol), then close."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        log.info("closing %s: %s", self.peer, reason)
+        with contextlib.suppress(ProtocolError):
+            self.notify_failure(reason)
+        transport.close()
+
+    def kill(self) -> None:
+        """Drop the connection now, discarding anything not yet sent."""
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class SessionService(Service):
+    """A service that runs its own :class:`Session` per connection instead of a Handler.
+
+    For services whose sessions talk to each other (chat) or stream files
+    with their own I/O; stream transports only.
+    """
+
+    datagrams = False
+
+    @abstractmethod
+    def new_session(self, server: Server) -> Session:
+        """Return the protocol object for one new connection."""
+
+    def new_handler(self) -> Handler:
+        raise TypeError(f"the {self.name} service runs its own sessions, not handlers")
+
+
+class StreamSession(Session):
+    """One TCP or Unix stream connection running one handler."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        self._handler = server.service.new_handler()
+        config = server.config
+        self._codec = make_codec(
+            config.framing or server.service.default_framing, config.max_message_size
+        )
+
+    # asyncio callbacks -------------------------------------------------------------
+
+    def started(self) -> None:
         self._send(self._handler.opened())
 
     def data_received(self, data: bytes) -> None:
@@ -83,12 +162,6 @@ class StreamSession(asyncio.Protocol):
             return False
         self._handle(messages)
         return False  # asyncio closes the transport once the replies are flushed
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._admitted:
-            self._server.release(self)
-            reason = f" ({exc})" if exc else ""
-            log.info("closed %s%s", self.peer, reason)
 
     def pause_writing(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -124,20 +197,8 @@ class StreamSession(asyncio.Protocol):
         for reply in replies:
             transport.write(encode(reply))
 
-    def close(self) -> None:
-        """End the session once what was already written has been sent."""
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self, reason: str) -> None:
-        """Tell the client why (in its framing), then close."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        log.info("closing %s: %s", self.peer, reason)
-        with contextlib.suppress(ProtocolError):
-            self._send(self._handler.failed(reason))
-        transport.close()
+    def notify_failure(self, reason: str) -> None:
+        self._send(self._handler.failed(reason))
 
 
 class DatagramSession(asyncio.DatagramProtocol):

@@ -1,0 +1,83 @@
+"""The ``socketeer`` command line.  Nothing imports this package.
+
+Exit codes: 0 success (and a server stopped by SIGINT/SIGTERM), 1 a runtime
+failure (cannot bind, connection refused, timeout, the peer broke off),
+2 a usage error (bad option, malformed endpoint), 130 interrupted client.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from .. import __version__
+from ..errors import SocketeerError
+from .netcat import connect_command, listen_command, send_command
+from .serve import serve_group
+
+__all__ = ["cli", "main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="socketeer")
+def cli() -> None:
+    """Socket servers and clients: greet, echo, and netcat modes.
+
+    \b
+    Endpoints: HOST:PORT, :PORT, [::1]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
+    unix:///path/to.sock.  Port 0 picks a free port.
+    """
+
+
+for _command in (serve_group, connect_command, listen_command, send_command):
+    cli.add_command(_command)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"socketeer: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the command line; every failure ends in one line on stderr and an exit code."""
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="socketeer",
+            standalone_mode=False,
+        )
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # ``socketeer`` or ``socketeer serve`` alone: show the help, not an error line.
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    except click.UsageError as exc:
+        hint = (
+            f" (see 'socketeer {exc.ctx.info_name if exc.ctx and exc.ctx.parent else ''} --help')"
+        )
+        _fail(" ".join(exc.format_message().split()) + hint.replace("  ", " "), EXIT_USAGE)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), EXIT_FAILURE)
+    except (click.Abort, KeyboardInterrupt):
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except SocketeerError as exc:
+        _fail(str(exc), EXIT_FAILURE)
+    except BrokenPipeError:
+        # stdout went away (``| head``): stop quietly, like other filters.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(EXIT_FAILURE) from None
+    except OSError as exc:
+        _fail(str(exc), EXIT_FAILURE)
+    except Exception as exc:
+        if os.environ.get("SOCKETEER_DEBUG"):
+            raise
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set SOCKETEER_DEBUG=1 for details)",
+            EXIT_FAILURE,
+        )
+    raise SystemExit(EXIT_OK)

@@ -1,0 +1,89 @@
+"""What every command shares: parameter types, common options, logging setup."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import click
+
+from ..endpoint import Endpoint, Transport, parse_endpoint
+from ..errors import EndpointError
+
+__all__ = [
+    "ENCODING",
+    "ENDPOINT",
+    "SECONDS",
+    "EndpointType",
+    "SizeType",
+    "announce",
+    "encoding_problem",
+    "setup_logging",
+]
+
+
+class EndpointType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """An endpoint as users type it (see :mod:`socketeer.endpoint`)."""
+
+    name = "endpoint"
+
+    def __init__(self, default_transport: Transport = "tcp") -> None:
+        self.default_transport: Transport = default_transport
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Endpoint:
+        if isinstance(value, Endpoint):
+            return value
+        try:
+            return parse_endpoint(str(value), self.default_transport)
+        except EndpointError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class SizeType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """A byte count: ``65536``, ``64K``, ``16M``, ``1G``."""
+
+    name = "size"
+    _UNITS: ClassVar[dict[str, int]] = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        unit = text[-1:] if text[-1:] in self._UNITS else ""
+        number = text[: len(text) - len(unit)]
+        if not number.isdigit() or int(number) == 0:
+            self.fail(f"{value!r} is not a size (examples: 65536, 64K, 16M)", param, ctx)
+        return int(number) * self._UNITS[unit]
+
+
+ENDPOINT = EndpointType()
+SECONDS = click.FloatRange(min=0)
+ENCODING = click.option(
+    "--encoding", default="utf-8", show_default=True, help="Text encoding, e.g. gbk."
+)
+
+
+def encoding_problem(exc: LookupError) -> click.BadParameter:
+    """The usage error for an ``--encoding`` that cannot be used."""
+    return click.BadParameter(str(exc), param_hint="--encoding")
+
+
+def setup_logging(quiet: bool, level: str) -> None:
+    """Log to stderr with timestamps; ``quiet`` keeps warnings and errors only."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def announce(endpoints: Sequence[Endpoint], stream: Any = None) -> None:
+    """Print ``listening on ENDPOINT`` for each endpoint, and flush."""
+    for endpoint in endpoints:
+        click.echo(f"listening on {endpoint}", file=stream)
+    (stream or sys.stdout).flush()
