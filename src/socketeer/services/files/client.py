@@ -1,0 +1,588 @@
+"""The files client library: blocking, one connection, one request at a time.
+
+>>> with FilesClient.connect("127.0.0.1:9000") as files:    # doctest: +SKIP
+...     files.list("")
+...     files.download("notes.txt", Path("notes.txt"))
+
+Downloads and uploads resume by default: a download continues from the
+partial file (``.NAME.socketeer-part``) beside its target, an upload from
+the server's partial.  Every transfer is verified with SHA-256 unless
+``verify=False``; a resumed transfer whose result does not verify is done
+once more from the start.  A file is only ever renamed into place complete
+and verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import BinaryIO, Self
+
+from ... import __version__
+from ...client import Connection
+from ...endpoint import Endpoint
+from ...errors import ConnectionClosed, ProtocolError, SocketeerError, Timeout
+from .connection import CLIENT, CLOSED, NEED_DATA, Data, FilesConnection
+from .messages import (
+    Delete,
+    Done,
+    Entry,
+    Error,
+    FileHeader,
+    Get,
+    Hello,
+    List,
+    Listing,
+    Message,
+    Mkdir,
+    Ok,
+    Put,
+    Ready,
+    Stat,
+    StatReply,
+    Welcome,
+    decode,
+)
+from .paths import partial_name
+from .store import fsync_directory, hash_file
+
+__all__ = ["FilesClient", "FilesError", "TransferProgress", "TransferResult"]
+
+SLOT = 4 * 1024 * 1024
+SLOTS = 4
+SEND_SLICE = 8 * 1024 * 1024
+DEFAULT_TIMEOUT = 30.0
+
+
+class FilesError(SocketeerError):
+    """A files request failed; ``code`` is the protocol's error code (see the protocol doc)."""
+
+    def __init__(self, message: str, code: str = "io") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransferProgress:
+    """Told how a transfer goes; the default tells nobody."""
+
+    def begin(self, name: str, total: int, done: int) -> None:
+        """A transfer of ``total`` bytes starts, ``done`` of them already in place."""
+
+    def advance(self, count: int) -> None:
+        """``count`` more bytes moved."""
+
+    def end(self) -> None:
+        """The transfer is over, one way or another."""
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What a download or upload did."""
+
+    remote: str
+    local: Path
+    size: int
+    sent: int  # bytes moved by this call
+    resumed_from: int
+    skipped: bool = False
+    sha256: str | None = None
+
+
+def _join(*parts: str) -> str:
+    return str(PurePosixPath(*[p for p in parts if p])) if any(parts) else ""
+
+
+class FilesClient:
+    """A connection to a files server.  Create it with :meth:`connect`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._sock = connection.sock
+        self._conn = FilesConnection(CLIENT)
+        self.endpoint: Endpoint = connection.endpoint
+        #: Whether this connection may write (the server allows it and the token matched).
+        self.writable = False
+        #: The server's name and version, from its welcome.
+        self.server = ""
+
+    @classmethod
+    def connect(
+        cls, target: str | Endpoint, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> Self:
+        """Connect and say hello; ``token`` is needed for writes."""
+        client = cls(Connection.connect(target, timeout))
+        try:
+            client._hello(token)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _hello(self, token: str | None) -> None:
+        self._send(Hello(token=token, client=f"socketeer {__version__}"))
+        reply = self._next()
+        if isinstance(reply, Error):
+            raise FilesError(f"{self.endpoint} refused: {reply.message}", reply.code)
+        if not isinstance(reply, Welcome):
+            raise FilesError(f"{self.endpoint} did not answer as a files server", "bad-request")
+        self.writable, self.server = reply.writable, reply.server
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # talking ------------------------------------------------------------------------
+
+    def _send(self, message: Message) -> None:
+        self._sendall(self._conn.send(message))
+
+    def _sendall(self, data: bytes | memoryview) -> None:
+        try:
+            self._sock.sendall(data)
+        except TimeoutError:
+            raise Timeout(f"timed out sending to {self.endpoint}") from None
+        except OSError as exc:
+            raise self._lost(exc) from None
+
+    def _recv(self) -> bytes:
+        try:
+            return self._sock.recv(256 * 1024)
+        except TimeoutError:
+            raise Timeout(f"timed out waiting for {self.endpoint}") from None
+        except OSError as exc:
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: OSError | None = None) -> SocketeerError:
+        reason = f": {exc.strerror or exc}" if exc is not None else ""
+        return ConnectionClosed(f"connection to {self.endpoint} lost{reason}")
+
+    def _next(self) -> Message | Data:
+        """The server's next message (or raw bytes, during a download)."""
+        conn = self._conn
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as exc:
+                raise self._explain(exc) from None
+            if event is NEED_DATA:
+                conn.receive_data(self._recv())
+            elif event is CLOSED:
+                raise self._lost()
+            elif isinstance(event, Message | Data):
+                return event
+
+    def _explain(self, exc: ProtocolError) -> SocketeerError:
+        """A protocol error, or the one-line refusal a busy server sends before any frame."""
+        if "closed in the middle" in str(exc):
+            return self._lost()
+        return FilesError(f"{self.endpoint}: {exc}", "bad-request")
+
+    def _request(self, message: Message) -> Message:
+        self._send(message)
+        reply = self._next()
+        if isinstance(reply, Error):
+            raise FilesError(reply.message, reply.code)
+        if isinstance(reply, Data):
+            raise FilesError("server sent file bytes out of turn", "bad-request")
+        return reply
+
+    # simple requests ----------------------------------------------------------------
+
+    def list(self, path: str = "") -> list[Entry]:
+        """The entries of the remote directory ``path``."""
+        reply = self._request(List(path))
+        if not isinstance(reply, Listing):
+            raise FilesError(f"unexpected reply {reply.op!r} to list", "bad-request")
+        return list(reply.entries)
+
+    def stat(self, path: str) -> Entry:
+        """Name, type, size and mtime of the remote ``path``."""
+        reply = self._request(Stat(path))
+        if not isinstance(reply, StatReply):
+            raise FilesError(f"unexpected reply {reply.op!r} to stat", "bad-request")
+        return reply.entry
+
+    def mkdir(self, path: str, parents: bool = False) -> None:
+        """Make the remote directory ``path`` (needs the token)."""
+        self._request(Mkdir(path, parents))
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        """Delete the remote file or directory ``path`` (needs the token)."""
+        self._request(Delete(path, recursive))
+
+    def walk(self, path: str = "") -> Iterator[tuple[str, Entry]]:
+        """Every file and directory under ``path``: (remote path, entry), parents first."""
+        for entry in self.list(path):
+            child = _join(path, entry.name)
+            yield child, entry
+            if entry.type == "dir":
+                yield from self.walk(child)
+
+    # downloads ----------------------------------------------------------------------
+
+    def download(
+        self,
+        remote: str,
+        local: Path,
+        *,
+        verify: bool = True,
+        resume: bool = True,
+        force: bool = False,
+        progress: TransferProgress | None = None,
+    ) -> TransferResult:
+        """Fetch ``remote`` into ``local`` (a file path), resuming and verifying.
+
+        Skipped when ``local`` already has the remote size and modification
+        time (unless ``force``).
+        """
+        progress = progress or TransferProgress()
+        entry = self.stat(remote)
+        if entry.type != "file":
+            raise FilesError(f"{remote}: not a regular file", "not-a-file")
+        if not force and _same(local, entry):
+            return TransferResult(remote, local, entry.size, 0, entry.size, skipped=True)
+        partial = local.with_name(partial_name(local.name))
+        result = self._download(remote, local, partial, verify, resume, progress)
+        if result is None:  # a resumed download did not verify: once more from scratch
+            result = self._download(remote, local, partial, verify, False, progress)
+            if result is None:
+                raise FilesError(f"{remote}: SHA-256 mismatch after download", "mismatch")
+        return result
+
+    def _download(
+        self,
+        remote: str,
+        local: Path,
+        partial: Path,
+        verify: bool,
+        resume: bool,
+        progress: TransferProgress,
+    ) -> TransferResult | None:
+        try:
+            file = open(partial, "r+b" if resume and partial.exists() else "w+b")  # noqa: SIM115
+        except OSError as exc:
+            raise FilesError(f"{partial}: {exc.strerror or exc}", "io") from None
+        with file:
+            offset = os.fstat(file.fileno()).st_size
+            self._send(Get(remote, offset, verify))
+            header = self._next()
+            if isinstance(header, Error):
+                raise FilesError(header.message, header.code)
+            if not isinstance(header, FileHeader):
+                raise FilesError(f"unexpected reply to get: {header!r}", "bad-request")
+            offset = header.offset
+            file.truncate(offset)
+            file.seek(offset)
+            hasher = hashlib.sha256() if verify else None
+            if hasher is not None and offset:
+                hash_file(file, offset, hasher)
+            progress.begin(remote, header.size, offset)
+            try:
+                self._receive_into(file, header.length, hasher, progress)
+            finally:
+                progress.end()
+            trailer = self._next()
+            if isinstance(trailer, Error):
+                if trailer.code == "changed":
+                    partial.unlink(missing_ok=True)
+                raise FilesError(trailer.message, trailer.code)
+            if not isinstance(trailer, Done):
+                raise FilesError(f"unexpected end of download: {trailer!r}", "bad-request")
+            digest = hasher.hexdigest() if hasher is not None else None
+            if digest is not None and trailer.sha256 is not None and digest != trailer.sha256:
+                partial.unlink(missing_ok=True)
+                if offset:
+                    return None
+                raise FilesError(
+                    f"{remote}: SHA-256 mismatch (server {trailer.sha256[:16]}..., "
+                    f"received {digest[:16]}...); the partial file was removed",
+                    "mismatch",
+                )
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+            except OSError as exc:
+                raise FilesError(f"{partial}: {exc.strerror or exc}", "io") from None
+        try:
+            os.utime(partial, (header.mtime, header.mtime))
+            os.replace(partial, local)
+            fsync_directory(local.parent)
+        except OSError as exc:
+            raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+        return TransferResult(remote, local, header.size, header.length, offset, sha256=digest)
+
+    def _receive_into(
+        self,
+        file: BinaryIO,
+        length: int,
+        hasher: hashlib._Hash | None,
+        progress: TransferProgress,
+    ) -> None:
+        """Receive ``length`` raw bytes: this thread reads the socket, others hash and write."""
+        conn = self._conn
+        sink = _Sink(file, hasher)
+        try:
+            while conn.raw_remaining and conn.buffered():  # bytes that came with the header
+                event = conn.next_event()
+                assert isinstance(event, Data)
+                sink.put_bytes(event.data)
+                progress.advance(len(event.data))
+            while conn.raw_remaining:
+                view = sink.slot()
+                want = min(len(view), conn.raw_remaining)
+                filled = 0
+                while filled < want:
+                    try:
+                        got = self._sock.recv_into(view[filled:want])
+                    except TimeoutError:
+                        raise Timeout(f"timed out waiting for {self.endpoint}") from None
+                    except OSError as exc:
+                        raise self._lost(exc) from None
+                    if not got:
+                        raise ConnectionClosed(
+                            f"connection to {self.endpoint} lost after "
+                            f"{conn.raw_remaining - want + filled} bytes were still to come"
+                        )
+                    filled += got
+                    progress.advance(got)
+                conn.received_raw(filled)
+                sink.commit(filled)
+        finally:
+            sink.close()
+
+    # uploads ------------------------------------------------------------------------
+
+    def upload(
+        self,
+        local: Path,
+        remote: str,
+        *,
+        verify: bool = True,
+        force: bool = False,
+        progress: TransferProgress | None = None,
+    ) -> TransferResult:
+        """Send ``local`` to ``remote``, resuming the server's partial, verified by the server."""
+        progress = progress or TransferProgress()
+        result = self._upload(local, remote, verify, force, progress)
+        if result is None:
+            result = self._upload(local, remote, verify, True, progress)
+            if result is None:
+                raise FilesError(f"{remote}: SHA-256 mismatch after upload", "mismatch")
+        return result
+
+    def _upload(
+        self, local: Path, remote: str, verify: bool, force: bool, progress: TransferProgress
+    ) -> TransferResult | None:
+        try:
+            file = open(local, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+        with file:
+            before = os.fstat(file.fileno())
+            reply = self._request(Put(remote, before.st_size, before.st_mtime, verify, force))
+            if isinstance(reply, Ok):
+                return TransferResult(remote, local, before.st_size, 0, 0, skipped=True)
+            if not isinstance(reply, Ready):
+                raise FilesError(f"unexpected reply to put: {reply!r}", "bad-request")
+            offset = reply.offset
+            hashing = _Hashing(file, before.st_size) if verify else None
+            progress.begin(remote, before.st_size, offset)
+            try:
+                self._send_raw(file, offset, before.st_size - offset, progress)
+            finally:
+                progress.end()
+            digest = hashing.result() if hashing is not None else None
+            after = os.fstat(file.fileno())
+            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                self.close()
+                raise FilesError(f"{local}: changed while it was being sent; run again", "changed")
+            self._send(Done(digest))
+            result = self._next()
+            if isinstance(result, Error):
+                if result.code == "mismatch" and offset and not force:
+                    return None
+                raise FilesError(result.message, result.code)
+            if not isinstance(result, Ok):
+                raise FilesError(f"unexpected reply to an upload: {result!r}", "bad-request")
+        return TransferResult(
+            remote, local, before.st_size, before.st_size - offset, offset, sha256=digest
+        )
+
+    def _send_raw(
+        self, file: BinaryIO, offset: int, count: int, progress: TransferProgress
+    ) -> None:
+        sent = 0
+        while sent < count:
+            piece = min(SEND_SLICE, count - sent)
+            try:
+                done = self._sock.sendfile(file, offset + sent, piece)
+            except TimeoutError:
+                raise Timeout(f"timed out sending to {self.endpoint}") from None
+            except OSError as exc:
+                raise self._failure_during_upload(exc) from None
+            if done == 0:
+                self.close()
+                raise FilesError("local file shrank while it was being sent; run again", "changed")
+            sent += done
+            self._conn.sent_raw(done)
+            progress.advance(done)
+
+    def _failure_during_upload(self, exc: OSError) -> SocketeerError:
+        """The server stopped the upload: read its reason if it sent one."""
+        data = b""
+        try:
+            self._sock.settimeout(2.0)
+            while chunk := self._sock.recv(65536):
+                data += chunk
+        except OSError:
+            pass
+        reply = _last_error(data)
+        if isinstance(reply, Error):
+            return FilesError(reply.message, reply.code)
+        return self._lost(exc)
+
+
+def _same(local: Path, entry: Entry) -> bool:
+    try:
+        st = local.stat()
+    except OSError:
+        return False
+    return st.st_size == entry.size and abs(st.st_mtime - entry.mtime) < 1e-6
+
+
+def _last_error(data: bytes) -> Message | None:
+    """The error frame a server sends before closing on an upload it stopped."""
+    pos = 0
+    found: Message | None = None
+    while pos + 4 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        body = data[pos + 4 : pos + 4 + length]
+        if len(body) < length:
+            break
+        try:
+            found = decode(body)
+        except ProtocolError:
+            break
+        pos += 4 + length
+    return found
+
+
+class _Sink:
+    """Write (and hash) received slots in worker threads while the caller reads the next."""
+
+    def __init__(self, file: BinaryIO, hasher: hashlib._Hash | None) -> None:
+        self._file = file
+        self._slots = [memoryview(bytearray(SLOT)) for _ in range(SLOTS)]
+        self._next = 0
+        self._in_use = 0
+        self._workers: list[_Worker] = [_Worker(file.write)]
+        if hasher is not None:
+            self._workers.append(_Worker(hasher.update))
+
+    def slot(self) -> memoryview:
+        """A free buffer to receive into (waits for the workers if all are busy)."""
+        if self._in_use == SLOTS:
+            for worker in self._workers:
+                worker.wait_one()
+            self._in_use -= 1
+        return self._slots[self._next]
+
+    def commit(self, count: int) -> None:
+        """The slot from :meth:`slot` holds ``count`` bytes: hand them to the workers."""
+        view = self._slots[self._next][:count]
+        for worker in self._workers:
+            worker.submit(view)
+        self._in_use += 1
+        self._next = (self._next + 1) % SLOTS
+
+    def put_bytes(self, data: bytes) -> None:
+        """Bytes that arrived outside a slot."""
+        view = self.slot()
+        view[: len(data)] = data
+        self.commit(len(data))
+
+    def close(self) -> None:
+        """Wait for every submitted slot; re-raise a worker's failure."""
+        for worker in self._workers:
+            worker.stop()
+        for worker in self._workers:
+            worker.check()
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise FilesError(f"writing the download failed: {exc.strerror or exc}", "io") from None
+
+
+class _Worker:
+    """One thread applying ``function`` to each submitted buffer, in order."""
+
+    def __init__(self, function: Callable[[memoryview], object]) -> None:
+        self._function = function
+        self._todo: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (view := self._todo.get()) is not None:
+            if self._error is None:
+                try:
+                    self._function(view)
+                except BaseException as exc:  # reported by check()
+                    self._error = exc
+            self._done.put(1)
+
+    def submit(self, view: memoryview) -> None:
+        self._todo.put(view)
+
+    def wait_one(self) -> None:
+        self._done.get()
+        self.check()
+
+    def stop(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
+
+    def check(self) -> None:
+        if isinstance(self._error, OSError):
+            raise FilesError(f"writing the download failed: {self._error.strerror}", "io")
+        if self._error is not None:
+            raise self._error
+
+
+class _Hashing:
+    """The SHA-256 of a whole file, computed in a thread while it is being sent."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self._result: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(file, size), daemon=True)
+        self._thread.start()
+
+    def _run(self, file: BinaryIO, size: int) -> None:
+        try:
+            self._result = hash_file(file, size)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise FilesError(f"reading the file to hash it failed: {self._error}", "io")
+        assert self._result is not None
+        return self._result

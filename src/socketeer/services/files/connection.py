@@ -1,0 +1,301 @@
+"""The files protocol's state machine, for either side of a connection, without I/O.
+
+Like h11's ``Connection``: feed it what arrived with :meth:`receive_data`,
+take what it means with :meth:`next_event`, and turn messages to send into
+bytes with :meth:`send`.  It knows the order the protocol allows (hello
+first; one request at a time; raw file bytes only after ``file`` or
+``ready``, exactly as many as announced, then ``done``) and refuses anything
+else: the peer's mistakes raise :class:`RemoteProtocolError`, our own
+:class:`LocalProtocolError`.
+
+Raw bytes may bypass the machine for speed (``recv_into`` a file buffer,
+``sendfile``): report them with :meth:`received_raw` / :meth:`sent_raw`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from ...errors import LocalProtocolError, RemoteProtocolError
+from ...framing import ReceiveBuffer
+from .messages import (
+    MAX_CONTROL_SIZE,
+    PROTOCOL_NAME,
+    VERSION,
+    Delete,
+    Done,
+    Error,
+    FileHeader,
+    Get,
+    Hello,
+    List,
+    Message,
+    Mkdir,
+    Put,
+    Ready,
+    Stat,
+    Welcome,
+    decode,
+    encode,
+)
+
+__all__ = [
+    "CLIENT",
+    "CLOSED",
+    "NEED_DATA",
+    "SERVER",
+    "Closed",
+    "Data",
+    "FilesConnection",
+    "NeedData",
+    "Role",
+    "check_hello",
+    "frame",
+]
+
+_HEADER = 4
+REQUESTS = (List, Stat, Get, Put, Mkdir, Delete)
+
+
+class Role(enum.Enum):
+    """Which side of the connection a machine speaks for."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+CLIENT, SERVER = Role.CLIENT, Role.SERVER
+
+
+@dataclass(frozen=True)
+class Data:
+    """Raw file bytes."""
+
+    data: bytes
+
+
+class NeedData:
+    """Nothing more can be read until more bytes arrive."""
+
+
+class Closed:
+    """The peer closed the connection at a point where that is allowed."""
+
+
+NEED_DATA, CLOSED = NeedData(), Closed()
+Event = Message | Data | NeedData | Closed
+
+
+class _State(enum.Enum):
+    HELLO = "before hello"
+    WELCOME = "waiting for welcome"
+    IDLE = "idle"
+    REPLY = "waiting for a reply"
+    FILE_DATA = "file bytes"
+    FILE_END = "waiting for the end of the file"
+    PUT_DATA = "upload bytes"
+    PUT_RESULT = "waiting for the upload's result"
+    CLOSED = "closed"
+
+
+def frame(message: Message) -> bytes:
+    """``message`` as it goes on the wire: 4-byte big-endian length, then the body."""
+    body = encode(message)
+    return len(body).to_bytes(_HEADER, "big") + body
+
+
+class FilesConnection:
+    """One connection's protocol state, as seen by ``role``."""
+
+    def __init__(self, role: Role, max_control_size: int = MAX_CONTROL_SIZE) -> None:
+        self.role = role
+        self.max_control_size = max_control_size
+        self._state = _State.HELLO
+        self._request: Message | None = None
+        self._raw = 0  # raw bytes still to flow in the current transfer
+        self._buffer = ReceiveBuffer()
+        self._eof = False
+
+    # what the caller may ask --------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """Where the conversation stands, in words (for messages and tests)."""
+        return self._state.value
+
+    @property
+    def raw_remaining(self) -> int:
+        """Raw file bytes still to come in the current transfer (either direction)."""
+        return self._raw if self._state in (_State.FILE_DATA, _State.PUT_DATA) else 0
+
+    @property
+    def receiving_raw(self) -> bool:
+        """Whether the peer is now sending raw file bytes to us."""
+        sender = SERVER if self._state is _State.FILE_DATA else CLIENT
+        return self._state in (_State.FILE_DATA, _State.PUT_DATA) and sender is not self.role
+
+    @property
+    def request(self) -> Message | None:
+        """The request being answered, if one is."""
+        return self._request
+
+    @property
+    def idle(self) -> bool:
+        """Whether a new request may be sent (client) or received (server)."""
+        return self._state is _State.IDLE
+
+    # receiving ----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes that arrived; ``b""`` means the peer closed its side."""
+        if data:
+            self._buffer.feed(data)
+        else:
+            self._eof = True
+
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events."""
+        return len(self._buffer)
+
+    def next_event(self) -> Event:
+        """The next thing the peer said, :data:`NEED_DATA`, or :data:`CLOSED`."""
+        if self.receiving_raw:
+            if not len(self._buffer):
+                return self._need_more()
+            chunk = self._buffer.take(self._raw)
+            self._raw -= len(chunk)
+            self._after_raw()
+            return Data(chunk)
+        header = self._buffer.take_exactly(_HEADER) if len(self._buffer) >= _HEADER else None
+        if header is None:
+            return self._need_more()
+        length = int.from_bytes(header, "big")
+        if length > self.max_control_size:
+            raise RemoteProtocolError(
+                f"control message of {length} bytes is over the {self.max_control_size} limit"
+            )
+        body = self._buffer.take_exactly(length)
+        if body is None:
+            self._unread(header)
+            return self._need_more()
+        message = decode(body)
+        self._advance(self._peer, message, RemoteProtocolError)
+        return message
+
+    def received_raw(self, count: int) -> None:
+        """The caller read ``count`` raw file bytes straight from the socket."""
+        if not self.receiving_raw or count > self._raw or len(self._buffer):
+            raise LocalProtocolError("raw bytes read outside a transfer")
+        self._raw -= count
+        self._after_raw()
+
+    # sending ------------------------------------------------------------------------
+
+    def send(self, message: Message) -> bytes:
+        """Check that ``message`` may be sent now; return its bytes."""
+        self._advance(self.role, message, LocalProtocolError)
+        return frame(message)
+
+    def sent_raw(self, count: int) -> None:
+        """The caller sent ``count`` raw file bytes (the current transfer's)."""
+        if self.receiving_raw or count > self.raw_remaining:
+            raise LocalProtocolError(f"{count} raw bytes sent, {self.raw_remaining} were announced")
+        self._raw -= count
+        self._after_raw()
+
+    def refuse(self, error: Error) -> bytes:
+        """An error to send whatever the state (after a protocol error); the connection ends."""
+        self._state = _State.CLOSED
+        return frame(error)
+
+    # the rules ----------------------------------------------------------------------
+
+    @property
+    def _peer(self) -> Role:
+        return SERVER if self.role is CLIENT else CLIENT
+
+    def _need_more(self) -> Event:
+        if not self._eof:
+            return NEED_DATA
+        if len(self._buffer) or self._state not in (_State.IDLE, _State.HELLO, _State.CLOSED):
+            raise RemoteProtocolError(
+                f"connection closed in the middle of a message ({self.state})"
+            )
+        return CLOSED
+
+    def _unread(self, header: bytes) -> None:
+        rest = self._buffer.take()
+        self._buffer.feed(header + rest)
+
+    def _after_raw(self) -> None:
+        if self._raw == 0:
+            self._state = _State.FILE_END if self._state is _State.FILE_DATA else _State.PUT_RESULT
+
+    def _advance(
+        self, sender: Role, message: Message, error: type[LocalProtocolError | RemoteProtocolError]
+    ) -> None:
+        state = self._state
+
+        def refuse() -> NoReturn:
+            raise error(f"{sender.value} may not send {message.op!r} now ({state.value})")
+
+        if state is _State.CLOSED:
+            refuse()
+        if sender is CLIENT:
+            if state is _State.HELLO and isinstance(message, Hello):
+                self._state = _State.WELCOME
+            elif state is _State.IDLE and isinstance(message, REQUESTS):
+                self._state, self._request = _State.REPLY, message
+            elif state is _State.PUT_RESULT and isinstance(message, Done):
+                self._state = _State.REPLY
+            else:
+                refuse()
+            return
+        if state is _State.WELCOME:
+            if isinstance(message, Welcome):
+                self._state = _State.IDLE
+            elif isinstance(message, Error):
+                self._state = _State.CLOSED
+            else:
+                refuse()
+        elif state is _State.REPLY:
+            self._reply(message, refuse)
+        elif state is _State.FILE_END and isinstance(message, Done | Error):
+            self._state, self._request = _State.IDLE, None
+        else:
+            refuse()
+
+    def _reply(self, message: Message, refuse: Callable[[], NoReturn]) -> None:
+        request = self._request
+        if isinstance(message, FileHeader) and isinstance(request, Get):
+            self._state, self._raw = _State.FILE_DATA, message.length
+            self._after_raw_if_empty()
+        elif isinstance(message, Ready) and isinstance(request, Put):
+            if message.offset > request.size:
+                raise LocalProtocolError("upload offset beyond the file's size")
+            self._state, self._raw = _State.PUT_DATA, request.size - message.offset
+            self._after_raw_if_empty()
+        elif isinstance(message, (FileHeader, Ready, Welcome, Hello, Done, *REQUESTS)):
+            refuse()
+        else:
+            self._state, self._request = _State.IDLE, None
+
+    def _after_raw_if_empty(self) -> None:
+        if self._raw == 0:
+            self._after_raw()
+
+
+def check_hello(hello: Hello) -> Error | None:
+    """Why the server cannot speak with a client that said ``hello``, or None."""
+    if hello.protocol != PROTOCOL_NAME:
+        return Error("version", f"not a {PROTOCOL_NAME} client ({hello.protocol!r})", (VERSION,))
+    if hello.version != VERSION:
+        return Error(
+            "version",
+            f"protocol version {hello.version} is not supported; this server speaks {VERSION}",
+            (VERSION,),
+        )
+    return None

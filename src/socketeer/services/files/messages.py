@@ -1,0 +1,334 @@
+"""The files protocol's messages and how each is written on the wire.
+
+Every control message is one length-prefixed frame (4-byte big-endian
+length, then the body) whose body is a UTF-8 JSON object with an ``op``
+member naming the message.  File bytes travel raw, between a message that
+announces how many follow (``file``, ``ready``) and the message that closes
+them (``done``).  See docs/files-protocol.md for the whole protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+from ...errors import RemoteProtocolError
+
+__all__ = [
+    "MAX_CONTROL_SIZE",
+    "PROTOCOL_NAME",
+    "VERSION",
+    "Delete",
+    "Done",
+    "Entry",
+    "EntryType",
+    "Error",
+    "ErrorCode",
+    "FileHeader",
+    "Get",
+    "Hello",
+    "List",
+    "Listing",
+    "Message",
+    "Mkdir",
+    "Ok",
+    "Put",
+    "Ready",
+    "Stat",
+    "StatReply",
+    "Welcome",
+    "decode",
+    "encode",
+]
+
+PROTOCOL_NAME = "socketeer-files"
+VERSION = 1
+#: The largest control frame either side accepts (a listing of ~100,000 entries).
+MAX_CONTROL_SIZE = 16 * 1024 * 1024
+
+EntryType = Literal["file", "dir", "link", "other"]
+ErrorCode = Literal[
+    "bad-request",
+    "version",
+    "unauthorized",
+    "read-only",
+    "bad-path",
+    "not-found",
+    "not-a-file",
+    "not-a-directory",
+    "exists",
+    "not-empty",
+    "denied",
+    "no-space",
+    "busy",
+    "mismatch",
+    "changed",
+    "io",
+]
+ERROR_CODES: frozenset[str] = frozenset(ErrorCode.__args__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One directory entry: its name, type, size in bytes and modification time (epoch s)."""
+
+    name: str
+    type: EntryType
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of every message; ``op`` names it on the wire."""
+
+    op: ClassVar[str] = ""
+
+
+# client -> server ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """The client's opening: protocol name, version, and the write token if it has one."""
+
+    op: ClassVar[str] = "hello"
+    version: int = VERSION
+    protocol: str = PROTOCOL_NAME
+    token: str | None = None
+    client: str = ""
+
+
+@dataclass(frozen=True)
+class List(Message):
+    """List the directory ``path`` ("" is the shared directory itself)."""
+
+    op: ClassVar[str] = "list"
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Stat(Message):
+    """Describe ``path``."""
+
+    op: ClassVar[str] = "stat"
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Get(Message):
+    """Download ``path`` from byte ``offset``; ``hash`` asks for the file's SHA-256 at the end."""
+
+    op: ClassVar[str] = "get"
+    path: str = ""
+    offset: int = 0
+    hash: bool = True
+
+
+@dataclass(frozen=True)
+class Put(Message):
+    """Upload ``size`` bytes to ``path``, stamped ``mtime``; ``force`` replaces an equal file."""
+
+    op: ClassVar[str] = "put"
+    path: str = ""
+    size: int = 0
+    mtime: float | None = None
+    hash: bool = True
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Mkdir(Message):
+    """Make the directory ``path`` (and missing parents with ``parents``)."""
+
+    op: ClassVar[str] = "mkdir"
+    path: str = ""
+    parents: bool = False
+
+
+@dataclass(frozen=True)
+class Delete(Message):
+    """Delete the file or empty directory ``path`` (a whole tree with ``recursive``)."""
+
+    op: ClassVar[str] = "delete"
+    path: str = ""
+    recursive: bool = False
+
+
+# either side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Done(Message):
+    """Closes raw file bytes: the SHA-256 (hex) of the whole file, or None if not hashed."""
+
+    op: ClassVar[str] = "done"
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    """A request failed: a stable ``code`` for programs, a ``message`` for people."""
+
+    op: ClassVar[str] = "error"
+    code: str = "bad-request"
+    message: str = ""
+    supported: tuple[int, ...] = ()
+
+
+# server -> client ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Welcome(Message):
+    """The server accepts the hello: its version, and whether this connection may write."""
+
+    op: ClassVar[str] = "welcome"
+    version: int = VERSION
+    server: str = ""
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Listing(Message):
+    """The entries of a directory, sorted by name."""
+
+    op: ClassVar[str] = "listing"
+    path: str = ""
+    entries: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatReply(Message):
+    """What ``stat`` found."""
+
+    op: ClassVar[str] = "entry"
+    entry: Entry = field(default_factory=lambda: Entry("", "other", 0, 0.0))
+
+
+@dataclass(frozen=True)
+class FileHeader(Message):
+    """A download starts: ``length`` raw bytes from ``offset`` of a file of ``size`` bytes."""
+
+    op: ClassVar[str] = "file"
+    size: int = 0
+    mtime: float = 0.0
+    offset: int = 0
+    length: int = 0
+
+
+@dataclass(frozen=True)
+class Ready(Message):
+    """An upload may start: send the bytes of the file from ``offset`` to its end."""
+
+    op: ClassVar[str] = "ready"
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Ok(Message):
+    """The request succeeded; ``skipped`` when the target already held the same file."""
+
+    op: ClassVar[str] = "ok"
+    skipped: bool = False
+
+
+MESSAGES: dict[str, type[Message]] = {
+    cls.op: cls
+    for cls in (
+        Hello,
+        List,
+        Stat,
+        Get,
+        Put,
+        Mkdir,
+        Delete,
+        Done,
+        Error,
+        Welcome,
+        Listing,
+        StatReply,
+        FileHeader,
+        Ready,
+        Ok,
+    )
+}
+
+_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+def encode(message: Message) -> bytes:
+    """The frame body of ``message`` (without the length prefix)."""
+    body = {"op": message.op, **asdict(message)}
+    return _JSON.encode(body).encode("ascii")
+
+
+def decode(body: bytes) -> Message:
+    """Parse a frame body; anything malformed raises :class:`RemoteProtocolError`."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise RemoteProtocolError("malformed message: not a JSON object") from None
+    if not isinstance(data, dict):
+        raise RemoteProtocolError("malformed message: not a JSON object")
+    op = data.pop("op", None)
+    cls = MESSAGES.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise RemoteProtocolError(f"unknown message {op!r}")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in known:
+            continue  # later minor additions are ignored, not refused
+        values[name] = _check(cls.op, name, known[name].type, value)
+    return cls(**values)
+
+
+def _check(op: str, name: str, kind: object, value: Any) -> Any:
+    """Check ``value`` against the field's declared type (as written in this module)."""
+    bad = RemoteProtocolError(f"malformed {op!r} message: bad {name!r}")
+    match kind:
+        case "int":
+            if type(value) is not int or value < 0:
+                raise bad
+        case "bool":
+            if type(value) is not bool:
+                raise bad
+        case "str":
+            if not isinstance(value, str):
+                raise bad
+        case "str | None":
+            if value is not None and not isinstance(value, str):
+                raise bad
+        case "float" | "float | None":
+            if value is None and kind == "float | None":
+                return None
+            if type(value) not in (int, float):
+                raise bad
+            return float(value)
+        case "tuple[int, ...]":
+            if not isinstance(value, list) or any(type(v) is not int for v in value):
+                raise bad
+            return tuple(value)
+        case "Entry":
+            return _entry(value, bad)
+        case "tuple[Entry, ...]":
+            if not isinstance(value, list):
+                raise bad
+            return tuple(_entry(v, bad) for v in value)
+    return value
+
+
+def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
+    if not isinstance(value, dict):
+        raise bad
+    name, kind, size, mtime = (value.get(k) for k in ("name", "type", "size", "mtime"))
+    if (
+        not isinstance(name, str)
+        or kind not in ("file", "dir", "link", "other")
+        or type(size) is not int
+        or type(mtime) not in (int, float)
+    ):
+        raise bad
+    return Entry(name, kind, size, float(mtime))  # type: ignore[arg-type]

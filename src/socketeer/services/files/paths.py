@@ -1,0 +1,63 @@
+"""Remote paths: what a client may name, checked before anything touches the disk.
+
+A remote path is relative to the shared directory, with ``/`` between
+names.  Refused outright: absolute paths, ``..``, backslashes, drive letters,
+NUL bytes, over-long names, and the names socketeer gives its partial files.
+Symlinks are checked where the path is resolved (see ``store``).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_PATH_BYTES",
+    "PARTIAL_SUFFIX",
+    "PathRefused",
+    "is_partial",
+    "partial_name",
+    "split_remote",
+]
+
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+PARTIAL_SUFFIX = ".socketeer-part"
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class PathRefused(ValueError):
+    """A remote path that may not be used; the message says why."""
+
+
+def split_remote(path: str) -> tuple[str, ...]:
+    """The names along ``path`` ("" or "." is the shared directory itself: ``()``)."""
+    if "\x00" in path:
+        raise PathRefused("path contains a NUL byte")
+    if "\\" in path:
+        raise PathRefused(f"path {path!r} contains a backslash; use / between names")
+    if _DRIVE.match(path):
+        raise PathRefused(f"path {path!r} names a drive; paths are relative to the share")
+    if path.startswith("/"):
+        raise PathRefused(f"path {path!r} is absolute; paths are relative to the share")
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise PathRefused(f"path is longer than {MAX_PATH_BYTES} bytes")
+    names = tuple(name for name in path.split("/") if name not in ("", "."))
+    for name in names:
+        if name == "..":
+            raise PathRefused(f"path {path!r} leads outside the shared directory")
+        if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise PathRefused(f"name {name[:40]!r}... is longer than {MAX_NAME_BYTES} bytes")
+        if is_partial(name):
+            raise PathRefused(f"{name!r} is a partial transfer, not a file")
+    return names
+
+
+def partial_name(name: str) -> str:
+    """The name a file being received has until it is complete and verified."""
+    return f".{name}{PARTIAL_SUFFIX}"
+
+
+def is_partial(name: str) -> bool:
+    """Whether ``name`` is one of socketeer's partial files."""
+    return name.startswith(".") and name.endswith(PARTIAL_SUFFIX)

@@ -1,0 +1,424 @@
+"""The files service over asyncio: one session (and one task) per connection.
+
+The session's protocol callbacks only move bytes: into the sans-IO
+:class:`~.connection.FilesConnection` (or the plain-download name), or,
+during an upload, straight into a queue of raw chunks.  The session's task
+answers requests one at a time, running filesystem work in threads and
+sending files with ``loop.sendfile`` (zero-copy ``os.sendfile`` on asyncio's
+own loop).  Reading pauses while an upload's chunks wait for the disk, so a
+fast client on a slow disk costs bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
+
+from ... import __version__
+from ...errors import ProtocolError
+from ...session import Session, SessionService
+from .connection import CLOSED, NEED_DATA, SERVER, Data, FilesConnection, check_hello
+from .messages import (
+    Delete,
+    Done,
+    Error,
+    FileHeader,
+    Get,
+    Hello,
+    List,
+    Listing,
+    Message,
+    Mkdir,
+    Ok,
+    Put,
+    Ready,
+    Stat,
+    StatReply,
+    Welcome,
+)
+from .plain import PlainRequest, is_protocol_opening
+from .store import FileStore, HashCache, StoreError, Upload
+
+if TYPE_CHECKING:
+    from ...server import Server
+
+__all__ = ["FilesService", "FilesSession"]
+
+log = logging.getLogger("socketeer.server")
+T = TypeVar("T")
+
+#: A plain download's name without newline counts as complete after this much quiet.
+PLAIN_QUIET = 0.3
+#: Upload bytes queued for the disk before the session stops reading.
+QUEUE_HIGH, QUEUE_LOW = 8 * 1024 * 1024, 2 * 1024 * 1024
+#: Bytes per sendfile call: the session marks itself active between calls.
+SEND_SLICE = 64 * 1024 * 1024
+_ZEROS = bytes(1024 * 1024)
+
+
+class FilesService(SessionService):
+    """Share ``root``: read-only, or writable with ``allow_upload`` and a ``token``."""
+
+    name = "files"
+    default_framing = "length"
+
+    def __init__(self, root: Path, *, allow_upload: bool = False, token: str | None = None) -> None:
+        if allow_upload and not token:
+            raise ValueError("uploads need a token (--token or SOCKETEER_TOKEN)")
+        self.store = FileStore(root)
+        self.allow_upload = allow_upload
+        self._token = token.encode() if token else None
+        self._hashing: dict[tuple[int, int, int, int], asyncio.Future[str]] = {}
+
+    def new_session(self, server: Server) -> FilesSession:
+        return FilesSession(server, self)
+
+    def token_matches(self, token: str | None) -> bool:
+        """Whether ``token`` is the write token (compared in constant time)."""
+        if self._token is None or token is None:
+            return False
+        return hmac.compare_digest(token.encode(), self._token)
+
+    async def sha256(self, file: BinaryIO, st: os.stat_result) -> str:
+        """The file's SHA-256; concurrent requests for one version share one hashing."""
+        known = self.store.hashes.get(st)
+        if known is not None:
+            return known
+        key = HashCache.key(st)
+        running = self._hashing.get(key)
+        if running is None:
+            running = asyncio.ensure_future(asyncio.to_thread(self.store.sha256, file, st))
+            self._hashing[key] = running
+            running.add_done_callback(lambda _: self._hashing.pop(key, None))
+        return await asyncio.shield(running)
+
+
+class FilesSession(Session):
+    """One connection to the files service: the protocol, or one plain download."""
+
+    def __init__(self, server: Server, service: FilesService) -> None:
+        super().__init__(server)
+        self._service = service
+        self._store = service.store
+        self._conn: FilesConnection | None = None
+        self._plain: PlainRequest | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._chunks: list[bytes] = []
+        self._queued = 0
+        self._paused = False
+        self._eof = False
+        self._writable = False
+
+    # bytes in -----------------------------------------------------------------------
+
+    def started(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self.active = True
+        if self._conn is None and self._plain is None:
+            if is_protocol_opening(data):
+                self._conn = FilesConnection(SERVER)
+            else:
+                self._plain = PlainRequest()
+        conn = self._conn
+        if conn is not None and conn.receiving_raw and not conn.buffered():
+            # An upload's bytes go straight to the disk queue, uncopied.
+            take = min(len(data), conn.raw_remaining)
+            conn.received_raw(take)
+            self._queue(data if take == len(data) else data[:take])
+            data = data[take:]
+        if data:
+            if conn is not None:
+                conn.receive_data(data)
+            elif self._plain is not None:
+                self._chunks.append(data)
+        self._wakeup.set()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self._conn is not None:
+            self._conn.receive_data(b"")
+        self._wakeup.set()
+        return True  # keep the transport open: the answer may still be on its way
+
+    def ended(self, exc: Exception | None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _queue(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._queued += len(chunk)
+        if self._queued > QUEUE_HIGH and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _take_chunks(self) -> list[bytes]:
+        chunks, self._chunks, self._queued = self._chunks, [], 0
+        if self._paused and self.transport is not None and not self.transport.is_closing():
+            self._paused = False
+            self.transport.resume_reading()
+        return chunks
+
+    # the task -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._wait_for_opening()
+            if self._plain is not None:
+                await self._plain_download(self._plain)
+            elif self._conn is not None:
+                await self._converse(self._conn)
+        except asyncio.CancelledError:
+            raise
+        except ProtocolError as exc:
+            self._refuse(str(exc))
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: transfer ended: %s", self.peer, exc)
+            self.kill()
+        except Exception:
+            log.exception("files session with %s failed", self.peer)
+            self._refuse("internal server error")
+        finally:
+            self.close()
+
+    async def _wait_for_opening(self) -> None:
+        while self._conn is None and self._plain is None and not self._eof:
+            await self._wait()
+
+    async def _wait(self, timeout: float | None = None) -> bool:
+        """Wait for bytes (or the end); False if ``timeout`` passed first."""
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _refuse(self, reason: str) -> None:
+        if self._conn is not None:
+            self._write(self._conn.refuse(Error("bad-request", reason)))
+        else:
+            self._write(f"error: {reason}\n".encode())
+        log.info("%s: %s", self.peer, reason)
+
+    def notify_failure(self, reason: str) -> None:
+        self._refuse(reason)
+
+    # plain downloads ----------------------------------------------------------------
+
+    async def _plain_download(self, request: PlainRequest) -> None:
+        name = None
+        while name is None:
+            for chunk in self._take_chunks():
+                name = request.feed(chunk)
+            if name is None and (self._eof or not await self._wait(PLAIN_QUIET)):
+                name = request.end() if self._eof or not self._chunks else None
+        log.info("%s: plain download of %r", self.peer, name)
+        try:
+            file, st = await asyncio.to_thread(self._store.open_file, name)
+        except StoreError as exc:
+            self._write(f"error: {exc}\n".encode())
+            return
+        with file:
+            sent = await self._sendfile(file, 0, st.st_size)
+        if sent < st.st_size:
+            log.warning("%s: %r shrank while it was being sent", self.peer, name)
+
+    # the protocol -------------------------------------------------------------------
+
+    async def _converse(self, conn: FilesConnection) -> None:
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                await self._wait()
+            elif event is CLOSED:
+                return
+            elif isinstance(event, Hello):
+                if not self._welcome(conn, event):
+                    return
+            elif isinstance(event, Message):
+                await self._answer(conn, event)
+
+    def _welcome(self, conn: FilesConnection, hello: Hello) -> bool:
+        problem = check_hello(hello)
+        if (
+            problem is None
+            and hello.token is not None
+            and not self._service.token_matches(hello.token)
+        ):
+            problem = Error("unauthorized", "wrong token")
+        if problem is not None:
+            self._write(conn.send(problem))
+            log.info("%s: refused: %s", self.peer, problem.message)
+            return False
+        self._writable = hello.token is not None and self._service.allow_upload
+        self._write(conn.send(Welcome(server=f"socketeer {__version__}", writable=self._writable)))
+        return True
+
+    async def _answer(self, conn: FilesConnection, request: Message) -> None:
+        try:
+            if isinstance(request, Get):
+                await self._send_file(conn, request)
+                return
+            if isinstance(request, Put):
+                await self._receive_file(conn, request)
+                return
+            reply = await self._simple(request)
+        except StoreError as exc:
+            reply = Error(exc.code, str(exc))
+        self._write(conn.send(reply))
+
+    async def _simple(self, request: Message) -> Message:
+        store = self._store
+        if isinstance(request, List):
+            entries = await self._in_thread(store.list, request.path)
+            return Listing(request.path, tuple(entries))
+        if isinstance(request, Stat):
+            return StatReply(await self._in_thread(store.stat, request.path))
+        self._check_writable()
+        if isinstance(request, Mkdir):
+            await self._in_thread(store.mkdir, request.path, request.parents)
+        elif isinstance(request, Delete):
+            await self._in_thread(store.delete, request.path, request.recursive)
+        log.info("%s: %s %r", self.peer, request.op, getattr(request, "path", ""))
+        return Ok()
+
+    def _check_writable(self) -> None:
+        if not self._service.allow_upload:
+            raise StoreError("read-only", "this server is read-only (start it with --allow-upload)")
+        if not self._writable:
+            raise StoreError(
+                "unauthorized", "writing needs the server's token (--token or SOCKETEER_TOKEN)"
+            )
+
+    async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.to_thread(function, *args)
+
+    # downloads ----------------------------------------------------------------------
+
+    async def _send_file(self, conn: FilesConnection, request: Get) -> None:
+        try:
+            file, st = await self._in_thread(self._store.open_file, request.path)
+        except StoreError as exc:
+            self._write(conn.send(Error(exc.code, str(exc))))
+            return
+        with file:
+            offset = request.offset if request.offset <= st.st_size else 0
+            length = st.st_size - offset
+            self._write(conn.send(FileHeader(st.st_size, st.st_mtime, offset, length)))
+            hashing = (
+                asyncio.ensure_future(self._service.sha256(file, st)) if request.hash else None
+            )
+            try:
+                sent = await self._sendfile(file, offset, length)
+                if sent < length:  # the file shrank: keep the framing, then say so
+                    await self._pad(length - sent)
+                conn.sent_raw(length)
+                now = await self._in_thread(os.fstat, file.fileno())
+                if sent < length or HashCache.key(now) != HashCache.key(st):
+                    self._write(conn.send(Error("changed", f"{request.path}: changed while sent")))
+                    return
+                digest = await hashing if hashing is not None else None
+            finally:
+                if hashing is not None and not hashing.done():
+                    hashing.cancel()
+        log.info("%s: sent %r (%d bytes from %d)", self.peer, request.path, length, offset)
+        self._write(conn.send(Done(digest)))
+
+    async def _sendfile(self, file: BinaryIO, offset: int, length: int) -> int:
+        loop = asyncio.get_running_loop()
+        assert self.transport is not None
+        sent = 0
+        while sent < length:
+            count = min(SEND_SLICE, length - sent)
+            done = await loop.sendfile(self.transport, file, offset + sent, count)
+            self.active = True
+            sent += done
+            if done < count:
+                break
+        return sent
+
+    async def _pad(self, count: int) -> None:
+        assert self.transport is not None
+        while count > 0:
+            chunk = _ZEROS[: min(count, len(_ZEROS))]
+            self._write(chunk)
+            count -= len(chunk)
+            await self._drain()
+
+    async def _drain(self) -> None:
+        transport = self.transport
+        while transport is not None and transport.get_write_buffer_size() > QUEUE_LOW:
+            if transport.is_closing():
+                raise ConnectionResetError("connection lost")
+            await asyncio.sleep(0.001)
+
+    # uploads ------------------------------------------------------------------------
+
+    async def _receive_file(self, conn: FilesConnection, request: Put) -> None:
+        self._check_writable()
+        upload = await self._in_thread(
+            self._store.upload,
+            request.path,
+            request.size,
+            request.mtime,
+            request.hash,
+            request.force,
+        )
+        if upload is None:
+            self._write(conn.send(Ok(skipped=True)))
+            return
+        try:
+            self._write(conn.send(Ready(upload.offset)))
+            done = await self._receive_raw(conn, upload)
+            await self._in_thread(upload.finish, done.sha256 if request.hash else None)
+        except StoreError as exc:
+            upload.abandon()
+            self._finish_with(conn, Error(exc.code, str(exc)))
+            return
+        finally:
+            upload.abandon()
+            self._store.release(upload.target)
+        log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
+        self._write(conn.send(Ok()))
+
+    async def _receive_raw(self, conn: FilesConnection, upload: Upload) -> Done:
+        """Write the upload's bytes as they come; return the ``done`` that ends them."""
+        while True:
+            chunks = self._take_chunks()
+            if chunks:
+                # Disk and hash in parallel: both release the GIL.
+                await asyncio.gather(
+                    self._in_thread(upload.write_all, chunks),
+                    self._in_thread(upload.hash_all, chunks),
+                )
+                continue
+            event = conn.next_event()
+            if isinstance(event, Data):
+                self._queue(event.data)
+            elif isinstance(event, Done):
+                return event
+            elif event is NEED_DATA:
+                await self._wait()
+            else:
+                raise ProtocolError(f"unexpected {event!r} during an upload")
+
+    def _finish_with(self, conn: FilesConnection, error: Error) -> None:
+        """Answer a failed upload; the client's remaining bytes are read and dropped."""
+        if conn.raw_remaining or conn.state == "waiting for the upload's result":
+            # The client is still sending: the error would interleave with its data.
+            self._write(conn.refuse(error))
+            self.close()
+            return
+        self._write(conn.send(error))
