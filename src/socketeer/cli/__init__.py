@@ -16,6 +16,7 @@ import click
 
 from .. import __version__
 from ..errors import SocketeerError
+from .files import get_command, ls_command, mkdir_command, put_command, rm_command
 from .netcat import connect_command, listen_command, send_command
 from .serve import serve_group
 
@@ -35,7 +36,17 @@ def cli() -> None:
     """
 
 
-for _command in (serve_group, connect_command, listen_command, send_command):
+for _command in (
+    serve_group,
+    connect_command,
+    listen_command,
+    send_command,
+    ls_command,
+    get_command,
+    put_command,
+    mkdir_command,
+    rm_command,
+):
     cli.add_command(_command)
 
 
@@ -57,10 +68,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
         raise SystemExit(EXIT_USAGE) from None
     except click.UsageError as exc:
-        hint = (
-            f" (see 'socketeer {exc.ctx.info_name if exc.ctx and exc.ctx.parent else ''} --help')"
-        )
-        _fail(" ".join(exc.format_message().split()) + hint.replace("  ", " "), EXIT_USAGE)
+        where = exc.ctx.command_path if exc.ctx else "socketeer"
+        hint = f" (see '{where} --help')"
+        _fail(" ".join(exc.format_message().split()) + hint, EXIT_USAGE)
     except click.ClickException as exc:
         _fail(exc.format_message(), EXIT_FAILURE)
     except (click.Abort, KeyboardInterrupt):

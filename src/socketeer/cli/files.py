@@ -1,0 +1,346 @@
+"""``serve files``, ``ls``, ``get``, ``put``, ``mkdir``, ``rm``: the network disk's commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path, PurePosixPath
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ..endpoint import Endpoint
+from ..services.files import FilesService
+from ..services.files.client import FilesClient, FilesError, TransferProgress, TransferResult
+from ..services.files.messages import Entry
+from .params import ENDPOINT, SECONDS
+from .serve import ServeOptions, run_server, serve_group, server_options
+
+__all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
+
+TOKEN_ENV = "SOCKETEER_TOKEN"
+TOKEN = click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    default=None,
+    help=f"Write token (default: ${TOKEN_ENV}).",
+)
+TIMEOUT = click.option(
+    "--timeout",
+    type=SECONDS,
+    default=30.0,
+    show_default=True,
+    help="Seconds to connect, and to wait for the server at any point.",
+)
+QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries.")
+
+
+@serve_group.command("files")
+@click.argument(
+    "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR"
+)
+@server_options(framing=False)
+@click.option(
+    "--allow-upload", is_flag=True, help="Accept uploads, mkdir and delete (need --token)."
+)
+@TOKEN
+def serve_files(
+    options: ServeOptions, directory: Path, allow_upload: bool, token: str | None
+) -> None:
+    """Share DIR: list, stat, download; with --allow-upload also upload, mkdir, delete.
+
+    Speaks socketeer's files protocol (see `socketeer get`), and on the same
+    port serves plain downloads: `echo NAME | nc -N HOST PORT > NAME`.
+    """
+    if allow_upload and not token:
+        raise click.UsageError(f"--allow-upload needs a token: --token or ${TOKEN_ENV}")
+    run_server(
+        FilesService(directory, allow_upload=allow_upload, token=token), options, use_uvloop=False
+    )
+
+
+# progress ------------------------------------------------------------------------------
+
+
+class _RichProgress(TransferProgress):
+    """One bar per transfer: bytes, rate, time left."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+
+    def begin(self, name: str, total: int, done: int) -> None:
+        self._task = self._progress.add_task(name, total=total, completed=done)
+
+    def advance(self, count: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, count)
+
+    def end(self) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+
+
+class _Reporter:
+    """Progress bars and one summary line per file, on a terminal unless quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.console = Console(stderr=True)
+        self.active = not quiet and sys.stderr.isatty()
+
+    @contextmanager
+    def bars(self) -> Iterator[TransferProgress]:
+        if not self.active:
+            yield TransferProgress()
+            return
+        progress = Progress(
+            TextColumn("{task.description}", style="bold"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        with progress:
+            yield _RichProgress(progress)
+
+    def done(self, result: TransferResult, verb: str) -> None:
+        if not self.active:
+            return
+        if result.skipped:
+            self.console.print(f"{result.remote}: up to date")
+            return
+        resumed = f", resumed at {result.resumed_from:,}" if result.resumed_from else ""
+        check = ", SHA-256 verified" if result.sha256 else ""
+        self.console.print(f"{result.remote}: {verb} {result.size:,} bytes{resumed}{check}")
+
+
+@contextmanager
+def _connected(endpoint: Endpoint, token: str | None, timeout: float) -> Iterator[FilesClient]:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+        yield client
+
+
+def _remote_join(*parts: str) -> str:
+    return str(PurePosixPath(*[p for p in parts if p])) if any(parts) else ""
+
+
+def _remote_name(remote: str) -> str:
+    return PurePosixPath(remote).name
+
+
+# ls --------------------------------------------------------------------------------------
+
+
+def _format_entry(entry: Entry) -> str:
+    kind = {"file": "-", "dir": "d", "link": "l", "other": "?"}[entry.type]
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.mtime))
+    suffix = "/" if entry.type == "dir" else ""
+    return f"{kind} {entry.size:>14,} {when} {entry.name}{suffix}"
+
+
+@click.command("ls")
+@click.argument("endpoint", type=ENDPOINT)
+@click.argument("remote", default="")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+@TOKEN
+@TIMEOUT
+def ls_command(
+    endpoint: Endpoint, remote: str, as_json: bool, token: str | None, timeout: float
+) -> None:
+    """List the remote directory REMOTE (default: the shared directory) on ENDPOINT."""
+    with _connected(endpoint, token, timeout) as client:
+        entry = client.stat(remote)
+        entries = client.list(remote) if entry.type == "dir" else [entry]
+    for item in entries:
+        click.echo(json.dumps(asdict(item), ensure_ascii=False) if as_json else _format_entry(item))
+
+
+# get -------------------------------------------------------------------------------------
+
+
+@click.command("get")
+@click.argument("endpoint", type=ENDPOINT)
+@click.argument("remote")
+@click.argument("local", type=click.Path(path_type=Path), required=False)
+@click.option("-r", "--recursive", is_flag=True, help="Fetch a whole directory.")
+@click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check.")
+@click.option("--no-resume", is_flag=True, help="Start over instead of continuing a partial file.")
+@click.option("--force", is_flag=True, help="Fetch even files that look up to date.")
+@QUIET
+@TOKEN
+@TIMEOUT
+def get_command(
+    endpoint: Endpoint,
+    remote: str,
+    local: Path | None,
+    recursive: bool,
+    no_verify: bool,
+    no_resume: bool,
+    force: bool,
+    quiet: bool,
+    token: str | None,
+    timeout: float,
+) -> None:
+    """Download REMOTE from ENDPOINT to LOCAL (default: its name, here).
+
+    An interrupted download continues when the same command is run again.
+    Files with the remote size and modification time already are skipped.
+    """
+    reporter = _Reporter(quiet)
+    with _connected(endpoint, token, timeout) as client:
+        entry = client.stat(remote)
+        name = _remote_name(remote) or "files"
+        # Like scp: an existing directory receives REMOTE under its own name.
+        target = local / name if local is not None and local.is_dir() else local or Path(name)
+        if entry.type == "dir":
+            if not recursive:
+                raise FilesError(f"{remote or '/'}: is a directory (use -r)", "not-a-file")
+            pairs = _remote_tree(client, remote, target)
+        elif entry.type == "file":
+            pairs = [(remote, target)]
+        else:
+            raise FilesError(f"{remote}: not a regular file", "not-a-file")
+        with reporter.bars() as progress:
+            for source, destination in pairs:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                result = client.download(
+                    source,
+                    destination,
+                    verify=not no_verify,
+                    resume=not no_resume,
+                    force=force,
+                    progress=progress,
+                )
+                reporter.done(result, "received")
+
+
+def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[str, Path]]:
+    target.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for path, entry in client.walk(remote):
+        local = target.joinpath(*PurePosixPath(path).relative_to(remote or ".").parts)
+        if entry.type == "dir":
+            local.mkdir(parents=True, exist_ok=True)
+        elif entry.type == "file":
+            pairs.append((path, local))
+    return pairs
+
+
+# put -------------------------------------------------------------------------------------
+
+
+@click.command("put")
+@click.argument("local", type=click.Path(exists=True, path_type=Path))
+@click.argument("endpoint", type=ENDPOINT)
+@click.argument("remote", default="")
+@click.option("-r", "--recursive", is_flag=True, help="Send a whole directory.")
+@click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check.")
+@click.option("--force", is_flag=True, help="Send even files the server has already.")
+@QUIET
+@TOKEN
+@TIMEOUT
+def put_command(
+    local: Path,
+    endpoint: Endpoint,
+    remote: str,
+    recursive: bool,
+    no_verify: bool,
+    force: bool,
+    quiet: bool,
+    token: str | None,
+    timeout: float,
+) -> None:
+    """Upload LOCAL to ENDPOINT as REMOTE (default: its name, in the shared directory).
+
+    Needs the server's token (--token or $SOCKETEER_TOKEN).  An interrupted
+    upload continues when the same command is run again.
+    """
+    reporter = _Reporter(quiet)
+    with _connected(endpoint, token, timeout) as client:
+        target = remote
+        if not remote or _is_remote_dir(client, remote):
+            target = _remote_join(remote, local.resolve().name)
+        if local.is_dir():
+            if not recursive:
+                raise FilesError(f"{local}: is a directory (use -r)", "not-a-file")
+            pairs = _local_tree(client, local, target)
+        else:
+            pairs = [(local, target)]
+        with reporter.bars() as progress:
+            for source, destination in pairs:
+                result = client.upload(
+                    source, destination, verify=not no_verify, force=force, progress=progress
+                )
+                reporter.done(result, "sent")
+
+
+def _is_remote_dir(client: FilesClient, remote: str) -> bool:
+    try:
+        return client.stat(remote).type == "dir"
+    except FilesError as exc:
+        if exc.code == "not-found":
+            return False
+        raise
+
+
+def _local_tree(client: FilesClient, local: Path, target: str) -> list[tuple[Path, str]]:
+    client.mkdir(target, parents=True)
+    pairs = []
+    for directory, subdirs, files in os.walk(local):
+        here = Path(directory)
+        relative = here.relative_to(local).parts
+        for name in sorted(subdirs):
+            client.mkdir(_remote_join(target, *relative, name), parents=True)
+        for name in sorted(files):
+            if (here / name).is_file():
+                pairs.append((here / name, _remote_join(target, *relative, name)))
+        subdirs.sort()
+    return pairs
+
+
+# mkdir, rm -------------------------------------------------------------------------------
+
+
+@click.command("mkdir")
+@click.argument("endpoint", type=ENDPOINT)
+@click.argument("remote")
+@click.option("-p", "--parents", is_flag=True, help="Make missing parents; no error if it exists.")
+@TOKEN
+@TIMEOUT
+def mkdir_command(
+    endpoint: Endpoint, remote: str, parents: bool, token: str | None, timeout: float
+) -> None:
+    """Make the directory REMOTE on ENDPOINT (needs the token)."""
+    with _connected(endpoint, token, timeout) as client:
+        client.mkdir(remote, parents)
+
+
+@click.command("rm")
+@click.argument("endpoint", type=ENDPOINT)
+@click.argument("remote")
+@click.option("-r", "--recursive", is_flag=True, help="Delete a directory and everything in it.")
+@TOKEN
+@TIMEOUT
+def rm_command(
+    endpoint: Endpoint, remote: str, recursive: bool, token: str | None, timeout: float
+) -> None:
+    """Delete the file or directory REMOTE on ENDPOINT (needs the token)."""
+    with _connected(endpoint, token, timeout) as client:
+        client.delete(remote, recursive)
