@@ -126,6 +126,11 @@ class FilesClient:
 
     def _hello(self, token: str | None) -> None:
         self._send(Hello(token=token, client=f"socketeer {__version__}"))
+        first = self._recv()
+        if first.startswith(b"error: "):  # refused before the protocol began (server busy)
+            line = first.split(b"\n", 1)[0][len(b"error: ") :]
+            raise FilesError(f"{self.endpoint} refused: {line.decode(errors='replace')}", "busy")
+        self._conn.receive_data(first)
         reply = self._next()
         if isinstance(reply, Error):
             raise FilesError(f"{self.endpoint} refused: {reply.message}", reply.code)

@@ -231,7 +231,8 @@ class FilesConnection:
         self._buffer.feed(header + rest)
 
     def _after_raw(self) -> None:
-        if self._raw == 0:
+        # Only a transfer ends here: ``sent_raw(0)`` after an empty one changes nothing.
+        if self._raw == 0 and self._state in (_State.FILE_DATA, _State.PUT_DATA):
             self._state = _State.FILE_END if self._state is _State.FILE_DATA else _State.PUT_RESULT
 
     def _advance(
@@ -262,20 +263,25 @@ class FilesConnection:
             else:
                 refuse()
         elif state is _State.REPLY:
-            self._reply(message, refuse)
+            self._reply(message, refuse, error)
         elif state is _State.FILE_END and isinstance(message, Done | Error):
             self._state, self._request = _State.IDLE, None
         else:
             refuse()
 
-    def _reply(self, message: Message, refuse: Callable[[], NoReturn]) -> None:
+    def _reply(
+        self,
+        message: Message,
+        refuse: Callable[[], NoReturn],
+        error: type[LocalProtocolError | RemoteProtocolError],
+    ) -> None:
         request = self._request
         if isinstance(message, FileHeader) and isinstance(request, Get):
             self._state, self._raw = _State.FILE_DATA, message.length
             self._after_raw_if_empty()
         elif isinstance(message, Ready) and isinstance(request, Put):
             if message.offset > request.size:
-                raise LocalProtocolError("upload offset beyond the file's size")
+                raise error("upload offset beyond the file's size")
             self._state, self._raw = _State.PUT_DATA, request.size - message.offset
             self._after_raw_if_empty()
         elif isinstance(message, (FileHeader, Ready, Welcome, Hello, Done, *REQUESTS)):

@@ -10,6 +10,7 @@ them (``done``).  See docs/files-protocol.md for the whole protocol.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
@@ -268,7 +269,7 @@ def decode(body: bytes) -> Message:
     """Parse a frame body; anything malformed raises :class:`RemoteProtocolError`."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: RecursionError
         raise RemoteProtocolError("malformed message: not a JSON object") from None
     if not isinstance(data, dict):
         raise RemoteProtocolError("malformed message: not a JSON object")
@@ -304,9 +305,7 @@ def _check(op: str, name: str, kind: object, value: Any) -> Any:
         case "float" | "float | None":
             if value is None and kind == "float | None":
                 return None
-            if type(value) not in (int, float):
-                raise bad
-            return float(value)
+            return _number(value, bad)
         case "tuple[int, ...]":
             if not isinstance(value, list) or any(type(v) is not int for v in value):
                 raise bad
@@ -328,7 +327,19 @@ def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
         not isinstance(name, str)
         or kind not in ("file", "dir", "link", "other")
         or type(size) is not int
-        or type(mtime) not in (int, float)
     ):
         raise bad
-    return Entry(name, kind, size, float(mtime))  # type: ignore[arg-type]
+    return Entry(name, kind, size, _number(mtime, bad))
+
+
+def _number(value: Any, bad: RemoteProtocolError) -> float:
+    """A finite float: Python's json also reads NaN, Infinity, 1e400 and 400-digit integers."""
+    if type(value) not in (int, float):
+        raise bad
+    try:
+        number = float(value)
+    except OverflowError:
+        raise bad from None
+    if not math.isfinite(number):
+        raise bad
+    return number

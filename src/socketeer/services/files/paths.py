@@ -40,7 +40,11 @@ def split_remote(path: str) -> tuple[str, ...]:
         raise PathRefused(f"path {path!r} names a drive; paths are relative to the share")
     if path.startswith("/"):
         raise PathRefused(f"path {path!r} is absolute; paths are relative to the share")
-    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+    try:
+        size = len(path.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte (JSON "\ud800")
+        raise PathRefused(f"path {path!r} is not valid text") from None
+    if size > MAX_PATH_BYTES:
         raise PathRefused(f"path is longer than {MAX_PATH_BYTES} bytes")
     names = tuple(name for name in path.split("/") if name not in ("", "."))
     for name in names:

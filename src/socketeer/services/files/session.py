@@ -57,7 +57,9 @@ PLAIN_QUIET = 0.3
 #: Upload bytes queued for the disk before the session stops reading.
 QUEUE_HIGH, QUEUE_LOW = 8 * 1024 * 1024, 2 * 1024 * 1024
 #: Bytes per sendfile call: the session marks itself active between calls.
-SEND_SLICE = 64 * 1024 * 1024
+SEND_SLICE = 16 * 1024 * 1024
+#: Bytes per read when the loop cannot sendfile (uvloop).
+COPY_CHUNK = 1024 * 1024
 _ZEROS = bytes(1024 * 1024)
 
 
@@ -114,6 +116,8 @@ class FilesSession(Session):
         self._paused = False
         self._eof = False
         self._writable = False
+        self._can_write = asyncio.Event()
+        self._can_write.set()
 
     # bytes in -----------------------------------------------------------------------
 
@@ -149,8 +153,15 @@ class FilesSession(Session):
         return True  # keep the transport open: the answer may still be on its way
 
     def ended(self, exc: Exception | None) -> None:
+        self._can_write.set()  # wake a writer waiting to drain: it finds the connection gone
         if self._task is not None:
             self._task.cancel()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
 
     def _queue(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
@@ -206,6 +217,9 @@ class FilesSession(Session):
             self.transport.write(data)
 
     def _refuse(self, reason: str) -> None:
+        if self._conn is not None and self._conn.raw_remaining:
+            log.info("%s: %s", self.peer, reason)  # in the middle of file bytes: just close
+            return
         if self._conn is not None:
             self._write(self._conn.refuse(Error("bad-request", reason)))
         else:
@@ -342,11 +356,27 @@ class FilesSession(Session):
         sent = 0
         while sent < length:
             count = min(SEND_SLICE, length - sent)
-            done = await loop.sendfile(self.transport, file, offset + sent, count)
+            try:
+                done = await loop.sendfile(self.transport, file, offset + sent, count)
+            except NotImplementedError:  # uvloop: copy through the loop instead
+                return sent + await self._copy(file, offset + sent, length - sent)
             self.active = True
             sent += done
             if done < count:
                 break
+        return sent
+
+    async def _copy(self, file: BinaryIO, offset: int, length: int) -> int:
+        sent = 0
+        while sent < length:
+            count = min(COPY_CHUNK, length - sent)
+            data = await self._in_thread(os.pread, file.fileno(), count, offset + sent)
+            if not data:
+                break
+            self._write(data)
+            sent += len(data)
+            self.active = True
+            await self._drain()
         return sent
 
     async def _pad(self, count: int) -> None:
@@ -358,11 +388,9 @@ class FilesSession(Session):
             await self._drain()
 
     async def _drain(self) -> None:
-        transport = self.transport
-        while transport is not None and transport.get_write_buffer_size() > QUEUE_LOW:
-            if transport.is_closing():
-                raise ConnectionResetError("connection lost")
-            await asyncio.sleep(0.001)
+        await self._can_write.wait()
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("connection lost")
 
     # uploads ------------------------------------------------------------------------
 

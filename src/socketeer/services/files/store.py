@@ -365,6 +365,12 @@ class FileStore:
     def delete(self, remote: str, recursive: bool) -> None:
         """Delete the file ``remote``, or the directory (empty unless ``recursive``)."""
         path = self.resolve(remote)
+        names = split_remote(remote)  # resolve accepted it
+        if names:
+            # A symlink is deleted itself, not what it points to (resolve followed it).
+            link = self.resolve("/".join(names[:-1])) / names[-1]
+            if link.is_symlink():
+                path = link
         if path == self.root:
             raise StoreError("denied", "the shared directory itself cannot be deleted")
         try:
