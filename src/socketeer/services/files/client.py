@@ -30,6 +30,7 @@ from ...endpoint import Endpoint
 from ...errors import ConnectionClosed, ProtocolError, SocketeerError, Timeout
 from .connection import CLIENT, CLOSED, NEED_DATA, Data, FilesConnection
 from .messages import (
+    VERSION,
     Delete,
     Done,
     Entry,
@@ -136,6 +137,11 @@ class FilesClient:
             raise FilesError(f"{self.endpoint} refused: {reply.message}", reply.code)
         if not isinstance(reply, Welcome):
             raise FilesError(f"{self.endpoint} did not answer as a files server", "bad-request")
+        if reply.version != VERSION:
+            raise FilesError(
+                f"{self.endpoint} speaks files protocol version {reply.version}, not {VERSION}",
+                "version",
+            )
         self.writable, self.server = reply.writable, reply.server
 
     def close(self) -> None:

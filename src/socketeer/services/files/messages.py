@@ -327,6 +327,7 @@ def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
         not isinstance(name, str)
         or kind not in ("file", "dir", "link", "other")
         or type(size) is not int
+        or size < 0
     ):
         raise bad
     return Entry(name, kind, size, _number(mtime, bad))

@@ -272,7 +272,8 @@ class FileStore:
         """``remote`` opened for reading, with its status at the time of opening."""
         path = self.resolve(remote)
         try:
-            file = open(path, "rb")  # noqa: SIM115 - the caller closes it
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+            file = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
         except OSError as exc:
             raise os_error(exc, remote) from None
         st = os.fstat(file.fileno())
