@@ -100,7 +100,7 @@ class _Reporter:
     """Progress bars and one summary line per file, on a terminal unless quiet."""
 
     def __init__(self, quiet: bool) -> None:
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, highlight=False)
         self.active = not quiet and sys.stderr.isatty()
 
     @contextmanager
