@@ -18,6 +18,10 @@ SANS_IO = [
     "socketeer.service",
     "socketeer.services.greet",
     "socketeer.services.echo",
+    "socketeer.services.files.messages",
+    "socketeer.services.files.connection",
+    "socketeer.services.files.plain",
+    "socketeer.services.files.paths",
 ]
 # Modules that do I/O, wait on a clock or run an event loop.
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "time"}
