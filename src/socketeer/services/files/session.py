@@ -94,10 +94,22 @@ class FilesService(SessionService):
         key = HashCache.key(st)
         running = self._hashing.get(key)
         if running is None:
-            running = asyncio.ensure_future(asyncio.to_thread(self.store.sha256, file, st))
+            # The hashing outlives the session that started it (others share it, and
+            # that client may leave): it reads through a descriptor of its own.
+            own = os.dup(file.fileno())
+            running = asyncio.ensure_future(asyncio.to_thread(self._hash_own, own, st))
             self._hashing[key] = running
-            running.add_done_callback(lambda _: self._hashing.pop(key, None))
+            running.add_done_callback(lambda done: self._hashed(key, done))
         return await asyncio.shield(running)
+
+    def _hash_own(self, fd: int, st: os.stat_result) -> str:
+        with open(fd, "rb") as file:
+            return self.store.sha256(file, st)
+
+    def _hashed(self, key: tuple[int, int, int, int], done: asyncio.Future[str]) -> None:
+        self._hashing.pop(key, None)
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("hashing a file failed: %s", done.exception())
 
 
 class FilesSession(Session):
@@ -269,6 +281,7 @@ class FilesSession(Session):
         if (
             problem is None
             and hello.token is not None
+            and self._service.allow_upload
             and not self._service.token_matches(hello.token)
         ):
             problem = Error("unauthorized", "wrong token")

@@ -1,0 +1,581 @@
+"""The files commands as users run them: serve files, ls, get, put, mkdir and rm.
+
+Each command is a real process; most talk to a files server in this process
+(``socketeer serve files`` itself is started as a process where it is the
+point).  Tests check exit codes, the one-line errors, what lands on disk, and
+what a terminal shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pty
+import select
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from socketeer import ServerConfig
+from socketeer.services.files import FilesService
+from support import WAIT, ServeProcess, ThreadedServer, socketeer_command
+
+TOKEN = "s3cret"
+MIB = 1024 * 1024
+needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd not installed")
+
+
+# --- running the commands -------------------------------------------------------------
+
+
+def environment(token: str | None = None) -> dict[str, str]:
+    """This process's environment, with SOCKETEER_TOKEN set to ``token`` or removed."""
+    env = {name: value for name, value in os.environ.items() if name != "SOCKETEER_TOKEN"}
+    if token is not None:
+        env["SOCKETEER_TOKEN"] = token
+    return env
+
+
+def socketeer(
+    *args: str | Path, token: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``socketeer ARGS`` with stdout and stderr piped (not a terminal)."""
+    result = subprocess.run(
+        socketeer_command(*map(str, args)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=environment(token),
+        cwd=cwd,
+        timeout=WAIT,
+        check=False,
+    )
+    assert b"Traceback" not in result.stderr, result.stderr.decode()
+    return result
+
+
+def succeeds(*args: str | Path, token: str | None = None, cwd: Path | None = None) -> str:
+    """Run a command that must succeed quietly; return its stdout."""
+    result = socketeer(*args, token=token, cwd=cwd)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b"", "nothing on stderr when it is not a terminal"
+    return result.stdout.decode()
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[bytes], code: int, text: str) -> None:
+    err = result.stderr.decode()
+    assert result.returncode == code, err
+    assert err.count("\n") == 1, f"expected one line, got: {err!r}"
+    assert err.startswith("socketeer: error: "), err
+    assert text in err, err
+
+
+def on_a_terminal(*args: str | Path, token: str | None = None, cwd: Path | None = None) -> str:
+    """Run ``socketeer ARGS`` with stdout and stderr on a pseudo-terminal; return what it showed."""
+    main, secondary = pty.openpty()
+    env = {**environment(token), "COLUMNS": "200", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        socketeer_command(*map(str, args)),
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        cwd=cwd,
+    )
+    os.close(secondary)
+    shown = b""
+    deadline = time.monotonic() + WAIT
+    try:
+        while True:
+            ready, _, _ = select.select([main], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                proc.kill()
+                raise AssertionError(f"the command did not finish; it showed {shown!r}")
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: every process holding the terminal has ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    assert proc.wait(WAIT) == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "Traceback" not in text, text
+    return text
+
+
+# --- a share served in this process ---------------------------------------------------
+
+
+@dataclass
+class Share:
+    """A files server in this process: ``root`` on ``endpoint`` (a string for the CLI)."""
+
+    root: Path
+    endpoint: str
+    threaded: ThreadedServer
+
+    def settled(self) -> bool:
+        """No connection is open and nothing the server started is still running."""
+
+        def check() -> bool:
+            me = asyncio.current_task()
+            running = [task for task in asyncio.all_tasks() if task is not me]
+            return self.threaded.server.session_count == 0 and not running
+
+        return bool(self.threaded.call(check))
+
+
+ServeShare = Callable[..., Share]
+
+
+@pytest.fixture
+def serve_share(tmp_path: Path) -> Iterator[ServeShare]:
+    """Factory: a files server sharing ``tmp_path/NAME``, writable with TOKEN unless read-only."""
+    started: list[ThreadedServer] = []
+
+    def start(name: str = "share", *, read_only: bool = False) -> Share:
+        root = tmp_path / name
+        root.mkdir(exist_ok=True)
+        service = FilesService(root, allow_upload=not read_only, token=None if read_only else TOKEN)
+        threaded = ThreadedServer(service, ["127.0.0.1:0"], ServerConfig(idle_timeout=None))
+        started.append(threaded)
+        (endpoint,) = threaded.start()
+        return Share(root, str(endpoint), threaded)
+
+    yield start
+    for threaded in started:
+        threaded.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Whatever a test does to it, the server never logs an error (a traceback, a lost task)."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, "\n".join(r.getMessage() for r in errors)
+
+
+@pytest.fixture
+def share(serve_share: ServeShare) -> Share:
+    return serve_share()
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """The user's current directory."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def write(path: Path, data: bytes, mtime: float | None = None) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return data
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and directory (None) under ``root``, by relative path."""
+    found: dict[str, bytes | None] = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs:
+            found[str(Path(directory, name).relative_to(root))] = None
+        for name in files:
+            found[str(Path(directory, name).relative_to(root))] = Path(directory, name).read_bytes()
+    return found
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes (compared instead of megabytes of bytes)."""
+    return sha256(path.read_bytes())
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail after WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def sent_log(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
+    """The server's log lines for downloads of ``name``."""
+    return [r.getMessage() for r in caplog.records if f"sent {name!r}" in r.getMessage()]
+
+
+# --- ls, get, put, mkdir, rm ----------------------------------------------------------
+
+
+def ls_line(kind: str, size: int, mtime: float, name: str) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
+    return f"{kind} {size:>14,} {when} {name}"
+
+
+def test_ls_and_ls_json(share: Share) -> None:
+    notes = write(share.root / "notes.txt", b"n" * 1_234_567, mtime=1_700_000_000.5)
+    (share.root / "photos").mkdir()
+    write(share.root / "photos" / "cat.jpg", b"\xff\xd8 meow")
+    photos = (share.root / "photos").stat()
+    assert succeeds("ls", share.endpoint).splitlines() == [
+        ls_line("-", len(notes), 1_700_000_000.5, "notes.txt"),
+        ls_line("d", photos.st_size, photos.st_mtime, "photos/"),
+    ]
+    assert [json.loads(line) for line in succeeds("ls", "--json", share.endpoint).splitlines()] == [
+        {"name": "notes.txt", "type": "file", "size": 1_234_567, "mtime": 1_700_000_000.5},
+        {"name": "photos", "type": "dir", "size": photos.st_size, "mtime": photos.st_mtime},
+    ]
+    assert succeeds("ls", share.endpoint, "notes.txt").splitlines() == [
+        ls_line("-", len(notes), 1_700_000_000.5, "notes.txt")
+    ]
+
+
+def test_get_put_mkdir_rm(share: Share, work: Path) -> None:
+    notes = write(share.root / "notes.txt", os.urandom(3 * MIB + 1), mtime=1_690_000_000)
+    mine = write(work / "mine.bin", os.urandom(2 * MIB + 7), mtime=1_680_000_000)
+
+    assert succeeds("get", share.endpoint, "notes.txt", cwd=work) == ""
+    assert digest(work / "notes.txt") == sha256(notes)
+    assert (work / "notes.txt").stat().st_mtime == 1_690_000_000
+    succeeds("get", share.endpoint, "notes.txt", work / "copy.txt")
+    assert digest(work / "copy.txt") == sha256(notes)
+
+    succeeds("mkdir", share.endpoint, "a/b/c", "-p", "--token", TOKEN)
+    assert (share.root / "a" / "b" / "c").is_dir()
+    assert_one_line_error(socketeer("mkdir", share.endpoint, "a", token=TOKEN), 1, "exists")
+    succeeds("put", work / "mine.bin", share.endpoint, token=TOKEN)  # SOCKETEER_TOKEN
+    succeeds("put", work / "mine.bin", share.endpoint, "a/b/", "--token", TOKEN)
+    for where in ("mine.bin", "a/b/mine.bin"):
+        assert digest(share.root / where) == sha256(mine)
+        assert (share.root / where).stat().st_mtime == 1_680_000_000
+
+    succeeds("rm", share.endpoint, "mine.bin", token=TOKEN)
+    assert not (share.root / "mine.bin").exists()
+    assert_one_line_error(socketeer("rm", share.endpoint, "a", token=TOKEN), 1, "not empty")
+    assert (share.root / "a" / "b" / "mine.bin").exists()
+    succeeds("rm", "-r", share.endpoint, "a", token=TOKEN)
+    assert sorted(tree(share.root)) == ["notes.txt"]
+
+
+def test_serve_files_as_a_process(
+    serve_process: ServeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real server on asyncio's own loop: plain downloads, the CLI, and a clean stop."""
+    root = tmp_path / "served"
+    notes = write(root / "notes.txt", os.urandom(MIB + 3))
+    monkeypatch.setenv("SOCKETEER_TOKEN", TOKEN)  # the server's token, from its environment
+    args = ["files", str(root), "127.0.0.1:0", "--allow-upload", "--log-level", "debug"]
+    server = serve_process("serve", *args)
+    endpoint = str(server.endpoints[0])
+    if shutil.which("nc") is not None:
+        out = tmp_path / "out"
+        port = server.endpoints[0].port
+        subprocess.run(
+            ["sh", "-c", f"echo notes.txt | nc -N 127.0.0.1 {port} > {out}"],
+            timeout=WAIT,
+            check=True,
+        )
+        assert digest(out) == sha256(notes)
+    succeeds("get", endpoint, "notes.txt", tmp_path / "got.txt")
+    assert digest(tmp_path / "got.txt") == sha256(notes)
+    succeeds("put", tmp_path / "got.txt", endpoint, "back.txt", token=TOKEN)
+    assert digest(root / "back.txt") == sha256(notes)
+    assert server.stop() == 0
+    log = server.stderr()
+    assert "event loop: asyncio" in log
+    assert "Traceback" not in log
+
+
+# --- resume after a killed command ----------------------------------------------------
+
+
+class StallingProxy:
+    """A TCP relay to ``target`` that stops passing bytes one way after ``limit`` of them.
+
+    It stands for a network that hangs in the middle of a transfer, so that
+    a command can be killed at a known point.
+    """
+
+    def __init__(self, target: str, limit: int, *, upload: bool) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self._limit = limit
+        self._upload = upload
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(WAIT)
+        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._sockets = [self._listener]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self._listener.accept()
+        except OSError:
+            return
+        server = socket.create_connection(self._target, WAIT)
+        self._sockets += [client, server]
+        for source, sink, limited in (
+            (client, server, self._upload),
+            (server, client, not self._upload),
+        ):
+            source.settimeout(WAIT)
+            pump = threading.Thread(target=self._pump, args=(source, sink, limited), daemon=True)
+            pump.start()
+            self._threads.append(pump)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, limited: bool) -> None:
+        budget = self._limit if limited else None
+        try:
+            while budget is None or budget > 0:
+                data = source.recv(65536 if budget is None else min(65536, budget))
+                if not data:
+                    sink.shutdown(socket.SHUT_WR)
+                    return
+                sink.sendall(data)
+                if budget is not None:
+                    budget -= len(data)
+        except OSError:
+            return
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv or accept
+            sock.close()
+        for thread in self._threads:
+            thread.join(WAIT)
+
+
+def size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def test_killed_get_resumes(share: Share, work: Path) -> None:
+    data = write(share.root / "big.bin", os.urandom(24 * MIB))
+    partial = work / ".big.bin.socketeer-part"
+    proxy = StallingProxy(share.endpoint, 10 * MIB, upload=False)
+    try:
+        proc = subprocess.Popen(
+            socketeer_command("get", proxy.endpoint, "big.bin"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=work,
+        )
+        try:
+            wait_until(lambda: size_of(partial) >= 4 * MIB, "part of the download on disk")
+        finally:
+            proc.kill()
+            proc.wait(WAIT)
+    finally:
+        proxy.close()
+    kept = partial.read_bytes()
+    assert 0 < len(kept) < len(data)
+    assert sha256(data[: len(kept)]) == sha256(kept)
+    assert not (work / "big.bin").exists()
+
+    shown = on_a_terminal("get", share.endpoint, "big.bin", cwd=work)
+    assert f"big.bin: received {len(data):,} bytes, resumed at {len(kept):,}" in shown
+    assert "SHA-256 verified" in shown
+    assert digest(work / "big.bin") == sha256(data)
+    assert not partial.exists()
+
+
+def test_killed_put_resumes_and_the_target_appears_only_when_complete(
+    share: Share, work: Path
+) -> None:
+    data = write(work / "big.bin", os.urandom(24 * MIB))
+    old = write(share.root / "big.bin", b"the old version\n")
+    partial = share.root / ".big.bin.socketeer-part"
+    proxy = StallingProxy(share.endpoint, 10 * MIB, upload=True)
+    try:
+        proc = subprocess.Popen(
+            socketeer_command("put", str(work / "big.bin"), proxy.endpoint, "--token", TOKEN),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(lambda: size_of(partial) >= 9 * MIB, "part of the upload on the server")
+            assert (share.root / "big.bin").read_bytes() == old
+            listed = succeeds("ls", "--json", share.endpoint).splitlines()
+            assert [(e["name"], e["size"]) for e in map(json.loads, listed)] == [
+                ("big.bin", len(old))
+            ]
+        finally:
+            proc.kill()
+            proc.wait(WAIT)
+    finally:
+        proxy.close()
+    wait_until(share.settled, "the server to let go of the upload")
+    kept = partial.stat().st_size
+    assert (share.root / "big.bin").read_bytes() == old
+
+    shown = on_a_terminal("put", work / "big.bin", share.endpoint, token=TOKEN)
+    assert f"big.bin: sent {len(data):,} bytes, resumed at {kept:,}" in shown
+    assert digest(share.root / "big.bin") == sha256(data)
+    assert not partial.exists()
+
+
+# --- names beyond ASCII ---------------------------------------------------------------
+
+
+def test_non_ascii_names(share: Share, work: Path) -> None:
+    party = write(share.root / "🎉.bin", os.urandom(10_000))
+    cafe = write(work / "café.txt", "crème brûlée\n".encode())
+    succeeds("mkdir", share.endpoint, "中文", token=TOKEN)
+    succeeds("put", work / "café.txt", share.endpoint, "中文", token=TOKEN)
+    assert (share.root / "中文" / "café.txt").read_bytes() == cafe
+    names = [
+        json.loads(line)["name"]
+        for line in succeeds("ls", "--json", share.endpoint, "中文").splitlines()
+    ]
+    assert names == ["café.txt"]
+    succeeds("get", share.endpoint, "🎉.bin", cwd=work)
+    assert (work / "🎉.bin").read_bytes() == party
+
+
+# --- recursive copies, scp-like targets, up-to-date files, progress -------------------
+
+
+def test_get_and_put_a_tree(share: Share, work: Path) -> None:
+    write(share.root / "tree" / "a.txt", b"a\n")
+    write(share.root / "tree" / "sub" / "b.bin", os.urandom(100_000))
+    write(share.root / "tree" / "sub" / "deeper" / "c.txt", b"c\n")
+    (share.root / "tree" / "empty").mkdir()
+    (share.root / "tree" / "sub" / "also-empty").mkdir()
+    original = tree(share.root / "tree")
+
+    succeeds("get", "-r", "--no-verify", share.endpoint, "tree", work / "copy")  # becomes the copy
+    assert tree(work / "copy") == original
+    (work / "into").mkdir()
+    succeeds("get", "-r", share.endpoint, "tree", work / "into")  # a directory: goes inside
+    assert tree(work / "into") == {"tree": None, **{f"tree/{k}": v for k, v in original.items()}}
+
+    succeeds("put", "-r", work / "copy", share.endpoint, token=TOKEN)
+    assert tree(share.root / "copy") == original
+
+
+def test_directory_without_r_is_one_line_exit_1(share: Share, work: Path) -> None:
+    (share.root / "dir").mkdir()
+    (work / "local-dir").mkdir()
+    assert_one_line_error(socketeer("get", share.endpoint, "dir", cwd=work), 1, "use -r")
+    assert_one_line_error(
+        socketeer("put", work / "local-dir", share.endpoint, token=TOKEN), 1, "use -r"
+    )
+    assert sorted(tree(work)) == ["local-dir"]
+    assert sorted(tree(share.root)) == ["dir"]
+
+
+def test_get_into_an_existing_directory_puts_the_file_inside(share: Share, work: Path) -> None:
+    notes = write(share.root / "docs" / "notes.txt", b"notes\n")
+    (work / "here").mkdir()
+    succeeds("get", share.endpoint, "docs/notes.txt", work / "here")
+    assert tree(work / "here") == {"notes.txt": notes}
+
+
+def test_up_to_date_files_are_skipped_unless_forced(
+    share: Share, work: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="socketeer.server")
+    write(share.root / "notes.txt", os.urandom(100_000), mtime=1_700_000_000)
+    succeeds("get", share.endpoint, "notes.txt", cwd=work)
+    first = (work / "notes.txt").stat().st_ino
+    succeeds("get", share.endpoint, "notes.txt", cwd=work)
+    assert (work / "notes.txt").stat().st_ino == first, "an up-to-date file is left alone"
+    assert len(sent_log(caplog, "notes.txt")) == 1, "and no byte of it is sent again"
+    succeeds("get", "--force", share.endpoint, "notes.txt", cwd=work)
+    assert (work / "notes.txt").stat().st_ino != first
+    assert len(sent_log(caplog, "notes.txt")) == 2
+
+
+def test_progress_and_summaries_only_on_a_terminal_and_never_with_q(
+    share: Share, work: Path
+) -> None:
+    write(share.root / "notes.txt", os.urandom(MIB))
+    shown = on_a_terminal("get", share.endpoint, "notes.txt", cwd=work)
+    assert f"notes.txt: received {MIB:,} bytes, SHA-256 verified" in shown
+    assert "notes.txt: up to date" in on_a_terminal("get", share.endpoint, "notes.txt", cwd=work)
+    assert on_a_terminal("get", "-q", "--force", share.endpoint, "notes.txt", cwd=work) == ""
+    result = socketeer("get", "--force", share.endpoint, "notes.txt", cwd=work)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+def test_writes_need_the_right_token(serve_share: ServeShare, work: Path) -> None:
+    share = serve_share()
+    write(work / "new.txt", b"new\n")
+    write(share.root / "keep.txt", b"keep\n")
+    before = tree(share.root)
+    put = ("put", work / "new.txt", share.endpoint)
+    assert_one_line_error(socketeer(*put), 1, "token")
+    assert_one_line_error(socketeer(*put, token="wrong"), 1, "wrong token")
+    assert_one_line_error(socketeer("rm", share.endpoint, "keep.txt"), 1, "token")
+    assert tree(share.root) == before
+
+    read_only = serve_share("read-only", read_only=True)
+    write(read_only.root / "keep.txt", b"keep\n")
+    assert_one_line_error(socketeer("put", work / "new.txt", read_only.endpoint), 1, "read-only")
+    assert_one_line_error(socketeer("rm", read_only.endpoint, "keep.txt"), 1, "read-only")
+    assert tree(read_only.root) == {"keep.txt": b"keep\n"}
+
+
+# --- exit codes -----------------------------------------------------------------------
+
+
+def test_usage_errors_are_exit_2(tmp_path: Path) -> None:
+    assert_one_line_error(socketeer("get", "localhost", "notes.txt"), 2, "expected HOST:PORT")
+    assert_one_line_error(socketeer("get", "--frobnicate", "127.0.0.1:1", "x"), 2, "frobnicate")
+    assert_one_line_error(
+        socketeer("put", tmp_path / "missing.txt", "127.0.0.1:1"), 2, "does not exist"
+    )
+    assert_one_line_error(
+        socketeer("serve", "files", tmp_path / "missing", "127.0.0.1:0"), 2, "does not exist"
+    )
+    (tmp_path / "shared").mkdir()
+    no_token = socketeer("serve", "files", tmp_path / "shared", "127.0.0.1:0", "--allow-upload")
+    assert_one_line_error(no_token, 2, "--allow-upload needs a token")
+
+
+def test_failures_are_one_line_exit_1(share: Share, work: Path) -> None:
+    assert_one_line_error(socketeer("get", share.endpoint, "missing.txt", cwd=work), 1, "missing")
+    assert list(work.iterdir()) == []
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))  # bound, not listening: connecting is refused
+        port = probe.getsockname()[1]
+        refused = socketeer("ls", f"127.0.0.1:{port}")
+    assert_one_line_error(refused, 1, "connection refused")
+
+
+def test_nothing_but_the_shared_files_is_served(share: Share, work: Path, tmp_path: Path) -> None:
+    write(tmp_path / "secret.txt", b"secret\n")
+    (share.root / "link").symlink_to(tmp_path / "secret.txt")
+    shown = succeeds("ls", "--json", share.endpoint)
+    assert [json.loads(line)["type"] for line in shown.splitlines()] == ["link"]
+    assert_one_line_error(socketeer("get", share.endpoint, "link", cwd=work), 1, "outside")
+    assert list(work.iterdir()) == []
