@@ -879,6 +879,7 @@ def test_full_disk(serve_share: ServeShare, local: Path, tmp_path: Path, size: i
             with share.connect() as bystander, share.connect() as client:
                 error = raises_code("no-space", lambda: client.upload(local / "big.bin", "big.bin"))
                 assert "no space" in str(error).lower()
+                assert [e.name for e in client.list("")] == ["kept.txt"]  # still usable
                 assert [e.name for e in bystander.list("")] == ["kept.txt"]
                 bystander.download("kept.txt", local / "kept.txt")
             assert (local / "kept.txt").read_bytes() == kept

@@ -60,6 +60,10 @@ QUEUE_HIGH, QUEUE_LOW = 8 * 1024 * 1024, 2 * 1024 * 1024
 SEND_SLICE = 16 * 1024 * 1024
 #: Bytes per read when the loop cannot sendfile (uvloop).
 COPY_CHUNK = 1024 * 1024
+#: A failed upload with more than this still to come is cut short instead of drained.
+SKIP_LIMIT = 256 * 1024 * 1024
+#: Seconds a cut-short upload's connection waits for the client to close.
+LINGER = 10.0
 _ZEROS = bytes(1024 * 1024)
 
 
@@ -130,6 +134,7 @@ class FilesSession(Session):
         self._writable = False
         self._can_write = asyncio.Event()
         self._can_write.set()
+        self._discarding = False
 
     # bytes in -----------------------------------------------------------------------
 
@@ -138,6 +143,9 @@ class FilesSession(Session):
 
     def data_received(self, data: bytes) -> None:
         self.active = True
+        if self._discarding:
+            self._wakeup.set()
+            return
         if self._conn is None and self._plain is None:
             if is_protocol_opening(data):
                 self._conn = FilesConnection(SERVER)
@@ -426,7 +434,7 @@ class FilesSession(Session):
             await self._in_thread(upload.finish, done.sha256 if request.hash else None)
         except StoreError as exc:
             upload.abandon()
-            self._finish_with(conn, Error(exc.code, str(exc)))
+            await self._finish_with(conn, Error(exc.code, str(exc)))
             return
         finally:
             upload.abandon()
@@ -455,11 +463,40 @@ class FilesSession(Session):
             else:
                 raise ProtocolError(f"unexpected {event!r} during an upload")
 
-    def _finish_with(self, conn: FilesConnection, error: Error) -> None:
-        """Answer a failed upload; the client's remaining bytes are read and dropped."""
-        if conn.raw_remaining or conn.state == "waiting for the upload's result":
-            # The client is still sending: the error would interleave with its data.
+    async def _finish_with(self, conn: FilesConnection, error: Error) -> None:
+        """Answer a failed upload, as the reply to its ``done`` when the client is still sending.
+
+        The rest of the client's bytes are read and dropped, so the error
+        arrives in turn and the connection stays usable.  (Closing with
+        unread bytes would make the kernel reset the connection, and the
+        client could lose the error.)  More than :data:`SKIP_LIMIT` still to
+        come is not worth waiting for: the error goes out at once, and the
+        connection ends once the client has seen it and closed.
+        """
+        if conn.raw_remaining > SKIP_LIMIT:
             self._write(conn.refuse(error))
-            self.close()
+            await self._linger()
             return
+        while conn.state != "waiting for a reply":
+            self._take_chunks()  # dropped
+            event = conn.next_event()
+            if event is NEED_DATA:
+                await self._wait()
+            elif not isinstance(event, Data | Done):
+                raise ProtocolError(f"unexpected {event!r} during an upload")
         self._write(conn.send(error))
+
+    async def _linger(self) -> None:
+        """Half-close and drop what still arrives until the client closes (or gives up)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._discarding = True
+        deadline = asyncio.get_running_loop().time() + LINGER
+        while not self._eof:
+            self._take_chunks()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0 or not await self._wait(left):
+                break
