@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from socketeer.service import Handler, TextCodec
-from socketeer.services import SERVICES, EchoService, GreetService, make_service
+from socketeer.services import SERVICES, ChatService, EchoService, GreetService, make_service
 
 # --------------------------------------------------------------------------- greet
 
@@ -194,7 +194,11 @@ def test_text_codec_refuses_unknown_encodings(encoding: str) -> None:
 
 
 def test_service_registry() -> None:
-    assert list(SERVICES.items()) == [("greet", GreetService), ("echo", EchoService)]
+    assert list(SERVICES.items()) == [
+        ("greet", GreetService),
+        ("echo", EchoService),
+        ("chat", ChatService),
+    ]
     greet_service = make_service("greet")
     echo_service = make_service("echo")
     assert isinstance(greet_service, GreetService)
@@ -212,7 +216,7 @@ def test_each_session_gets_its_own_handler() -> None:
 
 @pytest.mark.parametrize("name", ["nope", "Greet", ""])
 def test_make_service_unknown_name(name: str) -> None:
-    with pytest.raises(ValueError, match=r"unknown service .* \(choose from greet, echo\)"):
+    with pytest.raises(ValueError, match=r"unknown service .* \(choose from greet, echo, chat\)"):
         make_service(name)
 
 

@@ -16,6 +16,7 @@ import click
 
 from .. import __version__
 from ..errors import SocketeerError
+from .chat import chat_command
 from .files import get_command, ls_command, mkdir_command, put_command, rm_command
 from .netcat import connect_command, listen_command, send_command
 from .serve import serve_group
@@ -38,6 +39,7 @@ def cli() -> None:
 
 for _command in (
     serve_group,
+    chat_command,
     connect_command,
     listen_command,
     send_command,

@@ -10,18 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from ..endpoint import Endpoint
 from ..services.files import FilesService
@@ -76,59 +67,39 @@ def serve_files(
 # progress ------------------------------------------------------------------------------
 
 
-class _RichProgress(TransferProgress):
-    """One bar per transfer: bytes, rate, time left."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-        self._task: TaskID | None = None
-
-    def begin(self, name: str, total: int, done: int) -> None:
-        self._task = self._progress.add_task(name, total=total, completed=done)
-
-    def advance(self, count: int) -> None:
-        if self._task is not None:
-            self._progress.advance(self._task, count)
-
-    def end(self) -> None:
-        if self._task is not None:
-            self._progress.remove_task(self._task)
-            self._task = None
-
-
 class _Reporter:
-    """Progress bars and one summary line per file, on a terminal unless quiet."""
+    """Progress bars and one summary line per file, on a terminal unless quiet.
+
+    rich is imported only when there is a terminal to draw on.
+    """
 
     def __init__(self, quiet: bool) -> None:
-        self.console = Console(stderr=True, highlight=False)
         self.active = not quiet and sys.stderr.isatty()
+        self._console: Any = None
+        if self.active:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False)
 
     @contextmanager
     def bars(self) -> Iterator[TransferProgress]:
         if not self.active:
             yield TransferProgress()
             return
-        progress = Progress(
-            TextColumn("{task.description}", style="bold"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        with progress:
-            yield _RichProgress(progress)
+        from .progress import progress_bars
+
+        with progress_bars(self._console) as progress:
+            yield progress
 
     def done(self, result: TransferResult, verb: str) -> None:
         if not self.active:
             return
         if result.skipped:
-            self.console.print(f"{result.remote}: up to date")
+            self._console.print(f"{result.remote}: up to date")
             return
         resumed = f", resumed at {result.resumed_from:,}" if result.resumed_from else ""
         check = ", SHA-256 verified" if result.sha256 else ""
-        self.console.print(f"{result.remote}: {verb} {result.size:,} bytes{resumed}{check}")
+        self._console.print(f"{result.remote}: {verb} {result.size:,} bytes{resumed}{check}")
 
 
 @contextmanager

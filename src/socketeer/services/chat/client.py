@@ -1,0 +1,199 @@
+"""A chat member as a program: connect, send lines, receive parsed lines, reconnect.
+
+    client = ChatClient("127.0.0.1:1234", "alice")
+    await client.connect()
+    await client.send("hello everyone")
+    async for event in client.events():
+        print(event)            # ChatLine, or Connected / Disconnected
+
+When the connection drops, :meth:`ChatClient.events` yields a
+:class:`Disconnected` with the delay before the next attempt, reconnects with
+exponential backoff, yields :class:`Connected`, and asks again for the
+member's nickname and room.  A nickname that is taken gets ``_`` appended,
+as IRC clients do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ...client import AsyncConnection
+from ...endpoint import Endpoint, parse_endpoint
+from ...errors import ConnectionClosed, LocalProtocolError, NetworkError
+from .backoff import Backoff
+from .lines import NOWHERE, ChatLine, parse_line
+from .names import MAX_NICK_LENGTH, nick_problem
+
+__all__ = ["ChatClient", "ChatEvent", "Connected", "Disconnected"]
+
+#: The longest line the client accepts from a server (a /who of a very full room).
+MAX_RECEIVED_LINE = 1024 * 1024
+#: How many times a taken nickname gets one more ``_`` before the member is left to choose.
+ALTERNATE_NICKS = 3
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The connection is (again) up."""
+
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """The connection dropped; ``retry_in`` seconds until the next attempt (None: no retry)."""
+
+    reason: str
+    retry_in: float | None
+
+
+ChatEvent = ChatLine | Connected | Disconnected
+
+
+class ChatClient:
+    """One member of a chat server, reconnecting with backoff when the connection drops."""
+
+    def __init__(
+        self,
+        endpoint: str | Endpoint,
+        nick: str,
+        *,
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        problem = nick_problem(nick)
+        if problem:
+            raise ValueError(f'"{nick}" cannot be a nickname: {problem}')
+        self.endpoint = parse_endpoint(endpoint) if isinstance(endpoint, str) else endpoint
+        #: The nickname the server last confirmed (or the one asked for, before that).
+        self.nick = nick
+        #: The room the member is in, as the server last said; None for none.
+        self.room: str | None = None
+        self.reconnect = reconnect
+        self.backoff = backoff or Backoff()
+        self.connect_timeout = connect_timeout
+        self._conn: AsyncConnection | None = None
+        self._home: str | None = None  # where the server puts newcomers
+        self._wanted: str | None = nick  # a nickname asked for and not yet confirmed
+        self._tries = 0
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up now."""
+        return self._conn is not None
+
+    async def connect(self) -> None:
+        """Connect and ask for the nickname; ConnectError if the server cannot be reached."""
+        conn = await AsyncConnection.connect(self.endpoint, timeout=self.connect_timeout)
+        conn.timeout = None  # a chat may stay quiet for hours
+        self._conn = conn
+        self._wanted = self.nick
+        self._tries = 0
+        await self.send(f"/nick {self.nick}")
+        if self.room is not None and self._home is not None and self.room != self._home:
+            await self.send(f"/join {self.room}")
+
+    async def send(self, line: str) -> None:
+        """Send one line (a message or a command).
+
+        Raises ConnectionClosed while disconnected, LocalProtocolError for a
+        line with a line break in it.
+        """
+        if "\n" in line or "\r" in line:
+            raise LocalProtocolError("a chat line cannot contain a line break")
+        conn = self._conn
+        if conn is None:
+            raise ConnectionClosed(f"not connected to {self.endpoint}")
+        await conn.sendline(line)
+
+    async def events(self) -> AsyncIterator[ChatEvent]:
+        """Every line received, parsed, and every drop and reconnection, until :meth:`close`."""
+        while self._conn is not None:
+            try:
+                raw = await self._conn.recvline(limit=MAX_RECEIVED_LINE)
+            except NetworkError as exc:
+                await self._drop()
+                if self._closing:
+                    return
+                if not self.reconnect:
+                    yield Disconnected(_reason(exc), None)
+                    return
+                async for event in self._reconnect(_reason(exc)):
+                    yield event
+                continue
+            line = _parse(raw)
+            await self._follow(line)
+            yield line
+
+    async def close(self, message: str = "") -> None:
+        """Say goodbye (``/quit``) and close the connection."""
+        self._closing = True
+        conn = self._conn
+        if conn is None:
+            return
+        with contextlib.suppress(NetworkError, OSError):
+            async with asyncio.timeout(1.0):
+                await conn.sendline(f"/quit {message}".rstrip())
+        await self._drop()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await conn.close()
+
+    async def _reconnect(self, reason: str) -> AsyncIterator[ChatEvent]:
+        while not self._closing:
+            delay = self.backoff.next()
+            yield Disconnected(reason, delay)
+            await asyncio.sleep(delay)
+            try:
+                await self.connect()
+            except NetworkError as exc:
+                await self._drop()
+                reason = _reason(exc)
+                continue
+            self.backoff.reset()
+            yield Connected(str(self.endpoint))
+            return
+
+    async def _follow(self, line: ChatLine) -> None:
+        """Keep track of the nickname and room the server says the member has."""
+        if line.kind != "notice":
+            return
+        text = line.text
+        if text.startswith("you are now known as "):
+            self.nick = text.removeprefix("you are now known as ")
+            self._wanted = None
+        elif text.startswith("you joined #"):
+            self.room = line.place
+            if self._home is None:
+                self._home = line.place
+        elif text.startswith("you left #"):
+            self.room = None
+        elif line.error and self._wanted is not None and "is taken" in text:
+            self._tries += 1
+            if self._tries <= ALTERNATE_NICKS and len(self._wanted) < MAX_NICK_LENGTH:
+                self._wanted += "_"
+                with contextlib.suppress(NetworkError):
+                    await self.send(f"/nick {self._wanted}")
+
+
+def _parse(raw: bytes) -> ChatLine:
+    text = raw.decode("utf-8", "replace")
+    try:
+        return parse_line(text)
+    except ValueError:
+        return ChatLine("", NOWHERE, "notice", None, text)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ConnectionClosed):  # "... closed the connection before a line arrived"
+        return str(exc).split(" before ", 1)[0]
+    return str(exc)

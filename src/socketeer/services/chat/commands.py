@@ -1,0 +1,164 @@
+"""What a member typed: a message, an action, or a command, parsed from one line of text.
+
+Plain lines are messages.  A line starting with ``/`` is a command; ``//``
+sends a message that starts with ``/``.  Command names are case-insensitive
+and IRC's names work too (``/part``, ``/list``, ``/names``, ``/exit``).
+:func:`parse_command` never raises: a malformed command becomes
+:class:`Invalid` carrying the reason to show the member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "COMMAND_HELP",
+    "Act",
+    "Command",
+    "Help",
+    "Invalid",
+    "Join",
+    "Leave",
+    "Msg",
+    "Nick",
+    "Quit",
+    "Rooms",
+    "Say",
+    "Who",
+    "parse_command",
+]
+
+
+@dataclass(frozen=True)
+class Say:
+    """A plain line: a message to the current room (or, before login, the nickname)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Act:
+    """``/me ACTION``: an action in the current room."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Nick:
+    """``/nick NAME``: choose or change the nickname."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Join:
+    """``/join ROOM``: move to a room (created when it does not exist)."""
+
+    room: str
+
+
+@dataclass(frozen=True)
+class Leave:
+    """``/leave``: leave the current room."""
+
+
+@dataclass(frozen=True)
+class Rooms:
+    """``/rooms``: list the rooms and how many are in each."""
+
+
+@dataclass(frozen=True)
+class Who:
+    """``/who``: list who is in the current room."""
+
+
+@dataclass(frozen=True)
+class Msg:
+    """``/msg NAME TEXT``: a private message to one member."""
+
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Help:
+    """``/help``: list the commands."""
+
+
+@dataclass(frozen=True)
+class Quit:
+    """``/quit [MESSAGE]``: leave the chat, with an optional parting message."""
+
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A line that looks like a command but is not a valid one; ``reason`` says why."""
+
+    reason: str
+
+
+Command = Say | Act | Nick | Join | Leave | Rooms | Who | Msg | Help | Quit | Invalid
+
+#: The commands with their usage and what they do, in the order ``/help`` lists them.
+COMMAND_HELP: tuple[tuple[str, str], ...] = (
+    ("/nick NAME", "choose or change your nickname"),
+    ("/join ROOM", "go to ROOM (created if new); you leave the room you were in"),
+    ("/leave", "leave the room you are in (also /part)"),
+    ("/rooms", "list the rooms and how many are in each (also /list)"),
+    ("/who", "list who is in your room (also /names)"),
+    ("/msg NAME TEXT", "send TEXT to NAME only"),
+    ("/me ACTION", "tell the room what you are doing"),
+    ("/help", "this list"),
+    ("/quit [MESSAGE]", "leave the chat (also /exit)"),
+)
+
+_ALIASES = {"part": "leave", "list": "rooms", "names": "who", "exit": "quit"}
+
+
+def _usage(name: str) -> Invalid:
+    usage = next(usage for usage, _ in COMMAND_HELP if usage.split()[0] == f"/{name}")
+    return Invalid(f"usage: {usage}")
+
+
+def _one_word(name: str, rest: str) -> str | Invalid:
+    words = rest.split()
+    return words[0] if len(words) == 1 else _usage(name)
+
+
+def parse_command(line: str) -> Command:
+    """Parse one line a member typed (without its line ending)."""
+    if not line.startswith("/"):
+        return Say(line)
+    if line.startswith("//"):
+        return Say(line[1:])
+    if line[1:2].isspace() or len(line) == 1:
+        return Invalid('a command follows the "/"; /help lists them (// sends a line with a "/")')
+    words = line[1:].split(None, 1)
+    name = _ALIASES.get(words[0].casefold(), words[0].casefold())
+    rest = words[1].strip() if len(words) > 1 else ""
+    if name in ("leave", "rooms", "who", "help"):
+        if rest:
+            return _usage(name)
+        simple: dict[str, Command] = {
+            "leave": Leave(),
+            "rooms": Rooms(),
+            "who": Who(),
+            "help": Help(),
+        }
+        return simple[name]
+    if name == "nick":
+        word = _one_word(name, rest)
+        return word if isinstance(word, Invalid) else Nick(word)
+    if name == "join":
+        word = _one_word(name, rest)
+        return word if isinstance(word, Invalid) else Join(word)
+    if name == "me":
+        return Act(rest) if rest else _usage(name)
+    if name == "msg":
+        words = rest.split(None, 1)
+        return Msg(words[0], words[1].strip()) if len(words) == 2 else _usage(name)
+    if name == "quit":
+        return Quit(rest)
+    return Invalid(f'unknown command "/{name}"; /help lists the commands')

@@ -1,0 +1,378 @@
+"""The chat itself, without I/O: members, rooms, commands, history and limits.
+
+A :class:`ChatProtocol` is fed what each member sends, with the time, and
+returns deliveries: ``(peers, data)`` pairs saying which members get which
+bytes.  A line said in a room is formatted once and the same bytes go to
+every member of the room.  The I/O layer (:mod:`.session`) writes the
+deliveries, and tells the chat when a connection starts and ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .commands import (
+    COMMAND_HELP,
+    Act,
+    Help,
+    Invalid,
+    Join,
+    Leave,
+    Msg,
+    Nick,
+    Quit,
+    Rooms,
+    Say,
+    Who,
+    parse_command,
+)
+from .incoming import LineSplitter, Overlong
+from .lines import ACTION, NOWHERE, SERVER, Stamp, format_line
+from .names import name_key, nick_problem, room_name
+from .ratelimit import TokenBucket
+from .room import Member, Room
+
+__all__ = ["ChatProtocol", "ChatSettings", "Delivery"]
+
+P = TypeVar("P")
+#: Who gets which bytes: the same ``data`` is written to every one of ``peers``.
+Delivery = tuple[Sequence[P], bytes]
+
+WELCOME = (
+    "welcome to socketeer chat! choose a nickname: type it, or /nick NAME"
+    " (/help lists the commands)"
+)
+#: How many names "you joined" lists before saying how many more there are.
+JOIN_NAMES = 20
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """The chat's rules.
+
+    ``default_room`` is where members land after choosing a nickname.
+    ``history`` is how many lines a joining member is shown.  ``rate`` lines
+    a second (0: no limit) with bursts of ``burst`` is how fast a member may
+    send.  A line over ``max_line_length`` bytes is refused.  At most
+    ``max_rooms`` rooms exist at once.
+    """
+
+    default_room: str = "lobby"
+    history: int = 50
+    rate: float = 5.0
+    burst: int = 10
+    max_line_length: int = 4096
+    max_rooms: int = 1000
+
+    def __post_init__(self) -> None:
+        problem = room_name(self.default_room)[1]
+        if problem:
+            raise ValueError(f"default room {self.default_room!r}: {problem}")
+        for name in ("history", "rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        for name in ("burst", "max_line_length", "max_rooms"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+class ChatProtocol(Generic[P]):
+    """Every member and room of one chat; each method returns the deliveries it causes."""
+
+    def __init__(self, settings: ChatSettings | None = None) -> None:
+        self.settings = settings = settings or ChatSettings()
+        self._default_room = room_name(settings.default_room)[0]
+        self._rooms: dict[str, Room[P]] = {
+            self._default_room: Room(self._default_room, settings.history)
+        }
+        self._members: dict[str, Member[P]] = {}
+        self._stamp = Stamp()
+
+    # what the I/O layer calls -----------------------------------------------------
+
+    def connect(self, peer: P, now: float) -> tuple[Member[P], list[Delivery[P]]]:
+        """A connection arrived: return its member (not yet named) and the welcome."""
+        settings = self.settings
+        member = Member(
+            peer,
+            LineSplitter(settings.max_line_length),
+            TokenBucket(settings.rate, settings.burst, now),
+        )
+        return member, [((peer,), self._notice(now, NOWHERE, WELCOME))]
+
+    def receive(self, member: Member[P], data: bytes, now: float) -> list[Delivery[P]]:
+        """``member`` sent ``data``: act on every line it completes."""
+        out: list[Delivery[P]] = []
+        for line in member.splitter.feed(data):
+            if member.gone:
+                break
+            self._line(member, line, now, out)
+        return out
+
+    def end_of_input(self, member: Member[P], now: float) -> list[Delivery[P]]:
+        """``member`` will send nothing more: act on a last unfinished line, then let it go."""
+        out: list[Delivery[P]] = []
+        for line in member.splitter.end():
+            if not member.gone:
+                self._line(member, line, now, out)
+        out += self.disconnect(member, now)
+        return out
+
+    def disconnect(self, member: Member[P], now: float, reason: str = "") -> list[Delivery[P]]:
+        """``member``'s connection is gone (or being closed because of ``reason``)."""
+        if member.gone:
+            return []
+        why = f" ({reason})" if reason else ""
+        return self._depart(member, now, f"disconnected{why}")
+
+    def error_line(self, now: float, reason: str) -> bytes:
+        """The line that tells a member why it is being disconnected."""
+        return self._notice(now, NOWHERE, f"error: {reason}")
+
+    # what tests and the I/O layer may look at ---------------------------------------
+
+    @property
+    def member_count(self) -> int:
+        """How many members have a nickname."""
+        return len(self._members)
+
+    def room_nicks(self, room: str) -> list[str]:
+        """Who is in ``room`` (``#name`` or ``name``); empty if there is no such room."""
+        found = self._rooms.get(room_name(room)[0])
+        return found.nicks() if found else []
+
+    # one line -----------------------------------------------------------------------
+
+    def _line(
+        self, member: Member[P], line: str | Overlong, now: float, out: list[Delivery[P]]
+    ) -> None:
+        if isinstance(line, Overlong):
+            self._error(member, now, f"line too long (over {line.limit} bytes); not sent", out)
+            return
+        if not line.strip():
+            return
+        command = parse_command(line)
+        if not isinstance(command, Quit) and not member.bucket.allow(now):
+            if not member.throttled:
+                member.throttled = True
+                rate = self.settings.rate
+                limit = f"{rate:g} line{'' if rate == 1 else 's'} a second"
+                reason = (
+                    f"you are sending too fast (at most {limit});"
+                    " lines are dropped until you slow down"
+                )
+                self._error(member, now, reason, out)
+            return
+        if member.throttled and member.bucket.tokens >= member.bucket.burst - 1:
+            member.throttled = False  # it slowed down: a new flood gets a new notice
+        match command:
+            case Say(text):
+                if member.nick is None:
+                    self._name(member, text.strip(), now, out)
+                else:
+                    self._say(member, text, now, out)
+            case Act(text):
+                self._act(member, text, now, out)
+            case Nick(name):
+                self._name(member, name, now, out)
+            case Join(room):
+                self._join(member, room, now, out)
+            case Leave():
+                self._leave(member, now, out)
+            case Rooms():
+                self._list_rooms(member, now, out)
+            case Who():
+                self._who(member, now, out)
+            case Msg(nick, text):
+                self._msg(member, nick, text, now, out)
+            case Help():
+                self._help(member, now, out)
+            case Quit(text):
+                self._quit(member, text, now, out)
+            case Invalid(reason):
+                self._error(member, now, reason, out)
+
+    # messages -----------------------------------------------------------------------
+
+    def _say(self, member: Member[P], text: str, now: float, out: list[Delivery[P]]) -> None:
+        room = member.room
+        if room is None:
+            self._error(member, now, "you are in no room; /join ROOM to join one", out)
+            return
+        line = f"{self._stamp(now)} {room.name} <{member.nick}> {text}\n".encode()
+        room.history.append(line)
+        out.append((room.peers(), line))
+
+    def _act(self, member: Member[P], text: str, now: float, out: list[Delivery[P]]) -> None:
+        if not self._named(member, now, out):
+            return
+        room = member.room
+        if room is None:
+            self._error(member, now, "you are in no room; /join ROOM to join one", out)
+            return
+        line = format_line(self._stamp(now), room.name, ACTION, f"{member.nick} {text}")
+        room.history.append(line)
+        out.append((room.peers(), line))
+
+    def _msg(
+        self, member: Member[P], nick: str, text: str, now: float, out: list[Delivery[P]]
+    ) -> None:
+        if not self._named(member, now, out):
+            return
+        target = self._members.get(name_key(nick))
+        if target is None:
+            self._error(member, now, f'no one is called "{nick}"', out)
+            return
+        line = format_line(self._stamp(now), f"@{target.nick}", f"<{member.nick}>", text)
+        peers = (member.peer,) if target is member else (target.peer, member.peer)
+        out.append((peers, line))
+
+    # names and rooms ----------------------------------------------------------------
+
+    def _name(self, member: Member[P], nick: str, now: float, out: list[Delivery[P]]) -> None:
+        problem = nick_problem(nick)
+        if problem:
+            self._error(member, now, f'"{nick}" cannot be a nickname: {problem}', out)
+            return
+        old = member.nick
+        if old == nick:
+            self._error(member, now, f'you are already called "{nick}"', out)
+            return
+        key = name_key(nick)
+        holder = self._members.get(key)
+        if holder is not None and holder is not member:
+            self._error(member, now, f'the nickname "{nick}" is taken; choose another', out)
+            return
+        member.nick = nick
+        if old is not None:
+            del self._members[name_key(old)]
+        self._members[key] = member
+        out.append(((member.peer,), self._notice(now, NOWHERE, f"you are now known as {nick}")))
+        if old is None:
+            self._enter(member, self._rooms[self._default_room], now, out)
+            return
+        room = member.room
+        if room is not None:
+            room.rename(member, old)
+            others = room.others(member)
+            if others:
+                out.append((others, self._notice(now, room.name, f"{old} is now known as {nick}")))
+
+    def _join(self, member: Member[P], typed: str, now: float, out: list[Delivery[P]]) -> None:
+        if not self._named(member, now, out):
+            return
+        name, problem = room_name(typed)
+        if problem:
+            self._error(member, now, f'"{typed}" cannot be a room: {problem}', out)
+            return
+        old = member.room
+        if old is not None and old.name == name:
+            self._error(member, now, f"you are already in {name}", out)
+            return
+        room = self._rooms.get(name)
+        if room is None:
+            if len(self._rooms) >= self.settings.max_rooms:
+                limit = self.settings.max_rooms
+                self._error(member, now, f"there are {limit} rooms already; /rooms lists them", out)
+                return
+            room = self._rooms[name] = Room(name, self.settings.history)
+        if old is not None:
+            self._exit(member, old, now, f"{member.nick} left {old.name}", out)
+        self._enter(member, room, now, out)
+
+    def _enter(self, member: Member[P], room: Room[P], now: float, out: list[Delivery[P]]) -> None:
+        others = room.peers()
+        room.add(member)
+        if others:
+            out.append((others, self._notice(now, room.name, f"{member.nick} joined {room.name}")))
+        me = (member.peer,)
+        if room.history:
+            out.append((me, b"".join(room.history)))
+        nicks = room.nicks()
+        listed = ", ".join(nicks[:JOIN_NAMES])
+        if len(nicks) > JOIN_NAMES:
+            listed += f" and {len(nicks) - JOIN_NAMES} more (/who lists everyone)"
+        text = f"you joined {room.name}; {len(nicks)} here: {listed}"
+        out.append((me, self._notice(now, room.name, text)))
+
+    def _exit(
+        self,
+        member: Member[P],
+        room: Room[P],
+        now: float,
+        announcement: str,
+        out: list[Delivery[P]],
+    ) -> None:
+        room.remove(member)
+        if room.members:
+            out.append((room.peers(), self._notice(now, room.name, announcement)))
+        elif room.name != self._default_room:
+            del self._rooms[room.name]
+
+    def _leave(self, member: Member[P], now: float, out: list[Delivery[P]]) -> None:
+        if not self._named(member, now, out):
+            return
+        room = member.room
+        if room is None:
+            self._error(member, now, "you are in no room", out)
+            return
+        self._exit(member, room, now, f"{member.nick} left {room.name}", out)
+        text = f"you left {room.name}; /join ROOM to join one"
+        out.append(((member.peer,), self._notice(now, room.name, text)))
+
+    def _depart(self, member: Member[P], now: float, how: str) -> list[Delivery[P]]:
+        out: list[Delivery[P]] = []
+        member.gone = True
+        if member.nick is not None:
+            del self._members[name_key(member.nick)]
+            if member.room is not None:
+                self._exit(member, member.room, now, f"{member.nick} {how}", out)
+        return out
+
+    def _quit(self, member: Member[P], text: str, now: float, out: list[Delivery[P]]) -> None:
+        out.append(((member.peer,), self._notice(now, NOWHERE, "bye")))
+        member.finished = True
+        out += self._depart(member, now, f"quit ({text})" if text else "quit")
+
+    # listings -----------------------------------------------------------------------
+
+    def _list_rooms(self, member: Member[P], now: float, out: list[Delivery[P]]) -> None:
+        rooms = sorted(self._rooms.values(), key=lambda room: room.name)
+        listed = ", ".join(f"{room.name} ({len(room.members)})" for room in rooms)
+        out.append(((member.peer,), self._notice(now, NOWHERE, f"rooms: {listed}")))
+
+    def _who(self, member: Member[P], now: float, out: list[Delivery[P]]) -> None:
+        if not self._named(member, now, out):
+            return
+        room = member.room
+        if room is None:
+            self._error(member, now, "you are in no room; /rooms lists them", out)
+            return
+        nicks = room.nicks()
+        text = f"{len(nicks)} in {room.name}: {', '.join(nicks)}"
+        out.append(((member.peer,), self._notice(now, room.name, text)))
+
+    def _help(self, member: Member[P], now: float, out: list[Delivery[P]]) -> None:
+        width = max(len(usage) for usage, _ in COMMAND_HELP)
+        lines = [self._notice(now, NOWHERE, "commands (anything else is said to your room):")]
+        lines += [
+            self._notice(now, NOWHERE, f"{usage.ljust(width)}  {what}")
+            for usage, what in COMMAND_HELP
+        ]
+        out.append(((member.peer,), b"".join(lines)))
+
+    # replies ------------------------------------------------------------------------
+
+    def _named(self, member: Member[P], now: float, out: list[Delivery[P]]) -> bool:
+        if member.nick is None:
+            self._error(member, now, "choose a nickname first: type it, or /nick NAME", out)
+            return False
+        return True
+
+    def _notice(self, now: float, place: str, text: str) -> bytes:
+        return format_line(self._stamp(now), place, SERVER, text)
+
+    def _error(self, member: Member[P], now: float, reason: str, out: list[Delivery[P]]) -> None:
+        out.append(((member.peer,), self._notice(now, NOWHERE, f"error: {reason}")))

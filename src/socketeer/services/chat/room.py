@@ -1,0 +1,88 @@
+"""Members and the rooms they talk in.
+
+``P`` is whatever the I/O layer uses to reach a member (its session); the
+chat never looks inside it, it only names it in deliveries.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+from .incoming import LineSplitter
+from .names import name_key
+from .ratelimit import TokenBucket
+
+__all__ = ["Member", "Room"]
+
+P = TypeVar("P")
+
+
+class Member(Generic[P]):
+    """One connection to the chat: who it is, where it is, how fast it may talk."""
+
+    __slots__ = ("bucket", "finished", "gone", "nick", "peer", "room", "splitter", "throttled")
+
+    def __init__(self, peer: P, splitter: LineSplitter, bucket: TokenBucket) -> None:
+        self.peer = peer
+        self.splitter = splitter
+        self.bucket = bucket
+        #: None until the member has chosen a nickname.
+        self.nick: str | None = None
+        self.room: Room[P] | None = None
+        #: Told that lines are being dropped, and has not slowed down since.
+        self.throttled = False
+        #: The member asked to leave (/quit): close once its deliveries are written.
+        self.finished = False
+        #: No longer in the chat.
+        self.gone = False
+
+    def __repr__(self) -> str:
+        return f"<Member {self.nick or '(no nickname)'} in {self.room.name if self.room else '-'}>"
+
+
+class Room(Generic[P]):
+    """A named room: its members and the last ``history`` lines said in it."""
+
+    __slots__ = ("_peers", "history", "members", "name")
+
+    def __init__(self, name: str, history: int) -> None:
+        self.name = name
+        self.members: dict[str, Member[P]] = {}
+        self.history: deque[bytes] = deque(maxlen=history)
+        self._peers: tuple[P, ...] | None = None
+
+    def add(self, member: Member[P]) -> None:
+        """Put ``member`` (who has a nickname) in the room."""
+        assert member.nick is not None
+        self.members[name_key(member.nick)] = member
+        member.room = self
+        self._peers = None
+
+    def remove(self, member: Member[P]) -> None:
+        """Take ``member`` out of the room."""
+        assert member.nick is not None
+        del self.members[name_key(member.nick)]
+        member.room = None
+        self._peers = None
+
+    def rename(self, member: Member[P], old_nick: str) -> None:
+        """``member`` was called ``old_nick`` and now has a new nickname."""
+        del self.members[name_key(old_nick)]
+        assert member.nick is not None
+        self.members[name_key(member.nick)] = member
+        self._peers = None
+
+    def peers(self) -> tuple[P, ...]:
+        """Everyone in the room (kept until the membership changes)."""
+        if self._peers is None:
+            self._peers = tuple(member.peer for member in self.members.values())
+        return self._peers
+
+    def others(self, member: Member[P]) -> tuple[P, ...]:
+        """Everyone in the room but ``member``."""
+        return tuple(m.peer for m in self.members.values() if m is not member)
+
+    def nicks(self) -> list[str]:
+        """The members' nicknames, sorted without regard to case."""
+        return sorted((m.nick for m in self.members.values() if m.nick), key=name_key)

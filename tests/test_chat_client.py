@@ -1,0 +1,140 @@
+"""The chat client library: connect, send, receive parsed lines, reconnect with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from socketeer import ConnectError, ConnectionClosed, Endpoint, LocalProtocolError
+from socketeer.services.chat import (
+    Backoff,
+    ChatClient,
+    ChatEvent,
+    ChatLine,
+    ChatService,
+    Connected,
+    Disconnected,
+)
+from support import WAIT, ServeInThread
+
+
+async def next_line(events: AsyncIterator[ChatEvent], fragment: str) -> ChatEvent:
+    """The first event whose text holds ``fragment``."""
+    async with asyncio.timeout(WAIT):
+        async for event in events:
+            if fragment in str(event):
+                return event
+    raise AssertionError(f"events ended before {fragment!r}")
+
+
+def test_two_clients_talk_and_track_their_nick_and_room(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(ChatService())
+
+    async def main() -> None:
+        alice = ChatClient(endpoint, "alice")
+        bob = ChatClient(str(endpoint), "bob")
+        await alice.connect()
+        alice_events = alice.events()
+        await next_line(alice_events, "you joined")
+        assert (alice.nick, alice.room, alice.connected) == ("alice", "#lobby", True)
+        await bob.connect()
+        bob_events = bob.events()
+        await next_line(bob_events, "you joined")
+        await alice.send("hello bob")
+        line = await next_line(bob_events, "hello bob")
+        assert isinstance(line, ChatLine)
+        assert (line.place, line.kind, line.nick, line.text) == (
+            "#lobby",
+            "said",
+            "alice",
+            "hello bob",
+        )
+        await bob.send("/nick robert")
+        await next_line(bob_events, "you are now known as")
+        await bob.send("/join dev")
+        await next_line(bob_events, "you joined #dev")
+        assert (bob.nick, bob.room) == ("robert", "#dev")
+        await bob.send("/leave")
+        await next_line(bob_events, "you left")
+        assert bob.room is None
+        with pytest.raises(LocalProtocolError):
+            await bob.send("two\nlines")
+        await bob.close("bye all")
+        renamed = await next_line(alice_events, "robert")
+        assert str(renamed).endswith(" #lobby -!- bob is now known as robert")
+        left = await next_line(alice_events, "robert")
+        assert str(left).endswith(" #lobby -!- robert left #lobby")
+        await alice.close()
+        with pytest.raises(ConnectionClosed):
+            await alice.send("too late")
+
+    asyncio.run(main())
+
+
+def test_reconnects_with_backoff_to_a_server_on_the_same_port(
+    serve_in_thread: ServeInThread,
+) -> None:
+    first, (endpoint,) = serve_in_thread(ChatService())
+
+    async def main() -> None:
+        client = ChatClient(endpoint, "fay", backoff=Backoff(initial=0.05, maximum=0.2))
+        await client.connect()
+        events = client.events()
+        await next_line(events, "you joined")
+        await client.send("/join den")
+        await next_line(events, "you joined #den")
+        await asyncio.to_thread(stop, first)
+        drop = await next_line(events, "closed the connection")
+        assert isinstance(drop, Disconnected)
+        assert drop.retry_in is not None
+        assert 0.04 <= drop.retry_in <= 0.06
+        assert not client.connected
+        with pytest.raises(ConnectionClosed):
+            await client.send("anyone?")
+        retry = await next_line(events, "refused")  # nobody listens for a moment
+        assert isinstance(retry, Disconnected)
+        assert retry.retry_in is not None
+        assert retry.retry_in > drop.retry_in
+        await asyncio.to_thread(serve_in_thread, ChatService(), [str(endpoint)])
+        back = await next_line(events, "Connected")
+        assert back == Connected(str(endpoint))
+        await next_line(events, "you joined #den")  # the room is joined again
+        assert client.room == "#den"
+        await client.close()
+
+    asyncio.run(main())
+
+
+def stop(threaded: object) -> None:
+    server = threaded.server  # type: ignore[attr-defined]
+    loop = threaded.loop  # type: ignore[attr-defined]
+    asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(WAIT)
+
+
+def test_without_reconnect_a_drop_ends_the_events(serve_in_thread: ServeInThread) -> None:
+    threaded, (endpoint,) = serve_in_thread(ChatService())
+
+    async def main() -> None:
+        client = ChatClient(endpoint, "gus", reconnect=False)
+        await client.connect()
+        events = client.events()
+        await next_line(events, "you joined")
+        await asyncio.to_thread(stop, threaded)
+        rest = [event async for event in events]
+        assert rest[-1] == Disconnected(f"{endpoint} closed the connection", None)
+
+    asyncio.run(main())
+
+
+def test_connect_errors_and_bad_nicks() -> None:
+    with pytest.raises(ValueError, match="cannot be a nickname"):
+        ChatClient("127.0.0.1:1", "two words")
+
+    async def main() -> None:
+        client = ChatClient(Endpoint("tcp", "127.0.0.1", 1), "x")
+        with pytest.raises(ConnectError, match=r"cannot connect to 127\.0\.0\.1:1\b"):
+            await client.connect()
+
+    asyncio.run(main())

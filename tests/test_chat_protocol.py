@@ -1,0 +1,561 @@
+"""The chat's sans-IO core: every command and rule, driven with byte strings and a fake clock."""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+
+import pytest
+
+from socketeer.services.chat import ChatProtocol, ChatSettings, parse_line
+from socketeer.services.chat.protocol import WELCOME, Delivery
+from socketeer.services.chat.room import Member
+
+START = 1_700_000_000.0
+
+
+class Chat:
+    """A ChatProtocol whose members are names, with each member's received lines kept."""
+
+    def __init__(self, **settings: object) -> None:
+        settings.setdefault("rate", 0)  # the clock stands still unless a test moves it
+        self.protocol: ChatProtocol[str] = ChatProtocol(ChatSettings(**settings))  # type: ignore[arg-type]
+        self.now = START
+        self.members: dict[str, Member[str]] = {}
+        self.received: dict[str, list[str]] = defaultdict(list)
+        self.writes: dict[str, int] = defaultdict(int)
+
+    def connect(self, peer: str) -> None:
+        member, deliveries = self.protocol.connect(peer, self.now)
+        self.members[peer] = member
+        self._deliver(deliveries)
+
+    def send(self, peer: str, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        self._deliver(self.protocol.receive(self.members[peer], raw, self.now))
+
+    def line(self, peer: str, text: str) -> None:
+        self.send(peer, text + "\n")
+
+    def disconnect(self, peer: str, reason: str = "") -> None:
+        member = self.members[peer]
+        self._deliver(self.protocol.disconnect(member, self.now, reason))
+
+    def join(self, peer: str, nick: str | None = None) -> None:
+        """Connect ``peer``, log in as ``nick`` (default: the peer's name), forget the replies."""
+        self.connect(peer)
+        self.line(peer, nick or peer)
+        self.take(peer)
+
+    def _deliver(self, deliveries: list[Delivery[str]]) -> None:
+        for peers, data in deliveries:
+            assert data.endswith(b"\n")
+            for peer in peers:
+                self.received[peer] += data.decode().splitlines()
+                self.writes[peer] += 1
+
+    def take(self, peer: str) -> list[str]:
+        """What ``peer`` received since the last take, without the time field."""
+        lines, self.received[peer] = self.received[peer], []
+        for line in lines:
+            assert line[2] == line[5] == ":", line
+            assert line[8] == " ", line
+        return [line[9:] for line in lines]
+
+
+@pytest.fixture
+def chat() -> Chat:
+    chat = Chat()
+    chat.join("alice")
+    chat.join("bob")
+    chat.take("alice")
+    return chat
+
+
+# --- arriving --------------------------------------------------------------------------
+
+
+def test_a_newcomer_is_asked_for_a_nickname_and_lands_in_the_lobby() -> None:
+    chat = Chat()
+    chat.connect("alice")
+    assert chat.take("alice") == [f"- -!- {WELCOME}"]
+    chat.line("alice", "alice")
+    assert chat.take("alice") == [
+        "- -!- you are now known as alice",
+        "#lobby -!- you joined #lobby; 1 here: alice",
+    ]
+
+
+def test_nick_command_also_logs_in_and_others_see_the_join(chat: Chat) -> None:
+    chat.connect("carol")
+    chat.line("carol", "/nick Carol")
+    assert chat.take("carol")[-1] == "#lobby -!- you joined #lobby; 3 here: alice, bob, Carol"
+    assert chat.take("alice") == ["#lobby -!- Carol joined #lobby"]
+    assert chat.take("bob") == ["#lobby -!- Carol joined #lobby"]
+
+
+def test_a_taken_nickname_is_refused_with_a_reason_whatever_its_case(chat: Chat) -> None:
+    chat.connect("x")
+    chat.line("x", "ALICE")
+    assert chat.take("x")[-1] == '- -!- error: the nickname "ALICE" is taken; choose another'
+    chat.line("x", "/nick alice")
+    assert chat.take("x") == ['- -!- error: the nickname "alice" is taken; choose another']
+    assert chat.take("alice") == []
+    chat.line("x", "alice2")
+    assert chat.take("x")[0] == "- -!- you are now known as alice2"
+
+
+@pytest.mark.parametrize(
+    ("typed", "reason"),
+    [
+        ("hello there", "holds only letters, digits, _, - and ."),
+        ("-dash", "starts with a letter, a digit or _"),
+        ("x" * 25, "at most 24 characters"),
+        ("<bob>", "starts with a letter, a digit or _"),
+    ],
+)
+def test_an_invalid_nickname_is_refused_with_the_rule(typed: str, reason: str) -> None:
+    chat = Chat()
+    chat.connect("x")
+    chat.take("x")
+    chat.line("x", typed)
+    (line,) = chat.take("x")
+    assert line.startswith(f'- -!- error: "{typed}" cannot be a nickname: ')
+    assert reason in line
+
+
+def test_nicknames_may_be_in_any_script() -> None:
+    chat = Chat()
+    chat.join("a", "小明")
+    chat.line("a", "你好")
+    assert chat.take("a") == ["#lobby <小明> 你好"]
+
+
+def test_commands_that_need_a_nickname_say_so() -> None:
+    chat = Chat()
+    chat.connect("x")
+    chat.take("x")
+    for command in ("/join dev", "/who", "/msg bob hi", "/me waves", "/leave"):
+        chat.line("x", command)
+        assert chat.take("x") == ["- -!- error: choose a nickname first: type it, or /nick NAME"], (
+            command
+        )
+
+
+# --- talking -----------------------------------------------------------------------------
+
+
+def test_a_message_goes_to_everyone_in_the_room_as_one_formatted_line(chat: Chat) -> None:
+    chat.line("alice", "hello everyone")
+    assert chat.take("alice") == ["#lobby <alice> hello everyone"]
+    assert chat.take("bob") == ["#lobby <alice> hello everyone"]
+
+
+def test_every_line_carries_the_time_the_room_and_the_sender(chat: Chat) -> None:
+    chat.now = START + 3723.9
+    chat.line("alice", "hi")
+    (raw,) = chat.received["bob"]
+    line = parse_line(raw)
+    assert line.time == datetime.datetime.fromtimestamp(int(chat.now)).strftime("%H:%M:%S")
+    assert (line.place, line.kind, line.nick, line.text) == ("#lobby", "said", "alice", "hi")
+
+
+def test_me_is_an_action(chat: Chat) -> None:
+    chat.line("bob", "/me waves at everyone")
+    assert chat.take("alice") == ["#lobby * bob waves at everyone"]
+    assert chat.take("bob") == ["#lobby * bob waves at everyone"]
+    chat.line("bob", "/me")
+    assert chat.take("bob") == ["- -!- error: usage: /me ACTION"]
+
+
+def test_msg_reaches_one_member_and_echoes_to_the_sender(chat: Chat) -> None:
+    chat.join("carol")
+    chat.take("alice")
+    chat.take("bob")
+    chat.line("alice", "/msg BOB  psst, over here")
+    assert chat.take("bob") == ["@bob <alice> psst, over here"]
+    assert chat.take("alice") == ["@bob <alice> psst, over here"]
+    assert chat.take("carol") == []
+
+
+def test_msg_to_nobody_and_without_text(chat: Chat) -> None:
+    chat.line("alice", "/msg zed hi")
+    assert chat.take("alice") == ['- -!- error: no one is called "zed"']
+    chat.line("alice", "/msg bob")
+    assert chat.take("alice") == ["- -!- error: usage: /msg NAME TEXT"]
+
+
+def test_msg_reaches_members_in_other_rooms_and_in_none(chat: Chat) -> None:
+    chat.line("bob", "/leave")
+    chat.take("bob")
+    chat.line("alice", "/msg bob still there?")
+    assert chat.take("bob") == ["@bob <alice> still there?"]
+
+
+def test_double_slash_says_a_line_starting_with_a_slash(chat: Chat) -> None:
+    chat.line("alice", "//shrug")
+    assert chat.take("bob") == ["#lobby <alice> /shrug"]
+
+
+def test_empty_lines_are_ignored(chat: Chat) -> None:
+    chat.send("alice", b"\n  \r\n\t\n")
+    assert chat.take("alice") == []
+    assert chat.take("bob") == []
+
+
+def test_crlf_lines_from_telnet_read_like_lf_lines(chat: Chat) -> None:
+    chat.send("alice", b"from telnet\r\n")
+    assert chat.take("bob") == ["#lobby <alice> from telnet"]
+
+
+def test_a_line_may_arrive_in_pieces(chat: Chat) -> None:
+    for piece in (b"he", b"llo ", "wörld".encode()[:2], "wörld".encode()[2:], b"\n"):
+        chat.send("alice", piece)
+    assert chat.take("bob") == ["#lobby <alice> hello wörld"]
+
+
+def test_undecodable_bytes_are_replaced_and_control_characters_cannot_reach_terminals(
+    chat: Chat,
+) -> None:
+    chat.send("alice", b"caf\xe9 \xff\xfe ok\x1b[2J\x07\tend\n")
+    assert chat.take("bob") == ["#lobby <alice> caf\ufffd \ufffd\ufffd ok\ufffd[2J\ufffd end"]
+    chat.line("alice", "still here")
+    assert chat.take("bob") == ["#lobby <alice> still here"]
+
+
+def test_an_over_long_line_is_refused_with_a_notice_and_the_member_keeps_talking() -> None:
+    chat = Chat(max_line_length=20)
+    chat.join("alice")
+    chat.join("bob")
+    chat.take("alice")
+    chat.send("alice", b"x" * 15)
+    chat.send("alice", b"y" * 15)  # now over the limit without a newline
+    assert chat.take("alice") == ["- -!- error: line too long (over 20 bytes); not sent"]
+    chat.send("alice", b"z" * 100 + b"\nshort one\n" + b"w" * 21 + b"\n")
+    assert chat.take("bob") == ["#lobby <alice> short one"]
+    assert chat.take("alice") == [
+        "#lobby <alice> short one",
+        "- -!- error: line too long (over 20 bytes); not sent",
+    ]
+    chat.send("alice", b"a" * 20 + b"\r\n")  # exactly the limit, telnet style
+    assert chat.take("bob") == ["#lobby <alice> " + "a" * 20]
+
+
+# --- nick, join, leave, rooms, who ---------------------------------------------------------
+
+
+def test_nick_change_is_announced_to_the_room(chat: Chat) -> None:
+    chat.line("alice", "/nick alicia")
+    assert chat.take("alice") == ["- -!- you are now known as alicia"]
+    assert chat.take("bob") == ["#lobby -!- alice is now known as alicia"]
+    chat.line("bob", "/msg alicia hi")
+    assert chat.take("alice") == ["@alicia <bob> hi"]
+    assert chat.take("bob") == ["@alicia <bob> hi"]
+    chat.line("bob", "/msg alice hi")
+    assert chat.take("bob") == ['- -!- error: no one is called "alice"']
+    chat.connect("x")
+    chat.line("x", "alice")  # the old name is free again
+    assert chat.take("x")[1] == "- -!- you are now known as alice"
+
+
+def test_nick_change_of_case_only_and_to_the_same_name(chat: Chat) -> None:
+    chat.line("alice", "/nick Alice")
+    assert chat.take("alice") == ["- -!- you are now known as Alice"]
+    chat.line("alice", "/nick Alice")
+    assert chat.take("alice") == ['- -!- error: you are already called "Alice"']
+    chat.line("alice", "/nick bob")
+    assert chat.take("alice") == ['- -!- error: the nickname "bob" is taken; choose another']
+    chat.line("alice", "/nick a b")
+    assert chat.take("alice") == ["- -!- error: usage: /nick NAME"]
+
+
+def test_join_moves_to_a_new_room_and_both_rooms_are_told(chat: Chat) -> None:
+    chat.join("carol")
+    chat.take("alice")
+    chat.take("bob")
+    chat.line("alice", "/join #Dev")
+    assert chat.take("alice") == ["#dev -!- you joined #dev; 1 here: alice"]
+    assert chat.take("bob") == ["#lobby -!- alice left #lobby"]
+    chat.line("bob", "/join dev")
+    assert chat.take("alice") == ["#dev -!- bob joined #dev"]
+    assert chat.take("bob") == ["#dev -!- you joined #dev; 2 here: alice, bob"]
+    assert chat.take("carol") == ["#lobby -!- alice left #lobby", "#lobby -!- bob left #lobby"]
+    chat.line("alice", "in dev")
+    assert chat.take("bob") == ["#dev <alice> in dev"]
+    assert chat.take("carol") == []
+
+
+def test_join_errors(chat: Chat) -> None:
+    chat.line("alice", "/join lobby")
+    assert chat.take("alice") == ["- -!- error: you are already in #lobby"]
+    chat.line("alice", "/join no/slashes")
+    assert chat.take("alice") == [
+        '- -!- error: "no/slashes" cannot be a room: a room name holds only letters, digits,'
+        " _, - and ."
+    ]
+    chat.line("alice", "/join")
+    assert chat.take("alice") == ["- -!- error: usage: /join ROOM"]
+
+
+def test_there_is_a_limit_on_rooms() -> None:
+    chat = Chat(max_rooms=2)
+    chat.join("a")
+    chat.join("b")
+    chat.line("a", "/join one")
+    chat.take("a")
+    chat.line("b", "/join two")
+    assert chat.take("b")[-1:] == ["- -!- error: there are 2 rooms already; /rooms lists them"]
+
+
+def test_leave_and_then_messages_go_nowhere(chat: Chat) -> None:
+    chat.line("alice", "/leave")
+    assert chat.take("alice") == ["#lobby -!- you left #lobby; /join ROOM to join one"]
+    assert chat.take("bob") == ["#lobby -!- alice left #lobby"]
+    chat.line("alice", "anyone?")
+    assert chat.take("alice") == ["- -!- error: you are in no room; /join ROOM to join one"]
+    assert chat.take("bob") == []
+    for command in ("/leave", "/who", "/me waves"):
+        chat.line("alice", command)
+        assert chat.take("alice")[0].startswith("- -!- error: you are in no room"), command
+    chat.line("alice", "/part now")
+    assert chat.take("alice") == ["- -!- error: usage: /leave"]
+
+
+def test_rooms_lists_every_room_with_its_count_and_empty_rooms_vanish(chat: Chat) -> None:
+    chat.line("alice", "/join dev")
+    chat.line("alice", "/rooms")
+    assert chat.take("alice")[-1] == "- -!- rooms: #dev (1), #lobby (1)"
+    chat.line("alice", "/leave")
+    chat.line("alice", "/list")
+    assert chat.take("alice")[-1] == "- -!- rooms: #lobby (1)"
+    chat.line("bob", "/leave")
+    chat.line("bob", "/rooms")
+    assert chat.take("bob")[-1] == "- -!- rooms: #lobby (0)"
+
+
+def test_who_lists_the_room(chat: Chat) -> None:
+    chat.join("Carl")
+    chat.line("bob", "/who")
+    assert chat.take("bob")[-1] == "#lobby -!- 3 in #lobby: alice, bob, Carl"
+    chat.line("bob", "/names")
+    assert chat.take("bob") == ["#lobby -!- 3 in #lobby: alice, bob, Carl"]
+    chat.line("bob", "/who is there")
+    assert chat.take("bob") == ["- -!- error: usage: /who"]
+
+
+def test_joining_a_crowded_room_lists_twenty_names_and_the_rest_by_count() -> None:
+    chat = Chat()
+    for number in range(25):
+        chat.join(f"m{number:02}")
+    chat.connect("last")
+    chat.line("last", "zed")
+    joined = chat.take("last")[-1]
+    assert joined.startswith("#lobby -!- you joined #lobby; 26 here: m00, m01,")
+    assert joined.endswith("m19 and 6 more (/who lists everyone)")
+
+
+def test_help_lists_every_command(chat: Chat) -> None:
+    chat.writes["alice"] = 0
+    chat.line("alice", "/HELP")
+    lines = chat.take("alice")
+    assert lines[0] == "- -!- commands (anything else is said to your room):"
+    listed = [line.split()[2] for line in lines[1:]]
+    assert listed == ["/nick", "/join", "/leave", "/rooms", "/who", "/msg", "/me", "/help", "/quit"]
+    assert chat.writes["alice"] == 1, "help arrives as one write"
+
+
+def test_unknown_commands_say_how_to_find_the_real_ones(chat: Chat) -> None:
+    chat.line("alice", "/frobnicate now")
+    assert chat.take("alice") == [
+        '- -!- error: unknown command "/frobnicate"; /help lists the commands'
+    ]
+    chat.line("alice", "/")
+    assert chat.take("alice")[0].startswith('- -!- error: a command follows the "/"')
+
+
+# --- leaving -----------------------------------------------------------------------------
+
+
+def test_quit_says_bye_announces_and_finishes(chat: Chat) -> None:
+    chat.line("alice", "/quit see you")
+    assert chat.take("alice") == ["- -!- bye"]
+    assert chat.take("bob") == ["#lobby -!- alice quit (see you)"]
+    assert chat.members["alice"].finished
+    chat.line("bob", "/exit")
+    assert chat.take("bob") == ["- -!- bye"]
+    assert chat.protocol.member_count == 0
+
+
+def test_a_disconnect_is_announced_once(chat: Chat) -> None:
+    chat.disconnect("alice")
+    chat.disconnect("alice")
+    assert chat.take("bob") == ["#lobby -!- alice disconnected"]
+    chat.disconnect("bob", "not reading")
+    assert chat.protocol.member_count == 0
+
+
+def test_a_disconnect_before_login_is_silent(chat: Chat) -> None:
+    chat.connect("x")
+    chat.disconnect("x")
+    assert chat.take("alice") == []
+
+
+def test_end_of_input_acts_on_a_last_line_without_newline_then_leaves(chat: Chat) -> None:
+    chat.send("alice", b"last words")
+    member = chat.members["alice"]
+    chat._deliver(chat.protocol.end_of_input(member, chat.now))
+    assert chat.take("bob") == ["#lobby <alice> last words", "#lobby -!- alice disconnected"]
+
+
+def test_lines_after_quit_in_the_same_piece_are_ignored(chat: Chat) -> None:
+    chat.send("alice", b"/quit\nghost message\n")
+    assert chat.take("bob") == ["#lobby -!- alice quit"]
+
+
+# --- history -----------------------------------------------------------------------------
+
+
+def test_a_joining_member_sees_the_last_lines_in_one_write() -> None:
+    chat = Chat(history=3)
+    chat.join("alice")
+    for number in range(5):
+        chat.line("alice", f"message {number}")
+    chat.line("alice", "/me stretches")
+    chat.line("alice", "/msg alice note to self")  # private: not history
+    chat.connect("bob")
+    chat.take("bob")
+    chat.writes["bob"] = 0
+    chat.line("bob", "bob")
+    assert chat.take("bob") == [
+        "- -!- you are now known as bob",
+        "#lobby <alice> message 3",
+        "#lobby <alice> message 4",
+        "#lobby * alice stretches",
+        "#lobby -!- you joined #lobby; 2 here: alice, bob",
+    ]
+    assert chat.writes["bob"] == 3
+
+
+def test_history_keeps_the_original_times_and_can_be_off() -> None:
+    chat = Chat(history=5)
+    chat.join("alice")
+    chat.line("alice", "early")
+    said = chat.received["alice"][-1]
+    chat.now += 3600
+    chat.join("bob")
+    chat.connect("carol")
+    chat.line("carol", "carol")
+    assert said in chat.received["carol"]
+    quiet = Chat(history=0)
+    quiet.join("alice")
+    quiet.line("alice", "early")
+    quiet.connect("bob")
+    quiet.line("bob", "bob")
+    assert all("early" not in line for line in quiet.take("bob"))
+
+
+def test_each_room_has_its_own_history() -> None:
+    chat = Chat()
+    chat.join("alice")
+    chat.line("alice", "in the lobby")
+    chat.line("alice", "/join dev")
+    chat.line("alice", "in dev")
+    chat.connect("bob")
+    chat.line("bob", "bob")
+    bob = chat.take("bob")
+    assert "#lobby <alice> in the lobby" in bob
+    assert "in dev" not in " ".join(bob)
+    chat.line("bob", "/join dev")
+    assert chat.take("bob")[0] == "#dev <alice> in dev"
+
+
+def test_an_emptied_room_forgets_its_history_but_the_lobby_keeps_it() -> None:
+    chat = Chat()
+    chat.join("alice")
+    chat.line("alice", "lobby words")
+    chat.line("alice", "/join dev")
+    chat.line("alice", "dev words")
+    chat.line("alice", "/leave")
+    chat.connect("bob")
+    chat.line("bob", "bob")
+    assert "#lobby <alice> lobby words" in chat.take("bob")
+    chat.line("bob", "/join dev")
+    assert chat.take("bob") == ["#dev -!- you joined #dev; 1 here: bob"]
+
+
+# --- flooding ----------------------------------------------------------------------------
+
+
+def test_a_flood_is_cut_to_the_rate_with_one_notice() -> None:
+    chat = Chat(rate=2, burst=3)
+    chat.join("alice")
+    chat.join("bob")
+    chat.take("alice")
+    chat.now += 10
+    chat.send("alice", b"".join(b"flood %d\n" % n for n in range(50)))
+    assert chat.take("bob") == [f"#lobby <alice> flood {n}" for n in range(3)]
+    assert chat.take("alice")[3:] == [
+        "- -!- error: you are sending too fast (at most 2 lines a second);"
+        " lines are dropped until you slow down"
+    ]
+    chat.now += 0.5  # one token back
+    chat.line("alice", "one more")
+    chat.line("alice", "too soon")
+    assert chat.take("bob") == ["#lobby <alice> one more"]
+    assert chat.take("alice") == ["#lobby <alice> one more"], "told once per flood"
+    chat.now += 60  # slowed down: the bucket is full again
+    chat.send("alice", b"calm again\n" * 4)
+    assert chat.take("bob") == ["#lobby <alice> calm again"] * 3
+    assert chat.take("alice")[-1].startswith("- -!- error: you are sending too fast")
+
+
+def test_quit_gets_through_a_flood() -> None:
+    chat = Chat(rate=1, burst=1)
+    chat.join("alice")
+    chat.join("bob")
+    chat.send("alice", b"one\ntwo\nthree\n/quit\n")
+    assert chat.take("bob")[-1] == "#lobby -!- alice quit"
+
+
+def test_rate_zero_means_no_limit() -> None:
+    chat = Chat(rate=0)
+    chat.join("alice")
+    chat.send("alice", b"x\n" * 1000)
+    assert len(chat.take("alice")) == 1000
+
+
+def test_other_members_are_not_limited_by_one_flooder() -> None:
+    chat = Chat(rate=1, burst=3)
+    chat.join("alice")
+    chat.join("bob")
+    chat.send("alice", b"spam\n" * 100)
+    chat.take("bob")
+    chat.line("bob", "hello")
+    chat.line("bob", "there")
+    assert chat.take("alice")[-2:] == ["#lobby <bob> hello", "#lobby <bob> there"]
+
+
+# --- settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"default_room": "no room"},
+        {"history": -1},
+        {"rate": -1},
+        {"burst": 0},
+        {"max_line_length": 0},
+    ],
+)
+def test_bad_settings_are_refused(settings: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"must be|room"):
+        ChatSettings(**settings)  # type: ignore[arg-type]
+
+
+def test_the_default_room_can_be_named() -> None:
+    chat = Chat(default_room="#Hall")
+    chat.connect("a")
+    chat.line("a", "a")
+    assert chat.take("a")[-1] == "#hall -!- you joined #hall; 1 here: a"
+    assert chat.protocol.room_nicks("hall") == ["a"]

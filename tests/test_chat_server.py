@@ -1,0 +1,353 @@
+"""The chat server over real loopback sockets: TCP, IPv6 and Unix, slow members and floods."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from socketeer import Endpoint
+from socketeer.services.chat import ChatService, ChatSettings, parse_line
+from support import WAIT, ServeInThread
+
+
+class Member:
+    """A chat member over a blocking socket, reading lines with a deadline."""
+
+    opened: ClassVar[list[Member]] = []
+
+    def __init__(self, endpoint: Endpoint, nick: str | None = None, rcvbuf: int = 0) -> None:
+        if endpoint.transport == "unix":
+            self.sock = socket.socket(socket.AF_UNIX)
+            address: str | tuple[str, int] = endpoint.path or ""
+        else:
+            host = endpoint.host or "127.0.0.1"
+            self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            address = (host, endpoint.port)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        Member.opened.append(self)
+        self.sock.settimeout(WAIT)
+        self.sock.connect(address)
+        self._buffer = b""
+        if nick is not None:
+            self.expect("welcome to socketeer chat")
+            self.say(nick)
+            self.expect("you joined #")
+
+    def say(self, text: str) -> None:
+        self.sock.sendall(text.encode() + b"\n")
+
+    def line(self, timeout: float = WAIT) -> str:
+        """The next line without its time; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(f"no line within {timeout}s (have {self._buffer!r})") from None
+            if not data:
+                raise EOFError(self._buffer)
+            self._buffer += data
+        raw, self._buffer = self._buffer.split(b"\n", 1)
+        text = raw.decode()
+        parse_line(text)  # every line is in the chat's format
+        return text[9:]
+
+    def expect(self, fragment: str, timeout: float = WAIT) -> list[str]:
+        """Lines up to and including the first that holds ``fragment``."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not seen or fragment not in seen[-1]:
+            seen.append(self.line(max(deadline - time.monotonic(), 0.001)))
+        return seen
+
+    def nothing_more(self, wait: float = 0.2) -> None:
+        """Nothing else arrives within ``wait`` seconds (used after a reply that comes last)."""
+        with pytest.raises(AssertionError, match="no line"):
+            self.line(wait)
+
+    def read_to_end(self) -> bytes:
+        self.sock.settimeout(WAIT)
+        chunks = [self._buffer]
+        while data := self.sock.recv(1 << 20):
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(autouse=True)
+def close_members() -> Iterator[None]:
+    yield
+    for member in Member.opened:
+        member.close()
+    Member.opened.clear()
+
+
+def chat_service(**settings: object) -> ChatService:
+    max_queue = settings.pop("max_queue", 256 * 1024)
+    return ChatService(ChatSettings(**settings), max_queue=max_queue)  # type: ignore[arg-type]
+
+
+def endpoints_to_try() -> list[str]:
+    found = ["127.0.0.1:0", "unix"]
+    if socket.has_ipv6:
+        found.append("[::1]:0")
+    return found
+
+
+@pytest.mark.parametrize("where", endpoints_to_try())
+def test_every_command_over_the_wire(
+    serve_in_thread: ServeInThread, where: str, tmp_path: Path
+) -> None:
+    address = f"unix://{tmp_path}/chat.sock" if where == "unix" else where
+    _, (endpoint,) = serve_in_thread(chat_service(), [address])
+    alice = Member(endpoint, "alice")
+    bob = Member(endpoint, "bob")
+    assert alice.expect("joined") == ["#lobby -!- bob joined #lobby"]
+
+    alice.say("hello bob")
+    assert bob.line() == "#lobby <alice> hello bob"
+    assert alice.line() == "#lobby <alice> hello bob"
+    bob.say("/me waves")
+    assert alice.line() == "#lobby * bob waves"
+    assert bob.line() == "#lobby * bob waves"
+    bob.say("/msg alice psst")
+    assert alice.line() == "@alice <bob> psst"
+    assert bob.line() == "@alice <bob> psst"
+    alice.say("/who")
+    assert alice.line() == "#lobby -!- 2 in #lobby: alice, bob"
+    bob.say("/nick robert")
+    assert bob.line() == "- -!- you are now known as robert"
+    assert alice.line() == "#lobby -!- bob is now known as robert"
+    alice.say("/join dev")
+    assert alice.line() == "#dev -!- you joined #dev; 1 here: alice"
+    assert bob.line() == "#lobby -!- alice left #lobby"
+    bob.say("/rooms")
+    assert bob.line() == "- -!- rooms: #dev (1), #lobby (1)"
+    alice.say("/leave")
+    assert alice.line() == "#dev -!- you left #dev; /join ROOM to join one"
+    alice.say("/help")
+    assert (
+        alice.expect("/quit [MESSAGE]")[0] == "- -!- commands (anything else is said to your room):"
+    )
+    alice.say("/bogus")
+    assert alice.line() == '- -!- error: unknown command "/bogus"; /help lists the commands'
+    bob.say("/quit time for lunch")
+    assert bob.line() == "- -!- bye"
+    with pytest.raises(EOFError):
+        bob.line()
+    alice.say("/join lobby")
+    assert alice.expect("you joined") == [
+        "#lobby <alice> hello bob",
+        "#lobby * bob waves",
+        "#lobby -!- you joined #lobby; 1 here: alice",
+    ]
+    alice.nothing_more()
+    alice.close()
+    bob.close()
+
+
+def test_a_taken_nick_is_refused_and_another_accepted(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service())
+    Member(endpoint, "alice")
+    late = Member(endpoint)
+    late.expect("welcome")
+    late.say("Alice")
+    assert late.line() == '- -!- error: the nickname "Alice" is taken; choose another'
+    late.say("/nick alice2")
+    assert late.expect("you joined")[0] == "- -!- you are now known as alice2"
+
+
+def test_joins_leaves_and_disconnects_are_announced(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service())
+    alice = Member(endpoint, "alice")
+    bob = Member(endpoint, "bob")
+    carol = Member(endpoint, "carol")
+    alice.expect("carol joined")
+    bob.sock.close()
+    assert alice.line() == "#lobby -!- bob disconnected"
+    assert carol.line() == "#lobby -!- bob disconnected"
+    carol.sock.shutdown(socket.SHUT_WR)  # nc -N: the end of input ends the membership
+    assert alice.line() == "#lobby -!- carol disconnected"
+    assert carol.read_to_end() == b""
+
+
+def test_a_joining_member_sees_the_rooms_last_lines(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(history=2))
+    alice = Member(endpoint, "alice")
+    for text in ("one", "two", "three"):
+        alice.say(text)
+        alice.expect(text)
+    bob = Member(endpoint)
+    bob.expect("welcome")
+    bob.say("bob")
+    assert bob.expect("you joined") == [
+        "- -!- you are now known as bob",
+        "#lobby <alice> two",
+        "#lobby <alice> three",
+        "#lobby -!- you joined #lobby; 2 here: alice, bob",
+    ]
+
+
+def test_utf8_and_undecodable_bytes(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service())
+    alice = Member(endpoint, "小明")
+    bob = Member(endpoint, "bob")
+    alice.say("你好, wörld ✓")
+    assert bob.line() == "#lobby <小明> 你好, wörld ✓"
+    alice.sock.sendall(b"bad \xff\xc3 bytes\n")
+    assert bob.line() == "#lobby <小明> bad \ufffd\ufffd bytes"
+    alice.say("still fine")
+    assert bob.line() == "#lobby <小明> still fine"
+
+
+def test_an_over_long_line_is_refused_with_a_notice(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(max_line_length=100))
+    alice = Member(endpoint, "alice")
+    bob = Member(endpoint, "bob")
+    alice.expect("bob joined")
+    alice.say("x" * 5000)
+    assert alice.line() == "- -!- error: line too long (over 100 bytes); not sent"
+    alice.say("short")
+    assert bob.line() == "#lobby <alice> short"
+
+
+def test_a_member_that_never_reads_is_dropped_and_nobody_waits(
+    serve_in_thread: ServeInThread,
+) -> None:
+    """One frozen member; a talker sends 2 MB; a watcher gets every line promptly."""
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0, max_queue=64 * 1024))
+    frozen = Member(endpoint, "frozen", rcvbuf=4096)
+    watcher = Member(endpoint, "watcher")
+    talker = Member(endpoint, "talker")
+    watcher.expect("talker joined")
+    filler = "f" * 1000
+    worst = 0.0
+    dropped_at = None
+    for number in range(2000):
+        sent = time.monotonic()
+        talker.say(f"{number} {filler}")
+        for line in watcher.expect(f"<talker> {number} "):
+            if "frozen disconnected" in line:
+                dropped_at = number
+        worst = max(worst, time.monotonic() - sent)
+        talker.expect(f"<talker> {number} ")
+        if dropped_at is not None and number > dropped_at + 10:
+            break
+    assert dropped_at is not None, "the frozen member was never dropped"
+    assert worst < 1.0, f"a line took {worst:.3f}s to reach the watcher"
+    # The frozen member thaws: it finds its backlog, then the reason, then the end.
+    backlog = frozen.read_to_end().decode().splitlines()
+    assert backlog[-1].endswith(
+        "- -!- error: not reading: more than 65536 bytes waiting to be sent"
+    )
+    assert len(backlog) > 60
+    watcher.say("/who")
+    assert watcher.expect("in #lobby:")[-1] == "#lobby -!- 2 in #lobby: talker, watcher"
+
+
+def test_a_flooding_member_is_limited_with_a_notice_while_others_chat(
+    serve_in_thread: ServeInThread,
+) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(rate=5, burst=10))
+    flooder = Member(endpoint, "flooder")
+    alice = Member(endpoint, "alice")
+    bob = Member(endpoint, "bob")
+    alice.expect("bob joined")
+    stop = threading.Event()
+    sent = [0]
+    seen_by_bob: list[str] = []
+
+    def flood() -> None:
+        with flooder.sock.makefile("wb") as out:
+            while not stop.is_set() and sent[0] < 200_000:
+                out.write(b"".join(b"spam %d\n" % (sent[0] + n) for n in range(100)))
+                sent[0] += 100
+            out.flush()
+
+    started = time.monotonic()
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    try:
+        for number in range(5):
+            before = time.monotonic()
+            alice.say(f"normal {number}")
+            seen_by_bob += bob.expect(f"<alice> normal {number}")
+            assert time.monotonic() - before < 1.0
+            time.sleep(0.2)  # alice types at a human pace
+    finally:
+        stop.set()
+        thread.join(WAIT)
+    elapsed = time.monotonic() - started
+    notices = [line for line in flooder.expect("error:") if "error:" in line]
+    assert notices == [
+        "- -!- error: you are sending too fast (at most 5 lines a second);"
+        " lines are dropped until you slow down"
+    ]
+    bob.say("/who")
+    seen_by_bob += bob.expect("in #lobby:")
+    got = [line for line in seen_by_bob if "<flooder>" in line]
+    assert sent[0] > 1000
+    assert 10 <= len(got) <= 10 + 5 * (elapsed + 1)
+    assert got[:3] == [
+        "#lobby <flooder> spam 0",
+        "#lobby <flooder> spam 1",
+        "#lobby <flooder> spam 2",
+    ]
+
+
+def test_server_shutdown_tells_members(serve_in_thread: ServeInThread) -> None:
+    threaded, (endpoint,) = serve_in_thread(chat_service())
+    alice = Member(endpoint, "alice")
+    bob = Member(endpoint, "bob")
+    asyncio.run_coroutine_threadsafe(threaded.server.stop(0), threaded.loop).result(WAIT)
+    assert alice.expect("error:")[-1] == "- -!- error: server is shutting down"
+    assert bob.read_to_end().decode().splitlines()[-1].endswith("error: server is shutting down")
+
+
+def test_an_idle_timeout_when_asked_for_tells_the_room_why(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0), idle_timeout=0.3)
+    quiet = Member(endpoint, "quiet")
+    talker = Member(endpoint, "talker")
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:  # the talker keeps talking, the other stays quiet
+        talker.say("/who")
+        lines = talker.expect("in #lobby")
+        if any("quiet disconnected" in line for line in lines):
+            break
+        time.sleep(0.05)
+    assert "#lobby -!- quiet disconnected (idle for 0.3 seconds)" in lines
+    assert quiet.read_to_end().decode().endswith("- -!- error: idle for 0.3 seconds\n")
+
+
+def test_a_failure_inside_one_session_closes_only_that_session(
+    serve_in_thread: ServeInThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = chat_service()
+    _, (endpoint,) = serve_in_thread(service)
+    alice = Member(endpoint, "alice")
+    bob = Member(endpoint, "bob")
+    real = service.chat.receive
+
+    def receive(member: object, data: bytes, now: float) -> object:
+        if b"boom" in data:
+            raise RuntimeError("bug")
+        return real(member, data, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service.chat, "receive", receive)
+    bob.say("boom")
+    assert bob.read_to_end().decode().endswith("- -!- error: internal server error\n")
+    assert alice.expect("bob") == ["#lobby -!- bob joined #lobby"]
+    assert alice.expect("bob") == ["#lobby -!- bob disconnected (internal server error)"]
+    alice.say("still here")
+    assert alice.line() == "#lobby <alice> still here"
