@@ -1,0 +1,1172 @@
+"""Files benchmark: socketeer's file transfers against socat, http.server and SHA-256 alone.
+
+    python benchmarks/files.py [--mib 1024] [--rounds 5] [--placement both]
+                               [--tmp /dev/shm] [--only KEY,...]
+                               [--out docs/files-benchmarks.md] [--json raw.json]
+
+Needs ``socat``, ``curl`` and ``taskset`` (``apt-get install -y socat curl``),
+two usable CPUs, and four times ``--mib`` free on the tmpfs.
+
+One file of ``--mib`` MiB of random bytes is created once in a fresh
+directory under ``--tmp`` (a tmpfs, so that no disk is measured; the
+runner refuses anything else) and every transfer writes a new file in that
+directory too.  All traffic stays on 127.0.0.1.  Measured in each round:
+
+- a raw ``socat`` pipe (``socat -u OPEN:FILE TCP-LISTEN:0`` to ``socat -u
+  TCP:... OPEN:DEST,creat,trunc``), with socat's default 8 KiB blocks and
+  with ``-b 1048576``;
+- ``python -m http.server`` serving the directory, fetched by ``curl -s -o``;
+- socketeer's files service (``benchmarks/files_server.py``: asyncio's own
+  loop, zero-copy ``sendfile`` for downloads) with ``FilesClient``
+  (``benchmarks/files_client.py``): a download with SHA-256 verification on
+  right after the server started (its hash cache is cold: the server hashes
+  the file while sending it), the same download again (warm: the hash comes
+  from the cache), a download with verification off, and uploads with
+  verification off and on;
+- what one core manages alone: ``sha256sum FILE``, Python's
+  ``hashlib.sha256`` over the file read in 1 MiB chunks, and writing a new
+  file of the same size to the tmpfs (1 MiB writes).
+
+Placement ``pinned`` runs each server on CPU 0 and each client on CPU 1
+(``taskset``); ``unpinned`` lets the kernel place them; ``both`` measures
+both, back to back in every round, and uses unpinned for the ratios only if
+it was faster for every client/server pair.  Which placement goes first
+alternates, and the order of socat, socat -b, http.server and socketeer
+turns by one each round, so that none of them always comes first.  The one-core references always
+run on CPU 1.  Servers are started fresh every round and ended by their PID
+(SIGTERM, then SIGKILL after a timeout); every wait has a timeout.  Each
+transfer's result is compared byte for byte with the source, then removed,
+and the whole directory is removed at the end.
+
+Figures are medians over the rounds, with the spread (min to max).  The
+machine may be shared: before each measurement the runner waits (bounded)
+for a quiet machine, and a measurement during which other processes used
+more than ``--noisy`` of a CPU is repeated (bounded), keeping the quietest.
+The goals printed next to the figures are goals, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import select
+import shlex
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+SERVER_CPU = 0
+CLIENT_CPU = 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT = 20.0  # seconds for a server to say it listens
+STOP_TIMEOUT = 10.0  # seconds for a process to end after SIGTERM
+MIN_RATE = 10 * MIB  # a transfer slower than this (bytes/s) counts as hung
+SETTLE_SAMPLE = 0.25  # seconds per look at the machine's load before a measurement
+SETTLE_MAX = 30.0  # longest wait for a quiet machine before one measurement
+COMPARE_CHUNK = 16 * MIB
+SOURCE_NAME = "source.bin"
+UPLOAD_NAME = "upload.bin"
+PARTIAL_SUFFIX = ".socketeer-part"
+
+# Goals for socketeer, stated next to the figures.
+GOAL_DOWNLOAD_VS_PIPE = 0.8
+GOAL_VERIFIED_VS_SHA256 = 0.9
+GOAL_UPLOAD_VS_DOWNLOAD = 0.8
+
+PINNED, UNPINNED, ONE_CORE = "pinned", "unpinned", "one core"
+
+
+class BenchmarkError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Row:
+    """One thing measured: a transfer between two processes, or one process alone."""
+
+    key: str
+    label: str
+    paired: bool  # a client and a server (placement matters), or one process alone
+
+
+ROWS = (
+    Row("socat", "socat pipe, default 8 KiB blocks", True),
+    Row("socat-1m", "socat pipe, -b 1048576", True),
+    Row("http", "http.server + curl", True),
+    Row("down-off", "socketeer download, verify off", True),
+    Row("down-cold", "socketeer download, verify on, cold hash cache", True),
+    Row("down-warm", "socketeer download, verify on, warm hash cache", True),
+    Row("up-off", "socketeer upload, verify off", True),
+    Row("up-on", "socketeer upload, verify on", True),
+    Row("sha256sum", "sha256sum FILE", False),
+    Row("hashlib", "hashlib.sha256, 1 MiB reads", False),
+    Row("write", "write a new file to the tmpfs, 1 MiB writes", False),
+)
+ROW = {row.key: row for row in ROWS}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measurement: timed seconds and who used the CPUs meanwhile."""
+
+    seconds: float
+    nbytes: int
+    server_cpu: float | None  # CPU seconds (utime+stime, all threads), None if no server
+    client_cpu: float
+    cpu0_busy: float  # fraction of CPU 0 not idle (softirq included)
+    cpu1_busy: float
+    other_cpu: float  # CPUs' worth of user+system time that was not ours
+    attempts: int = 1
+
+    @property
+    def mib_s(self) -> float:
+        return self.nbytes / MIB / self.seconds
+
+    @classmethod
+    def of(
+        cls, seconds: float, nbytes: int, server_cpu: float | None, client_cpu: float, w: Window
+    ) -> Sample:
+        return cls(seconds, nbytes, server_cpu, client_cpu, w.cpu0_busy, w.cpu1_busy, w.other_cpu)
+
+
+Results = dict[tuple[str, str], list[Sample]]
+
+
+# CPU accounting -------------------------------------------------------------------------
+
+
+def cpu_counters() -> dict[str, list[int]]:
+    """The ``cpu`` lines of /proc/stat (the machine's and each CPU's), in clock ticks."""
+    with open("/proc/stat") as stat:
+        lines = [line.split() for line in stat if line.startswith("cpu")]
+    return {fields[0]: [int(value) for value in fields[1:]] for fields in lines}
+
+
+def busy_fraction(before: list[int], after: list[int]) -> float:
+    """Share of the interval a CPU was not idle (idle and iowait are fields 4 and 5)."""
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(delta[:8])
+    return (total - delta[3] - delta[4]) / total if total else 0.0
+
+
+def user_system_seconds(before: list[int], after: list[int]) -> float:
+    """user+nice+system seconds between two ``cpu`` lines.
+
+    Interrupt and softirq time are left out: loopback TCP is processed there
+    on behalf of whichever process sends, and no process's stime includes it.
+    """
+    return sum(after[i] - before[i] for i in range(3)) / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class Window:
+    """How busy the machine was while one measurement ran."""
+
+    cpu0_busy: float
+    cpu1_busy: float
+    other_cpu: float
+
+
+def window(
+    before: dict[str, list[int]], after: dict[str, list[int]], wall: float, ours: float
+) -> Window:
+    """Each CPU's busy share, and other processes' CPU use (in CPUs) over ``wall`` seconds.
+
+    ``ours`` is the CPU time the measured processes used in the window.
+    """
+    others = max(0.0, user_system_seconds(before["cpu"], after["cpu"]) - ours)
+    return Window(
+        busy_fraction(before["cpu0"], after["cpu0"]),
+        busy_fraction(before["cpu1"], after["cpu1"]),
+        others / wall if wall > 0 else 0.0,
+    )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime+stime of every thread of process ``pid``, in seconds (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        text = stat.read()
+    fields = text[text.rfind(b")") + 2 :].split()  # after the command name
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all CPUs spent on anything but idling, in seconds."""
+    fields = cpu_counters()["cpu"]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+class NoiseBudget:
+    """Extra seconds the run may spend waiting out, or repeating, other processes' load."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+        self.waited = 0.0
+        self.repeated = 0
+
+    def settle(self, threshold: float) -> None:
+        """Wait (bounded by SETTLE_MAX and the budget) until the machine is about idle."""
+        start = time.monotonic()
+        deadline = start + max(0.0, min(SETTLE_MAX, self.left))
+        while True:
+            before, t0 = machine_busy_seconds(), time.monotonic()
+            time.sleep(SETTLE_SAMPLE)
+            busy = (machine_busy_seconds() - before) / (time.monotonic() - t0)
+            if busy <= threshold or time.monotonic() >= deadline:
+                break
+        spent = time.monotonic() - start
+        self.left -= spent
+        self.waited += spent
+
+
+# Processes ------------------------------------------------------------------------------
+
+
+def cpu_list(placement: str, cpu: int) -> str:
+    """The CPUs a process may use: ``cpu`` alone when pinned, else every CPU we may use."""
+    if placement == UNPINNED:
+        return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    return str(cpu)
+
+
+def placed(command: Sequence[str], placement: str, cpu: int) -> list[str]:
+    """``command`` run by taskset on its CPUs (taskset execs: the PID stays the same)."""
+    return ["taskset", "-c", cpu_list(placement, cpu), *command]
+
+
+def transfer_timeout(nbytes: int) -> float:
+    return 30.0 + nbytes / MIN_RATE
+
+
+def spawn(command: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=ROOT, env=env, **kwargs)
+
+
+def end_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM our process by its PID, SIGKILL it if it is not gone in time."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(STOP_TIMEOUT)
+
+
+def wait_exit(proc: subprocess.Popen[bytes], timeout: float, what: str) -> tuple[int, float, float]:
+    """Wait for ``proc`` to exit: (exit code, its CPU seconds, monotonic time it ended).
+
+    A pidfd tells the moment it exits (Popen.wait polls, which would blur the
+    timing); wait4 then reaps it and gives its resource usage.
+    """
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout)
+        ended = time.monotonic()
+    finally:
+        os.close(pidfd)
+    if not readable:
+        end_process(proc)
+        raise BenchmarkError(f"{what} did not finish in {timeout:g}s")
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime, ended
+
+
+def read_until(stream: IO[bytes], pattern: re.Pattern[str], what: str) -> re.Match[str]:
+    """Read ``stream`` (a pipe) until ``pattern`` matches a line, within START_TIMEOUT."""
+    fd = stream.fileno()
+    deadline = time.monotonic() + START_TIMEOUT
+    seen = b""
+    while True:
+        for line in seen.decode(errors="replace").splitlines():
+            match = pattern.search(line)
+            if match:
+                return match
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BenchmarkError(f"{what} did not say where it listens in time: {seen[-500:]!r}")
+        readable, _, _ = select.select([fd], [], [], left)
+        if readable:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise BenchmarkError(f"{what} exited before listening: {seen[-500:]!r}")
+            seen += chunk
+
+
+class Listener:
+    """A long-running server process we started; ended by its PID and nothing else."""
+
+    def __init__(self, command: list[str], ready: re.Pattern[str], what: str) -> None:
+        self.what = what
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.proc = spawn(command, stdout=subprocess.PIPE, stderr=self._stderr)
+        self.pid = self.proc.pid
+        try:
+            assert self.proc.stdout is not None
+            self.port = int(read_until(self.proc.stdout, ready, what).group(1))
+        except BaseException:
+            self.stop()
+            raise
+
+    def cpu_seconds(self) -> float:
+        if self.proc.poll() is not None:
+            raise BenchmarkError(f"{self.what} died: {self.stderr_text()}")
+        return process_cpu_seconds(self.pid)
+
+    def stderr_text(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").strip()[-2000:]
+
+    def stop(self) -> None:
+        end_process(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self.proc.returncode not in (0, -signal.SIGTERM):
+            print(f"  note: {self.what} exited with {self.proc.returncode}", file=sys.stderr)
+        self._stderr.close()
+
+
+@contextlib.contextmanager
+def listening(command: list[str], ready: str, what: str) -> Iterator[Listener]:
+    server = Listener(command, re.compile(ready), what)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# The workspace --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The source file (in ``served``, the servers' directory) and where results go."""
+
+    served: Path
+    received: Path
+    source: Path
+    size: int
+    sha256: str
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (from /proc/mounts)."""
+    best, kind = "", "?"
+    real = os.path.realpath(path)
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = fields[1]
+            inside = real == point or real.startswith(point.rstrip("/") + "/")
+            if inside and len(point) > len(best):
+                best, kind = point, fields[2]
+    return kind
+
+
+@contextlib.contextmanager
+def workspace(tmp: Path, size: int) -> Iterator[Workspace]:
+    """A fresh directory under ``tmp`` with the random source file; removed afterwards."""
+    top = Path(tempfile.mkdtemp(prefix="socketeer-files-bench-", dir=tmp))
+    try:
+        served, received = top / "served", top / "received"
+        served.mkdir()
+        received.mkdir()
+        source = served / SOURCE_NAME
+        digest = hashlib.sha256()
+        with open(source, "wb") as file:
+            left = size
+            while left > 0:
+                block = os.urandom(min(COMPARE_CHUNK, left))
+                file.write(block)
+                digest.update(block)
+                left -= len(block)
+        yield Workspace(served, received, source, size, digest.hexdigest())
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def check_copy(space: Workspace, copy: Path, what: str) -> None:
+    """``copy`` must hold exactly the source's bytes; it is removed either way."""
+    try:
+        if copy.stat().st_size != space.size:
+            raise BenchmarkError(f"{what}: {copy.stat().st_size} bytes, not {space.size}")
+        with open(space.source, "rb") as a, open(copy, "rb") as b:
+            while chunk := a.read(COMPARE_CHUNK):
+                if b.read(COMPARE_CHUNK) != chunk:
+                    raise BenchmarkError(f"{what}: the copy differs from the source")
+    except FileNotFoundError:
+        raise BenchmarkError(f"{what}: wrote no {copy.name}") from None
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def remove_upload(space: Workspace) -> None:
+    (space.served / UPLOAD_NAME).unlink(missing_ok=True)
+    (space.served / f".{UPLOAD_NAME}{PARTIAL_SUFFIX}").unlink(missing_ok=True)
+
+
+# Measurements ---------------------------------------------------------------------------
+
+
+def timed_process(
+    command: list[str],
+    nbytes: int,
+    server_cpu: Callable[[], float] | None,
+    timeout: float,
+    what: str,
+) -> Sample:
+    """Run ``command`` to its end, timed from spawn to exit (exec and connect included).
+
+    ``server_cpu`` reads the CPU seconds of the server it talks to, if any.
+    """
+    server_before = server_cpu() if server_cpu is not None else 0.0
+    machine_before = cpu_counters()
+    started = time.monotonic()
+    proc = spawn(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        code, client_seconds, ended = wait_exit(proc, timeout, what)
+    finally:
+        end_process(proc)
+    machine_after = cpu_counters()
+    assert proc.stderr is not None
+    stderr = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if code != 0:
+        raise BenchmarkError(f"{what} failed ({code}): {stderr.strip()[-500:]}")
+    server_seconds = server_cpu() - server_before if server_cpu is not None else None
+    wall = ended - started
+    ours = client_seconds + (server_seconds or 0.0)
+    w = window(machine_before, machine_after, wall, ours)
+    return Sample.of(wall, nbytes, server_seconds, client_seconds, w)
+
+
+def measure_socat(space: Workspace, placement: str, block: int | None) -> Sample:
+    """socat sends the file to a socat that writes it: the kernel's pipe, no hashing."""
+    dest = space.received / "socat.bin"
+    blocks = ["-b", str(block)] if block else []
+    sender = placed(
+        ["socat", "-d", "-d", "-u", *blocks, f"OPEN:{space.source}",
+         "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr"],
+        placement,
+        SERVER_CPU,
+    )  # fmt: skip
+    server = spawn(sender, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert server.stderr is not None
+        port = read_until(server.stderr, re.compile(r"listening on .*:(\d+)$"), "socat").group(1)
+        receiver = placed(
+            ["socat", "-u", *blocks, f"TCP:127.0.0.1:{port}", f"OPEN:{dest},creat,trunc"],
+            placement,
+            CLIENT_CPU,
+        )
+        sample = timed_process(
+            receiver, space.size, None, transfer_timeout(space.size), "socat receiver"
+        )
+        code, server_cpu, _ = wait_exit(server, STOP_TIMEOUT, "socat sender")
+        if code != 0:
+            raise BenchmarkError(f"socat sender exited with {code}")
+    finally:
+        end_process(server)
+        if server.stderr is not None:
+            server.stderr.close()
+    check_copy(space, dest, "socat")
+    # The sender's CPU time was counted as other processes': it is ours.
+    other = max(0.0, sample.other_cpu - server_cpu / sample.seconds)
+    return replace(sample, server_cpu=server_cpu, other_cpu=other)
+
+
+def http_server(space: Workspace, placement: str) -> contextlib.AbstractContextManager[Listener]:
+    command = placed(
+        [PY, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(space.served), "0"],
+        placement,
+        SERVER_CPU,
+    )
+    return listening(command, r"Serving HTTP on \S+ port (\d+)", "http.server")
+
+
+def measure_http(space: Workspace, placement: str, server: Listener) -> Sample:
+    dest = space.received / "curl.bin"
+    url = f"http://127.0.0.1:{server.port}/{SOURCE_NAME}"
+    client = placed(["curl", "-s", "-S", "-f", "-o", str(dest), url], placement, CLIENT_CPU)
+    sample = timed_process(
+        client, space.size, server.cpu_seconds, transfer_timeout(space.size), "curl"
+    )
+    check_copy(space, dest, "http.server + curl")
+    return sample
+
+
+def files_server(space: Workspace, placement: str, token: str) -> Listener:
+    command = placed(
+        [PY, str(HERE / "files_server.py"), str(space.served), "--token", token],
+        placement,
+        SERVER_CPU,
+    )
+    return Listener(command, re.compile(r"listening on 127\.0\.0\.1:(\d+)"), "files server")
+
+
+def run_helper(
+    arguments: list[str],
+    placement: str,
+    server: Listener | None,
+    timeout: float,
+    sha256: str | None = None,
+) -> Sample:
+    """Run ``benchmarks/files_client.py``; its own timing of the work is the figure.
+
+    ``sha256``: the digest the work must report (the source file's).
+    """
+    command = placed(
+        [PY, str(HERE / "files_client.py"), "--hard-limit", f"{timeout:g}", *arguments],
+        placement,
+        CLIENT_CPU,
+    )
+    server_before = server.cpu_seconds() if server is not None else 0.0
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout + 10, cwd=ROOT, check=False
+        )
+    except subprocess.TimeoutExpired as exc:  # run() has already killed it by its PID
+        raise BenchmarkError(f"{shlex.join(arguments)} did not finish in time") from exc
+    server_cpu = server.cpu_seconds() - server_before if server is not None else None
+    try:
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise BenchmarkError(
+            f"{shlex.join(arguments)} failed ({done.returncode}): {done.stderr.strip()[-1500:]}"
+        ) from None
+    if sha256 is not None and result.get("sha256") != sha256:
+        raise BenchmarkError(f"{shlex.join(arguments)} reported SHA-256 {result.get('sha256')}")
+    seconds, client_cpu = float(result["seconds"]), float(result["cpu_seconds"])
+    ours = client_cpu + (server_cpu or 0.0)
+    w = window(result["machine_before"], result["machine_after"], seconds, ours)
+    return Sample.of(seconds, int(result["bytes"]), server_cpu, client_cpu, w)
+
+
+def measure_socketeer(
+    space: Workspace, placement: str, server: Listener, key: str, token: str
+) -> Sample:
+    timeout = transfer_timeout(space.size)
+    verifying = key in ("down-cold", "down-warm", "up-on")
+    verify, digest = (["--verify"], space.sha256) if verifying else ([], None)
+    if key.startswith("down"):
+        dest = space.received / "download.bin"
+        arguments = ["download", str(server.port), SOURCE_NAME, str(dest), *verify]
+        sample = run_helper(arguments, placement, server, timeout, digest)
+        check_copy(space, dest, ROW[key].label)
+    else:
+        remove_upload(space)
+        arguments = ["upload", str(server.port), str(space.source), UPLOAD_NAME]
+        arguments += ["--token", token, *verify]
+        sample = run_helper(arguments, placement, server, timeout, digest)
+        check_copy(space, space.served / UPLOAD_NAME, ROW[key].label)
+        remove_upload(space)
+    if sample.nbytes != space.size:
+        raise BenchmarkError(f"{ROW[key].label}: moved {sample.nbytes} of {space.size} bytes")
+    return sample
+
+
+def measure_alone(space: Workspace, key: str) -> Sample:
+    """One process on CPU 1: SHA-256 of the file, or writing a file of the same size."""
+    timeout = transfer_timeout(space.size)
+    if key == "sha256sum":
+        command = placed(["sha256sum", str(space.source)], PINNED, CLIENT_CPU)
+        return timed_process(command, space.size, None, timeout, "sha256sum")
+    if key == "hashlib":
+        return run_helper(["sha256", str(space.source)], PINNED, None, timeout, space.sha256)
+    dest = space.received / "written.bin"
+    try:
+        return run_helper(["write", str(dest), "--size", str(space.size)], PINNED, None, timeout)
+    finally:
+        dest.unlink(missing_ok=True)
+
+
+def measure(
+    action: Callable[[], Sample], label: str, args: argparse.Namespace, budget: NoiseBudget
+) -> Sample:
+    """``action`` once, or again while other processes were busy and the budget allows.
+
+    Of the attempts, the one during which other processes used the least CPU is kept.
+    """
+    best: Sample | None = None
+    attempt = 0
+    while True:
+        attempt += 1
+        budget.settle(args.noisy)
+        started = time.monotonic()
+        sample = action()
+        took = time.monotonic() - started
+        noisy = sample.other_cpu > args.noisy
+        server = (
+            f"server CPU {sample.server_cpu / sample.seconds:4.0%}  " if sample.server_cpu else ""
+        )
+        print(
+            f"{label}: {sample.mib_s:7.0f} MiB/s  {sample.seconds:6.3f} s  {server}"
+            f"client CPU {sample.client_cpu / sample.seconds:4.0%}  "
+            f"other {sample.other_cpu:.0%}" + ("  (noisy)" if noisy else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        if best is None or sample.other_cpu < best.other_cpu:
+            best = sample
+        if attempt > 1:
+            budget.left -= took
+            budget.repeated += 1
+        if not noisy or attempt > args.retries or budget.left < took:
+            break
+    return Sample(**{**asdict(best), "attempts": attempt})
+
+
+def run_round(
+    space: Workspace,
+    placement: str,
+    args: argparse.Namespace,
+    results: Results,
+    budget: NoiseBudget,
+    round_no: int,
+) -> None:
+    """Every client/server pair once in ``placement``.
+
+    The order of the groups (socat, socat -b, http.server, socketeer) turns
+    by one each round, so that no contender always comes first after the
+    pause before a round, or always follows the same one.
+    """
+    prefix = f"round {round_no}/{args.rounds}"
+
+    def record(key: str, action: Callable[[], Sample]) -> None:
+        if key not in args.only:
+            return
+        label = f"{prefix} {placement:>8} {ROW[key].label:<48}"
+        results.setdefault((key, placement), []).append(measure(action, label, args, budget))
+
+    def socat(key: str, block: int | None) -> Callable[[], None]:
+        return lambda: record(key, lambda: measure_socat(space, placement, block))
+
+    def http() -> None:
+        if "http" in args.only:
+            with http_server(space, placement) as server:
+                record("http", lambda: measure_http(space, placement, server))
+
+    def socketeer() -> None:
+        run_socketeer(space, placement, args, record)
+
+    groups = [socat("socat", None), socat("socat-1m", MIB), http, socketeer]
+    turn = (round_no - 1) % len(groups)
+    for group in groups[turn:] + groups[:turn]:
+        group()
+
+
+def run_socketeer(
+    space: Workspace,
+    placement: str,
+    args: argparse.Namespace,
+    record: Callable[[str, Callable[[], Sample]], None],
+) -> None:
+    """socketeer's transfers, on a fresh server: the cold download first."""
+    if not args.only & {"down-cold", "down-warm", "down-off", "up-off", "up-on"}:
+        return
+    token = os.urandom(16).hex()
+    servers: list[Listener] = []
+
+    def cold() -> Sample:
+        # A fresh server for every attempt: its hash cache must be empty.
+        if servers:
+            servers.pop().stop()
+        servers.append(files_server(space, placement, token))
+        return measure_socketeer(space, placement, servers[0], "down-cold", token)
+
+    def transfer(key: str) -> Callable[[], Sample]:
+        return lambda: measure_socketeer(space, placement, servers[0], key, token)
+
+    try:
+        record("down-cold", cold)
+        if not servers:
+            servers.append(files_server(space, placement, token))
+            if "down-warm" in args.only:  # warm its hash cache, untimed
+                measure_socketeer(space, placement, servers[0], "down-cold", token)
+        for key in ("down-warm", "down-off", "up-off", "up-on"):
+            record(key, transfer(key))
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def run_alone(
+    space: Workspace, args: argparse.Namespace, results: Results, budget: NoiseBudget, prefix: str
+) -> None:
+    """The one-core references, once."""
+
+    def alone(key: str) -> Callable[[], Sample]:
+        return lambda: measure_alone(space, key)
+
+    for key in ("sha256sum", "hashlib", "write"):
+        if key not in args.only:
+            continue
+        label = f"{prefix} {ONE_CORE:>8} {ROW[key].label:<48}"
+        results.setdefault((key, ONE_CORE), []).append(measure(alone(key), label, args, budget))
+
+
+# Facts and figures ----------------------------------------------------------------------
+
+
+def tool_version(command: list[str], pattern: str) -> str:
+    try:
+        text = subprocess.run(
+            command, capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    match = re.search(pattern, text)
+    return match.group(1) if match else "?"
+
+
+def machine_facts(tmp: Path) -> dict[str, str]:
+    cpu_model, flags = "?", ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name") and cpu_model == "?":
+                cpu_model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu_model + (" (SHA extensions: sha_ni)" if " sha_ni" in flags else ""),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "hashlib's SHA-256": ssl.OPENSSL_VERSION,
+        "kernel": f"{platform.system()} {platform.release()} ({platform.machine()})",
+        "socat": tool_version(["socat", "-V"], r"socat version (\S+)"),
+        "curl": tool_version(["curl", "--version"], r"curl (\S+)"),
+        "sha256sum": tool_version(["sha256sum", "--version"], r"GNU coreutils\) (\S+)"),
+        "files": f"{tmp} ({filesystem_type(tmp)})",
+        "socketeer source": source_digest(),
+    }
+
+
+def source_digest() -> str:
+    """A short digest of src/socketeer/**/*.py, to tell which code was measured."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "src" / "socketeer").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return f"sha256 {digest.hexdigest()[:12]} of src/socketeer/**/*.py"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def median_of(samples: Sequence[Sample], pick: Callable[[Sample], float]) -> float:
+    return float(statistics.median(pick(s) for s in samples))
+
+
+def rate(results: Results, key: str, placement: str) -> float | None:
+    placement = placement if ROW[key].paired else ONE_CORE
+    samples = results.get((key, placement))
+    return median_of(samples, lambda s: s.mib_s) if samples else None
+
+
+def share(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def per_gib(cpu_seconds: float | None, sample: Sample) -> float:
+    return (cpu_seconds or 0.0) / (sample.nbytes / GIB)
+
+
+def results_table(results: Results, placement: str, noisy: float) -> str:
+    lines = [
+        "| measurement | MiB/s | min to max | server CPU s/GiB | client CPU s/GiB "
+        "| CPU 0 busy | CPU 1 busy | other CPU | quiet rounds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in ROWS:
+        samples = results.get((row.key, placement if row.paired else ONE_CORE))
+        if not samples:
+            continue
+        rates = [s.mib_s for s in samples]
+        server = (
+            f"{median_of(samples, lambda s: per_gib(s.server_cpu, s)):.2f}" if row.paired else "-"
+        )
+        lines.append(
+            f"| {row.label} | {statistics.median(rates):,.0f} "
+            f"| {min(rates):,.0f} to {max(rates):,.0f} | {server} "
+            f"| {median_of(samples, lambda s: per_gib(s.client_cpu, s)):.2f} "
+            f"| {share(median_of(samples, lambda s: s.cpu0_busy))} "
+            f"| {share(median_of(samples, lambda s: s.cpu1_busy))} "
+            f"| {median_of(samples, lambda s: s.other_cpu):.2f} "
+            f"| {sum(1 for s in samples if s.other_cpu <= noisy)}/{len(samples)} |"
+        )
+    return "\n".join(lines)
+
+
+PAIRED = [row.key for row in ROWS if row.paired]
+
+
+def choose_placement(results: Results, placements: Sequence[str]) -> tuple[str, str]:
+    """The placement the ratios use, and why."""
+    if len(placements) == 1:
+        return placements[0], f"only {placements[0]} was measured"
+    faster = [
+        key
+        for key in PAIRED
+        if (rate(results, key, UNPINNED) or 0.0) > (rate(results, key, PINNED) or 0.0)
+    ]
+    if len(faster) == len(PAIRED):
+        return UNPINNED, "unpinned was faster for every client/server pair"
+    slower = [ROW[key].label for key in PAIRED if key not in faster]
+    return PINNED, "unpinned was not faster for every pair (not for: " + "; ".join(slower) + ")"
+
+
+def placement_table(results: Results) -> str:
+    lines = [
+        "| measurement | pinned MiB/s | unpinned MiB/s | unpinned / pinned |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in PAIRED:
+        pinned, unpinned = rate(results, key, PINNED), rate(results, key, UNPINNED)
+        if pinned is None or unpinned is None:
+            continue
+        lines.append(
+            f"| {ROW[key].label} | {pinned:,.0f} | {unpinned:,.0f} | {unpinned / pinned:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Goal:
+    text: str
+    value: float | None
+    goal: float | None  # None: for reference only
+
+
+def best_of(results: Results, placement: str, keys: Sequence[str]) -> tuple[str, float | None]:
+    """The fastest of ``keys`` (by median), and its rate."""
+    rated = [(rate(results, key, placement), key) for key in keys]
+    known = [(value, key) for value, key in rated if value is not None]
+    if not known:
+        return keys[0], None
+    value, key = max(known)
+    return key, value
+
+
+def over(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def goals(results: Results, placement: str) -> list[Goal]:
+    def r(key: str) -> float | None:
+        return rate(results, key, placement)
+
+    pipe_key, pipe = best_of(results, placement, ["socat", "socat-1m"])
+    sha_key, sha = best_of(results, placement, ["hashlib", "sha256sum"])
+    pipe_name, sha_name = ROW[pipe_key].label, ROW[sha_key].label
+    return [
+        Goal(
+            f"download, verify off / raw pipe ({pipe_name})",
+            over(r("down-off"), pipe),
+            GOAL_DOWNLOAD_VS_PIPE,
+        ),
+        Goal(
+            f"download, verify on, warm / SHA-256 alone on one core ({sha_name})",
+            over(r("down-warm"), sha),
+            GOAL_VERIFIED_VS_SHA256,
+        ),
+        Goal(
+            f"download, verify on, cold / SHA-256 alone on one core ({sha_name})",
+            over(r("down-cold"), sha),
+            None,
+        ),
+        Goal(
+            "download, verify on, warm / sha256sum FILE",
+            over(r("down-warm"), r("sha256sum")),
+            None,
+        ),
+        Goal(
+            "upload, verify off / download, verify off",
+            over(r("up-off"), r("down-off")),
+            GOAL_UPLOAD_VS_DOWNLOAD,
+        ),
+        Goal(
+            "upload, verify on / download, verify on, warm",
+            over(r("up-on"), r("down-warm")),
+            GOAL_UPLOAD_VS_DOWNLOAD,
+        ),
+        Goal(
+            "upload, verify on / download, verify on, cold",
+            over(r("up-on"), r("down-cold")),
+            None,
+        ),
+        Goal("download, verify off / http.server + curl", over(r("down-off"), r("http")), None),
+        Goal(
+            "download, verify off / writing a new file alone",
+            over(r("down-off"), r("write")),
+            None,
+        ),
+        Goal("raw pipe / writing a new file alone", over(pipe, r("write")), None),
+    ]
+
+
+def goal_table(items: Sequence[Goal]) -> str:
+    lines = ["| ratio of medians | value | goal | |", "|---|---:|---:|---|"]
+    for item in items:
+        value = "n/a" if item.value is None else f"{item.value:.3f}x"
+        if item.goal is None:
+            lines.append(f"| {item.text} | {value} | - | for reference |")
+            continue
+        met = item.value is not None and item.value >= item.goal
+        verdict = "not measured" if item.value is None else ("met" if met else "missed")
+        lines.append(f"| {item.text} | {value} | >= {item.goal}x | {verdict} |")
+    return "\n".join(lines)
+
+
+def render(
+    command: str,
+    started: datetime.datetime,
+    elapsed: float,
+    facts: dict[str, str],
+    loads: tuple[str, str],
+    args: argparse.Namespace,
+    results: Results,
+    budget: NoiseBudget,
+) -> str:
+    placements: list[str] = args.placements
+    chosen, why = choose_placement(results, placements)
+    kept = [s for samples in results.values() for s in samples]
+    noisy = sum(1 for s in kept if s.other_cpu > args.noisy)
+    fact_lines = "\n".join(f"- {name}: {value}" for name, value in facts.items())
+    parts = [
+        "# Files benchmark",
+        "",
+        "Generated by `benchmarks/files.py`; do not edit by hand, rerun it instead.",
+        "",
+        f"- Command: `{command}` (from the repository root)",
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s wall time",
+        f"- Load average (1, 5, 15 min) before: {loads[0]}; after: {loads[1]}",
+        "",
+        "## Machine",
+        "",
+        fact_lines,
+        "",
+        "## Method",
+        "",
+        f"- One file of {args.mib} MiB of random bytes, created once in a fresh directory on "
+        f"{args.tmp} (a tmpfs: the source is read from memory and every copy is written to "
+        "memory, so no disk speed is measured; a new file is written by every transfer). "
+        "Only 127.0.0.1 is used. Every copy is compared byte for byte with the source, then "
+        "removed; the directory is removed at the end.",
+        "- Raw pipe: `socat -u [-b 1048576] OPEN:FILE TCP-LISTEN:0,bind=127.0.0.1,reuseaddr` "
+        "sending to `socat -u [-b 1048576] TCP:127.0.0.1:PORT OPEN:DEST,creat,trunc`, with "
+        "socat's default 8 KiB blocks and with 1 MiB blocks; the better of the two is the "
+        "pipe the goals use.",
+        "- `python -m http.server --bind 127.0.0.1 --directory DIR 0`, fetched by "
+        "`curl -s -S -f -o DEST URL`.",
+        "- socketeer: `benchmarks/files_server.py` (the files service, uploads allowed with a "
+        "token, on asyncio's own loop so that downloads use `os.sendfile`), and "
+        "`benchmarks/files_client.py` timing one `FilesClient.download(...)` or `.upload(...)` "
+        "call (`force=True`, no resume; connecting is not timed). Per round the server is "
+        "started fresh; its first download, with verification on, is the cold one (the "
+        "server computes the file's SHA-256 while it sends it); the next download with "
+        "verification on is warm (the server's hash cache answers). Then a download with "
+        "verification off, an upload with verification off, and one with it on.",
+        "- One core alone (always on CPU 1): `sha256sum FILE`; `hashlib.sha256` over the file "
+        "read in 1 MiB chunks; writing a new file of the same size on the tmpfs in 1 MiB "
+        "writes.",
+        "- Times: socat, curl and sha256sum are timed from spawning the (receiving) process "
+        "to its exit, so a few milliseconds of exec and connect are included; socketeer, "
+        "hashlib and the file write are timed inside their process around the work alone.",
+        "- Placement: pinned = every server on CPU 0 and every client on CPU 1 (`taskset`); "
+        f"unpinned = both free to use both CPUs. Measured here: {', '.join(placements)}. "
+        f"The ratios use **{chosen}**: {why}.",
+        f"- {args.rounds} rounds; in each, every measurement once, placements back to back. "
+        "Which placement goes first alternates from round to round, and the order of socat, "
+        "socat -b, http.server and socketeer turns by one each round (socketeer's own "
+        "transfers keep their order: cold download first). Figures are medians over the "
+        "rounds; the spread is min to max.",
+        "- CPU columns: server and client CPU are the CPU seconds (utime+stime, all threads) "
+        "each process used per GiB moved, the cost of the work whatever else ran; softirq "
+        "time, where much of loopback TCP is processed, is in neither. CPU 0 and CPU 1 busy "
+        "are the share of the timed seconds each CPU was not idle (from /proc/stat, softirq "
+        "included): a pinned side at 100% is the bottleneck. Other CPU is the user+system "
+        "time of every other process on the machine over the timed seconds, in CPUs (1.00 = "
+        "a whole core taken from the measurement); quiet rounds are those in which it stayed "
+        f"at or below {args.noisy:.2f}.",
+        "- The machine may be shared. Before each measurement the runner waits (at most "
+        f"{SETTLE_MAX:g} s) for the CPUs to be idle, and a measurement during which other "
+        f"processes used more than {args.noisy:.0%} of a CPU is repeated up to "
+        f"{args.retries} time(s), keeping the quietest attempt, within a budget of "
+        f"{args.noise_budget:g} s. This run waited {budget.waited:.0f} s, repeated "
+        f"{budget.repeated} measurement(s), and {noisy} of {len(kept)} kept measurements "
+        f"still had other processes above {args.noisy:.0%} of a CPU.",
+        "",
+        f"## Results, {chosen} (median of {args.rounds} rounds, 1 MiB = 2^20 bytes)",
+        "",
+        results_table(results, chosen, args.noisy),
+        "",
+    ]
+    others = [p for p in placements if p != chosen]
+    for other in others:
+        parts += [
+            f"## Results, {other} (median of {args.rounds} rounds)",
+            "",
+            "The one-core references are the same rows as above.",
+            "",
+            results_table(results, other, args.noisy),
+            "",
+            "### Pinned against unpinned",
+            "",
+            placement_table(results),
+            "",
+        ]
+    parts += [
+        f"## Goals ({chosen})",
+        "",
+        "Ratios of the medians above. These are goals, not assertions; the figures are only "
+        "what this run measured.",
+        "",
+        goal_table(goals(results, chosen)),
+        "",
+    ]
+    for other in others:
+        parts += [
+            f"### The same ratios, {other} (for reference)",
+            "",
+            goal_table(goals(results, other)),
+            "",
+        ]
+    return "\n".join(parts)
+
+
+# Main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--mib", type=int, default=1024, help="size of the file in MiB")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--placement", choices=[PINNED, UNPINNED, "both"], default="both", help="CPU placement"
+    )
+    parser.add_argument("--tmp", type=Path, default=Path("/dev/shm"), help="a tmpfs directory")
+    parser.add_argument(
+        "--only",
+        default=",".join(ROW),
+        help=f"comma-separated subset of {','.join(ROW)}",
+    )
+    parser.add_argument(
+        "--noisy",
+        type=float,
+        default=0.15,
+        help="other processes' CPU use (in CPUs) above which a measurement is repeated",
+    )
+    parser.add_argument("--retries", type=int, default=3, help="repeats of a noisy measurement")
+    parser.add_argument(
+        "--noise-budget",
+        type=float,
+        default=600.0,
+        help="seconds the whole run may spend waiting for quiet or repeating measurements",
+    )
+    parser.add_argument("--out", type=Path, help="write the markdown report here")
+    parser.add_argument("--json", type=Path, help="write every round's raw figures here")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.mib < 1 or args.retries < 0:
+        parser.error("--rounds and --mib must be positive, --retries not negative")
+    args.placements = [PINNED, UNPINNED] if args.placement == "both" else [args.placement]
+    args.only = {key.strip() for key in args.only.split(",") if key.strip()}
+    unknown = sorted(args.only - set(ROW))
+    if unknown or not args.only:
+        parser.error(f"--only: unknown {unknown}; choose from {', '.join(ROW)}")
+    return args
+
+
+def preflight(args: argparse.Namespace) -> str | None:
+    """What keeps this run from measuring what it claims, if anything."""
+    missing = [tool for tool in ("socat", "curl", "taskset", "sha256sum") if not shutil.which(tool)]
+    if missing:
+        return f"missing {', '.join(missing)} (apt-get install -y socat curl util-linux coreutils)"
+    if not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
+        return f"CPUs {SERVER_CPU} and {CLIENT_CPU} must both be usable"
+    if filesystem_type(args.tmp) != "tmpfs":
+        return f"{args.tmp} is not a tmpfs ({filesystem_type(args.tmp)}); pass --tmp"
+    free = shutil.disk_usage(args.tmp).free
+    if free < 4 * args.mib * MIB:
+        return f"{args.tmp} has {free // MIB} MiB free; {4 * args.mib} MiB are needed"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = shlex.join(["python", "benchmarks/files.py", *given])
+    problem = preflight(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    started = datetime.datetime.now(datetime.UTC)
+    load_before = load_average()
+    t0 = time.monotonic()
+    results: Results = {}
+    budget = NoiseBudget(args.noise_budget)
+    try:
+        with workspace(args.tmp, args.mib * MIB) as space:
+            for round_no in range(1, args.rounds + 1):
+                # Placements alternate which goes first, as the groups within them turn.
+                turn = (round_no - 1) % len(args.placements)
+                for placement in args.placements[turn:] + args.placements[:turn]:
+                    run_round(space, placement, args, results, budget, round_no)
+                run_alone(space, args, results, budget, f"round {round_no}/{args.rounds}")
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - t0
+    report = render(
+        command,
+        started,
+        elapsed,
+        machine_facts(args.tmp),
+        (load_before, load_average()),
+        args,
+        results,
+        budget,
+    )
+    print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report)
+    if args.json:
+        raw = [
+            {"measurement": key, "placement": placement, "round": i + 1, **asdict(sample)}
+            for (key, placement), samples in results.items()
+            for i, sample in enumerate(samples)
+        ]
+        args.json.write_text(json.dumps(raw, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""One timed measurement for ``benchmarks/files.py``, run in its own (pinned) process.
+
+    python benchmarks/files_client.py download PORT REMOTE LOCAL [--verify]
+    python benchmarks/files_client.py upload PORT LOCAL REMOTE --token TOKEN [--verify]
+    python benchmarks/files_client.py sha256 FILE
+    python benchmarks/files_client.py write FILE --size BYTES
+
+``download`` and ``upload`` connect to socketeer's files server on
+127.0.0.1:PORT with :class:`~socketeer.services.files.client.FilesClient`
+and time one ``download()`` / ``upload()`` call (``force=True``, no resume;
+connecting and the hello are not timed).  ``sha256`` times
+``hashlib.sha256`` over FILE read in 1 MiB chunks: what SHA-256 alone
+manages on one core.  ``write`` times writing a new FILE of ``--size`` bytes
+(1 MiB writes): what the destination filesystem alone accepts.
+
+Prints one JSON object: the timed ``seconds``, the ``bytes`` moved, the CPU
+time this process (all its threads) used in the timed part, and the
+machine's /proc/stat CPU counters just before and after it.  A SIGALRM
+ends the process after ``--hard-limit`` seconds, so it always stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from socketeer.services.files.client import FilesClient
+
+CHUNK = 1024 * 1024
+
+
+def cpu_counters() -> dict[str, list[int]]:
+    """The ``cpu`` lines of /proc/stat (the machine's and each CPU's), in clock ticks."""
+    with open("/proc/stat") as stat:
+        lines = [line.split() for line in stat if line.startswith("cpu")]
+    return {fields[0]: [int(value) for value in fields[1:]] for fields in lines}
+
+
+def timed(action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``action``: its result, with the wall seconds and CPU seconds it took.
+
+    The machine's CPU counters from just before and after go along, so the
+    runner can tell how busy every CPU was and who else used them.
+    """
+    machine_before = cpu_counters()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    result = action()
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    machine_after = cpu_counters()
+    return result | {
+        "seconds": seconds,
+        "cpu_seconds": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+        "machine_before": machine_before,
+        "machine_after": machine_after,
+    }
+
+
+def download(args: argparse.Namespace) -> dict[str, Any]:
+    with FilesClient.connect(f"127.0.0.1:{args.port}") as files:
+
+        def run() -> dict[str, Any]:
+            done = files.download(
+                args.source, Path(args.target), verify=args.verify, resume=False, force=True
+            )
+            return {"bytes": done.sent, "sha256": done.sha256}
+
+        return timed(run)
+
+
+def upload(args: argparse.Namespace) -> dict[str, Any]:
+    with FilesClient.connect(f"127.0.0.1:{args.port}", token=args.token) as files:
+
+        def run() -> dict[str, Any]:
+            done = files.upload(Path(args.source), args.target, verify=args.verify, force=True)
+            return {"bytes": done.sent, "sha256": done.sha256}
+
+        return timed(run)
+
+
+def sha256(args: argparse.Namespace) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        hasher = hashlib.sha256()
+        view = memoryview(bytearray(CHUNK))
+        total = 0
+        with open(args.file, "rb", buffering=0) as file:
+            while got := file.readinto(view):
+                hasher.update(view[:got])
+                total += got
+        return {"bytes": total, "sha256": hasher.hexdigest()}
+
+    return timed(run)
+
+
+def write(args: argparse.Namespace) -> dict[str, Any]:
+    block = os.urandom(CHUNK)
+
+    def run() -> dict[str, Any]:
+        left = args.size
+        with open(args.file, "wb", buffering=0) as file:
+            while left > 0:
+                left -= file.write(block[: min(CHUNK, left)])
+        return {"bytes": args.size}
+
+    return timed(run)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--hard-limit", type=float, default=300.0, help="seconds before exiting")
+    modes = parser.add_subparsers(dest="mode", required=True)
+    for name, source, target in (
+        ("download", "remote name", "local path"),
+        ("upload", "local path", "remote name"),
+    ):
+        mode = modes.add_parser(name)
+        mode.add_argument("port", type=int)
+        mode.add_argument("source", help=source)
+        mode.add_argument("target", help=target)
+        mode.add_argument("--verify", action="store_true", help="SHA-256 verification on")
+        mode.add_argument("--token", help="the server's write token")
+    modes.add_parser("sha256").add_argument("file", type=Path)
+    writing = modes.add_parser("write")
+    writing.add_argument("file", type=Path)
+    writing.add_argument("--size", type=int, required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the default action ends the process
+    signal.setitimer(signal.ITIMER_REAL, args.hard_limit)
+    modes: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+        "download": download,
+        "upload": upload,
+        "sha256": sha256,
+        "write": write,
+    }
+    result = modes[args.mode](args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
