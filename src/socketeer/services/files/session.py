@@ -12,6 +12,7 @@ fast client on a slow disk costs bounded memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -56,6 +57,12 @@ T = TypeVar("T")
 PLAIN_QUIET = 0.3
 #: Upload bytes queued for the disk before the session stops reading.
 QUEUE_HIGH, QUEUE_LOW = 8 * 1024 * 1024, 2 * 1024 * 1024
+#: An upload is received straight into these reused buffers (small enough to stay in cache).
+SLOT, SLOTS = 2 * 1024 * 1024, 4
+#: A partly filled buffer goes to disk once the client has paused this long.
+STALL = 0.05
+#: Where everything else is received (asyncio's own read size).
+SCRATCH = 256 * 1024
 #: Bytes per sendfile call: the session marks itself active between calls.
 SEND_SLICE = 16 * 1024 * 1024
 #: Bytes per read when the loop cannot sendfile (uvloop).
@@ -116,8 +123,14 @@ class FilesService(SessionService):
             log.warning("hashing a file failed: %s", done.exception())
 
 
-class FilesSession(Session):
-    """One connection to the files service: the protocol, or one plain download."""
+class FilesSession(Session, asyncio.BufferedProtocol):
+    """One connection to the files service: the protocol, or one plain download.
+
+    A buffered protocol: an upload's bytes are received straight into a few
+    reused buffers that the disk threads then write and hash, instead of
+    into a new bytes object per read (whose allocation and page faults cost
+    more than the copy).  Reading pauses while every buffer waits for the disk.
+    """
 
     def __init__(self, server: Server, service: FilesService) -> None:
         super().__init__(server)
@@ -127,19 +140,73 @@ class FilesSession(Session):
         self._plain: PlainRequest | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | memoryview] = []
         self._queued = 0
+        self._scratch = memoryview(bytearray(SCRATCH))
+        self._free = [bytearray(SLOT) for _ in range(SLOTS)]
+        self._slot: bytearray | None = None  # the buffer being filled, and how far
+        self._filled = 0
+        self._into_slot = False  # what get_buffer() last handed out
         self._paused = False
         self._eof = False
         self._writable = False
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._discarding = False
+        self._writing: asyncio.Future[tuple[None, None]] | None = None
 
     # bytes in -----------------------------------------------------------------------
 
     def started(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        conn = self._conn
+        self._into_slot = (
+            conn is not None
+            and conn.receiving_raw
+            and not conn.buffered()
+            and not self._discarding
+            and (self._slot is not None or bool(self._free))
+        )
+        if not self._into_slot or conn is None:
+            return self._scratch
+        if self._slot is None:
+            self._slot, self._filled = self._free.pop(), 0
+        end = min(SLOT, self._filled + conn.raw_remaining)
+        return memoryview(self._slot)[self._filled : end]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if not self._into_slot:
+            self.data_received(bytes(self._scratch[:nbytes]))
+            return
+        assert self._conn is not None
+        self.active = True
+        self._conn.received_raw(nbytes)
+        self._filled += nbytes
+        if self._filled == SLOT or not self._conn.raw_remaining:
+            self._seal()  # wakes the task; a read that only adds to the slot does not
+
+    def _seal(self) -> None:
+        """The slot being filled goes to the disk queue."""
+        if self._slot is None:
+            return
+        if self._filled:
+            self._queue(memoryview(self._slot)[: self._filled])
+            self._wakeup.set()
+        else:
+            self._free.append(self._slot)
+        self._slot = None
+        if not self._free and not self._paused and self.transport is not None:
+            self._paused = True  # every buffer waits for the disk
+            self.transport.pause_reading()
+
+    def _release(self, chunks: list[bytes | memoryview]) -> None:
+        """Buffers the disk threads are done with are free again."""
+        for chunk in chunks:
+            if isinstance(chunk, memoryview) and isinstance(chunk.obj, bytearray):
+                self._free.append(chunk.obj)
+                chunk.release()
 
     def data_received(self, data: bytes) -> None:
         self.active = True
@@ -183,19 +250,37 @@ class FilesSession(Session):
     def resume_writing(self) -> None:
         self._can_write.set()
 
-    def _queue(self, chunk: bytes) -> None:
+    def _queue(self, chunk: bytes | memoryview) -> None:
         self._chunks.append(chunk)
         self._queued += len(chunk)
         if self._queued > QUEUE_HIGH and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
 
-    def _take_chunks(self) -> list[bytes]:
-        chunks, self._chunks, self._queued = self._chunks, [], 0
+    def _take_chunks(self, limit: int | None = None) -> list[bytes | memoryview]:
+        """What is queued for the disk (at least one chunk, about ``limit`` bytes if given).
+
+        Give slots back with :meth:`_release`.  Taking one slot at a time
+        frees each as soon as it is written, so receiving never waits for a
+        whole batch.
+        """
+        if limit is None:
+            chunks, self._chunks, self._queued = self._chunks, [], 0
+            return chunks
+        taken, size = 0, 0
+        while taken < len(self._chunks) and (
+            taken == 0 or size + len(self._chunks[taken]) <= limit
+        ):
+            size += len(self._chunks[taken])
+            taken += 1
+        chunks, self._chunks = self._chunks[:taken], self._chunks[taken:]
+        self._queued -= size
+        return chunks
+
+    def _resume(self) -> None:
         if self._paused and self.transport is not None and not self.transport.is_closing():
             self._paused = False
             self.transport.resume_reading()
-        return chunks
 
     # the task -----------------------------------------------------------------------
 
@@ -255,7 +340,7 @@ class FilesSession(Session):
         name = None
         while name is None:
             for chunk in self._take_chunks():
-                name = request.feed(chunk)
+                name = request.feed(bytes(chunk))
             if name is None and (self._eof or not await self._wait(PLAIN_QUIET)):
                 name = request.end() if self._eof or not self._chunks else None
         log.info("%s: plain download of %r", self.peer, name)
@@ -433,10 +518,12 @@ class FilesSession(Session):
             done = await self._receive_raw(conn, upload)
             await self._in_thread(upload.finish, done.sha256 if request.hash else None)
         except StoreError as exc:
+            await self._settle(upload)
             upload.abandon()
             await self._finish_with(conn, Error(exc.code, str(exc)))
             return
         finally:
+            await self._settle(upload)
             upload.abandon()
             self._store.release(upload.target)
         log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
@@ -445,13 +532,20 @@ class FilesSession(Session):
     async def _receive_raw(self, conn: FilesConnection, upload: Upload) -> Done:
         """Write the upload's bytes as they come; return the ``done`` that ends them."""
         while True:
-            chunks = self._take_chunks()
+            chunks = self._take_chunks(SLOT)
             if chunks:
-                # Disk and hash in parallel: both release the GIL.
-                await asyncio.gather(
+                # Disk and hash in parallel (both release the GIL), while the
+                # loop fills the other buffers.  Shielded: a vanishing client
+                # must not cut a write short (see _settle).
+                writing = asyncio.gather(
                     self._in_thread(upload.write_all, chunks),
                     self._in_thread(upload.hash_all, chunks),
                 )
+                self._writing = writing
+                await asyncio.shield(writing)
+                self._writing = None
+                self._release(chunks)
+                self._resume()
                 continue
             event = conn.next_event()
             if isinstance(event, Data):
@@ -459,9 +553,24 @@ class FilesSession(Session):
             elif isinstance(event, Done):
                 return event
             elif event is NEED_DATA:
-                await self._wait()
+                if not await self._wait(STALL):
+                    self._seal()  # the client paused: what arrived goes to disk now
             else:
                 raise ProtocolError(f"unexpected {event!r} during an upload")
+
+    async def _settle(self, upload: Upload) -> None:
+        """An upload ends: let a running write finish, and keep what arrived in the partial."""
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
+            self._writing = None
+        self._seal()
+        rest = self._take_chunks()
+        if rest and not upload.file.closed:
+            with contextlib.suppress(StoreError):
+                await self._in_thread(upload.write_all, rest)
+        self._release(rest)
+        self._resume()
 
     async def _finish_with(self, conn: FilesConnection, error: Error) -> None:
         """Answer a failed upload, as the reply to its ``done`` when the client is still sending.
@@ -478,7 +587,8 @@ class FilesSession(Session):
             await self._linger()
             return
         while conn.state != "waiting for a reply":
-            self._take_chunks()  # dropped
+            self._release(self._take_chunks())  # dropped
+            self._resume()
             event = conn.next_event()
             if event is NEED_DATA:
                 await self._wait()
@@ -496,7 +606,8 @@ class FilesSession(Session):
         self._discarding = True
         deadline = asyncio.get_running_loop().time() + LINGER
         while not self._eof:
-            self._take_chunks()
+            self._release(self._take_chunks())
+            self._resume()
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0 or not await self._wait(left):
                 break

@@ -131,7 +131,7 @@ class Upload:
     hasher: hashlib._Hash | None
     remote: str
 
-    def write_all(self, chunks: list[bytes]) -> None:
+    def write_all(self, chunks: list[bytes | memoryview]) -> None:
         """Append received bytes (see :meth:`hash_all`)."""
         try:
             for chunk in chunks:
@@ -139,7 +139,7 @@ class Upload:
         except OSError as exc:
             raise os_error(exc, self.remote) from None
 
-    def hash_all(self, chunks: list[bytes]) -> None:
+    def hash_all(self, chunks: list[bytes | memoryview]) -> None:
         """Hash received bytes; may run beside :meth:`write_all` in another thread."""
         if self.hasher is not None:
             for chunk in chunks:
