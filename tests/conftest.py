@@ -1,15 +1,19 @@
-"""Fixtures: socketeer servers in a background thread or as a real process."""
+"""Fixtures: socketeer servers in a background thread or as a real process; shares."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shares import TOKEN, ServeShare, Share
 from socketeer import Endpoint, ServerConfig
 from socketeer.service import Service
 from socketeer.services import make_service
+from socketeer.services.files import FilesService
 from support import ServeInThread, ServeProcess, ServerProcess, ThreadedServer
 
 
@@ -49,3 +53,46 @@ def serve_process(tmp_path: Path) -> Iterator[ServeProcess]:
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture
+def serve_share(tmp_path: Path) -> Iterator[ServeShare]:
+    """Factory: a files server sharing ``root`` (default ``tmp_path/share``), writable."""
+    started: list[Share] = []
+
+    def start(
+        root: Path | None = None,
+        *,
+        allow_upload: bool = True,
+        token: str | None = TOKEN,
+        endpoint: str = "127.0.0.1:0",
+    ) -> Share:
+        root = root or tmp_path / "share"
+        root.mkdir(exist_ok=True)
+        service = FilesService(root, allow_upload=allow_upload, token=token)
+        # No idle sweep: "settled" then means no task at all is left on the loop.
+        threaded = ThreadedServer(service, [endpoint], ServerConfig(idle_timeout=None))
+        assert isinstance(threaded.loop, asyncio.BaseEventLoop), "asyncio's own loop (sendfile)"
+        (bound,) = threaded.start()
+        started.append(Share(root, bound, threaded, service))
+        return started[-1]
+
+    yield start
+    for share in started:
+        share.stop()
+
+
+@pytest.fixture
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Whatever a test does to it, the server never logs an error (a traceback, a lost task).
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("no_errors_logged")``.
+    """
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, "\n".join(r.getMessage() for r in errors)
+
+
+@pytest.fixture
+def share(serve_share: ServeShare) -> Share:
+    return serve_share()

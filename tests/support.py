@@ -136,3 +136,22 @@ def run_cli(
 
 ServeInThread = Callable[..., tuple[ThreadedServer, list[Endpoint]]]
 ServeProcess = Callable[..., ServerProcess]
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail after WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[bytes], code: int, text: str) -> None:
+    """The command failed with exit ``code`` and one line ``socketeer: error: ...TEXT...``."""
+    err = result.stderr.decode()
+    assert result.returncode == code, err
+    assert err.count("\n") == 1, f"expected one line, got: {err!r}"
+    assert err.startswith("socketeer: error: "), err
+    assert text in err, err
+    assert "Traceback" not in err

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from socketeer import Connection, Endpoint
-from support import WAIT, ServeProcess, read_line, run_cli, socketeer_command
+from support import (
+    WAIT,
+    ServeProcess,
+    assert_one_line_error,
+    read_line,
+    run_cli,
+    socketeer_command,
+)
 
 SEEDS = Path(__file__).parent / "seeds"
 needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd not installed")
@@ -30,15 +37,6 @@ def run_seed(name: str, *args: str, input: bytes | None = None) -> str:
         check=True,
     )
     return result.stdout.decode()
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[bytes], code: int, text: str) -> None:
-    err = result.stderr.decode()
-    assert result.returncode == code, err
-    assert err.count("\n") == 1, f"expected one line, got: {err!r}"
-    assert err.startswith("socketeer: error: ")
-    assert text in err
-    assert "Traceback" not in err
 
 
 # --- serve -----------------------------------------------------------------------------

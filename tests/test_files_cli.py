@@ -8,9 +8,7 @@ what a terminal shows.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -21,19 +19,23 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from socketeer import ServerConfig
-from socketeer.services.files import FilesService
-from support import WAIT, ServeProcess, ThreadedServer, socketeer_command
+from shares import TOKEN, ServeShare, Share, digest, sha256, snapshot, write
+from socketeer import Endpoint
+from support import (
+    WAIT,
+    ServeProcess,
+    assert_one_line_error,
+    socketeer_command,
+    wait_until,
+)
 
-TOKEN = "s3cret"
 MIB = 1024 * 1024
 needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd not installed")
+pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
 
 # --- running the commands -------------------------------------------------------------
@@ -48,7 +50,7 @@ def environment(token: str | None = None) -> dict[str, str]:
 
 
 def socketeer(
-    *args: str | Path, token: str | None = None, cwd: Path | None = None
+    *args: str | Path | Endpoint, token: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``socketeer ARGS`` with stdout and stderr piped (not a terminal)."""
     result = subprocess.run(
@@ -64,7 +66,9 @@ def socketeer(
     return result
 
 
-def succeeds(*args: str | Path, token: str | None = None, cwd: Path | None = None) -> str:
+def succeeds(
+    *args: str | Path | Endpoint, token: str | None = None, cwd: Path | None = None
+) -> str:
     """Run a command that must succeed quietly; return its stdout."""
     result = socketeer(*args, token=token, cwd=cwd)
     assert result.returncode == 0, result.stderr.decode()
@@ -72,15 +76,9 @@ def succeeds(*args: str | Path, token: str | None = None, cwd: Path | None = Non
     return result.stdout.decode()
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[bytes], code: int, text: str) -> None:
-    err = result.stderr.decode()
-    assert result.returncode == code, err
-    assert err.count("\n") == 1, f"expected one line, got: {err!r}"
-    assert err.startswith("socketeer: error: "), err
-    assert text in err, err
-
-
-def on_a_terminal(*args: str | Path, token: str | None = None, cwd: Path | None = None) -> str:
+def on_a_terminal(
+    *args: str | Path | Endpoint, token: str | None = None, cwd: Path | None = None
+) -> str:
     """Run ``socketeer ARGS`` with stdout and stderr on a pseudo-terminal; return what it showed."""
     main, secondary = pty.openpty()
     env = {**environment(token), "COLUMNS": "200", "TERM": "xterm"}
@@ -119,103 +117,12 @@ def on_a_terminal(*args: str | Path, token: str | None = None, cwd: Path | None 
 # --- a share served in this process ---------------------------------------------------
 
 
-@dataclass
-class Share:
-    """A files server in this process: ``root`` on ``endpoint`` (a string for the CLI)."""
-
-    root: Path
-    endpoint: str
-    threaded: ThreadedServer
-
-    def settled(self) -> bool:
-        """No connection is open and nothing the server started is still running."""
-
-        def check() -> bool:
-            me = asyncio.current_task()
-            running = [task for task in asyncio.all_tasks() if task is not me]
-            return self.threaded.server.session_count == 0 and not running
-
-        return bool(self.threaded.call(check))
-
-
-ServeShare = Callable[..., Share]
-
-
-@pytest.fixture
-def serve_share(tmp_path: Path) -> Iterator[ServeShare]:
-    """Factory: a files server sharing ``tmp_path/NAME``, writable with TOKEN unless read-only."""
-    started: list[ThreadedServer] = []
-
-    def start(name: str = "share", *, read_only: bool = False) -> Share:
-        root = tmp_path / name
-        root.mkdir(exist_ok=True)
-        service = FilesService(root, allow_upload=not read_only, token=None if read_only else TOKEN)
-        threaded = ThreadedServer(service, ["127.0.0.1:0"], ServerConfig(idle_timeout=None))
-        started.append(threaded)
-        (endpoint,) = threaded.start()
-        return Share(root, str(endpoint), threaded)
-
-    yield start
-    for threaded in started:
-        threaded.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Whatever a test does to it, the server never logs an error (a traceback, a lost task)."""
-    yield
-    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
-    assert not errors, "\n".join(r.getMessage() for r in errors)
-
-
-@pytest.fixture
-def share(serve_share: ServeShare) -> Share:
-    return serve_share()
-
-
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
     """The user's current directory."""
     path = tmp_path / "work"
     path.mkdir()
     return path
-
-
-def write(path: Path, data: bytes, mtime: float | None = None) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-    return data
-
-
-def tree(root: Path) -> dict[str, bytes | None]:
-    """Every file (its bytes) and directory (None) under ``root``, by relative path."""
-    found: dict[str, bytes | None] = {}
-    for directory, dirs, files in os.walk(root):
-        for name in dirs:
-            found[str(Path(directory, name).relative_to(root))] = None
-        for name in files:
-            found[str(Path(directory, name).relative_to(root))] = Path(directory, name).read_bytes()
-    return found
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def digest(path: Path) -> str:
-    """The SHA-256 of a file's bytes (compared instead of megabytes of bytes)."""
-    return sha256(path.read_bytes())
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds; fail after WAIT seconds."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def sent_log(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
@@ -273,7 +180,7 @@ def test_get_put_mkdir_rm(share: Share, work: Path) -> None:
     assert_one_line_error(socketeer("rm", share.endpoint, "a", token=TOKEN), 1, "not empty")
     assert (share.root / "a" / "b" / "mine.bin").exists()
     succeeds("rm", "-r", share.endpoint, "a", token=TOKEN)
-    assert sorted(tree(share.root)) == ["notes.txt"]
+    assert sorted(snapshot(share.root)) == ["notes.txt"]
 
 
 def test_serve_files_as_a_process(
@@ -376,7 +283,7 @@ def size_of(path: Path) -> int:
 def test_killed_get_resumes(share: Share, work: Path) -> None:
     data = write(share.root / "big.bin", os.urandom(24 * MIB))
     partial = work / ".big.bin.socketeer-part"
-    proxy = StallingProxy(share.endpoint, 10 * MIB, upload=False)
+    proxy = StallingProxy(str(share.endpoint), 10 * MIB, upload=False)
     try:
         proc = subprocess.Popen(
             socketeer_command("get", proxy.endpoint, "big.bin"),
@@ -410,7 +317,7 @@ def test_killed_put_resumes_and_the_target_appears_only_when_complete(
     data = write(work / "big.bin", os.urandom(24 * MIB))
     old = write(share.root / "big.bin", b"the old version\n")
     partial = share.root / ".big.bin.socketeer-part"
-    proxy = StallingProxy(share.endpoint, 10 * MIB, upload=True)
+    proxy = StallingProxy(str(share.endpoint), 10 * MIB, upload=True)
     try:
         proc = subprocess.Popen(
             socketeer_command("put", str(work / "big.bin"), proxy.endpoint, "--token", TOKEN),
@@ -461,22 +368,25 @@ def test_non_ascii_names(share: Share, work: Path) -> None:
 # --- recursive copies, scp-like targets, up-to-date files, progress -------------------
 
 
-def test_get_and_put_a_tree(share: Share, work: Path) -> None:
+def test_get_and_put_a_snapshot(share: Share, work: Path) -> None:
     write(share.root / "tree" / "a.txt", b"a\n")
     write(share.root / "tree" / "sub" / "b.bin", os.urandom(100_000))
     write(share.root / "tree" / "sub" / "deeper" / "c.txt", b"c\n")
     (share.root / "tree" / "empty").mkdir()
     (share.root / "tree" / "sub" / "also-empty").mkdir()
-    original = tree(share.root / "tree")
+    original = snapshot(share.root / "tree")
 
     succeeds("get", "-r", "--no-verify", share.endpoint, "tree", work / "copy")  # becomes the copy
-    assert tree(work / "copy") == original
+    assert snapshot(work / "copy") == original
     (work / "into").mkdir()
     succeeds("get", "-r", share.endpoint, "tree", work / "into")  # a directory: goes inside
-    assert tree(work / "into") == {"tree": None, **{f"tree/{k}": v for k, v in original.items()}}
+    assert snapshot(work / "into") == {
+        "tree": None,
+        **{f"tree/{k}": v for k, v in original.items()},
+    }
 
     succeeds("put", "-r", work / "copy", share.endpoint, token=TOKEN)
-    assert tree(share.root / "copy") == original
+    assert snapshot(share.root / "copy") == original
 
 
 def test_directory_without_r_is_one_line_exit_1(share: Share, work: Path) -> None:
@@ -486,15 +396,15 @@ def test_directory_without_r_is_one_line_exit_1(share: Share, work: Path) -> Non
     assert_one_line_error(
         socketeer("put", work / "local-dir", share.endpoint, token=TOKEN), 1, "use -r"
     )
-    assert sorted(tree(work)) == ["local-dir"]
-    assert sorted(tree(share.root)) == ["dir"]
+    assert sorted(snapshot(work)) == ["local-dir"]
+    assert sorted(snapshot(share.root)) == ["dir"]
 
 
 def test_get_into_an_existing_directory_puts_the_file_inside(share: Share, work: Path) -> None:
     notes = write(share.root / "docs" / "notes.txt", b"notes\n")
     (work / "here").mkdir()
     succeeds("get", share.endpoint, "docs/notes.txt", work / "here")
-    assert tree(work / "here") == {"notes.txt": notes}
+    assert snapshot(work / "here") == {"notes.txt": notes}
 
 
 def test_up_to_date_files_are_skipped_unless_forced(
@@ -527,22 +437,22 @@ def test_progress_and_summaries_only_on_a_terminal_and_never_with_q(
 # --- tokens ---------------------------------------------------------------------------
 
 
-def test_writes_need_the_right_token(serve_share: ServeShare, work: Path) -> None:
+def test_writes_need_the_right_token(serve_share: ServeShare, work: Path, tmp_path: Path) -> None:
     share = serve_share()
     write(work / "new.txt", b"new\n")
     write(share.root / "keep.txt", b"keep\n")
-    before = tree(share.root)
+    before = snapshot(share.root)
     put = ("put", work / "new.txt", share.endpoint)
     assert_one_line_error(socketeer(*put), 1, "token")
     assert_one_line_error(socketeer(*put, token="wrong"), 1, "wrong token")
     assert_one_line_error(socketeer("rm", share.endpoint, "keep.txt"), 1, "token")
-    assert tree(share.root) == before
+    assert snapshot(share.root) == before
 
-    read_only = serve_share("read-only", read_only=True)
+    read_only = serve_share(tmp_path / "read-only", allow_upload=False, token=None)
     write(read_only.root / "keep.txt", b"keep\n")
     assert_one_line_error(socketeer("put", work / "new.txt", read_only.endpoint), 1, "read-only")
     assert_one_line_error(socketeer("rm", read_only.endpoint, "keep.txt"), 1, "read-only")
-    assert tree(read_only.root) == {"keep.txt": b"keep\n"}
+    assert snapshot(read_only.root) == {"keep.txt": b"keep\n"}
 
 
 # --- exit codes -----------------------------------------------------------------------

@@ -7,9 +7,7 @@ exist, the error codes, and what the server logged.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -21,100 +19,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from socketeer import Endpoint, ServerConfig
-from socketeer.services.files import Entry, FilesService
-from socketeer.services.files.client import FilesClient, FilesError, TransferProgress
+from shares import TOKEN, ServeShare, Share, digest, partial_of, sha256, snapshot, write
+from socketeer import Endpoint
+from socketeer.services.files import Entry
+from socketeer.services.files.client import FilesError, TransferProgress
 from socketeer.services.files.connection import CLIENT, NEED_DATA, FilesConnection, frame
 from socketeer.services.files.messages import Done, Error, Hello, List, Listing, Message, Put, Ready
-from support import WAIT, ThreadedServer
+from support import WAIT, wait_until
 
-TOKEN = "s3cret"
 SEEDS = Path(__file__).parent / "seeds"
 MIB = 1024 * 1024
 needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd not installed")
+pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
 
 # --- a share served in this process ---------------------------------------------------
-
-
-@dataclass
-class Share:
-    """A files server in this process, sharing ``root``."""
-
-    root: Path
-    endpoint: Endpoint
-    threaded: ThreadedServer
-    service: FilesService
-    running: bool = True
-
-    def connect(self, token: str | None = TOKEN) -> FilesClient:
-        return FilesClient.connect(self.endpoint, token=token, timeout=WAIT)
-
-    def settled(self) -> bool:
-        """No connection is open and nothing the server started is still running."""
-
-        def check() -> bool:
-            me = asyncio.current_task()
-            running = [task for task in asyncio.all_tasks() if task is not me]
-            return self.threaded.server.session_count == 0 and not running
-
-        return bool(self.threaded.call(check))
-
-    def wait_settled(self) -> None:
-        wait_until(self.settled, "the server to finish with every connection")
-
-    def stop(self) -> None:
-        if self.running:
-            self.running = False
-            self.threaded.stop()
-
-
-ServeShare = Callable[..., Share]
-
-
-@pytest.fixture
-def serve_share(tmp_path: Path) -> Iterator[ServeShare]:
-    """Factory: a files server sharing ``root`` (default ``tmp_path/share``), writable."""
-    started: list[Share] = []
-
-    def start(
-        root: Path | None = None,
-        *,
-        allow_upload: bool = True,
-        token: str | None = TOKEN,
-        endpoint: str = "127.0.0.1:0",
-    ) -> Share:
-        root = root or tmp_path / "share"
-        root.mkdir(exist_ok=True)
-        service = FilesService(root, allow_upload=allow_upload, token=token)
-        # No idle sweep: "settled" then means no task at all is left on the loop.
-        threaded = ThreadedServer(service, [endpoint], ServerConfig(idle_timeout=None))
-        assert isinstance(threaded.loop, asyncio.BaseEventLoop), "asyncio's own loop (sendfile)"
-        (bound,) = threaded.start()
-        started.append(Share(root, bound, threaded, service))
-        return started[-1]
-
-    yield start
-    for share in started:
-        share.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Whatever a test does to it, the server never logs an error (a traceback, a lost task)."""
-    yield
-    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
-    assert not errors, "\n".join(r.getMessage() for r in errors)
-
-
-@pytest.fixture
-def share(serve_share: ServeShare) -> Share:
-    return serve_share()
 
 
 @pytest.fixture
@@ -123,52 +46,6 @@ def local(tmp_path: Path) -> Path:
     path = tmp_path / "local"
     path.mkdir()
     return path
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds; fail after WAIT seconds."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
-def write(path: Path, data: bytes, mtime: float | None = None) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-    return data
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def digest(path: Path) -> str:
-    """The SHA-256 of a file's bytes (compared instead of megabytes of bytes)."""
-    return sha256(path.read_bytes())
-
-
-def partial_of(path: Path) -> Path:
-    return path.with_name(f".{path.name}.socketeer-part")
-
-
-def snapshot(root: Path) -> dict[str, bytes | str | None]:
-    """Everything under ``root``: files as bytes, directories as None, symlinks as their target."""
-    found: dict[str, bytes | str | None] = {}
-    for directory, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(directory, name)
-            key = str(path.relative_to(root))
-            if path.is_symlink():
-                found[key] = os.readlink(path)
-            elif path.is_dir():
-                found[key] = None
-            else:
-                found[key] = path.read_bytes()
-    return found
 
 
 def raises_code(code: str, action: Callable[[], object]) -> FilesError:
