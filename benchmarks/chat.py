@@ -32,7 +32,6 @@ import os
 import platform
 import re
 import resource
-import shutil
 import signal
 import statistics
 import subprocess
@@ -44,12 +43,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
+from machine import (
+    BenchmarkError,
+    machine_busy_seconds,
+    pinned,
+    process_cpu_seconds,
+)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVER_CPU = 0
 LOADGEN_CPU = 1
 READY = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TICK = 0.002
 DRAIN = 5.0
 QUIET_SAMPLE = 0.25  # seconds per look at the machine's load before a measurement
@@ -62,30 +67,9 @@ START_MARK = "<!-- chat benchmark: start -->"
 END_MARK = "<!-- chat benchmark: end -->"
 
 
-class BenchmarkError(Exception):
-    """The benchmark could not run (a server that would not start, a member cut off)."""
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (all threads), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as stat:
-        text = stat.read()
-    fields = text[text.rfind(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all CPUs spent on anything but idling (from /proc/stat)."""
-    with open("/proc/stat", "rb") as stat:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-            int, stat.readline().split()[1:9]
-        )
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
-
-
 def cpu_sample(server_pid: int) -> tuple[float, float, float]:
     """CPU seconds so far: the server, this process, the whole machine."""
-    return cpu_seconds(server_pid), own_cpu_seconds(), machine_busy_seconds()
+    return process_cpu_seconds(server_pid), own_cpu_seconds(), machine_busy_seconds()
 
 
 def own_cpu_seconds() -> float:
@@ -230,12 +214,6 @@ class Measurement:
     loadgen_cpu: float
     other_cpu: float
     repeats: int = 0
-
-
-def pinned(command: list[str], cpu: int) -> list[str]:
-    if shutil.which("taskset") is None:
-        raise BenchmarkError("taskset is required to pin the server to a CPU")
-    return ["taskset", "-c", str(cpu), *command]
 
 
 def start_server(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:

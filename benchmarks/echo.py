@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -31,7 +30,6 @@ import platform
 import re
 import select
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -43,6 +41,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from machine import (
+    BenchmarkError,
+    NoiseBudget,
+    load_average,
+    pinned,
+    quietest,
+    source_digest,
+)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVER_CPU = 0
@@ -50,8 +57,6 @@ LOADGEN_CPU = 1
 READY = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SETTLE_SAMPLE = 0.25  # seconds per look at the machine's load before a measurement
 SETTLE_MAX = 10.0  # longest wait for a quiet machine before one measurement
 
 # Goals for socketeer, stated next to the figures (see docs/benchmarks.md).
@@ -83,18 +88,7 @@ SERVERS: tuple[ServerSpec, ...] = (
 SERVER_KEYS = tuple(spec.key for spec in SERVERS)
 
 
-class BenchmarkError(Exception):
-    pass
-
-
 # Processes ------------------------------------------------------------------------------
-
-
-def pinned(command: Sequence[str], cpu: int) -> list[str]:
-    """``command`` run on CPU ``cpu`` only (taskset execs, so the PID stays the same)."""
-    if shutil.which("taskset"):
-        return ["taskset", "-c", str(cpu), *command]
-    raise BenchmarkError("taskset is required to pin processes to CPUs")
 
 
 class RunningServer:
@@ -225,47 +219,6 @@ def run_load(server: RunningServer, conns: int, args: argparse.Namespace) -> dic
     return result
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all CPUs spent on anything but idling, in seconds (from /proc/stat)."""
-    with open("/proc/stat", "rb") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
-
-
-class NoiseBudget:
-    """Extra seconds the run may spend waiting out, or repeating, other processes' load.
-
-    The machine may be shared: other processes' CPU use during a measurement
-    shows up as lower req/s and higher latency for whichever server happened
-    to be running.  Before each measurement we wait (up to ``SETTLE_MAX``
-    seconds) until the machine is idle while our server idles, and a
-    measurement during which others used more than ``--noisy`` of a CPU is
-    repeated (up to ``--retries`` times), all within one budget so the run
-    stays bounded.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.left = seconds
-        self.waited = 0.0
-
-    def settle(self, threshold: float) -> None:
-        deadline = time.monotonic() + min(SETTLE_MAX, self.left)
-        start = time.monotonic()
-        while True:
-            before, t0 = machine_busy_seconds(), time.monotonic()
-            time.sleep(SETTLE_SAMPLE)
-            busy = (machine_busy_seconds() - before) / (time.monotonic() - t0)
-            if busy <= threshold or time.monotonic() >= deadline:
-                break
-        spent = time.monotonic() - start
-        self.left -= spent
-        self.waited += spent
-
-    def spend(self, seconds: float) -> None:
-        self.left -= seconds
-
-
 def measure(
     server: RunningServer,
     conns: int,
@@ -277,14 +230,8 @@ def measure(
 
     Of the attempts, the one during which other processes used the least CPU is kept.
     """
-    best: dict[str, Any] | None = None
-    attempt = 0
-    while True:
-        attempt += 1
-        budget.settle(args.noisy)
-        started = time.monotonic()
-        result = run_load(server, conns, args)
-        noisy = result["other_cpu_util"] > args.noisy
+
+    def show(result: dict[str, Any], noisy: bool) -> None:
         print(
             f"{label}: {result['rps']:>9,.0f} req/s  p50 {result['p50_us']:>6.0f} us  "
             f"p99 {result['p99_us']:>6.0f} us  "
@@ -293,15 +240,16 @@ def measure(
             file=sys.stderr,
             flush=True,
         )
-        if best is None or result["other_cpu_util"] < best["other_cpu_util"]:
-            best = result | {"attempts": attempt}
-        took = time.monotonic() - started
-        if attempt > 1:
-            budget.spend(took)
-        if not noisy or attempt > args.retries or budget.left < took:
-            break
-    best["attempts"] = attempt
-    return best
+
+    best, attempts = quietest(
+        lambda: run_load(server, conns, args),
+        lambda result: float(result["other_cpu_util"]),
+        budget,
+        args.noisy,
+        args.retries,
+        show,
+    )
+    return best | {"attempts": attempts}
 
 
 # Facts and figures ----------------------------------------------------------------------
@@ -326,22 +274,6 @@ def machine_facts() -> dict[str, str]:
         "kernel": f"{platform.system()} {platform.release()} ({platform.machine()})",
         "socketeer source": source_digest(),
     }
-
-
-def source_digest() -> str:
-    """A short digest of src/socketeer/**/*.py, to tell which server code was measured."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "src" / "socketeer").rglob("*.py")):
-        digest.update(str(path.relative_to(ROOT)).encode())
-        digest.update(path.read_bytes())
-    return f"sha256 {digest.hexdigest()[:12]} of src/socketeer/**/*.py"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 def median(rounds: list[dict[str, Any]], key: str) -> float:
@@ -679,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = load_average()
     t0 = time.monotonic()
     results: Results = {(spec.key, n): [] for spec in servers for n in conns}
-    budget = NoiseBudget(args.noise_budget)
+    budget = NoiseBudget(args.noise_budget, SETTLE_MAX)
     try:
         for round_no in range(1, args.rounds + 1):
             for spec in servers:

@@ -70,6 +70,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from machine import (
+    CLOCK_TICKS,
+    BenchmarkError,
+    NoiseBudget,
+    load_average,
+    pinned,
+    process_cpu_seconds,
+    quietest,
+    source_digest,
+)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
@@ -77,11 +88,9 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 SERVER_CPU = 0
 CLIENT_CPU = 1
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT = 20.0  # seconds for a server to say it listens
 STOP_TIMEOUT = 10.0  # seconds for a process to end after SIGTERM
 MIN_RATE = 10 * MIB  # a transfer slower than this (bytes/s) counts as hung
-SETTLE_SAMPLE = 0.25  # seconds per look at the machine's load before a measurement
 SETTLE_MAX = 30.0  # longest wait for a quiet machine before one measurement
 COMPARE_CHUNK = 16 * MIB
 SOURCE_NAME = "source.bin"
@@ -94,10 +103,6 @@ GOAL_VERIFIED_VS_SHA256 = 0.9
 GOAL_UPLOAD_VS_DOWNLOAD = 0.8
 
 PINNED, UNPINNED, ONE_CORE = "pinned", "unpinned", "one core"
-
-
-class BenchmarkError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -202,43 +207,6 @@ def window(
     )
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime+stime of every thread of process ``pid``, in seconds (from /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat", "rb") as stat:
-        text = stat.read()
-    fields = text[text.rfind(b")") + 2 :].split()  # after the command name
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all CPUs spent on anything but idling, in seconds."""
-    fields = cpu_counters()["cpu"]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
-
-
-class NoiseBudget:
-    """Extra seconds the run may spend waiting out, or repeating, other processes' load."""
-
-    def __init__(self, seconds: float) -> None:
-        self.left = seconds
-        self.waited = 0.0
-        self.repeated = 0
-
-    def settle(self, threshold: float) -> None:
-        """Wait (bounded by SETTLE_MAX and the budget) until the machine is about idle."""
-        start = time.monotonic()
-        deadline = start + max(0.0, min(SETTLE_MAX, self.left))
-        while True:
-            before, t0 = machine_busy_seconds(), time.monotonic()
-            time.sleep(SETTLE_SAMPLE)
-            busy = (machine_busy_seconds() - before) / (time.monotonic() - t0)
-            if busy <= threshold or time.monotonic() >= deadline:
-                break
-        spent = time.monotonic() - start
-        self.left -= spent
-        self.waited += spent
-
-
 # Processes ------------------------------------------------------------------------------
 
 
@@ -251,7 +219,7 @@ def cpu_list(placement: str, cpu: int) -> str:
 
 def placed(command: Sequence[str], placement: str, cpu: int) -> list[str]:
     """``command`` run by taskset on its CPUs (taskset execs: the PID stays the same)."""
-    return ["taskset", "-c", cpu_list(placement, cpu), *command]
+    return pinned(command, cpu_list(placement, cpu))
 
 
 def transfer_timeout(nbytes: int) -> float:
@@ -611,15 +579,8 @@ def measure(
 
     Of the attempts, the one during which other processes used the least CPU is kept.
     """
-    best: Sample | None = None
-    attempt = 0
-    while True:
-        attempt += 1
-        budget.settle(args.noisy)
-        started = time.monotonic()
-        sample = action()
-        took = time.monotonic() - started
-        noisy = sample.other_cpu > args.noisy
+
+    def show(sample: Sample, noisy: bool) -> None:
         server = (
             f"server CPU {sample.server_cpu / sample.seconds:4.0%}  " if sample.server_cpu else ""
         )
@@ -630,14 +591,11 @@ def measure(
             file=sys.stderr,
             flush=True,
         )
-        if best is None or sample.other_cpu < best.other_cpu:
-            best = sample
-        if attempt > 1:
-            budget.left -= took
-            budget.repeated += 1
-        if not noisy or attempt > args.retries or budget.left < took:
-            break
-    return Sample(**{**asdict(best), "attempts": attempt})
+
+    best, attempts = quietest(
+        action, lambda sample: sample.other_cpu, budget, args.noisy, args.retries, show
+    )
+    return replace(best, attempts=attempts)
 
 
 def run_round(
@@ -765,22 +723,6 @@ def machine_facts(tmp: Path) -> dict[str, str]:
     }
 
 
-def source_digest() -> str:
-    """A short digest of src/socketeer/**/*.py, to tell which code was measured."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "src" / "socketeer").rglob("*.py")):
-        digest.update(str(path.relative_to(ROOT)).encode())
-        digest.update(path.read_bytes())
-    return f"sha256 {digest.hexdigest()[:12]} of src/socketeer/**/*.py"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 def median_of(samples: Sequence[Sample], pick: Callable[[Sample], float]) -> float:
     return float(statistics.median(pick(s) for s in samples))
 
@@ -849,11 +791,11 @@ def placement_table(results: Results) -> str:
         "|---|---:|---:|---:|",
     ]
     for key in PAIRED:
-        pinned, unpinned = rate(results, key, PINNED), rate(results, key, UNPINNED)
-        if pinned is None or unpinned is None:
+        fixed, unfixed = rate(results, key, PINNED), rate(results, key, UNPINNED)
+        if fixed is None or unfixed is None:
             continue
         lines.append(
-            f"| {ROW[key].label} | {pinned:,.0f} | {unpinned:,.0f} | {unpinned / pinned:.2f}x |"
+            f"| {ROW[key].label} | {fixed:,.0f} | {unfixed:,.0f} | {unfixed / fixed:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -1131,7 +1073,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = load_average()
     t0 = time.monotonic()
     results: Results = {}
-    budget = NoiseBudget(args.noise_budget)
+    budget = NoiseBudget(args.noise_budget, SETTLE_MAX)
     try:
         with workspace(args.tmp, args.mib * MIB) as space:
             for round_no in range(1, args.rounds + 1):

@@ -1,1 +1,0 @@
-"""Benchmarks for socketeer (run the modules as scripts; see docs/benchmarks.md)."""
