@@ -18,6 +18,7 @@ from ..endpoint import Endpoint
 from ..services.files import FilesService
 from ..services.files.client import FilesClient, FilesError, TransferProgress, TransferResult
 from ..services.files.messages import Entry
+from ..services.files.paths import join_remote
 from .params import ENDPOINT, SECONDS
 from .serve import ServeOptions, run_server, serve_group, server_options
 
@@ -102,16 +103,6 @@ class _Reporter:
         self._console.print(f"{result.remote}: {verb} {result.size:,} bytes{resumed}{check}")
 
 
-@contextmanager
-def _connected(endpoint: Endpoint, token: str | None, timeout: float) -> Iterator[FilesClient]:
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
-        yield client
-
-
-def _remote_join(*parts: str) -> str:
-    return str(PurePosixPath(*[p for p in parts if p])) if any(parts) else ""
-
-
 def _remote_name(remote: str) -> str:
     return PurePosixPath(remote).name
 
@@ -136,7 +127,7 @@ def ls_command(
     endpoint: Endpoint, remote: str, as_json: bool, token: str | None, timeout: float
 ) -> None:
     """List the remote directory REMOTE (default: the shared directory) on ENDPOINT."""
-    with _connected(endpoint, token, timeout) as client:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
         entry = client.stat(remote)
         entries = client.list(remote) if entry.type == "dir" else [entry]
     for item in entries:
@@ -175,7 +166,7 @@ def get_command(
     Files with the remote size and modification time already are skipped.
     """
     reporter = _Reporter(quiet)
-    with _connected(endpoint, token, timeout) as client:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
         entry = client.stat(remote)
         name = _remote_name(remote) or "files"
         # Like scp: an existing directory receives REMOTE under its own name.
@@ -244,10 +235,10 @@ def put_command(
     upload continues when the same command is run again.
     """
     reporter = _Reporter(quiet)
-    with _connected(endpoint, token, timeout) as client:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
         target = remote
         if not remote or _is_remote_dir(client, remote):
-            target = _remote_join(remote, local.resolve().name)
+            target = join_remote(remote, local.resolve().name)
         if local.is_dir():
             if not recursive:
                 raise FilesError(f"{local}: is a directory (use -r)", "not-a-file")
@@ -278,10 +269,10 @@ def _local_tree(client: FilesClient, local: Path, target: str) -> list[tuple[Pat
         here = Path(directory)
         relative = here.relative_to(local).parts
         for name in sorted(subdirs):
-            client.mkdir(_remote_join(target, *relative, name), parents=True)
+            client.mkdir(join_remote(target, *relative, name), parents=True)
         for name in sorted(files):
             if (here / name).is_file():
-                pairs.append((here / name, _remote_join(target, *relative, name)))
+                pairs.append((here / name, join_remote(target, *relative, name)))
         subdirs.sort()
     return pairs
 
@@ -299,7 +290,7 @@ def mkdir_command(
     endpoint: Endpoint, remote: str, parents: bool, token: str | None, timeout: float
 ) -> None:
     """Make the directory REMOTE on ENDPOINT (needs the token)."""
-    with _connected(endpoint, token, timeout) as client:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
         client.mkdir(remote, parents)
 
 
@@ -313,5 +304,5 @@ def rm_command(
     endpoint: Endpoint, remote: str, recursive: bool, token: str | None, timeout: float
 ) -> None:
     """Delete the file or directory REMOTE on ENDPOINT (needs the token)."""
-    with _connected(endpoint, token, timeout) as client:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
         client.delete(remote, recursive)

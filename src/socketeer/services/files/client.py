@@ -20,16 +20,18 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
 from ... import __version__
 from ...client import Connection
 from ...endpoint import Endpoint
-from ...errors import ConnectionClosed, ProtocolError, SocketeerError, Timeout
-from .connection import CLIENT, CLOSED, NEED_DATA, Data, FilesConnection
+from ...errors import ConnectionClosed, FrameTooLarge, ProtocolError, SocketeerError, Timeout
+from ...framing import LengthPrefixCodec
+from .connection import CLIENT, CLOSED, NEED_DATA, ClosedMidMessage, Data, FilesConnection
 from .messages import (
+    MAX_CONTROL_SIZE,
     VERSION,
     Delete,
     Done,
@@ -50,7 +52,7 @@ from .messages import (
     Welcome,
     decode,
 )
-from .paths import partial_name
+from .paths import join_remote, partial_name
 from .store import fsync_directory, hash_file
 
 __all__ = ["FilesClient", "FilesError", "TransferProgress", "TransferResult"]
@@ -93,10 +95,6 @@ class TransferResult:
     resumed_from: int
     skipped: bool = False
     sha256: str | None = None
-
-
-def _join(*parts: str) -> str:
-    return str(PurePosixPath(*[p for p in parts if p])) if any(parts) else ""
 
 
 class FilesClient:
@@ -187,20 +185,16 @@ class FilesClient:
         while True:
             try:
                 event = conn.next_event()
+            except ClosedMidMessage:
+                raise self._lost() from None
             except ProtocolError as exc:
-                raise self._explain(exc) from None
+                raise FilesError(f"{self.endpoint}: {exc}", "bad-request") from None
             if event is NEED_DATA:
                 conn.receive_data(self._recv())
             elif event is CLOSED:
                 raise self._lost()
             elif isinstance(event, Message | Data):
                 return event
-
-    def _explain(self, exc: ProtocolError) -> SocketeerError:
-        """A protocol error, or the one-line refusal a busy server sends before any frame."""
-        if "closed in the middle" in str(exc):
-            return self._lost()
-        return FilesError(f"{self.endpoint}: {exc}", "bad-request")
 
     def _request(self, message: Message) -> Message:
         self._send(message)
@@ -238,7 +232,7 @@ class FilesClient:
     def walk(self, path: str = "") -> Iterator[tuple[str, Entry]]:
         """Every file and directory under ``path``: (remote path, entry), parents first."""
         for entry in self.list(path):
-            child = _join(path, entry.name)
+            child = join_remote(path, entry.name)
             yield child, entry
             if entry.type == "dir":
                 yield from self.walk(child)
@@ -477,18 +471,16 @@ def _same(local: Path, entry: Entry) -> bool:
 
 def _last_error(data: bytes) -> Message | None:
     """The error frame a server sends before closing on an upload it stopped."""
-    pos = 0
+    try:
+        bodies = LengthPrefixCodec(MAX_CONTROL_SIZE).feed(data)
+    except FrameTooLarge as exc:
+        bodies = exc.messages
     found: Message | None = None
-    while pos + 4 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        body = data[pos + 4 : pos + 4 + length]
-        if len(body) < length:
-            break
+    for body in bodies:
         try:
             found = decode(body)
         except ProtocolError:
             break
-        pos += 4 + length
     return found
 
 

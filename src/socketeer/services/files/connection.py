@@ -48,6 +48,7 @@ __all__ = [
     "NEED_DATA",
     "SERVER",
     "Closed",
+    "ClosedMidMessage",
     "Data",
     "FilesConnection",
     "NeedData",
@@ -58,6 +59,10 @@ __all__ = [
 
 _HEADER = 4
 REQUESTS = (List, Stat, Get, Put, Mkdir, Delete)
+
+
+class ClosedMidMessage(RemoteProtocolError):
+    """The peer closed the connection where the protocol does not allow it."""
 
 
 class Role(enum.Enum):
@@ -143,6 +148,11 @@ class FilesConnection:
         return self._request
 
     @property
+    def awaiting_reply(self) -> bool:
+        """Whether a request (or an upload's ``done``) is waiting for the server's answer."""
+        return self._state is _State.REPLY
+
+    @property
     def idle(self) -> bool:
         """Whether a new request may be sent (client) or received (server)."""
         return self._state is _State.IDLE
@@ -221,9 +231,7 @@ class FilesConnection:
         if not self._eof:
             return NEED_DATA
         if len(self._buffer) or self._state not in (_State.IDLE, _State.HELLO, _State.CLOSED):
-            raise RemoteProtocolError(
-                f"connection closed in the middle of a message ({self.state})"
-            )
+            raise ClosedMidMessage(f"connection closed in the middle of a message ({self.state})")
         return CLOSED
 
     def _unread(self, header: bytes) -> None:

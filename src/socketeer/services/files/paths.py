@@ -9,6 +9,7 @@ Symlinks are checked where the path is resolved (see ``store``).
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -16,6 +17,7 @@ __all__ = [
     "PARTIAL_SUFFIX",
     "PathRefused",
     "is_partial",
+    "join_remote",
     "partial_name",
     "split_remote",
 ]
@@ -65,3 +67,8 @@ def partial_name(name: str) -> str:
 def is_partial(name: str) -> bool:
     """Whether ``name`` is one of socketeer's partial files."""
     return name.startswith(".") and name.endswith(PARTIAL_SUFFIX)
+
+
+def join_remote(*parts: str) -> str:
+    """Remote path parts joined with ``/``; empty parts (the share itself) are dropped."""
+    return str(PurePosixPath(*[part for part in parts if part])) if any(parts) else ""

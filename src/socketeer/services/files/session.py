@@ -16,9 +16,8 @@ import contextlib
 import hmac
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO
 
 from ... import __version__
 from ...errors import ProtocolError
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["FilesService", "FilesSession"]
 
 log = logging.getLogger("socketeer.server")
-T = TypeVar("T")
 
 #: A plain download's name without newline counts as complete after this much quiet.
 PLAIN_QUIET = 0.3
@@ -402,15 +400,15 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     async def _simple(self, request: Message) -> Message:
         store = self._store
         if isinstance(request, List):
-            entries = await self._in_thread(store.list, request.path)
+            entries = await asyncio.to_thread(store.list, request.path)
             return Listing(request.path, tuple(entries))
         if isinstance(request, Stat):
-            return StatReply(await self._in_thread(store.stat, request.path))
+            return StatReply(await asyncio.to_thread(store.stat, request.path))
         self._check_writable()
         if isinstance(request, Mkdir):
-            await self._in_thread(store.mkdir, request.path, request.parents)
+            await asyncio.to_thread(store.mkdir, request.path, request.parents)
         elif isinstance(request, Delete):
-            await self._in_thread(store.delete, request.path, request.recursive)
+            await asyncio.to_thread(store.delete, request.path, request.recursive)
         log.info("%s: %s %r", self.peer, request.op, getattr(request, "path", ""))
         return Ok()
 
@@ -422,14 +420,11 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 "unauthorized", "writing needs the server's token (--token or SOCKETEER_TOKEN)"
             )
 
-    async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.to_thread(function, *args)
-
     # downloads ----------------------------------------------------------------------
 
     async def _send_file(self, conn: FilesConnection, request: Get) -> None:
         try:
-            file, st = await self._in_thread(self._store.open_file, request.path)
+            file, st = await asyncio.to_thread(self._store.open_file, request.path)
         except StoreError as exc:
             self._write(conn.send(Error(exc.code, str(exc))))
             return
@@ -445,7 +440,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 if sent < length:  # the file shrank: keep the framing, then say so
                     await self._pad(length - sent)
                 conn.sent_raw(length)
-                now = await self._in_thread(os.fstat, file.fileno())
+                now = await asyncio.to_thread(os.fstat, file.fileno())
                 if sent < length or HashCache.key(now) != HashCache.key(st):
                     self._write(conn.send(Error("changed", f"{request.path}: changed while sent")))
                     return
@@ -476,7 +471,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         sent = 0
         while sent < length:
             count = min(COPY_CHUNK, length - sent)
-            data = await self._in_thread(os.pread, file.fileno(), count, offset + sent)
+            data = await asyncio.to_thread(os.pread, file.fileno(), count, offset + sent)
             if not data:
                 break
             self._write(data)
@@ -502,7 +497,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     async def _receive_file(self, conn: FilesConnection, request: Put) -> None:
         self._check_writable()
-        upload = await self._in_thread(
+        upload = await asyncio.to_thread(
             self._store.upload,
             request.path,
             request.size,
@@ -516,7 +511,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         try:
             self._write(conn.send(Ready(upload.offset)))
             done = await self._receive_raw(conn, upload)
-            await self._in_thread(upload.finish, done.sha256 if request.hash else None)
+            await asyncio.to_thread(upload.finish, done.sha256 if request.hash else None)
         except StoreError as exc:
             await self._settle(upload)
             upload.abandon()
@@ -538,8 +533,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 # loop fills the other buffers.  Shielded: a vanishing client
                 # must not cut a write short (see _settle).
                 writing = asyncio.gather(
-                    self._in_thread(upload.write_all, chunks),
-                    self._in_thread(upload.hash_all, chunks),
+                    asyncio.to_thread(upload.write_all, chunks),
+                    asyncio.to_thread(upload.hash_all, chunks),
                 )
                 self._writing = writing
                 await asyncio.shield(writing)
@@ -568,7 +563,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         rest = self._take_chunks()
         if rest and not upload.file.closed:
             with contextlib.suppress(StoreError):
-                await self._in_thread(upload.write_all, rest)
+                await asyncio.to_thread(upload.write_all, rest)
         self._release(rest)
         self._resume()
 
@@ -586,7 +581,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             self._write(conn.refuse(error))
             await self._linger()
             return
-        while conn.state != "waiting for a reply":
+        while not conn.awaiting_reply:
             self._release(self._take_chunks())  # dropped
             self._resume()
             event = conn.next_event()
