@@ -179,7 +179,6 @@ class ChatService(SessionService):
 
     name = "chat"
     default_framing = "line"
-    datagrams = False
 
     def __init__(
         self, settings: ChatSettings | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE
