@@ -472,6 +472,14 @@ def test_usage_errors_are_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(no_token, 2, "--allow-upload needs a token")
 
 
+def test_a_server_that_is_not_a_files_server_is_named_in_one_line(
+    serve_process: ServeProcess,
+) -> None:
+    greet = serve_process("serve", "greet", "127.0.0.1:0")
+    result = socketeer("ls", str(greet.endpoints[0]))
+    assert_one_line_error(result, 1, "is not a files server (it said 'welcome!')")
+
+
 def test_failures_are_one_line_exit_1(share: Share, work: Path) -> None:
     assert_one_line_error(socketeer("get", share.endpoint, "missing.txt", cwd=work), 1, "missing")
     assert list(work.iterdir()) == []

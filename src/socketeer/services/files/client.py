@@ -129,6 +129,9 @@ class FilesClient:
         if first.startswith(b"error: "):  # refused before the protocol began (server busy)
             line = first.split(b"\n", 1)[0][len(b"error: ") :]
             raise FilesError(f"{self.endpoint} refused: {line.decode(errors='replace')}", "busy")
+        if first and first[:1] != b"\x00":  # every frame the protocol allows starts so
+            said = first.split(b"\n", 1)[0][:40].decode(errors="replace")
+            raise FilesError(f"{self.endpoint} is not a files server (it said {said!r})", "version")
         self._conn.receive_data(first)
         reply = self._next()
         if isinstance(reply, Error):
