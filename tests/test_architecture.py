@@ -16,6 +16,7 @@ SANS_IO = [
     "socketeer.endpoint",
     "socketeer.errors",
     "socketeer.service",
+    "socketeer.visible",
     "socketeer.services.greet",
     "socketeer.services.echo",
     "socketeer.services.files.messages",
