@@ -25,7 +25,13 @@ def test_undecodable_bytes_show_as_bytes() -> None:
 
 
 def test_ordinary_text_is_unchanged() -> None:
-    for text in ("hello", "文件.txt", "naïve café", "\uff56\uff49\uff45\uff57\uff45\uff52", "a b\\c"):
+    for text in (
+        "hello",
+        "文件.txt",
+        "naïve café",
+        "\uff56\uff49\uff45\uff57\uff45\uff52",
+        "a b\\c",
+    ):
         assert visible(text) == text
         assert not has_invisible(text)
 
