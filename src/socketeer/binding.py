@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from .endpoint import Endpoint
 from .errors import BindError, translate_os_error
 
-__all__ = ["BACKLOG", "BoundSocket", "bind_endpoint", "remove_unix_socket"]
+__all__ = ["BoundSocket", "bind_endpoint", "remove_unix_socket", "system_backlog"]
 
-BACKLOG = 1024
+
+def system_backlog() -> int:
+    """The longest listen backlog the system allows (``net.core.somaxconn``)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn", encoding="ascii") as file:
+            return max(int(file.read().strip()), 1)
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
 
 
 @dataclass
@@ -74,7 +81,7 @@ def _bind_inet(endpoint: Endpoint, reuse_port: bool, listen: bool) -> list[Bound
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, endpoint.host is not None)
             sock.bind((host, port))
             if listen and endpoint.is_stream:
-                sock.listen(BACKLOG)
+                sock.listen(system_backlog())
             sock.setblocking(False)
             port = sock.getsockname()[1]
             actual_host = None if endpoint.host is None else host
@@ -110,7 +117,7 @@ def _bind_unix(endpoint: Endpoint, listen: bool) -> BoundSocket:
     try:
         sock.bind(path)
         if listen:
-            sock.listen(BACKLOG)
+            sock.listen(system_backlog())
         sock.setblocking(False)
     except OSError:
         sock.close()

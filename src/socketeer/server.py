@@ -1,10 +1,14 @@
-"""The asyncio server: listeners on many endpoints, sessions, limits, shutdown.
+"""The asyncio server: listeners on many endpoints, admission, sessions, limits, shutdown.
 
 A :class:`Server` serves one :class:`~socketeer.service.Service` on any mix of
-TCP (IPv4 and IPv6), Unix stream and UDP endpoints at once.  It owns its
-listeners and sessions: :meth:`Server.stop` stops accepting, lets sessions
-finish within a grace period, then closes the rest.  :func:`serve` runs a
-server until SIGINT or SIGTERM.
+TCP (IPv4 and IPv6), Unix stream and UDP endpoints at once.  It decides
+whether to take each connection before a session exists
+(:meth:`Server.verify_request`, like socketserver's), and is the
+:class:`~socketeer.host.Host` of every session it takes: it owns their tasks
+and the service's life (:meth:`Service.running`).  :meth:`Server.stop` stops
+accepting, lets sessions finish within a grace period, then closes the
+rest and cancels what still runs.  :func:`serve` runs a server until SIGINT
+or SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, cast
 
-from .binding import BoundSocket, bind_endpoint, remove_unix_socket
-from .endpoint import Endpoint
+from .binding import BoundSocket, bind_endpoint, remove_unix_socket, system_backlog
+from .endpoint import Endpoint, describe_peer
 from .framing import Framing
+from .host import DEFAULT_MIN_RATE, SessionLimits
+from .idle import IdleSweep
 from .service import Service
-from .session import DatagramSession, Session, SessionService, StreamSession
+from .session import DatagramSession, Session, StreamSession, as_protocol, handler_session
+from .stream import peer_address
 
 __all__ = ["Server", "ServerConfig", "serve"]
 
@@ -34,15 +42,40 @@ class ServerConfig:
 
     ``framing`` None means the service's own default.  ``max_message_size``
     None means the framing's default (64 KiB lines, 16 MiB frames).
-    ``max_conns`` and the other limits apply per process.
+    ``max_conns`` and the other limits apply per process;
+    ``max_conns_per_ip`` (None: no limit) counts connections from one IP
+    address.  ``idle_timeout`` (None: never) closes sessions that sent no
+    whole message for that long; a transfer counts while it moves at least
+    ``min_rate`` bytes a second.  ``backlog`` None means the system's
+    ``somaxconn``.
     """
 
     framing: Framing | None = None
     max_message_size: int | None = None
     max_conns: int = 10_000
+    max_conns_per_ip: int | None = None
     idle_timeout: float | None = 300.0
+    min_rate: int = DEFAULT_MIN_RATE
     grace: float = 5.0
     reuse_port: bool = False
+    backlog: int | None = None
+
+    @property
+    def limits(self) -> SessionLimits:
+        """What each session is told to keep."""
+        return SessionLimits(self.framing, self.max_message_size, self.idle_timeout, self.min_rate)
+
+
+class _Doorway(asyncio.Protocol):
+    """Every new connection's first protocol: the server admits it or refuses it."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._server._arrived(transport)
 
 
 class Server:
@@ -60,16 +93,21 @@ class Server:
         inherited: Sequence[BoundSocket] = (),
     ) -> None:
         self.service = service
-        self.config = config or ServerConfig()
+        self.config = config = config or ServerConfig()
+        self.limits = config.limits
+        self.log = log
         self._endpoints = list(endpoints)
         self._inherited = list(inherited)
         self._bound: list[BoundSocket] = []
         self._listeners: list[asyncio.Server] = []
         self._datagram_transports: list[asyncio.BaseTransport] = []
-        self._sessions: set[Session] = set()
+        self._sessions: dict[Session, str | None] = {}
+        self._per_address: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._all_gone = asyncio.Event()
         self._cut_short = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._life = contextlib.AsyncExitStack()
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -81,50 +119,109 @@ class Server:
         """How many sessions are open now."""
         return len(self._sessions)
 
+    # the host of every session ------------------------------------------------------
+
+    def now(self) -> float:
+        """The event loop's monotonic clock."""
+        return asyncio.get_running_loop().time()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coroutine`` as a task this server owns (cancelled and awaited by :meth:`stop`)."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def release(self, session: object) -> None:
+        """Forget a session whose connection is gone."""
+        if session not in self._sessions:
+            return
+        address = self._sessions.pop(session)
+        if address is not None:
+            left = self._per_address[address] - 1
+            if left:
+                self._per_address[address] = left
+            else:
+                del self._per_address[address]
+        if not self._sessions:
+            self._all_gone.set()
+
+    def handler_session(self, service: Service) -> StreamSession:
+        """A session running one of ``service``'s handlers."""
+        return handler_session(self, service)
+
+    # admission ----------------------------------------------------------------------
+
+    def verify_request(self, address: str | None) -> str | None:
+        """Whether to take a connection from ``address`` (None: no IP); return why not."""
+        if self._cut_short.is_set() or not self._listeners:
+            return "server is shutting down"
+        config = self.config
+        if len(self._sessions) >= config.max_conns:
+            return f"server busy: {config.max_conns} connections already open"
+        per_ip = config.max_conns_per_ip
+        if (
+            per_ip is not None
+            and address is not None
+            and self._per_address.get(address, 0) >= per_ip
+        ):
+            return f"too many connections from {address} (at most {per_ip})"
+        return None
+
+    def _arrived(self, transport: asyncio.BaseTransport) -> None:
+        peername = transport.get_extra_info("peername")
+        address = peer_address(peername)
+        refusal = self.verify_request(address)
+        if refusal is not None:
+            log.warning("refused %s: %s", describe_peer(peername), refusal)
+            cast(asyncio.Transport, transport).write(self.service.refusal(refusal))
+            transport.close()
+            return
+        try:
+            session = as_protocol(self.service.new_session(self))
+        except Exception:
+            log.exception("%s could not start a session", self.service.name)
+            transport.close()
+            return
+        assert isinstance(session, Session)
+        self._sessions[session] = address
+        if address is not None:
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+        self._all_gone.clear()
+        log.info("connection from %s", describe_peer(peername))
+        transport.set_protocol(session)
+        session.connection_made(transport)
+
+    # starting and stopping ----------------------------------------------------------
+
     async def start(self) -> list[Endpoint]:
-        """Bind every endpoint and start accepting; return the bound endpoints."""
+        """Start the service, bind every endpoint and accept; return the bound endpoints."""
         loop = asyncio.get_running_loop()
-        service = self.service
-        new_session: Callable[[], Session] = (
-            (lambda: service.new_session(self))
-            if isinstance(service, SessionService)
-            else (lambda: StreamSession(self))
-        )
+        backlog = self.config.backlog or system_backlog()
         self._bound = list(self._inherited)
         try:
+            await self._life.enter_async_context(self.service.running())
             for endpoint in self._endpoints:
                 self._bound += bind_endpoint(endpoint, reuse_port=self.config.reuse_port)
             for bound in self._bound:
                 if bound.requested.is_stream:
-                    listener = await loop.create_server(new_session, sock=bound.sock)
+                    listener = await loop.create_server(
+                        lambda: _Doorway(self), sock=bound.sock, backlog=backlog
+                    )
                     self._listeners.append(listener)
                 else:
                     transport, _ = await loop.create_datagram_endpoint(
-                        lambda: DatagramSession(self), sock=bound.sock
+                        lambda: DatagramSession(self.service, log), sock=bound.sock
                     )
                     self._datagram_transports.append(transport)
         except BaseException:
             self._close_listeners()
+            await self._life.aclose()
             raise
         if self.config.idle_timeout:
-            self._sweeper = asyncio.create_task(self._sweep_idle(self.config.idle_timeout))
+            sweep = IdleSweep(self.config.idle_timeout, self.config.min_rate)
+            self._sweeper = loop.create_task(self._sweep_idle(sweep))
         return self.endpoints
-
-    def admit(self, session: Session) -> str | None:
-        """Take ``session`` in, or return why not (the client is told, then closed)."""
-        if self._cut_short.is_set() or not self._listeners:
-            return "server is shutting down"
-        if len(self._sessions) >= self.config.max_conns:
-            return f"server busy: {self.config.max_conns} connections already open"
-        self._sessions.add(session)
-        self._all_gone.clear()
-        return None
-
-    def release(self, session: Session) -> None:
-        """Forget a session whose connection is gone."""
-        self._sessions.discard(session)
-        if not self._sessions:
-            self._all_gone.set()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give sessions ``grace`` seconds to end, then close the rest."""
@@ -134,6 +231,7 @@ class Server:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+            self._sweeper = None
         if self._sessions and grace > 0:
             log.warning(
                 "stopping: waiting up to %gs for %d session(s) to end", grace, len(self._sessions)
@@ -145,10 +243,19 @@ class Server:
         for session in list(self._sessions):
             session.kill()
         await self._wait_for_sessions(1.0)
+        await self._cancel_tasks()
+        await self._life.aclose()
 
     def cut_short(self) -> None:
         """End the grace period now (a second Ctrl-C)."""
         self._cut_short.set()
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
 
     async def _wait_for_sessions(self, timeout: float) -> None:
         if not self._sessions:
@@ -175,24 +282,14 @@ class Server:
                 remove_unix_socket(bound)
             bound.sock.close()
 
-    async def _sweep_idle(self, timeout: float) -> None:
-        """Close sessions that sent nothing for ``timeout`` seconds.
-
-        One timer for the whole server instead of one per session: each pass
-        marks sessions that were active since the last pass, and closes those
-        that have stayed quiet for the whole timeout.
-        """
+    async def _sweep_idle(self, sweep: IdleSweep) -> None:
+        """Close sessions that sent no whole message (or moved too few bytes) for the timeout."""
         loop = asyncio.get_running_loop()
-        interval = max(timeout / 4, 0.01)
+        reason = f"idle for {sweep.timeout:g} seconds"
         while True:
-            await asyncio.sleep(interval)
-            now = loop.time()
-            for session in list(self._sessions):
-                if session.active:
-                    session.active = False
-                    session.idle_since = now
-                elif now - session.idle_since >= timeout:
-                    session.abort(f"idle for {timeout:g} seconds")
+            await asyncio.sleep(sweep.interval)
+            for session in sweep.sweep(list(self._sessions), loop.time()):
+                session.abort(reason)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -216,7 +313,9 @@ async def serve(
     """Run ``server`` until SIGINT/SIGTERM (or ``stop`` is set), then stop it gracefully.
 
     ``on_ready`` is called with the bound endpoints once the server accepts.
-    A second signal during the grace period closes the remaining sessions at once.
+    A second signal during the grace period closes the remaining sessions at
+    once.  However ``serve`` ends (a signal, ``stop``, an error, or its task
+    being cancelled), the server is stopped before it returns.
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -227,13 +326,15 @@ async def serve(
         stop.set()
 
     await server.start()
-    for signum in signals:
-        loop.add_signal_handler(signum, on_signal)
+    graceful = False
     try:
+        for signum in signals:
+            loop.add_signal_handler(signum, on_signal)
         if on_ready is not None:
             on_ready(server.endpoints)
         await stop.wait()
-        await server.stop()
+        graceful = True
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+        await server.stop(None if graceful else 0.0)

@@ -7,10 +7,16 @@ a service's behaviour is tested by calling it with byte strings.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .framing import Framing
+from .visible import visible
+
+if TYPE_CHECKING:
+    from .host import Host
 
 __all__ = ["Handler", "Service", "TextCodec"]
 
@@ -74,13 +80,31 @@ class Handler(ABC):
 
 
 class Service(ABC):
-    """A kind of server: a name, a default framing, and a handler per session."""
+    r"""A kind of server: a name, a default framing, and a session per connection.
+
+    A service made of :class:`Handler`\ s only says :meth:`new_handler`; the
+    host runs each handler in a session of its own.  A service whose
+    sessions do their own I/O (files, chat) overrides :meth:`new_session`.
+    """
 
     name: str
     default_framing: Framing = "auto"
     #: Whether the service also makes sense over UDP (one datagram = one message).
     datagrams: bool = True
 
-    @abstractmethod
     def new_handler(self) -> Handler:
         """Return the protocol logic for a new session (or for one datagram over UDP)."""
+        raise TypeError(f"the {self.name} service runs its own sessions, not handlers")
+
+    def new_session(self, host: Host) -> Any:
+        """Return the session (an asyncio protocol) for one new connection."""
+        return host.handler_session(self)
+
+    def refusal(self, reason: str) -> bytes:
+        """What a client the server will not take is told, in this service's protocol."""
+        return f"error: {visible(reason)}\n".encode()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The service's life on a server: work that outlives sessions starts and stops here."""
+        yield

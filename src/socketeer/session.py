@@ -1,10 +1,18 @@
-"""The thin asyncio layer: move bytes between a transport, a codec and a handler.
+"""Sessions: one connection each, admitted and owned by a host (the server).
 
-A :class:`StreamSession` is one connection.  It owns the connection's codec
-and handler, and nothing else: a failure in one session closes that session
-and no other.  Flow control is end to end: when a client stops reading and
-the kernel's send buffer fills, the session stops reading from that client
-until it drains, so a slow reader costs bounded memory.
+A :class:`Session` is the asyncio protocol of one stream connection.  The
+server decides whether to take a connection before any session exists
+(:meth:`~socketeer.server.Server.verify_request`), then asks the service
+for one with ``service.new_session(host)`` and hands it the transport.  The
+session sees only its :class:`~socketeer.host.Host` (limits, clock, logger,
+tasks, release) and its :class:`~socketeer.stream.ByteStream`, so it is
+tested without a server or a socket.
+
+:class:`StreamSession` runs a sans-IO :class:`~socketeer.service.Handler`
+through a codec: the layer below the classic services (greet, echo).  Flow
+control is end to end: when a client stops reading and the kernel's send
+buffer fills, the session stops reading from that client until it drains,
+so a slow reader costs bounded memory.
 """
 
 from __future__ import annotations
@@ -12,66 +20,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from abc import abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from .endpoint import describe_peer
 from .errors import FrameTooLarge, ProtocolError
-from .framing import make_codec
+from .framing import Codec, make_codec
+from .host import Host
+from .idle import Activity
 from .service import Handler, Service
+from .stream import ByteStream, TransportStream
+from .visible import visible
 
-if TYPE_CHECKING:
-    from .server import Server
-
-__all__ = ["MAX_DATAGRAM", "DatagramSession", "Session", "SessionService", "StreamSession"]
-
-log = logging.getLogger("socketeer.server")
+__all__ = ["MAX_DATAGRAM", "DatagramSession", "Session", "StreamSession", "handler_session"]
 
 #: The largest UDP payload over IPv4: 65,535 - 8 (UDP header) - 20 (IP header).
 MAX_DATAGRAM = 65_507
 
 
-class Session(asyncio.Protocol):
-    """One stream connection as the server sees it: admitted, tracked, closed.
+class Session(Activity, asyncio.Protocol):
+    """One stream connection as its host sees it: started, tracked, closed.
 
     Subclasses say what the connection does in :meth:`started`,
-    :meth:`data_received`, :meth:`eof_received` and :meth:`ended`; this base
-    asks the server to admit the connection (a refused client gets
-    :meth:`refuse`'s notice), logs it, and keeps the ``active`` mark the
-    server's idle sweep reads.  :meth:`abort` is how the server ends a
-    session it no longer wants (idle, shutting down); :meth:`kill` is the last
-    resort, dropping the connection without a goodbye.
+    :meth:`data_received`, :meth:`eof_received` and :meth:`ended`, and bump
+    ``messages`` (whole messages received) and ``transferred`` (bytes of a
+    transfer in progress) so that the host knows they are not idle.
+    :meth:`abort` is how the host ends a session it no longer wants (idle,
+    shutting down); :meth:`kill` is the last resort, dropping the
+    connection without a goodbye.
     """
 
-    def __init__(self, server: Server) -> None:
-        self._server = server
-        self.transport: asyncio.Transport | None = None
+    def __init__(self, host: Host) -> None:
+        super().__init__(host.now())
+        self.host = host
         self.peer = "?"
-        #: Set on every read; the server's idle sweep clears it (see Server).
-        self.active = True
-        self.idle_since = 0.0
-        self._admitted = False
+        self._stream: TransportStream | None = None
+
+    @property
+    def stream(self) -> ByteStream:
+        """The connection (only once the session has started)."""
+        assert self._stream is not None, "the session has not started"
+        return self._stream
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport = cast(asyncio.Transport, transport)
-        self.peer = describe_peer(transport.get_extra_info("peername"))
-        refusal = self._server.admit(self)
-        if refusal is not None:
-            log.warning("refused %s: %s", self.peer, refusal)
-            self.refuse(refusal)
-            transport.close()
-            return
-        self._admitted = True
-        log.info("connection from %s", self.peer)
+        self._stream = stream = TransportStream(transport)
+        self.peer = stream.peer
         self.started()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._admitted:
-            self._server.release(self)
-            reason = f" ({exc})" if exc else ""
-            log.info("closed %s%s", self.peer, reason)
-            self.ended(exc)
+        if self._stream is not None:
+            self._stream.writing_resumed(exc)  # a writer waiting to drain finds it gone
+        self.host.release(self)
+        self.host.log.info("closed %s%s", self.peer, f" ({exc})" if exc else "")
+        self.ended(exc)
+
+    def pause_writing(self) -> None:
+        if self._stream is not None:
+            self._stream.writing_paused()
+
+    def resume_writing(self) -> None:
+        if self._stream is not None:
+            self._stream.writing_resumed()
 
     def started(self) -> None:
         """The connection was admitted; send a greeting or start a task here."""
@@ -79,70 +88,49 @@ class Session(asyncio.Protocol):
     def ended(self, exc: Exception | None) -> None:
         """The connection is gone (after :meth:`started`); release what the session holds."""
 
-    def refuse(self, reason: str) -> None:
-        """Tell a client the server would not take why, in one line."""
-        assert self.transport is not None
-        self.transport.write(f"error: {reason}\n".encode())
-
     def notify_failure(self, reason: str) -> None:
         """Tell the client why the session is being closed (see :meth:`abort`)."""
 
+    @property
+    def closing(self) -> bool:
+        """Whether the connection is closed or closing (or never opened)."""
+        return self._stream is None or self._stream.closing
+
     def close(self) -> None:
         """End the session once what was already written has been sent."""
-        if self.transport is not None:
-            self.transport.close()
+        if self._stream is not None:
+            self._stream.close()
 
     def abort(self, reason: str) -> None:
         """Tell the client why (in its own protocol), then close."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
+        if self.closing:
             return
-        log.info("closing %s: %s", self.peer, reason)
+        self.host.log.info("closing %s: %s", self.peer, visible(reason))
         with contextlib.suppress(ProtocolError):
             self.notify_failure(reason)
-        transport.close()
+        self.close()
 
     def kill(self) -> None:
         """Drop the connection now, discarding anything not yet sent."""
-        if self.transport is not None:
-            self.transport.abort()
-
-
-class SessionService(Service):
-    """A service that runs its own :class:`Session` per connection instead of a Handler.
-
-    For services whose sessions talk to each other (chat) or stream files
-    with their own I/O; stream transports only.
-    """
-
-    datagrams = False
-
-    @abstractmethod
-    def new_session(self, server: Server) -> Session:
-        """Return the protocol object for one new connection."""
-
-    def new_handler(self) -> Handler:
-        raise TypeError(f"the {self.name} service runs its own sessions, not handlers")
+        if self._stream is not None:
+            self._stream.abort()
 
 
 class StreamSession(Session):
     """One TCP or Unix stream connection running one handler."""
 
-    def __init__(self, server: Server) -> None:
-        super().__init__(server)
-        self._handler = server.service.new_handler()
-        config = server.config
-        self._codec = make_codec(
-            config.framing or server.service.default_framing, config.max_message_size
-        )
+    def __init__(self, host: Host, handler: Handler, codec: Codec) -> None:
+        super().__init__(host)
+        self._handler = handler
+        self._codec = codec
 
     # asyncio callbacks -------------------------------------------------------------
 
     def started(self) -> None:
+        self._write = self.stream.write  # the hot path: the transport's own method
         self._send(self._handler.opened())
 
     def data_received(self, data: bytes) -> None:
-        self.active = True
         try:
             messages = self._codec.feed(data)
         except FrameTooLarge as exc:
@@ -152,7 +140,9 @@ class StreamSession(Session):
         except ProtocolError as exc:
             self.abort(str(exc))
             return
-        self._handle(messages)
+        if messages:
+            self.messages += len(messages)
+            self._handle(messages)
 
     def eof_received(self) -> bool:
         try:
@@ -164,19 +154,20 @@ class StreamSession(Session):
         return False  # asyncio closes the transport once the replies are flushed
 
     def pause_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        super().pause_writing()
+        if not self.closing:
+            self.stream.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        super().resume_writing()
+        if not self.closing:
+            self.stream.resume_reading()
 
     # session logic -----------------------------------------------------------------
 
     def _handle(self, messages: Sequence[bytes]) -> None:
         handler = self._handler
-        assert self.transport is not None
-        write, encode = self.transport.write, self._codec.encode  # the hot path
+        write, encode = self._write, self._codec.encode
         try:
             for message in messages:
                 for reply in handler.received(message):
@@ -187,25 +178,38 @@ class StreamSession(Session):
         except ProtocolError as exc:
             self.abort(str(exc))
         except Exception:
-            log.exception("session with %s failed", self.peer)
+            self.host.log.exception("session with %s failed", self.peer)
             self.abort("internal server error")
 
     def _send(self, replies: Sequence[bytes]) -> None:
-        transport = self.transport
-        assert transport is not None
-        encode = self._codec.encode
+        write, encode = self._write, self._codec.encode
         for reply in replies:
-            transport.write(encode(reply))
+            write(encode(reply))
 
     def notify_failure(self, reason: str) -> None:
-        self._send(self._handler.failed(reason))
+        self._send(self._handler.failed(visible(reason)))
+
+
+def handler_session(host: Host, service: Service) -> StreamSession:
+    """A session running a new handler of ``service``, framed as ``host.limits`` say."""
+    limits = host.limits
+    codec = make_codec(limits.framing or service.default_framing, limits.max_message_size)
+    return StreamSession(host, service.new_handler(), codec)
+
+
+def as_protocol(session: object) -> asyncio.BaseProtocol:
+    """``session`` as the asyncio protocol a service promised it would be."""
+    if not isinstance(session, asyncio.BaseProtocol):
+        raise TypeError(f"a session must be an asyncio protocol, not {type(session).__name__}")
+    return session
 
 
 class DatagramSession(asyncio.DatagramProtocol):
     """A UDP socket: each datagram is one message, answered to its sender."""
 
-    def __init__(self, server: Server) -> None:
-        self._server = server
+    def __init__(self, service: Service, log: logging.Logger) -> None:
+        self._service = service
+        self._log = log
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -213,17 +217,19 @@ class DatagramSession(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         assert self.transport is not None
-        handler = self._server.service.new_handler()
+        handler = self._service.new_handler()
         try:
             replies = handler.received(data)
         except Exception:
-            log.exception("datagram from %s failed", describe_peer(addr))
+            self._log.exception("datagram from %s failed", describe_peer(addr))
             return
         for reply in replies:
             if len(reply) > MAX_DATAGRAM:
-                log.warning("reply to %s too large for a datagram; dropped", describe_peer(addr))
+                self._log.warning(
+                    "reply to %s too large for a datagram; dropped", describe_peer(addr)
+                )
                 continue
             self.transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:
-        log.debug("datagram error: %s", exc)
+        self._log.debug("datagram error: %s", exc)

@@ -32,6 +32,8 @@ class ServeOptions:
     endpoints: tuple[Endpoint, ...]
     framing: Framing | None
     max_conns: int
+    max_conns_per_ip: int | None
+    backlog: int | None
     idle_timeout: float
     max_message: int | None
     grace: float
@@ -51,11 +53,23 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         help="Connections per process; more get a one-line refusal.",
     ),
     click.option(
+        "--max-conns-per-ip",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Connections from one IP address; more get a one-line refusal (default: no limit).",
+    ),
+    click.option(
+        "--backlog",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Connections the kernel queues before accepting (default: net.core.somaxconn).",
+    ),
+    click.option(
         "--idle-timeout",
         type=SECONDS,
         default=300.0,
         show_default=True,
-        help="Close sessions silent this long (seconds; 0 = never).",
+        help="Close sessions that sent no whole message for this long (seconds; 0 = never).",
     ),
     click.option(
         "--max-message",
@@ -134,6 +148,8 @@ def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = Tr
         framing=options.framing,
         max_message_size=options.max_message,
         max_conns=options.max_conns,
+        max_conns_per_ip=options.max_conns_per_ip,
+        backlog=options.backlog,
         idle_timeout=options.idle_timeout or None,
         grace=options.grace,
     )

@@ -17,19 +17,15 @@ connection is dropped.  The kernel's send buffer per member is fixed at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from ...session import Session, SessionService
+from ...host import Host
+from ...service import Service
+from ...session import Session
 from .protocol import ChatProtocol, ChatSettings, Delivery
 from .room import Member
-
-if TYPE_CHECKING:
-    from ...server import Server
 
 __all__ = ["DEFAULT_MAX_QUEUE", "DROP_LINGER", "ChatService", "ChatSession", "Outbox"]
 
@@ -75,14 +71,14 @@ class Outbox:
                 pending = session.pending
                 data = pending[0] if len(pending) == 1 else b"".join(pending)
                 pending.clear()
-                transport = session.transport
-                if transport is None or transport.is_closing():
+                if session.closing:
                     continue
-                transport.write(data)
-                if transport.get_write_buffer_size() > limit:
+                stream = session.stream
+                stream.write(data)
+                if stream.write_buffered > limit:
                     behind.append(session)
                 elif session.close_after_flush:
-                    transport.close()
+                    stream.close()
             for session in behind:
                 session.drop(f"not reading: more than {limit} bytes waiting to be sent")
         self._scheduled = False
@@ -91,8 +87,8 @@ class Outbox:
 class ChatSession(Session):
     """One member's connection."""
 
-    def __init__(self, server: Server, chat: ChatProtocol[ChatSession], outbox: Outbox) -> None:
-        super().__init__(server)
+    def __init__(self, host: Host, chat: ChatProtocol[ChatSession], outbox: Outbox) -> None:
+        super().__init__(host)
         self._chat = chat
         self._outbox = outbox
         self._member: Member[ChatSession] | None = None
@@ -105,20 +101,19 @@ class ChatSession(Session):
     # asyncio callbacks ------------------------------------------------------------
 
     def started(self) -> None:
-        sock = self.transport.get_extra_info("socket") if self.transport else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self.stream.set_send_buffer(SEND_BUFFER)
         self._member, deliveries = self._chat.connect(self, time.time())
         self._outbox.post(deliveries)
 
     def data_received(self, data: bytes) -> None:
-        self.active = True
         member = self._member
         if member is None or member.gone:
             return
         try:
-            self._outbox.post(self._chat.receive(member, data, time.time()))
+            deliveries = self._chat.receive(member, data, time.time())
+            if deliveries:  # a whole line arrived: the member is not idle
+                self.messages += 1
+            self._outbox.post(deliveries)
         except Exception:
             log.exception("chat session with %s failed", self.peer)
             self.abort("internal server error")
@@ -156,20 +151,19 @@ class ChatSession(Session):
         super().abort(reason)
 
     def notify_failure(self, reason: str) -> None:
-        if self.transport is not None:
-            self.transport.write(self._chat.error_line(time.time(), reason))
+        if not self.closing:
+            self.stream.write(self._chat.error_line(time.time(), reason))
 
     def drop(self, reason: str) -> None:
         """The member fell too far behind: tell it, close, and cut it off if it stays silent."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
+        if self.closing:
             return
         self.abort(reason)
         loop = asyncio.get_running_loop()
         self._linger = loop.call_later(DROP_LINGER, self.kill)
 
 
-class ChatService(SessionService):
+class ChatService(Service):
     """A chat server: rooms, nicknames, private messages, history, flood and backlog limits.
 
     ``max_queue`` is how many unsent bytes a member may have waiting before it
@@ -179,6 +173,7 @@ class ChatService(SessionService):
 
     name = "chat"
     default_framing = "line"
+    datagrams = False
 
     def __init__(
         self, settings: ChatSettings | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE
@@ -194,5 +189,5 @@ class ChatService(SessionService):
         """Unsent bytes a member may have waiting before it is disconnected."""
         return self._outbox.max_queue
 
-    def new_session(self, server: Server) -> ChatSession:
-        return ChatSession(server, self.chat, self._outbox)
+    def new_session(self, host: Host) -> ChatSession:
+        return ChatSession(host, self.chat, self._outbox)

@@ -16,12 +16,16 @@ import contextlib
 import hmac
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from ... import __version__
-from ...errors import ProtocolError
-from ...session import Session, SessionService
+from ...errors import ConnectionClosed, ProtocolError
+from ...host import Host, Task
+from ...service import Service
+from ...session import Session
+from .buffers import BufferPool
 from .connection import CLOSED, NEED_DATA, SERVER, Data, FilesConnection, check_hello
 from .messages import (
     Delete,
@@ -44,9 +48,6 @@ from .messages import (
 from .plain import PlainRequest, is_protocol_opening
 from .store import FileStore, HashCache, StoreError, Upload
 
-if TYPE_CHECKING:
-    from ...server import Server
-
 __all__ = ["FilesService", "FilesSession"]
 
 log = logging.getLogger("socketeer.server")
@@ -57,12 +58,14 @@ PLAIN_QUIET = 0.3
 QUEUE_HIGH, QUEUE_LOW = 8 * 1024 * 1024, 2 * 1024 * 1024
 #: An upload is received straight into these reused buffers (small enough to stay in cache).
 SLOT, SLOTS = 2 * 1024 * 1024, 4
+#: Upload buffers the whole service may hold at once (32 x 2 MiB = 64 MiB).
+POOL_SLOTS = 32
 #: A partly filled buffer goes to disk once the client has paused this long.
 STALL = 0.05
 #: Where everything else is received (asyncio's own read size).
 SCRATCH = 256 * 1024
-#: Bytes per sendfile call: the session marks itself active between calls.
-SEND_SLICE = 16 * 1024 * 1024
+#: Bytes per sendfile call: the session counts its progress between calls.
+SEND_SLICE = 1024 * 1024
 #: Bytes per read when the loop cannot sendfile (uvloop).
 COPY_CHUNK = 1024 * 1024
 #: A failed upload with more than this still to come is cut short instead of drained.
@@ -72,11 +75,12 @@ LINGER = 10.0
 _ZEROS = bytes(1024 * 1024)
 
 
-class FilesService(SessionService):
+class FilesService(Service):
     """Share ``root``: read-only, or writable with ``allow_upload`` and a ``token``."""
 
     name = "files"
     default_framing = "length"
+    datagrams = False
 
     def __init__(self, root: Path, *, allow_upload: bool = False, token: str | None = None) -> None:
         if allow_upload and not token:
@@ -85,9 +89,27 @@ class FilesService(SessionService):
         self.allow_upload = allow_upload
         self._token = token.encode() if token else None
         self._hashing: dict[tuple[int, int, int, int], asyncio.Future[str]] = {}
+        #: Upload buffers, shared by every session and bounded in all.
+        self.buffers = BufferPool(SLOT, POOL_SLOTS)
+        #: Where everything but upload bytes is received: one buffer for the whole
+        #: service, since each read is copied out before the next one starts.
+        self.scratch = memoryview(bytearray(SCRATCH))
 
-    def new_session(self, server: Server) -> FilesSession:
-        return FilesSession(server, self)
+    def new_session(self, host: Host) -> FilesSession:
+        return FilesSession(host, self)
+
+    def refusal(self, reason: str) -> bytes:
+        """A refused client gets the files protocol's own ``busy`` error frame."""
+        return FilesConnection(SERVER).refuse(Error("busy", reason))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Hashing outlives the sessions that started it, but not the service."""
+        try:
+            yield
+        finally:
+            for hashing in list(self._hashing.values()):
+                hashing.cancel()
 
     def token_matches(self, token: str | None) -> bool:
         """Whether ``token`` is the write token (compared in constant time)."""
@@ -130,33 +152,32 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     more than the copy).  Reading pauses while every buffer waits for the disk.
     """
 
-    def __init__(self, server: Server, service: FilesService) -> None:
-        super().__init__(server)
+    def __init__(self, host: Host, service: FilesService) -> None:
+        super().__init__(host)
         self._service = service
         self._store = service.store
         self._conn: FilesConnection | None = None
         self._plain: PlainRequest | None = None
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task: Task | None = None
         self._chunks: list[bytes | memoryview] = []
         self._queued = 0
-        self._scratch = memoryview(bytearray(SCRATCH))
-        self._free = [bytearray(SLOT) for _ in range(SLOTS)]
+        self._scratch = service.scratch
+        self._lent: list[bytearray] = []  # upload buffers, lent by the service's pool
+        self._free: list[bytearray] = []  # those of them not holding bytes for the disk
         self._slot: bytearray | None = None  # the buffer being filled, and how far
         self._filled = 0
         self._into_slot = False  # what get_buffer() last handed out
         self._paused = False
         self._eof = False
         self._writable = False
-        self._can_write = asyncio.Event()
-        self._can_write.set()
         self._discarding = False
         self._writing: asyncio.Future[tuple[None, None]] | None = None
 
     # bytes in -----------------------------------------------------------------------
 
     def started(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = self.host.spawn(self._run(), f"files session with {self.peer}")
 
     def get_buffer(self, sizehint: int) -> memoryview:
         conn = self._conn
@@ -179,7 +200,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             self.data_received(bytes(self._scratch[:nbytes]))
             return
         assert self._conn is not None
-        self.active = True
+        self.transferred += nbytes
         self._conn.received_raw(nbytes)
         self._filled += nbytes
         if self._filled == SLOT or not self._conn.raw_remaining:
@@ -195,9 +216,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         else:
             self._free.append(self._slot)
         self._slot = None
-        if not self._free and not self._paused and self.transport is not None:
+        if not self._free and not self._paused and not self.closing:
             self._paused = True  # every buffer waits for the disk
-            self.transport.pause_reading()
+            self.stream.pause_reading()
 
     def _release(self, chunks: list[bytes | memoryview]) -> None:
         """Buffers the disk threads are done with are free again."""
@@ -207,7 +228,6 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 chunk.release()
 
     def data_received(self, data: bytes) -> None:
-        self.active = True
         if self._discarding:
             self._wakeup.set()
             return
@@ -221,6 +241,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             # An upload's bytes go straight to the disk queue, uncopied.
             take = min(len(data), conn.raw_remaining)
             conn.received_raw(take)
+            self.transferred += take
             self._queue(data if take == len(data) else data[:take])
             data = data[take:]
         if data:
@@ -238,22 +259,17 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         return True  # keep the transport open: the answer may still be on its way
 
     def ended(self, exc: Exception | None) -> None:
-        self._can_write.set()  # wake a writer waiting to drain: it finds the connection gone
-        if self._task is not None:
+        if self._task is not None and not self._task.done():
+            if exc is not None:
+                log.info("%s: transfer ended: %s", self.peer, exc)
             self._task.cancel()
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
 
     def _queue(self, chunk: bytes | memoryview) -> None:
         self._chunks.append(chunk)
         self._queued += len(chunk)
-        if self._queued > QUEUE_HIGH and not self._paused and self.transport is not None:
+        if self._queued > QUEUE_HIGH and not self._paused and not self.closing:
             self._paused = True
-            self.transport.pause_reading()
+            self.stream.pause_reading()
 
     def _take_chunks(self, limit: int | None = None) -> list[bytes | memoryview]:
         """What is queued for the disk (at least one chunk, about ``limit`` bytes if given).
@@ -276,9 +292,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         return chunks
 
     def _resume(self) -> None:
-        if self._paused and self.transport is not None and not self.transport.is_closing():
+        if self._paused and not self.closing:
             self._paused = False
-            self.transport.resume_reading()
+            self.stream.resume_reading()
 
     # the task -----------------------------------------------------------------------
 
@@ -316,8 +332,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         return True
 
     def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        if not self.closing:
+            self.stream.write(data)
 
     def _refuse(self, reason: str) -> None:
         if self._conn is not None and self._conn.raw_remaining:
@@ -341,6 +357,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 name = request.feed(bytes(chunk))
             if name is None and (self._eof or not await self._wait(PLAIN_QUIET)):
                 name = request.end() if self._eof or not self._chunks else None
+        self.messages += 1
         log.info("%s: plain download of %r", self.peer, name)
         try:
             file, st = await asyncio.to_thread(self._store.open_file, name)
@@ -361,7 +378,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 await self._wait()
             elif event is CLOSED:
                 return
-            elif isinstance(event, Hello):
+            else:
+                self.messages += 1
+            if isinstance(event, Hello):
                 if not self._welcome(conn, event):
                     return
             elif isinstance(event, Message):
@@ -452,16 +471,15 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._write(conn.send(Done(digest)))
 
     async def _sendfile(self, file: BinaryIO, offset: int, length: int) -> int:
-        loop = asyncio.get_running_loop()
-        assert self.transport is not None
+        stream = self.stream
         sent = 0
         while sent < length:
             count = min(SEND_SLICE, length - sent)
             try:
-                done = await loop.sendfile(self.transport, file, offset + sent, count)
-            except NotImplementedError:  # uvloop: copy through the loop instead
+                done = await stream.sendfile(file, offset + sent, count)
+            except NotImplementedError:  # uvloop, TLS: copy through the loop instead
                 return sent + await self._copy(file, offset + sent, length - sent)
-            self.active = True
+            self.transferred += done
             sent += done
             if done < count:
                 break
@@ -476,12 +494,11 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 break
             self._write(data)
             sent += len(data)
-            self.active = True
+            self.transferred += len(data)
             await self._drain()
         return sent
 
     async def _pad(self, count: int) -> None:
-        assert self.transport is not None
         while count > 0:
             chunk = _ZEROS[: min(count, len(_ZEROS))]
             self._write(chunk)
@@ -489,9 +506,10 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             await self._drain()
 
     async def _drain(self) -> None:
-        await self._can_write.wait()
-        if self.transport is None or self.transport.is_closing():
-            raise ConnectionResetError("connection lost")
+        try:
+            await self.stream.drain()
+        except ConnectionClosed:
+            raise ConnectionResetError("connection lost") from None
 
     # uploads ------------------------------------------------------------------------
 
@@ -508,6 +526,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         if upload is None:
             self._write(conn.send(Ok(skipped=True)))
             return
+        self._lent = self._service.buffers.take(SLOTS)
+        self._free = list(self._lent)
         try:
             self._write(conn.send(Ready(upload.offset)))
             done = await self._receive_raw(conn, upload)
@@ -521,6 +541,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             await self._settle(upload)
             upload.abandon()
             self._store.release(upload.target)
+            self._return_buffers()
         log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
         self._write(conn.send(Ok()))
 
@@ -552,6 +573,14 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                     self._seal()  # the client paused: what arrived goes to disk now
             else:
                 raise ProtocolError(f"unexpected {event!r} during an upload")
+
+    def _return_buffers(self) -> None:
+        """The upload is over: its buffers go back to the service's pool."""
+        lent = self._lent
+        self._chunks = [c for c in self._chunks if not _inside(c, lent)]
+        self._queued = sum(len(c) for c in self._chunks)
+        self._slot, self._free = None, []
+        self._service.buffers.give(lent)
 
     async def _settle(self, upload: Upload) -> None:
         """An upload ends: let a running write finish, and keep what arrived in the partial."""
@@ -593,16 +622,18 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     async def _linger(self) -> None:
         """Half-close and drop what still arrives until the client closes (or gives up)."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
+        if self.closing:
             return
-        if transport.can_write_eof():
-            transport.write_eof()
+        self.stream.half_close()  # over TLS there is no half-close: the close comes at the end
         self._discarding = True
-        deadline = asyncio.get_running_loop().time() + LINGER
+        deadline = self.host.now() + LINGER
         while not self._eof:
             self._release(self._take_chunks())
             self._resume()
-            left = deadline - asyncio.get_running_loop().time()
+            left = deadline - self.host.now()
             if left <= 0 or not await self._wait(left):
                 break
+
+
+def _inside(chunk: bytes | memoryview, buffers: list[bytearray]) -> bool:
+    return isinstance(chunk, memoryview) and any(chunk.obj is buffer for buffer in buffers)
