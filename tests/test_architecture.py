@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,17 @@ def test_nothing_imports_the_cli(path: Path) -> None:
 def test_main_module_runs_the_cli() -> None:
     main = PACKAGE_DIR / "__main__.py"
     assert "socketeer.cli" in imported_modules(main.read_text(), "socketeer.__main__")
+
+
+@pytest.mark.parametrize("name", SANS_IO)
+def test_importing_a_sans_io_module_loads_no_event_loop(name: str) -> None:
+    """Run in a fresh interpreter: the package's own imports count too."""
+    watched = sorted(IO_MODULES)
+    probe = (
+        f"import sys; before = set(sys.modules); import {name}; "
+        f"print(sorted(m for m in {watched!r} if m in sys.modules and m not in before))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert result.stdout.strip() == "[]", f"importing {name} loads {result.stdout.strip()}"

@@ -8,11 +8,24 @@ the member's side for programs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ...exports import lazy_exports
 from .backoff import Backoff
-from .client import ChatClient, ChatEvent, Connected, Disconnected
 from .lines import ChatLine, parse_line
 from .protocol import ChatProtocol, ChatSettings
-from .session import DEFAULT_MAX_QUEUE, ChatService
+
+if TYPE_CHECKING:
+    from .client import ChatClient, ChatEvent, Connected, Disconnected
+    from .session import DEFAULT_MAX_QUEUE, ChatService
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(["ChatClient", "ChatEvent", "Connected", "Disconnected"], ".client"),
+        **dict.fromkeys(["DEFAULT_MAX_QUEUE", "ChatService"], ".session"),
+    },
+)
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",

@@ -7,7 +7,14 @@ serves it over asyncio, and :mod:`.client` is the blocking client library.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ...exports import lazy_exports
 from .messages import Entry
-from .session import FilesService
+
+if TYPE_CHECKING:
+    from .session import FilesService
+
+__getattr__ = lazy_exports(__name__, {"FilesService": ".session"})
 
 __all__ = ["Entry", "FilesService"]
