@@ -113,23 +113,26 @@ class TransportStream:
         self.pause_reading = transport.pause_reading
         self.resume_reading = transport.resume_reading
         self.abort = transport.abort
+        self._paused = False
         self._drained: asyncio.Future[None] | None = None
 
     # flow control, from the session's protocol callbacks ----------------------------
 
     def writing_paused(self) -> None:
         """The transport's buffer is over its high-water mark."""
-        if self._drained is None:
-            self._drained = asyncio.get_running_loop().create_future()
+        self._paused = True
 
     def writing_resumed(self, exc: Exception | None = None) -> None:
         """The buffer drained (or the connection went: then ``exc`` may say why)."""
+        self._paused = False
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
 
     async def drain(self) -> None:
-        if self._drained is not None:
+        if self._paused and not self.transport.is_closing():
+            if self._drained is None:
+                self._drained = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._drained)
         if self.transport.is_closing():
             raise ConnectionClosed(f"connection to {self.peer} closed")

@@ -567,6 +567,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             if isinstance(event, Data):
                 self._queue(event.data)
             elif isinstance(event, Done):
+                self.messages += 1
                 return event
             elif event is NEED_DATA:
                 if not await self._wait(STALL):
