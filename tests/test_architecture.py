@@ -17,6 +17,7 @@ SANS_IO = [
     "socketeer.errors",
     "socketeer.service",
     "socketeer.visible",
+    "socketeer.ratelimit",
     "socketeer.services.greet",
     "socketeer.services.echo",
     "socketeer.services.files.messages",
@@ -29,7 +30,6 @@ SANS_IO = [
     "socketeer.services.chat.lines",
     "socketeer.services.chat.names",
     "socketeer.services.chat.protocol",
-    "socketeer.services.chat.ratelimit",
     "socketeer.services.chat.room",
 ]
 # Modules that do I/O, wait on a clock or run an event loop.
