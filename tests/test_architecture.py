@@ -18,6 +18,7 @@ SANS_IO = [
     "socketeer.service",
     "socketeer.visible",
     "socketeer.ratelimit",
+    "socketeer.datagram",
     "socketeer.services.greet",
     "socketeer.services.echo",
     "socketeer.services.files.messages",
