@@ -22,6 +22,8 @@ SANS_IO = [
     "socketeer.host",
     "socketeer.idle",
     "socketeer.services.files.buffers",
+    "socketeer.ratelimit",
+    "socketeer.datagram",
     "socketeer.services.greet",
     "socketeer.services.echo",
     "socketeer.services.files.messages",
@@ -34,7 +36,6 @@ SANS_IO = [
     "socketeer.services.chat.lines",
     "socketeer.services.chat.names",
     "socketeer.services.chat.protocol",
-    "socketeer.services.chat.ratelimit",
     "socketeer.services.chat.room",
 ]
 # Modules that do I/O, wait on a clock or run an event loop.

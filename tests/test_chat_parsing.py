@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from socketeer.ratelimit import TokenBucket
 from socketeer.services.chat import Backoff, ChatLine, parse_line
 from socketeer.services.chat.commands import (
     Act,
@@ -24,7 +25,6 @@ from socketeer.services.chat.commands import (
 from socketeer.services.chat.incoming import LineSplitter, Overlong, clean_text
 from socketeer.services.chat.lines import Stamp, format_line
 from socketeer.services.chat.names import name_key, nick_problem, room_name
-from socketeer.services.chat.ratelimit import TokenBucket
 
 NAME_CHARS = st.characters(categories=["L", "N"]) | st.sampled_from("_-.")
 nicks = st.text(NAME_CHARS, min_size=1, max_size=24).filter(lambda n: nick_problem(n) is None)

@@ -18,18 +18,20 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
 
 from .binding import BoundSocket, bind_endpoint, remove_unix_socket, system_backlog
+from .datagram import DatagramLimits, HandlerDatagrams
 from .endpoint import Endpoint, describe_peer
 from .framing import Framing
 from .host import DEFAULT_MIN_RATE, SessionLimits
 from .idle import IdleSweep
 from .service import Service
-from .session import DatagramSession, Session, StreamSession, as_protocol, handler_session
+from .session import Session, StreamSession, as_protocol, handler_session
 from .stream import peer_address
+from .udp import DatagramEndpoint
 
 __all__ = ["Server", "ServerConfig", "serve"]
 
@@ -47,7 +49,8 @@ class ServerConfig:
     address.  ``idle_timeout`` (None: never) closes sessions that sent no
     whole message for that long; a transfer counts while it moves at least
     ``min_rate`` bytes a second.  ``backlog`` None means the system's
-    ``somaxconn``.
+    ``somaxconn``.  ``udp_limits`` bound the replies to each UDP source
+    address and in all (see docs/design.md, "Datagrams").
     """
 
     framing: Framing | None = None
@@ -59,6 +62,7 @@ class ServerConfig:
     grace: float = 5.0
     reuse_port: bool = False
     backlog: int | None = None
+    udp_limits: DatagramLimits = field(default_factory=DatagramLimits)
 
     @property
     def limits(self) -> SessionLimits:
@@ -211,7 +215,7 @@ class Server:
                     self._listeners.append(listener)
                 else:
                     transport, _ = await loop.create_datagram_endpoint(
-                        lambda: DatagramSession(self.service, log), sock=bound.sock
+                        self._datagram_endpoint, sock=bound.sock
                     )
                     self._datagram_transports.append(transport)
         except BaseException:
@@ -222,6 +226,10 @@ class Server:
             sweep = IdleSweep(self.config.idle_timeout, self.config.min_rate)
             self._sweeper = loop.create_task(self._sweep_idle(sweep))
         return self.endpoints
+
+    def _datagram_endpoint(self) -> DatagramEndpoint:
+        core = HandlerDatagrams(self.service, self.config.udp_limits)
+        return DatagramEndpoint(core, clock=asyncio.get_running_loop().time)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give sessions ``grace`` seconds to end, then close the rest."""

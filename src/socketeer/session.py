@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Sequence
-from typing import cast
 
-from .endpoint import describe_peer
 from .errors import FrameTooLarge, ProtocolError
 from .framing import Codec, make_codec
 from .host import Host
@@ -32,10 +29,7 @@ from .service import Handler, Service
 from .stream import ByteStream, TransportStream
 from .visible import visible
 
-__all__ = ["MAX_DATAGRAM", "DatagramSession", "Session", "StreamSession", "handler_session"]
-
-#: The largest UDP payload over IPv4: 65,535 - 8 (UDP header) - 20 (IP header).
-MAX_DATAGRAM = 65_507
+__all__ = ["Session", "StreamSession", "handler_session"]
 
 
 class Session(Activity, asyncio.Protocol):
@@ -202,34 +196,3 @@ def as_protocol(session: object) -> asyncio.BaseProtocol:
     if not isinstance(session, asyncio.BaseProtocol):
         raise TypeError(f"a session must be an asyncio protocol, not {type(session).__name__}")
     return session
-
-
-class DatagramSession(asyncio.DatagramProtocol):
-    """A UDP socket: each datagram is one message, answered to its sender."""
-
-    def __init__(self, service: Service, log: logging.Logger) -> None:
-        self._service = service
-        self._log = log
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        assert self.transport is not None
-        handler = self._service.new_handler()
-        try:
-            replies = handler.received(data)
-        except Exception:
-            self._log.exception("datagram from %s failed", describe_peer(addr))
-            return
-        for reply in replies:
-            if len(reply) > MAX_DATAGRAM:
-                self._log.warning(
-                    "reply to %s too large for a datagram; dropped", describe_peer(addr)
-                )
-                continue
-            self.transport.sendto(reply, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self._log.debug("datagram error: %s", exc)

@@ -1,7 +1,7 @@
 """Chat: many people in rooms, over a line protocol that nc and telnet can speak.
 
 The sans-IO core (:mod:`.protocol`, with :mod:`.commands`, :mod:`.names`,
-:mod:`.room`, :mod:`.incoming`, :mod:`.lines`, :mod:`.ratelimit`) decides
+:mod:`.room`, :mod:`.incoming`, :mod:`.lines`, :mod:`socketeer.ratelimit`) decides
 who receives what; :mod:`.session` runs it on a server; :mod:`.client` is
 the member's side for programs.
 """

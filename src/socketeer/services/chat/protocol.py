@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ...ratelimit import TokenBucket
 from .commands import (
     COMMAND_HELP,
     Act,
@@ -31,7 +32,6 @@ from .commands import (
 from .incoming import LineSplitter, Overlong
 from .lines import ACTION, NOWHERE, SERVER, Stamp, format_line
 from .names import name_key, nick_problem, room_name
-from .ratelimit import TokenBucket
 from .room import Member, Room
 
 __all__ = ["ChatProtocol", "ChatSettings", "Delivery"]

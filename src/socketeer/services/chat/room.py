@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Generic, TypeVar
 
+from ...ratelimit import TokenBucket
 from .incoming import LineSplitter
 from .names import name_key
-from .ratelimit import TokenBucket
 
 __all__ = ["Member", "Room"]
 

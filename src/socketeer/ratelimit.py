@@ -1,4 +1,4 @@
-"""A token bucket: how many lines a member may send, and how fast.
+"""A token bucket: how many events (chat lines, UDP replies) are allowed, and how fast.
 
 Time is an argument, never read here: the caller passes ``now`` (seconds on
 any clock that does not jump forward), so tests run instantly.
