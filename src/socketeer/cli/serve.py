@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from .. import loop
+from ..datagram import DatagramLimits
 from ..endpoint import Endpoint, parse_endpoint
 from ..framing import FRAMINGS, Framing
 from ..server import Server, ServerConfig, serve
@@ -34,6 +35,8 @@ class ServeOptions:
     max_conns: int
     max_conns_per_ip: int | None
     backlog: int | None
+    udp_rate: float
+    udp_burst: int
     idle_timeout: float
     max_message: int | None
     grace: float
@@ -63,6 +66,20 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         type=click.IntRange(min=1),
         default=None,
         help="Connections the kernel queues before accepting (default: net.core.somaxconn).",
+    ),
+    click.option(
+        "--udp-rate",
+        type=click.FloatRange(min=0),
+        default=DatagramLimits.rate,
+        show_default=True,
+        help="UDP replies a second to one source address (0 = no limit).",
+    ),
+    click.option(
+        "--udp-burst",
+        type=click.IntRange(min=1),
+        default=DatagramLimits.burst,
+        show_default=True,
+        help="UDP replies one source address may get at once.",
     ),
     click.option(
         "--idle-timeout",
@@ -150,6 +167,7 @@ def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = Tr
         max_conns=options.max_conns,
         max_conns_per_ip=options.max_conns_per_ip,
         backlog=options.backlog,
+        udp_limits=DatagramLimits(rate=options.udp_rate, burst=options.udp_burst),
         idle_timeout=options.idle_timeout or None,
         grace=options.grace,
     )
