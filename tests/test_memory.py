@@ -1,0 +1,81 @@
+"""What an idle connection costs the server: at most 64 KiB of memory, for every service.
+
+A real ``socketeer serve`` process; the test opens connections that say
+nothing and reads the server's resident memory from /proc before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from support import WAIT, ServeProcess
+
+#: The most an idle connection may cost the server.
+BUDGET = 64 * 1024
+WARM, IDLE = 100, 400
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def open_sockets(pid: int) -> int:
+    return sum(1 for fd in os.listdir(f"/proc/{pid}/fd") if _is_socket(pid, fd))
+
+
+def _is_socket(pid: int, fd: str) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    except OSError:
+        return False
+
+
+def settle(pid: int, sockets: int) -> int:
+    """Wait until the server holds ``sockets`` sockets and its memory stops moving."""
+    deadline = time.monotonic() + WAIT
+    while open_sockets(pid) < sockets:
+        assert time.monotonic() < deadline, "the server did not accept every connection"
+        time.sleep(0.01)
+    before = rss(pid)
+    while True:
+        time.sleep(0.2)
+        now = rss(pid)
+        if now == before or time.monotonic() > deadline:
+            return now
+        before = now
+
+
+@pytest.mark.parametrize("service", ["greet", "echo", "files", "chat"])
+def test_an_idle_connection_costs_at_most_64_kib(
+    serve_process: ServeProcess, service: str, tmp_path: Path
+) -> None:
+    args = ["serve", service, "127.0.0.1:0", "--idle-timeout", "0", "-q"]
+    if service == "files":
+        args.insert(2, str(tmp_path))
+    server = serve_process(*args)
+    (endpoint,) = server.endpoints
+    pid = server.proc.pid
+    listening = open_sockets(pid)
+    held: list[socket.socket] = []
+    try:
+        for _ in range(WARM):
+            held.append(socket.create_connection((endpoint.host, endpoint.port), WAIT))
+        before = settle(pid, listening + WARM)
+        for _ in range(IDLE):
+            held.append(socket.create_connection((endpoint.host, endpoint.port), WAIT))
+        after = settle(pid, listening + WARM + IDLE)
+        per_connection = (after - before) / IDLE
+        assert per_connection <= BUDGET, (
+            f"{service}: {per_connection / 1024:.1f} KiB per idle connection"
+        )
+    finally:
+        for sock in held:
+            sock.close()
