@@ -22,9 +22,13 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from shares import TOKEN, ServeShare, Share, digest, sha256, snapshot, write
 from socketeer import Endpoint
+from socketeer.cli import cli
+from socketeer.cli import files as files_cli
+from socketeer.services.files import FilesService
 from support import (
     WAIT,
     ServeProcess,
@@ -181,6 +185,52 @@ def test_get_put_mkdir_rm(share: Share, work: Path) -> None:
     assert (share.root / "a" / "b" / "mine.bin").exists()
     succeeds("rm", "-r", share.endpoint, "a", token=TOKEN)
     assert sorted(snapshot(share.root)) == ["notes.txt"]
+
+
+def test_ls_a_shows_partial_files_and_rm_deletes_them(share: Share) -> None:
+    write(share.root / "notes.txt", b"notes", mtime=1_700_000_000)
+    write(share.root / ".big.iso.socketeer-part", b"half", mtime=1_700_000_100)
+    assert succeeds("ls", share.endpoint).splitlines() == [
+        ls_line("-", 5, 1_700_000_000, "notes.txt")
+    ]
+    assert succeeds("ls", "-a", share.endpoint).splitlines() == [
+        ls_line("p", 4, 1_700_000_100, ".big.iso.socketeer-part"),
+        ls_line("-", 5, 1_700_000_000, "notes.txt"),
+    ]
+    shown = succeeds("ls", "--all", "--json", share.endpoint).splitlines()
+    assert json.loads(shown[0]) == {
+        "name": ".big.iso.socketeer-part",
+        "type": "partial",
+        "size": 4,
+        "mtime": 1_700_000_100,
+    }
+    succeeds("rm", share.endpoint, ".big.iso.socketeer-part", token=TOKEN)
+    assert sorted(snapshot(share.root)) == ["notes.txt"]
+
+
+def test_put_into_missing_directories_needs_p(share: Share, work: Path) -> None:
+    mine = write(work / "mine.bin", os.urandom(1000))
+    missing = socketeer("put", work / "mine.bin", share.endpoint, "a/b/mine.bin", token=TOKEN)
+    assert_one_line_error(missing, 1, "no such directory on the server (-p makes it)")
+    assert snapshot(share.root) == {}
+    succeeds("put", "-p", work / "mine.bin", share.endpoint, "a/b/mine.bin", token=TOKEN)
+    succeeds("put", "--parents", work / "mine.bin", share.endpoint, "c/d/", token=TOKEN)
+    for where in ("a/b/mine.bin", "c/d/mine.bin"):
+        assert digest(share.root / where) == sha256(mine)
+    into = socketeer("put", work / "mine.bin", share.endpoint, "e/", token=TOKEN)
+    assert_one_line_error(into, 1, "e/mine.bin: no such directory")
+
+
+def test_serve_files_partial_ttl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[FilesService] = []
+    monkeypatch.setattr(files_cli, "run_server", lambda service, *_, **__: served.append(service))
+    runner = CliRunner()
+    for args, ttl in (([], 86400.0), (["--partial-ttl", "60"], 60.0), (["--partial-ttl", "0"], 0)):
+        result = runner.invoke(cli, ["serve", "files", str(tmp_path), *args])
+        assert result.exit_code == 0, result.output
+        assert served.pop().partial_ttl == ttl
+    result = runner.invoke(cli, ["serve", "files", str(tmp_path), "--partial-ttl", "-1"])
+    assert result.exit_code == 2
 
 
 def test_serve_files_as_a_process(

@@ -111,15 +111,25 @@ def test_the_root_is_held_as_its_real_path(tmp_path: Path, root: Path) -> None:
         pytest.param(".", ".", id="dot"),
         pytest.param("notes.txt", "notes.txt", id="file"),
         pytest.param("./docs//readme.md", "docs/readme.md", id="untidy"),
-        pytest.param("not/yet/there", "not/yet/there", id="missing"),
         pytest.param("inside-link", "notes.txt", id="symlink-inside"),
         pytest.param("docs-link/readme.md", "docs/readme.md", id="through-symlinked-dir"),
     ],
 )
-def test_resolve_finds_the_real_path_inside(
+def test_a_path_inside_finds_what_is_there(
     store: FileStore, root: Path, remote: str, relative: str
 ) -> None:
-    assert store.resolve(remote) == (root / relative).resolve()
+    real = (root / relative).resolve()
+    st = real.stat()
+    name = "" if real == root else real.name
+    assert store.stat(remote) == Entry(
+        name, "dir" if real.is_dir() else "file", st.st_size, st.st_mtime
+    )
+
+
+def test_a_path_not_there_yet_is_not_found(store: FileStore) -> None:
+    with pytest.raises(StoreError) as missing:
+        store.stat("not/yet/there")
+    assert code_of(missing) == "not-found"
 
 
 @pytest.mark.parametrize(
@@ -135,9 +145,9 @@ def test_resolve_finds_the_real_path_inside(
         pytest.param(partial_name("notes.txt"), id="partial"),
     ],
 )
-def test_resolve_refuses_paths_that_lead_outside(store: FileStore, remote: str) -> None:
+def test_paths_that_lead_outside_are_refused(store: FileStore, remote: str) -> None:
     with pytest.raises(StoreError) as refused:
-        store.resolve(remote)
+        store.stat(remote)
     assert code_of(refused) == "bad-path"
 
 
@@ -204,11 +214,14 @@ def test_a_listing_is_sorted_and_describes_each_entry(store: FileStore, root: Pa
     assert entries["docs-link"].type == "dir"
 
 
-def test_a_listing_hides_partial_files(store: FileStore, root: Path) -> None:
+def test_a_listing_marks_partial_files(store: FileStore, root: Path) -> None:
     write(root / partial_name("big.iso"), b"half")
     write(root / "docs" / partial_name("readme.md"), b"#")
-    assert partial_name("big.iso") not in [e.name for e in store.list("")]
-    assert [e.name for e in store.list("docs")] == ["readme.md"]
+    assert Entry(partial_name("big.iso"), "partial", 4, MTIME) in store.list("")
+    assert [(e.name, e.type) for e in store.list("docs")] == [
+        (partial_name("readme.md"), "partial"),
+        ("readme.md", "file"),
+    ]
 
 
 def test_symlinks_leading_outside_or_nowhere_are_listed_as_links(
@@ -302,7 +315,7 @@ def test_a_fresh_upload_lands_under_its_name_with_its_mtime(
     assert upload.partial == root / "docs" / partial_name("new.bin")
     receive(upload, CONTENT[:7], CONTENT[7:])
     assert not (root / "docs" / "new.bin").exists()  # nothing under the real name yet
-    assert [e.name for e in store.list("docs")] == ["readme.md"]
+    assert [e.type for e in store.list("docs")] == ["partial", "file"]
 
     upload.finish(sha(CONTENT))
     target = root / "docs" / "new.bin"

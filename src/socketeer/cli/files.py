@@ -50,8 +50,19 @@ QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bars or su
     "--allow-upload", is_flag=True, help="Accept uploads, mkdir and delete (need --token)."
 )
 @TOKEN
+@click.option(
+    "--partial-ttl",
+    type=SECONDS,
+    default=86400.0,
+    show_default=True,
+    help="Delete partial files of uploads abandoned this long (seconds; 0 = never).",
+)
 def serve_files(
-    options: ServeOptions, directory: Path, allow_upload: bool, token: str | None
+    options: ServeOptions,
+    directory: Path,
+    allow_upload: bool,
+    token: str | None,
+    partial_ttl: float,
 ) -> None:
     """Share DIR: list, stat, download; with --allow-upload also upload, mkdir, delete.
 
@@ -60,9 +71,10 @@ def serve_files(
     """
     if allow_upload and not token:
         raise click.UsageError(f"--allow-upload needs a token: --token or ${TOKEN_ENV}")
-    run_server(
-        FilesService(directory, allow_upload=allow_upload, token=token), options, use_uvloop=False
+    service = FilesService(
+        directory, allow_upload=allow_upload, token=token, partial_ttl=partial_ttl
     )
+    run_server(service, options, use_uvloop=False)
 
 
 # progress ------------------------------------------------------------------------------
@@ -111,7 +123,7 @@ def _remote_name(remote: str) -> str:
 
 
 def _format_entry(entry: Entry) -> str:
-    kind = {"file": "-", "dir": "d", "link": "l", "other": "?"}[entry.type]
+    kind = {"file": "-", "dir": "d", "link": "l", "other": "?", "partial": "p"}[entry.type]
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.mtime))
     suffix = "/" if entry.type == "dir" else ""
     return f"{kind} {entry.size:>14,} {when} {entry.name}{suffix}"
@@ -121,15 +133,27 @@ def _format_entry(entry: Entry) -> str:
 @click.argument("endpoint", type=ENDPOINT)
 @click.argument("remote", default="")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+@click.option(
+    "-a", "--all", "show_all", is_flag=True, help="Also partial files of unfinished uploads."
+)
 @TOKEN
 @TIMEOUT
 def ls_command(
-    endpoint: Endpoint, remote: str, as_json: bool, token: str | None, timeout: float
+    endpoint: Endpoint,
+    remote: str,
+    as_json: bool,
+    show_all: bool,
+    token: str | None,
+    timeout: float,
 ) -> None:
-    """List the remote directory REMOTE (default: the shared directory) on ENDPOINT."""
+    """List the remote directory REMOTE (default: the shared directory) on ENDPOINT.
+
+    Partial files (type `p`, `partial` in JSON) are uploads not finished
+    yet; `rm` deletes them.
+    """
     with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
         entry = client.stat(remote)
-        entries = client.list(remote) if entry.type == "dir" else [entry]
+        entries = client.list(remote, partials=show_all) if entry.type == "dir" else [entry]
     for item in entries:
         click.echo(json.dumps(asdict(item), ensure_ascii=False) if as_json else _format_entry(item))
 
@@ -215,6 +239,7 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 @click.option("-r", "--recursive", is_flag=True, help="Send a whole directory.")
 @click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check.")
 @click.option("--force", is_flag=True, help="Send even files the server has already.")
+@click.option("-p", "--parents", is_flag=True, help="Make missing remote directories on the way.")
 @QUIET
 @TOKEN
 @TIMEOUT
@@ -225,19 +250,22 @@ def put_command(
     recursive: bool,
     no_verify: bool,
     force: bool,
+    parents: bool,
     quiet: bool,
     token: str | None,
     timeout: float,
 ) -> None:
     """Upload LOCAL to ENDPOINT as REMOTE (default: its name, in the shared directory).
 
-    Needs the server's token (--token or $SOCKETEER_TOKEN).  An interrupted
+    REMOTE ending in / is a directory to put LOCAL in.  A remote directory
+    that does not exist is an error, like scp, unless -p makes it.  Needs
+    the server's token (--token or $SOCKETEER_TOKEN).  An interrupted
     upload continues when the same command is run again.
     """
     reporter = _Reporter(quiet)
     with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
         target = remote
-        if not remote or _is_remote_dir(client, remote):
+        if not remote or remote.endswith("/") or _is_remote_dir(client, remote):
             target = join_remote(remote, local.resolve().name)
         if local.is_dir():
             if not recursive:
@@ -247,9 +275,19 @@ def put_command(
             pairs = [(local, target)]
         with reporter.bars() as progress:
             for source, destination in pairs:
-                result = client.upload(
-                    source, destination, verify=not no_verify, force=force, progress=progress
-                )
+                try:
+                    result = client.upload(
+                        source,
+                        destination,
+                        verify=not no_verify,
+                        force=force,
+                        parents=parents,
+                        progress=progress,
+                    )
+                except FilesError as exc:
+                    if exc.code == "not-found" and not parents:
+                        raise FilesError(f"{exc} (-p makes it)", exc.code) from None
+                    raise
                 reporter.done(result, "sent")
 
 

@@ -20,7 +20,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import BinaryIO, Self
 
@@ -210,12 +210,14 @@ class FilesClient:
 
     # simple requests ----------------------------------------------------------------
 
-    def list(self, path: str = "") -> list[Entry]:
-        """The entries of the remote directory ``path``."""
+    def list(self, path: str = "", *, partials: bool = False) -> list[Entry]:
+        """The entries of the remote directory ``path``; ``partials``: partial files too."""
         reply = self._request(List(path))
         if not isinstance(reply, Listing):
             raise FilesError(f"unexpected reply {reply.op!r} to list", "bad-request")
-        return list(reply.entries)
+        if not partials:
+            return list(reply.entries)
+        return sorted((*reply.entries, *reply.partials), key=lambda entry: entry.name)
 
     def stat(self, path: str) -> Entry:
         """Name, type, size and mtime of the remote ``path``."""
@@ -234,11 +236,17 @@ class FilesClient:
 
     def walk(self, path: str = "") -> Iterator[tuple[str, Entry]]:
         """Every file and directory under ``path``: (remote path, entry), parents first."""
-        for entry in self.list(path):
-            child = join_remote(path, entry.name)
+        todo = [(path, iter(self.list(path)))]
+        while todo:
+            directory, entries = todo[-1]
+            entry = next(entries, None)
+            if entry is None:
+                todo.pop()
+                continue
+            child = join_remote(directory, entry.name)
             yield child, entry
             if entry.type == "dir":
-                yield from self.walk(child)
+                todo.append((child, iter(self.list(child))))
 
     # downloads ----------------------------------------------------------------------
 
@@ -381,10 +389,17 @@ class FilesClient:
         *,
         verify: bool = True,
         force: bool = False,
+        parents: bool = False,
         progress: TransferProgress | None = None,
     ) -> TransferResult:
-        """Send ``local`` to ``remote``, resuming the server's partial, verified by the server."""
+        """Send ``local`` to ``remote``, resuming the server's partial, verified by the server.
+
+        ``parents``: make the remote directories it goes into first, if missing.
+        """
         progress = progress or TransferProgress()
+        directory = str(PurePosixPath(remote).parent)
+        if parents and directory != ".":
+            self.mkdir(directory, parents=True)
         result = self._upload(local, remote, verify, force, progress)
         if result is None:
             result = self._upload(local, remote, verify, True, progress)

@@ -48,7 +48,7 @@ VERSION = 1
 #: The largest control frame either side accepts (a listing of ~100,000 entries).
 MAX_CONTROL_SIZE = 16 * 1024 * 1024
 
-EntryType = Literal["file", "dir", "link", "other"]
+EntryType = Literal["file", "dir", "link", "other", "partial"]
 ErrorCode = Literal[
     "bad-request",
     "version",
@@ -193,11 +193,23 @@ class Welcome(Message):
 
 @dataclass(frozen=True)
 class Listing(Message):
-    """The entries of a directory, sorted by name."""
+    """The entries of a directory, sorted by name, and its partial files apart.
+
+    Partial files given among ``entries`` are moved to ``partials``: a
+    client that predates them ignores that member and never sees them.
+    """
 
     op: ClassVar[str] = "listing"
     path: str = ""
     entries: tuple[Entry, ...] = ()
+    partials: tuple[Entry, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(entry.type == "partial" for entry in self.entries):
+            apart = tuple(entry for entry in self.entries if entry.type == "partial")
+            object.__setattr__(self, "partials", self.partials + apart)
+            kept = tuple(entry for entry in self.entries if entry.type != "partial")
+            object.__setattr__(self, "entries", kept)
 
 
 @dataclass(frozen=True)
@@ -325,7 +337,7 @@ def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
     name, kind, size, mtime = (value.get(k) for k in ("name", "type", "size", "mtime"))
     if (
         not isinstance(name, str)
-        or kind not in ("file", "dir", "link", "other")
+        or kind not in ("file", "dir", "link", "other", "partial")
         or type(size) is not int
         or size < 0
     ):

@@ -2,16 +2,19 @@
 
 A remote path is relative to the shared directory, with ``/`` between
 names.  Refused outright: absolute paths, ``..``, backslashes, drive letters,
-NUL bytes, over-long names, and the names socketeer gives its partial files.
-Symlinks are checked where the path is resolved (see ``store``).
+NUL bytes, over-long names, and the names socketeer gives its partial files
+(except where a request may name one: deleting it).  Symlinks and depth are
+checked where the path is looked up (see ``beneath`` and ``store``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import PurePosixPath
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
     "PARTIAL_SUFFIX",
@@ -24,6 +27,8 @@ __all__ = [
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
+#: Names a path may have below the shared directory (``a/b/c`` has 3).
+MAX_DEPTH = 128
 PARTIAL_SUFFIX = ".socketeer-part"
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -32,8 +37,11 @@ class PathRefused(ValueError):
     """A remote path that may not be used; the message says why."""
 
 
-def split_remote(path: str) -> tuple[str, ...]:
-    """The names along ``path`` ("" or "." is the shared directory itself: ``()``)."""
+def split_remote(path: str, *, partial_last: bool = False) -> tuple[str, ...]:
+    """The names along ``path`` ("" or "." is the shared directory itself: ``()``).
+
+    ``partial_last``: the last name may be a partial file's.
+    """
     if "\x00" in path:
         raise PathRefused("path contains a NUL byte")
     if "\\" in path:
@@ -49,19 +57,28 @@ def split_remote(path: str) -> tuple[str, ...]:
     if size > MAX_PATH_BYTES:
         raise PathRefused(f"path is longer than {MAX_PATH_BYTES} bytes")
     names = tuple(name for name in path.split("/") if name not in ("", "."))
-    for name in names:
+    for index, name in enumerate(names):
         if name == "..":
             raise PathRefused(f"path {path!r} leads outside the shared directory")
         if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise PathRefused(f"name {name[:40]!r}... is longer than {MAX_NAME_BYTES} bytes")
-        if is_partial(name):
+        if is_partial(name) and not (partial_last and index == len(names) - 1):
             raise PathRefused(f"{name!r} is a partial transfer, not a file")
     return names
 
 
 def partial_name(name: str) -> str:
-    """The name a file being received has until it is complete and verified."""
-    return f".{name}{PARTIAL_SUFFIX}"
+    """The name a file being received has until it is complete and verified.
+
+    ``.NAME.socketeer-part``; when that would be over :data:`MAX_NAME_BYTES`,
+    NAME is replaced by the SHA-256 (hex) of the name, so every name a
+    path may hold has a partial.
+    """
+    readable = f".{name}{PARTIAL_SUFFIX}"
+    if len(readable.encode("utf-8", "surrogateescape")) <= MAX_NAME_BYTES:
+        return readable
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+    return f".{digest}{PARTIAL_SUFFIX}"
 
 
 def is_partial(name: str) -> bool:

@@ -82,11 +82,19 @@ class FilesService(Service):
     default_framing = "length"
     datagrams = False
 
-    def __init__(self, root: Path, *, allow_upload: bool = False, token: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        allow_upload: bool = False,
+        token: str | None = None,
+        partial_ttl: float = 86400.0,
+    ) -> None:
         if allow_upload and not token:
             raise ValueError("uploads need a token (--token or SOCKETEER_TOKEN)")
         self.store = FileStore(root)
         self.allow_upload = allow_upload
+        self.partial_ttl = partial_ttl  # seconds before an abandoned partial is deleted; 0: never
         self._token = token.encode() if token else None
         self._hashing: dict[tuple[int, int, int, int], asyncio.Future[str]] = {}
         #: Upload buffers, shared by every session and bounded in all.

@@ -1,33 +1,42 @@
 """The shared directory on disk: confined lookups, listings, and files received safely.
 
-Blocking filesystem calls; the session runs them in threads.  Every remote
-path goes through :meth:`FileStore.resolve`, which refuses what
-:func:`~.paths.split_remote` refuses and anything whose real path (symlinks
-followed) is outside the shared directory.  An upload is written to a
-partial file beside its target, fsynced, verified, and only then renamed
-over the target, so a reader never sees half a file under the real name.
+Blocking filesystem calls; the session runs them in threads.  The store
+holds a descriptor of the shared directory and reaches everything through
+it, one name at a time (see :mod:`.beneath`): a symlink is followed only
+while every step stays inside, and nothing a local user swaps in between a
+check and an open is followed.  An upload is written to a partial file
+beside its target (created without following links, and locked with
+``flock`` so one upload per target holds across processes), fsynced,
+verified, and only then renamed over the target, so a reader never sees
+half a file under the real name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
-import shutil
 import stat as stat_module
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .beneath import DIRECTORY, Found, Refused, identity, lookup, walk_tree
 from .messages import Entry, EntryType
-from .paths import PathRefused, is_partial, partial_name, split_remote
+from .paths import MAX_DEPTH, PathRefused, is_partial, partial_name, split_remote
 
 __all__ = ["FileStore", "HashCache", "StoreError", "Upload", "hash_file", "os_error"]
 
 CHUNK = 1024 * 1024
+#: Tries before giving up on a name that keeps changing under a lookup.
+RETRIES = 8
+_NOT_FOLLOWED = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
+_NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class StoreError(Exception):
@@ -50,6 +59,7 @@ _ERRNO_CODES = {
     errno.EEXIST: "exists",
     errno.ENOTEMPTY: "not-empty",
     errno.ENAMETOOLONG: "bad-path",
+    errno.ELOOP: "bad-path",
 }
 
 
@@ -120,7 +130,12 @@ class HashCache:
 
 @dataclass
 class Upload:
-    """A file being received into its partial beside ``target``; see :meth:`FileStore.upload`."""
+    """A file being received into its partial beside ``target``; see :meth:`FileStore.upload`.
+
+    ``target`` and ``partial`` say where, for people; the upload itself
+    works through ``directory``, a descriptor of the directory holding
+    both, and holds the partial's lock until it is finished or abandoned.
+    """
 
     target: Path
     partial: Path
@@ -130,6 +145,7 @@ class Upload:
     mtime: float | None
     hasher: hashlib._Hash | None
     remote: str
+    directory: int
 
     def write_all(self, chunks: list[bytes | memoryview]) -> None:
         """Append received bytes (see :meth:`hash_all`)."""
@@ -149,34 +165,39 @@ class Upload:
         """Verify against ``sha256``, make durable, and rename over the target.
 
         A mismatch deletes the partial (its bytes are wrong); any other
-        failure keeps it for a resumed upload.
+        failure keeps it for a resumed upload.  Either way the upload is over.
         """
         try:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-            written = os.fstat(self.file.fileno()).st_size
+            self._finish(sha256)
         except OSError as exc:
-            self.abandon()
             raise os_error(exc, self.remote) from None
-        self.file.close()
+        finally:
+            self.abandon()
+
+    def _finish(self, sha256: str | None) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        written = os.fstat(self.file.fileno()).st_size
         if written != self.size:
             raise StoreError("bad-request", f"{self.remote}: got {written} of {self.size} bytes")
         if self.hasher is not None and sha256 is not None:
             got = self.hasher.hexdigest()
             if got != sha256.lower():
-                self.partial.unlink(missing_ok=True)
+                os.unlink(self.partial.name, dir_fd=self.directory)  # still locked: ours
                 raise StoreError(
                     "mismatch",
                     f"{self.remote}: SHA-256 mismatch (sent {sha256[:16]}..., "
                     f"received {got[:16]}...); nothing was replaced",
                 )
-        try:
-            if self.mtime is not None:
-                os.utime(self.partial, (self.mtime, self.mtime))
-            os.replace(self.partial, self.target)
-            fsync_directory(self.target.parent)
-        except OSError as exc:
-            raise os_error(exc, self.remote) from None
+        if self.mtime is not None:
+            os.utime(self.file.fileno(), (self.mtime, self.mtime))
+        os.replace(
+            self.partial.name,
+            self.target.name,
+            src_dir_fd=self.directory,
+            dst_dir_fd=self.directory,
+        )
+        fsync_directory(self.directory)
 
     def abandon(self) -> None:
         """Stop receiving; what arrived stays in the partial for a resumed upload."""
@@ -184,16 +205,27 @@ class Upload:
             with contextlib.suppress(OSError):
                 self.file.flush()
             with contextlib.suppress(OSError):
-                self.file.close()
+                self.file.close()  # and so unlocked
+        if self.directory >= 0:
+            os.close(self.directory)
+            self.directory = -1
 
 
-def fsync_directory(path: Path) -> None:
-    """Make a rename in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_directory(directory: Path | int) -> None:
+    """Make a rename in ``directory`` (a path, or a descriptor of it) durable."""
+    if isinstance(directory, int):
+        fd = os.open(".", DIRECTORY, dir_fd=directory)
+    else:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _shown(remote: str) -> str:
+    """A remote path short enough for a one-line message."""
+    return remote if len(remote) <= 80 else f"{remote[:60]}..."
 
 
 class FileStore:
@@ -203,84 +235,120 @@ class FileStore:
         self.root = Path(os.path.realpath(root))
         if not self.root.is_dir():
             raise NotADirectoryError(f"{root} is not a directory")
+        self._root_fd = os.open(self.root, DIRECTORY)
+        self._closer = weakref.finalize(self, os.close, self._root_fd)
         self.hashes = HashCache()
-        self._receiving: set[Path] = set()
-        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Let go of the shared directory (the store cannot be used after)."""
+        self._closer()
 
     # paths ----------------------------------------------------------------------------
 
-    def resolve(self, remote: str) -> Path:
-        """The real path of ``remote``; refused if it is malformed or leads outside."""
+    def _names(self, remote: str, *, partial_last: bool = False) -> tuple[str, ...]:
         try:
-            names = split_remote(remote)
+            names = split_remote(remote, partial_last=partial_last)
         except PathRefused as exc:
             raise StoreError("bad-path", str(exc)) from None
-        path = self.root.joinpath(*names)
-        real = Path(os.path.realpath(path))
-        if real != self.root and self.root not in real.parents:
-            raise StoreError("bad-path", f"{remote}: leads outside the shared directory")
-        return real
+        if len(names) > MAX_DEPTH:
+            raise StoreError(
+                "bad-path", f"{_shown(remote)}: deeper than {MAX_DEPTH} levels (the limit)"
+            )
+        return names
 
-    def _stat(self, remote: str) -> tuple[Path, os.stat_result]:
-        path = self.resolve(remote)
+    def _lookup(
+        self,
+        remote: str,
+        names: tuple[str, ...],
+        *,
+        follow: bool = True,
+        make_dirs: bool = False,
+    ) -> Found:
+        """Where ``names`` lead; refused if outside; OSError as the protocol's error."""
         try:
-            return path, os.stat(path)
+            return lookup(
+                self._root_fd,
+                str(self.root),
+                names,
+                follow=follow,
+                make_dirs=make_dirs,
+                max_depth=MAX_DEPTH,
+            )
+        except Refused as exc:
+            raise StoreError("bad-path", f"{_shown(remote)}: {exc}") from None
         except OSError as exc:
             raise os_error(exc, remote) from None
+
+    def _open(self, remote: str, flags: int) -> tuple[int, tuple[str, ...]]:
+        """``remote`` opened with ``flags`` (links followed only inside), and its names."""
+        names = self._names(remote)
+        for _ in range(RETRIES):
+            with self._lookup(remote, names) as found:
+                if found.st is None:
+                    raise _missing(remote)
+                name = found.name or "."
+                try:
+                    return os.open(name, flags | _NO_FOLLOW, dir_fd=found.dir_fd), found.names
+                except OSError as exc:
+                    if exc.errno not in _NOT_FOLLOWED or not _is_link(found.dir_fd, name):
+                        raise os_error(exc, remote) from None
+                    # It became a symlink after it was looked at: look again.
+        raise StoreError("bad-path", f"{_shown(remote)}: keeps changing; try again")
 
     # reading --------------------------------------------------------------------------
 
     def stat(self, remote: str) -> Entry:
         """Name, type, size and mtime of ``remote``."""
-        path, st = self._stat(remote)
-        name = path.name if path != self.root else ""
-        return Entry(name, entry_type(st.st_mode), st.st_size, st.st_mtime)
+        with self._lookup(remote, self._names(remote)) as found:
+            if found.st is None:
+                raise _missing(remote)
+            name = found.names[-1] if found.names else ""
+            return _entry(name, found.st)
 
     def list(self, remote: str) -> list[Entry]:
-        """The entries of the directory ``remote``, sorted; partial files are left out.
+        """The entries of the directory ``remote``, sorted.
 
         A symlink is listed as what it points to, or as ``link`` if that is
-        outside the shared directory or missing.
+        outside the shared directory or missing.  Partial files are listed
+        with the type ``partial``.
         """
-        path, st = self._stat(remote)
-        if not stat_module.S_ISDIR(st.st_mode):
-            raise StoreError("not-a-directory", f"{remote}: not a directory")
+        fd, names = self._open(remote, os.O_RDONLY | os.O_DIRECTORY)
         entries = []
         try:
-            with os.scandir(path) as scan:
+            with os.scandir(fd) as scan:
                 for item in scan:
-                    if is_partial(item.name):
-                        continue
-                    entries.append(self._entry(path, item))
+                    lst = item.stat(follow_symlinks=False)
+                    if is_partial(item.name) and stat_module.S_ISREG(lst.st_mode):
+                        entries.append(Entry(item.name, "partial", lst.st_size, lst.st_mtime))
+                    elif stat_module.S_ISLNK(lst.st_mode):
+                        entries.append(self._link_entry((*names, item.name), lst))
+                    else:
+                        entries.append(_entry(item.name, lst))
         except OSError as exc:
             raise os_error(exc, remote) from None
+        finally:
+            os.close(fd)
         return sorted(entries, key=lambda e: e.name)
 
-    def _entry(self, directory: Path, item: os.DirEntry[str]) -> Entry:
+    def _link_entry(self, names: tuple[str, ...], lst: os.stat_result) -> Entry:
+        """A symlink as what it leads to, if that is inside and there."""
         try:
-            if item.is_symlink():
-                real = Path(os.path.realpath(directory / item.name))
-                if self.root not in real.parents and real != self.root:
-                    lst = item.stat(follow_symlinks=False)
-                    return Entry(item.name, "link", 0, lst.st_mtime)
-            st = item.stat()
-        except OSError:
-            return Entry(item.name, "link", 0, 0.0)
-        return Entry(item.name, entry_type(st.st_mode), st.st_size, st.st_mtime)
+            with lookup(self._root_fd, str(self.root), names, max_depth=MAX_DEPTH) as found:
+                if found.st is not None:
+                    return _entry(names[-1], found.st)
+        except (Refused, OSError):
+            pass
+        return Entry(names[-1], "link", 0, lst.st_mtime)
 
     def open_file(self, remote: str) -> tuple[BinaryIO, os.stat_result]:
         """``remote`` opened for reading, with its status at the time of opening."""
-        path = self.resolve(remote)
-        try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-            file = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
-        except OSError as exc:
-            raise os_error(exc, remote) from None
-        st = os.fstat(file.fileno())
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd, _ = self._open(remote, os.O_RDONLY | os.O_NONBLOCK)
+        st = os.fstat(fd)
         if not stat_module.S_ISREG(st.st_mode):
-            file.close()
-            raise StoreError("not-a-file", f"{remote}: not a regular file")
-        return file, st
+            os.close(fd)
+            raise StoreError("not-a-file", f"{remote or '/'}: not a regular file")
+        return os.fdopen(fd, "rb"), st
 
     def sha256(self, file: BinaryIO, st: os.stat_result) -> str:
         """The SHA-256 of the opened ``file`` (from the cache if this version is known)."""
@@ -300,87 +368,239 @@ class FileStore:
         "This file" means the same size and modification time (rsync's quick
         check) unless ``force``.  A partial left by an interrupted upload is
         continued: the upload's offset is its size, and what it holds is
-        hashed first so the whole file is verified at the end.
+        hashed first so the whole file is verified at the end.  A partial
+        another upload holds (in any process) makes this one ``busy``.
         """
-        target = self.resolve(remote)
-        if target == self.root or not target.name:
-            raise StoreError("not-a-file", f"{remote or '/'}: is the shared directory")
+        names = self._names(remote)
+        if not names:
+            raise StoreError("not-a-file", "/: is the shared directory")
         try:
-            st = os.stat(target)
-        except FileNotFoundError:
-            st = None
-        except OSError as exc:
-            raise os_error(exc, remote) from None
-        if st is not None and stat_module.S_ISDIR(st.st_mode):
-            raise StoreError("not-a-file", f"{remote}: is a directory")
-        if not target.parent.is_dir():
-            raise StoreError("not-found", f"{remote}: no such directory on the server")
-        if (
-            st is not None
-            and not force
-            and st.st_size == size
-            and mtime is not None
-            and abs(st.st_mtime - mtime) < 1e-6
-        ):
-            return None
-        with self._lock:
-            if target in self._receiving:
-                raise StoreError("busy", f"{remote}: another upload of this file is running")
-            self._receiving.add(target)
+            found = self._lookup(remote, names)
+        except StoreError as exc:
+            if exc.code == "not-found":
+                raise StoreError(
+                    "not-found", f"{remote}: no such directory on the server"
+                ) from None
+            raise
+        with found:
+            st = found.st
+            if found.name is None:
+                raise StoreError("not-a-file", f"{remote}: is the shared directory")
+            if st is not None and stat_module.S_ISDIR(st.st_mode):
+                raise StoreError("not-a-file", f"{remote}: is a directory")
+            if (
+                st is not None
+                and not force
+                and st.st_size == size
+                and mtime is not None
+                and abs(st.st_mtime - mtime) < 1e-6
+            ):
+                return None
+            directory = os.dup(found.dir_fd)
+            target = self.root.joinpath(*found.names)
         try:
-            return self._open_partial(target, remote, size, mtime, verify)
+            return self._open_partial(directory, target, remote, size, mtime, verify)
         except BaseException:
-            self.release(target)
+            os.close(directory)
             raise
 
     def _open_partial(
-        self, target: Path, remote: str, size: int, mtime: float | None, verify: bool
+        self,
+        directory: int,
+        target: Path,
+        remote: str,
+        size: int,
+        mtime: float | None,
+        verify: bool,
     ) -> Upload:
         partial = target.with_name(partial_name(target.name))
+        fd = _claim_partial(directory, partial.name, remote)
+        file = os.fdopen(fd, "a+b")
         try:
-            file = open(partial, "a+b")  # noqa: SIM115 - the Upload owns it
-            offset = os.fstat(file.fileno()).st_size
+            offset = os.fstat(fd).st_size
             if offset > size:
-                file.truncate(0)
+                os.ftruncate(fd, 0)
                 offset = 0
             hasher = hashlib.sha256() if verify else None
             if hasher is not None and offset:
                 hash_file(file, offset, hasher)
         except OSError as exc:
+            file.close()
             raise os_error(exc, remote) from None
-        return Upload(target, partial, file, size, offset, mtime, hasher, remote)
+        except BaseException:
+            file.close()
+            raise
+        return Upload(target, partial, file, size, offset, mtime, hasher, remote, directory)
 
     def release(self, target: Path) -> None:
-        """The upload to ``target`` has ended, one way or another."""
-        with self._lock:
-            self._receiving.discard(target)
+        """The upload to ``target`` has ended (its lock went with its file: nothing to do)."""
 
     def mkdir(self, remote: str, parents: bool) -> None:
-        """Make the directory ``remote``."""
-        path = self.resolve(remote)
-        try:
-            path.mkdir(parents=parents, exist_ok=parents)
-        except OSError as exc:
-            raise os_error(exc, remote) from None
+        """Make the directory ``remote`` (and missing parents, with ``parents``)."""
+        names = self._names(remote)
+        if not names:
+            if parents:
+                return
+            raise StoreError("exists", "/: the shared directory exists")
+        with self._lookup(remote, names, follow=parents, make_dirs=parents) as found:
+            if parents:
+                if found.st is not None and not stat_module.S_ISDIR(found.st.st_mode):
+                    raise StoreError("exists", f"{remote}: exists and is not a directory")
+                return
+            assert found.name is not None
+            try:
+                os.mkdir(found.name, dir_fd=found.dir_fd)
+            except OSError as exc:
+                raise os_error(exc, remote) from None
 
     def delete(self, remote: str, recursive: bool) -> None:
-        """Delete the file ``remote``, or the directory (empty unless ``recursive``)."""
-        path = self.resolve(remote)
-        names = split_remote(remote)  # resolve accepted it
-        if names:
-            # A symlink is deleted itself, not what it points to (resolve followed it).
-            link = self.resolve("/".join(names[:-1])) / names[-1]
-            if link.is_symlink():
-                path = link
-        if path == self.root:
+        """Delete the file ``remote``, or the directory (empty unless ``recursive``).
+
+        A symlink is deleted itself, not what it points to, if that is
+        inside.  A partial file may be named, unless an upload holds it.
+        """
+        names = self._names(remote, partial_last=True)
+        if not names:
             raise StoreError("denied", "the shared directory itself cannot be deleted")
-        try:
-            if path.is_dir() and not path.is_symlink():
-                if recursive:
-                    shutil.rmtree(path)
+        with self._lookup(remote, names, follow=False) as found:
+            st, name, directory = found.st, found.name, found.dir_fd
+            assert name is not None
+            if st is None:
+                raise _missing(remote)
+            if stat_module.S_ISLNK(st.st_mode):
+                self._lookup(remote, names).close()  # refused if it leads outside
+            try:
+                if is_partial(name) and stat_module.S_ISREG(st.st_mode):
+                    if not _unlink_partial(directory, name):
+                        raise StoreError("busy", f"{remote}: an upload is writing it")
+                elif not stat_module.S_ISDIR(st.st_mode):
+                    os.unlink(name, dir_fd=directory)
+                elif recursive:
+                    walk_tree(directory, name, _unlink, _rmdir)
                 else:
-                    path.rmdir()
-            else:
-                path.unlink()
+                    os.rmdir(name, dir_fd=directory)
+            except Refused as exc:
+                raise StoreError("changed", f"{remote}: {exc}") from None
+            except OSError as exc:
+                raise os_error(exc, remote) from None
+
+    def expire_partials(self, now: float, ttl: float) -> int:
+        """Delete partial files not written to for ``ttl`` seconds before ``now``; how many.
+
+        A partial an upload holds (in any process) is kept, however old;
+        ``ttl`` 0 keeps everything.  Directories that cannot be read are
+        passed over.
+        """
+        if ttl <= 0:
+            return 0
+        cutoff = now - ttl
+        removed = 0
+
+        def expire(directory: int, name: str, st: os.stat_result) -> None:
+            nonlocal removed
+            if is_partial(name) and stat_module.S_ISREG(st.st_mode) and st.st_mtime <= cutoff:
+                with contextlib.suppress(OSError):
+                    removed += _unlink_partial(directory, name, older_than=cutoff)
+
+        with contextlib.suppress(Refused, OSError):
+            walk_tree(self._root_fd, ".", expire, skip_unreadable=True)
+        return removed
+
+
+def _entry(name: str, st: os.stat_result) -> Entry:
+    return Entry(name, entry_type(st.st_mode), st.st_size, st.st_mtime)
+
+
+def _missing(remote: str) -> StoreError:
+    return os_error(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)), remote)
+
+
+def _is_link(directory: int, name: str) -> bool:
+    try:
+        return stat_module.S_ISLNK(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _unlink(directory: int, name: str, st: os.stat_result) -> None:
+    os.unlink(name, dir_fd=directory)
+
+
+def _rmdir(directory: int, name: str) -> None:
+    os.rmdir(name, dir_fd=directory)
+
+
+def _claim_partial(directory: int, name: str, remote: str) -> int:
+    """The partial ``name`` opened for appending and locked; ``busy`` if another holds it.
+
+    Never follows a link: a symlink, or a hard link to another file, in the
+    partial's place is removed and a fresh partial made.  The lock is taken
+    on the file the name still refers to once it is held.
+    """
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | _NO_FOLLOW
+    for _ in range(RETRIES):
+        try:
+            fd = os.open(name, flags, 0o666, dir_fd=directory)
         except OSError as exc:
+            if exc.errno in _NOT_FOLLOWED and _is_link(directory, name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=directory)
+                continue
+            if exc.errno == errno.EISDIR:
+                raise StoreError(
+                    "not-a-file", f"{remote}: a directory is in its partial file's place"
+                ) from None
             raise os_error(exc, remote) from None
+        try:
+            if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+                raise StoreError(
+                    "not-a-file",
+                    f"{remote}: something that is not a file is in its partial file's place",
+                )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    "busy", f"{remote}: another upload of this file is running"
+                ) from None
+            st = os.fstat(fd)
+            if _still_named(directory, name, st):
+                if st.st_nlink == 1:
+                    return fd
+                os.unlink(name, dir_fd=directory)  # a hard link to some other file
+        except OSError as exc:
+            os.close(fd)
+            raise os_error(exc, remote) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # renamed or removed by the upload that held it: take the new one
+    raise StoreError("busy", f"{remote}: its partial file keeps changing; try again")
+
+
+def _still_named(directory: int, name: str, st: os.stat_result) -> bool:
+    """Whether ``name`` still refers to the open file whose status is ``st``."""
+    try:
+        now = os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return identity(now) == identity(st)
+
+
+def _unlink_partial(directory: int, name: str, *, older_than: float | None = None) -> bool:
+    """Delete the partial ``name`` unless an upload holds it (or it is newer than given)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NO_FOLLOW, dir_fd=directory)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        st = os.fstat(fd)
+        if older_than is not None and st.st_mtime > older_than:
+            return False
+        if not _still_named(directory, name, st):
+            return False
+        os.unlink(name, dir_fd=directory)
+        return True
+    finally:
+        os.close(fd)
