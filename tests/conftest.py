@@ -69,8 +69,9 @@ def serve_share(tmp_path: Path) -> Iterator[ServeShare]:
     ) -> Share:
         root = root or tmp_path / "share"
         root.mkdir(exist_ok=True)
-        service = FilesService(root, allow_upload=allow_upload, token=token)
-        # No idle sweep: "settled" then means no task at all is left on the loop.
+        service = FilesService(root, allow_upload=allow_upload, token=token, partial_ttl=0)
+        # No idle sweep and no partial expiry: "settled" then means no task at all is
+        # left on the loop.
         threaded = ThreadedServer(service, [endpoint], ServerConfig(idle_timeout=None))
         assert isinstance(threaded.loop, asyncio.BaseEventLoop), "asyncio's own loop (sendfile)"
         (bound,) = threaded.start()

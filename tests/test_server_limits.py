@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import select
 import shutil
 import socket
@@ -22,7 +23,7 @@ from socketeer.services import GreetService
 from socketeer.services.files import FilesService
 from socketeer.services.files.client import FilesClient, FilesError
 from socketeer.tasks import MessageStream, task_service
-from support import WAIT, ServeInThread, ThreadedServer
+from support import WAIT, ServeInThread, ThreadedServer, wait_until
 
 LOOPBACK = parse_endpoint("127.0.0.1:0")
 
@@ -225,3 +226,19 @@ def test_the_readme_service_that_awaits() -> None:
             writer.close()
 
     asyncio.run(main())
+
+
+def test_a_running_files_service_expires_abandoned_partials(tmp_path: Path) -> None:
+    stale, fresh = tmp_path / ".old.bin.socketeer-part", tmp_path / ".new.bin.socketeer-part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(stale, (two_days_ago, two_days_ago))
+    service = FilesService(tmp_path, allow_upload=True, token="t", partial_ttl=86400)
+    threaded = ThreadedServer(service, ["127.0.0.1:0"], ServerConfig())
+    threaded.start()
+    try:
+        wait_until(lambda: not stale.exists(), "the stale partial to be deleted")
+        assert fresh.exists()
+    finally:
+        threaded.stop()

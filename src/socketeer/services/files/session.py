@@ -16,6 +16,7 @@ import contextlib
 import hmac
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -112,12 +113,34 @@ class FilesService(Service):
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Hashing outlives the sessions that started it, but not the service."""
+        """Abandoned partials expire while the service runs; hashing ends with it."""
+        expiry = (
+            asyncio.get_running_loop().create_task(self._expire_partials())
+            if self.partial_ttl > 0
+            else None
+        )
         try:
             yield
         finally:
+            if expiry is not None:
+                expiry.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await expiry
             for hashing in list(self._hashing.values()):
                 hashing.cancel()
+
+    async def _expire_partials(self) -> None:
+        """At start, then every quarter of the TTL (at most hourly): delete stale partials."""
+        ttl = self.partial_ttl
+        while True:
+            try:
+                removed = await asyncio.to_thread(self.store.expire_partials, time.time(), ttl)
+            except OSError as exc:
+                log.warning("expiring partial files failed: %s", exc)
+            else:
+                if removed:
+                    log.info("deleted %d partial file(s) untouched for %gs", removed, ttl)
+            await asyncio.sleep(min(ttl / 4, 3600.0))
 
     def token_matches(self, token: str | None) -> bool:
         """Whether ``token`` is the write token (compared in constant time)."""
