@@ -15,13 +15,18 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ... import __version__
 from ...errors import ProtocolError
 from ...session import Session, SessionService
+from ...throttle import AuthThrottle
+from ...visible import visible
 from .connection import CLOSED, NEED_DATA, SERVER, Data, FilesConnection, check_hello
 from .messages import (
     Delete,
@@ -73,17 +78,32 @@ _ZEROS = bytes(1024 * 1024)
 
 
 class FilesService(SessionService):
-    """Share ``root``: read-only, or writable with ``allow_upload`` and a ``token``."""
+    """Share ``root``: read-only, or writable with ``allow_upload`` and a ``token``.
+
+    Wrong tokens are answered late and, repeated, get the address banned
+    (``throttle``, a default :class:`~socketeer.throttle.AuthThrottle`, read
+    against ``clock``).
+    """
 
     name = "files"
     default_framing = "length"
 
-    def __init__(self, root: Path, *, allow_upload: bool = False, token: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        allow_upload: bool = False,
+        token: str | None = None,
+        throttle: AuthThrottle | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if allow_upload and not token:
             raise ValueError("uploads need a token (--token or SOCKETEER_TOKEN)")
         self.store = FileStore(root)
         self.allow_upload = allow_upload
         self._token = token.encode() if token else None
+        self.throttle = throttle if throttle is not None else AuthThrottle()
+        self.clock = clock
         self._hashing: dict[tuple[int, int, int, int], asyncio.Future[str]] = {}
 
     def new_session(self, server: Server) -> FilesSession:
@@ -362,27 +382,48 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             elif event is CLOSED:
                 return
             elif isinstance(event, Hello):
-                if not self._welcome(conn, event):
+                if not await self._welcome(conn, event):
                     return
             elif isinstance(event, Message):
                 await self._answer(conn, event)
 
-    def _welcome(self, conn: FilesConnection, hello: Hello) -> bool:
+    async def _welcome(self, conn: FilesConnection, hello: Hello) -> bool:
         problem = check_hello(hello)
-        if (
-            problem is None
-            and hello.token is not None
-            and self._service.allow_upload
-            and not self._service.token_matches(hello.token)
-        ):
-            problem = Error("unauthorized", "wrong token")
+        service, address = self._service, self._address()
+        banned = service.throttle.ban_remaining(address, service.clock())
+        if banned:
+            problem = Error(
+                "banned",
+                f"too many failed logins from {visible(address)}; "
+                f"try again in {math.ceil(banned)} s",
+            )
+        elif problem is None and hello.token is not None and service.allow_upload:
+            if service.token_matches(hello.token):
+                service.throttle.succeeded(address, service.clock())
+            else:
+                failure = service.throttle.failed(address, service.clock())
+                if failure.banned_for:
+                    log.warning(
+                        "%s: banned for %d s after %d failed logins",
+                        self.peer,
+                        math.ceil(failure.banned_for),
+                        failure.failures,
+                    )
+                await asyncio.sleep(failure.delay)
+                problem = Error("unauthorized", "wrong token")
         if problem is not None:
+            level = logging.WARNING if problem.code == "banned" else logging.INFO
+            log.log(level, "%s: refused: %s", self.peer, visible(problem.message))
             self._write(conn.send(problem))
-            log.info("%s: refused: %s", self.peer, problem.message)
             return False
         self._writable = hello.token is not None and self._service.allow_upload
         self._write(conn.send(Welcome(server=f"socketeer {__version__}", writable=self._writable)))
         return True
+
+    def _address(self) -> str:
+        """Who failed logins are counted against: the client's host (one for Unix sockets)."""
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "unix"
 
     async def _answer(self, conn: FilesConnection, request: Message) -> None:
         try:
