@@ -1,7 +1,8 @@
 """The files service against hostile clients (and the client against a hostile server).
 
 Over real loopback sockets: half-sent huge frames, uploads without a
-login, token guessing (with the server's clock in the test's hands).
+login, token guessing (with the server's clock in the test's hands), and
+names full of terminal escapes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from shares import TOKEN, Share, snapshot
+from shares import TOKEN, Share, snapshot, write
 from socketeer import Endpoint, ServerConfig
 from socketeer.framing import LengthPrefixCodec
 from socketeer.services.files import FilesService
@@ -24,7 +25,7 @@ from socketeer.services.files.client import FilesClient, FilesError
 from socketeer.services.files.connection import frame
 from socketeer.services.files.messages import Error, Hello, Message, Put, Welcome, decode
 from socketeer.throttle import AuthThrottle
-from support import WAIT, ThreadedServer
+from support import WAIT, ThreadedServer, assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.usefixtures("no_errors_logged")
 MIB = 1024 * 1024
@@ -187,3 +188,75 @@ def test_a_success_forgets_earlier_wrong_tokens(guarded: tuple[Endpoint, FakeClo
     for _ in range(2):
         assert refused(endpoint, "guess").code == "unauthorized"
     connect(endpoint, TOKEN).close()  # four wrong in all, never three in a row
+
+
+# --- escapes --------------------------------------------------------------------------
+
+
+def test_a_plain_download_of_a_name_with_escapes_gets_an_escaped_error_line(
+    share: Share,
+) -> None:
+    with tcp_connect(share.endpoint) as sock:
+        sock.sendall(f"{CLEAR_SCREEN}nosuch\u202e.txt\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply == b"error: \\x1b[2Jnosuch\\u202e.txt: no such file or directory\n"
+
+
+def test_an_error_frame_about_a_name_with_escapes_is_escaped(share: Share) -> None:
+    with share.connect(token=None) as client, pytest.raises(FilesError) as info:
+        client.stat(f"{CLEAR_SCREEN}missing")
+    assert str(info.value) == "\\x1b[2Jmissing: no such file or directory"
+
+
+def test_get_of_a_name_with_escapes_prints_an_escaped_one_line_error(share: Share) -> None:
+    result = run_cli("get", str(share.endpoint), f"{CLEAR_SCREEN}nosuch", "out")
+    assert_one_line_error(result, 1, "\\x1b[2Jnosuch: no such file or directory")
+    assert b"\x1b" not in result.stderr
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[Endpoint]:
+    """A "files server" that answers every hello with an error full of terminal escapes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(WAIT)
+            conn.recv(65536)
+            conn.sendall(frame(Error("unauthorized", f"{CLEAR_SCREEN}\x07gotcha\r\nline two")))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield Endpoint("tcp", "127.0.0.1", listener.getsockname()[1])
+    listener.close()
+    thread.join(WAIT)
+
+
+def test_the_cli_escapes_what_a_hostile_server_says(hostile_server: Endpoint) -> None:
+    result = run_cli("ls", f"127.0.0.1:{hostile_server.port}")
+    assert_one_line_error(result, 1, "\\x1b[2J\\x07gotcha\\x0d\\x0aline two")
+    assert b"\x1b" not in result.stderr
+    assert b"\x07" not in result.stderr
+
+
+def test_the_server_logs_escaped_names(
+    share: Share, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(share.root / "ok.txt", b"ok\n")
+    caplog.set_level(logging.INFO, logger="socketeer.server")
+    with tcp_connect(share.endpoint) as sock:
+        sock.sendall(f"{CLEAR_SCREEN}nosuch\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(4096):
+            pass
+    logged = [r.getMessage() for r in caplog.records if "nosuch" in r.getMessage()]
+    assert logged
+    assert all("\x1b" not in line and "\\x1b[2J" in line for line in logged), logged

@@ -340,6 +340,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             self.transport.write(data)
 
     def _refuse(self, reason: str) -> None:
+        reason = visible(reason)
         if self._conn is not None and self._conn.raw_remaining:
             log.info("%s: %s", self.peer, reason)  # in the middle of file bytes: just close
             return
@@ -365,7 +366,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         try:
             file, st = await asyncio.to_thread(self._store.open_file, name)
         except StoreError as exc:
-            self._write(f"error: {exc}\n".encode())
+            self._write(f"error: {visible(str(exc))}\n".encode())
             return
         with file:
             sent = await self._sendfile(file, 0, st.st_size)
@@ -435,7 +436,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 return
             reply = await self._simple(request)
         except StoreError as exc:
-            reply = Error(exc.code, str(exc))
+            reply = Error(exc.code, visible(str(exc)))
         self._write(conn.send(reply))
 
     async def _simple(self, request: Message) -> Message:
@@ -467,7 +468,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         try:
             file, st = await asyncio.to_thread(self._store.open_file, request.path)
         except StoreError as exc:
-            self._write(conn.send(Error(exc.code, str(exc))))
+            self._write(conn.send(Error(exc.code, visible(str(exc)))))
             return
         with file:
             offset = request.offset if request.offset <= st.st_size else 0
@@ -483,7 +484,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 conn.sent_raw(length)
                 now = await asyncio.to_thread(os.fstat, file.fileno())
                 if sent < length or HashCache.key(now) != HashCache.key(st):
-                    self._write(conn.send(Error("changed", f"{request.path}: changed while sent")))
+                    self._write(
+                        conn.send(Error("changed", f"{visible(request.path)}: changed while sent"))
+                    )
                     return
                 digest = await hashing if hashing is not None else None
             finally:
@@ -556,7 +559,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         except StoreError as exc:
             await self._settle(upload)
             upload.abandon()
-            await self._finish_with(conn, Error(exc.code, str(exc)))
+            await self._finish_with(conn, Error(exc.code, visible(str(exc))))
             return
         finally:
             await self._settle(upload)
