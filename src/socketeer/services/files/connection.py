@@ -220,13 +220,14 @@ class FilesConnection:
         self._buffer.feed(data)
         if self.receiving_raw:
             return
+        turn = self._state in _PEER_TURN[self.role]
         try:
-            if self._state in _PEER_TURN[self.role]:
+            if turn:
                 self._read_header()
-            elif self.buffered() > _HEADER + self.control_limit:
-                raise RemoteProtocolError(
-                    f"{self._peer.value} sent {self.buffered()} bytes out of turn ({self.state})"
-                )
+            # A server's client never sends file bytes unasked, so on that side
+            # everything beyond the frame being read is a message sent ahead.
+            if not turn or self.role is SERVER:
+                self._check_backlog()
         except RemoteProtocolError as exc:
             self._fail(exc)
 
@@ -311,6 +312,15 @@ class FilesConnection:
                 f"control message of {length} bytes is over the {limit}-byte limit{before}"
             )
         self._need = length
+
+    def _check_backlog(self) -> None:
+        """At most one message's worth may wait beyond the frame being read."""
+        current = _HEADER + self._need if self._need >= 0 else 0
+        ahead = self.buffered() - current
+        if ahead > _HEADER + self.control_limit:
+            raise RemoteProtocolError(
+                f"{self._peer.value} sent {ahead} bytes out of turn ({self.state})"
+            )
 
     def _fail(self, exc: RemoteProtocolError) -> None:
         """The peer broke the protocol: drop what it sent, and say so from now on."""
