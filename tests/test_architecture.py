@@ -24,6 +24,7 @@ SANS_IO = [
     "socketeer.services.files.buffers",
     "socketeer.ratelimit",
     "socketeer.datagram",
+    "socketeer.throttle",
     "socketeer.services.greet",
     "socketeer.services.echo",
     "socketeer.services.files.messages",

@@ -20,9 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from socketeer.errors import LocalProtocolError, RemoteProtocolError
+from socketeer.framing import ReceiveBuffer
+from socketeer.services.files import connection as connection_module
 from socketeer.services.files.connection import (
     CLIENT,
     CLOSED,
+    MAX_CONTROL_BEFORE_HELLO,
+    MAX_REQUEST_SIZE,
     NEED_DATA,
     SERVER,
     Data,
@@ -891,14 +895,199 @@ def test_the_control_limit_is_inclusive() -> None:
     exact = encode(Hello(client="x" * 10))
     assert len(exact) == limit
 
-    conn = FilesConnection(SERVER, max_control_size=limit)
+    conn = FilesConnection(SERVER, max_control=limit)
     conn.receive_data(frame(Hello(client="x" * 10)))
     assert conn.next_event() == Hello(client="x" * 10)
 
-    conn = FilesConnection(SERVER, max_control_size=limit)
+    conn = FilesConnection(SERVER, max_control=limit)
     conn.receive_data(frame(Hello(client="x" * 11))[:4])
     with pytest.raises(RemoteProtocolError, match="limit"):
         conn.next_event()
+
+
+def header(length: int) -> bytes:
+    return length.to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("pieces", [1, 64], ids=["with-its-header", "after-its-header"])
+def test_a_huge_frame_before_hello_is_refused_at_its_header_keeping_nothing(pieces: int) -> None:
+    # A stranger announces 16 MiB and sends 1 MiB of it: none of it is kept.
+    conn = FilesConnection(SERVER, max_control=MAX_CONTROL_SIZE)
+    body = bytes(1024 * 1024)
+    conn.receive_data(header(MAX_CONTROL_SIZE) + body[: len(body) // pieces])
+    assert conn.buffered() < MAX_CONTROL_BEFORE_HELLO
+    for start in range(len(body) // pieces, len(body), len(body) // pieces):
+        conn.receive_data(body[start : start + len(body) // pieces])
+        assert conn.buffered() == 0
+    with pytest.raises(RemoteProtocolError, match="over the 65536-byte limit before hello"):
+        conn.next_event()
+    with pytest.raises(RemoteProtocolError):  # and it stays refused
+        conn.next_event()
+
+
+def test_the_limit_before_hello_holds_until_the_welcome_is_sent() -> None:
+    big = Hello(client="x" * MAX_CONTROL_BEFORE_HELLO)  # a hello over 64 KiB
+    conn = FilesConnection(SERVER, max_control=MAX_CONTROL_SIZE)
+    conn.receive_data(frame(big)[:4])
+    with pytest.raises(RemoteProtocolError, match="before hello"):
+        conn.next_event()
+
+    # A request sent along with the hello is still a stranger's.
+    conn = FilesConnection(SERVER, max_control=MAX_CONTROL_SIZE)
+    conn.receive_data(frame(Hello()) + header(MAX_CONTROL_BEFORE_HELLO + 1))
+    assert conn.next_event() == Hello()
+    with pytest.raises(RemoteProtocolError, match="before hello"):
+        conn.next_event()
+
+
+def test_after_the_welcome_the_larger_limit_applies() -> None:
+    pair = ConnectionPair().play(HANDSHAKE)
+    request = List("x" * (MAX_CONTROL_BEFORE_HELLO * 2))
+    pair.server.receive_data(frame(request))
+    assert pair.server.next_event() == request
+
+    pair = ConnectionPair().play(HANDSHAKE)  # the server's default: requests are small
+    pair.server.receive_data(header(MAX_REQUEST_SIZE + 1))
+    assert pair.server.buffered() == 0
+    with pytest.raises(RemoteProtocolError, match=f"over the {MAX_REQUEST_SIZE}-byte limit$"):
+        pair.server.next_event()
+
+
+def test_a_frame_of_exactly_the_limit_before_hello_is_read() -> None:
+    body = encode(Hello(client=""))
+    hello = Hello(client="x" * (MAX_CONTROL_BEFORE_HELLO - len(body)))
+    assert len(encode(hello)) == MAX_CONTROL_BEFORE_HELLO
+    conn = FilesConnection(SERVER)
+    conn.receive_data(frame(hello))
+    assert conn.next_event() == hello
+
+
+def test_the_limit_before_hello_is_never_above_the_limit_after() -> None:
+    conn = FilesConnection(SERVER, max_control=100)
+    assert conn.max_control_before_hello == 100
+    with pytest.raises(ValueError, match="4-byte"):
+        FilesConnection(SERVER, max_control=2**32)
+
+
+def test_a_client_takes_a_large_listing_only_after_its_welcome() -> None:
+    listing = Listing("", tuple(Entry(f"file-{i:06}", "file", i, 1.0) for i in range(30_000)))
+    assert len(encode(listing)) > MAX_REQUEST_SIZE
+    pair = ConnectionPair()
+    pair.conn[CLIENT] = FilesConnection(CLIENT, max_control=MAX_CONTROL_SIZE)
+    pair.play([*HANDSHAKE, client_says(List())])
+    pair.client.receive_data(frame(listing))
+    assert pair.client.next_event() == listing
+
+    # A "server" that answers a hello with megabytes is refused at once.
+    client = FilesConnection(CLIENT, max_control=MAX_CONTROL_SIZE)
+    client.send(Hello())
+    client.receive_data(frame(listing)[:100_000])
+    assert client.buffered() == 0
+    with pytest.raises(RemoteProtocolError, match="before hello"):
+        client.next_event()
+
+
+@pytest.mark.parametrize(
+    ("prelude", "what"),
+    [
+        pytest.param([client_says(Hello())], "waiting for welcome", id="before-the-welcome"),
+        pytest.param([*HANDSHAKE, client_says(List())], "waiting for a reply", id="before-a-reply"),
+        pytest.param(HANDSHAKE, "idle", id="behind-a-request"),
+        pytest.param(
+            [*HANDSHAKE, client_says(Get()), server_says(FileHeader(length=10))],
+            "file bytes",
+            id="during-a-download",
+        ),
+    ],
+)
+def test_a_client_talking_out_of_turn_is_refused_before_it_fills_memory(
+    prelude: list[Step], what: str
+) -> None:
+    # The server is busy answering; a client that keeps sending is not buffered forever.
+    pair = ConnectionPair().play(prelude)
+    chunk = bytes(64 * 1024)  # zeros: when read as frames, empty ones
+    for _ in range(64):
+        pair.server.receive_data(chunk)
+        assert pair.server.buffered() <= 2 * (4 + pair.server.control_limit)
+    with pytest.raises(RemoteProtocolError, match=f"out of turn \\({what}\\)"):
+        pair.server.next_event()
+
+
+def test_one_message_sent_early_is_still_read_in_turn() -> None:
+    # A client may send its first request right behind its hello.
+    pair = ConnectionPair()
+    pair.server.receive_data(frame(Hello()) + frame(List("a")))
+    assert pair.server.next_event() == Hello()
+    pair.server.send(Welcome())
+    assert pair.server.next_event() == List("a")
+
+
+# ----------------------------------------------------- reassembly stays linear
+
+BIG_LISTING = Listing("", tuple(Entry(f"name-{i:05}", "file", i, 2.5) for i in range(2_000)))
+
+
+def reply_reader() -> FilesConnection:
+    """A client waiting for the answer to ``list``, taking listings up to 16 MiB."""
+    pair = ConnectionPair()
+    pair.conn[CLIENT] = FilesConnection(CLIENT, max_control=MAX_CONTROL_SIZE)
+    return pair.play([*HANDSHAKE, client_says(List())]).client
+
+
+def read_in_pieces(conn: FilesConnection, pieces: Sequence[bytes]) -> list[Event]:
+    """Feed ``pieces`` one by one, taking every event after each, as a socket reader does."""
+    events: list[Event] = []
+    for piece in pieces:
+        conn.receive_data(piece)
+        events += drain(conn)
+    return events
+
+
+@pytest.mark.parametrize("size", [1, 1024], ids=["1-byte", "1-KiB"])
+def test_a_frame_in_small_pieces_reads_as_one_message(size: int) -> None:
+    events = read_in_pieces(reply_reader(), every(size)(frame(BIG_LISTING)))
+    assert events == [BIG_LISTING]
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_a_frame_split_anywhere_reads_as_one_message(data: st.DataObject) -> None:
+    stream = frame(BIG_LISTING)
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=40))
+    points = [0, *sorted(cuts), len(stream)]
+    pieces = [stream[a:b] for a, b in pairwise(points) if b > a]
+    conn = reply_reader()
+    assert read_in_pieces(conn, pieces) == [BIG_LISTING]
+    assert conn.idle
+    assert conn.buffered() == 0
+
+
+class CountingBuffer(ReceiveBuffer):
+    """A receive buffer that counts every byte copied into or out of it."""
+
+    copied = 0
+
+    def feed(self, data: bytes) -> None:
+        CountingBuffer.copied += len(data)
+        super().feed(data)
+
+    def take(self, size: int = -1) -> bytes:
+        chunk = super().take(size)
+        CountingBuffer.copied += len(chunk)
+        return chunk
+
+
+def test_a_frame_in_1_kib_pieces_is_copied_a_constant_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Re-copying what waits on every piece would move ~n²/2 KiB: here over 100 MiB.
+    monkeypatch.setattr(connection_module, "ReceiveBuffer", CountingBuffer)
+    conn = reply_reader()
+    data = frame(BIG_LISTING)
+    assert len(data) > 100 * 1024
+    CountingBuffer.copied = 0
+    assert read_in_pieces(conn, every(1024)(data)) == [BIG_LISTING]
+    assert CountingBuffer.copied <= 2 * len(data)  # in once, out once
 
 
 # -------------------------------------------------------------------- EOF

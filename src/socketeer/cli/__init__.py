@@ -16,6 +16,7 @@ import click
 
 from .. import __version__
 from ..errors import SocketeerError
+from ..visible import visible
 from .chat import chat_command
 from .files import get_command, ls_command, mkdir_command, put_command, rm_command
 from .netcat import connect_command, listen_command, send_command
@@ -53,7 +54,8 @@ for _command in (
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"socketeer: error: {message}", err=True)
+    # The message may carry a server's or a file's text: nothing in it reaches the terminal raw.
+    click.echo(f"socketeer: error: {visible(message)}", err=True)
     raise SystemExit(code)
 
 

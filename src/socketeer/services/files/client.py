@@ -103,7 +103,7 @@ class FilesClient:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._sock = connection.sock
-        self._conn = FilesConnection(CLIENT)
+        self._conn = FilesConnection(CLIENT, max_control=MAX_CONTROL_SIZE)
         self.endpoint: Endpoint = connection.endpoint
         #: Whether this connection may write (the server allows it and the token matched).
         self.writable = False

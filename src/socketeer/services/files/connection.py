@@ -10,6 +10,14 @@ else: the peer's mistakes raise :class:`RemoteProtocolError`, our own
 
 Raw bytes may bypass the machine for speed (``recv_into`` a file buffer,
 ``sendfile``): report them with :meth:`received_raw` / :meth:`sent_raw`.
+
+Memory stays bounded whatever the peer sends.  A control message's length
+is checked against the limit the moment its 4-byte header arrives, before
+any of its body is kept: :data:`MAX_CONTROL_BEFORE_HELLO` until the hello
+has been accepted, ``max_control`` after.  A peer that talks out of turn
+may have at most one message's worth of bytes waiting.  Received bytes go
+into one buffer that grows amortised and is never re-copied, however small
+the pieces they arrive in.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from typing import NoReturn
 from ...errors import LocalProtocolError, RemoteProtocolError
 from ...framing import ReceiveBuffer
 from .messages import (
-    MAX_CONTROL_SIZE,
     PROTOCOL_NAME,
     VERSION,
     Delete,
@@ -45,6 +52,8 @@ from .messages import (
 __all__ = [
     "CLIENT",
     "CLOSED",
+    "MAX_CONTROL_BEFORE_HELLO",
+    "MAX_REQUEST_SIZE",
     "NEED_DATA",
     "SERVER",
     "Closed",
@@ -59,6 +68,13 @@ __all__ = [
 
 _HEADER = 4
 REQUESTS = (List, Stat, Get, Put, Mkdir, Delete)
+#: The largest control message either side takes before the hello is accepted
+#: (a hello, a welcome or an error), so strangers cannot make a server hold much.
+MAX_CONTROL_BEFORE_HELLO = 64 * 1024
+#: The default largest control message after the hello: a request is at most a few
+#: KiB (a path is at most 4096 bytes).  A client receiving listings passes
+#: :data:`~.messages.MAX_CONTROL_SIZE` instead.
+MAX_REQUEST_SIZE = 1024 * 1024
 
 
 class ClosedMidMessage(RemoteProtocolError):
@@ -112,16 +128,39 @@ def frame(message: Message) -> bytes:
     return len(body).to_bytes(_HEADER, "big") + body
 
 
-class FilesConnection:
-    """One connection's protocol state, as seen by ``role``."""
+#: Where each side may speak a control message, as the other sees it.
+_PEER_TURN = {
+    SERVER: frozenset({_State.HELLO, _State.IDLE, _State.PUT_RESULT}),  # the client's turn
+    CLIENT: frozenset({_State.WELCOME, _State.REPLY, _State.FILE_END}),  # the server's turn
+}
 
-    def __init__(self, role: Role, max_control_size: int = MAX_CONTROL_SIZE) -> None:
+
+class FilesConnection:
+    """One connection's protocol state, as seen by ``role``.
+
+    ``max_control`` is the largest control message taken once the hello has
+    been accepted, ``max_control_before_hello`` (at most ``max_control``)
+    the largest before.  A message over the limit is a
+    :class:`RemoteProtocolError` as soon as its length header has arrived.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        max_control: int = MAX_REQUEST_SIZE,
+        max_control_before_hello: int = MAX_CONTROL_BEFORE_HELLO,
+    ) -> None:
+        if not 0 <= max_control < 2 ** (8 * _HEADER):
+            raise ValueError("max_control must fit in the 4-byte length header")
         self.role = role
-        self.max_control_size = max_control_size
+        self.max_control = max_control
+        self.max_control_before_hello = min(max_control_before_hello, max_control)
         self._state = _State.HELLO
         self._request: Message | None = None
         self._raw = 0  # raw bytes still to flow in the current transfer
         self._buffer = ReceiveBuffer()
+        self._need = -1  # the body length of a frame whose header was read, or -1
+        self._failure: RemoteProtocolError | None = None
         self._eof = False
 
     # what the caller may ask --------------------------------------------------------
@@ -143,6 +182,13 @@ class FilesConnection:
         return self._state in (_State.FILE_DATA, _State.PUT_DATA) and sender is not self.role
 
     @property
+    def control_limit(self) -> int:
+        """The largest control message the peer may send now."""
+        if self._state in (_State.HELLO, _State.WELCOME):
+            return self.max_control_before_hello
+        return self.max_control
+
+    @property
     def request(self) -> Message | None:
         """The request being answered, if one is."""
         return self._request
@@ -160,18 +206,39 @@ class FilesConnection:
     # receiving ----------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Add bytes that arrived; ``b""`` means the peer closed its side."""
-        if data:
-            self._buffer.feed(data)
-        else:
+        """Add bytes that arrived; ``b""`` means the peer closed its side.
+
+        Too much (a header announcing more than :attr:`control_limit`, or a
+        peer sending out of turn more than one message could hold) is not
+        kept: the next :meth:`next_event` raises :class:`RemoteProtocolError`.
+        """
+        if not data:
             self._eof = True
+            return
+        if self._failure is not None:
+            return  # the connection is being refused: nothing more is kept
+        self._buffer.feed(data)
+        if self.receiving_raw:
+            return
+        turn = self._state in _PEER_TURN[self.role]
+        try:
+            if turn:
+                self._read_header()
+            # A server's client never sends file bytes unasked, so on that side
+            # everything beyond the frame being read is a message sent ahead.
+            if not turn or self.role is SERVER:
+                self._check_backlog()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
 
     def buffered(self) -> int:
         """Bytes received but not yet turned into events."""
-        return len(self._buffer)
+        return len(self._buffer) + (_HEADER if self._need >= 0 else 0)
 
     def next_event(self) -> Event:
         """The next thing the peer said, :data:`NEED_DATA`, or :data:`CLOSED`."""
+        if self._failure is not None:
+            raise self._failure
         if self.receiving_raw:
             if not len(self._buffer):
                 return self._need_more()
@@ -179,25 +246,22 @@ class FilesConnection:
             self._raw -= len(chunk)
             self._after_raw()
             return Data(chunk)
-        header = self._buffer.take_exactly(_HEADER) if len(self._buffer) >= _HEADER else None
-        if header is None:
-            return self._need_more()
-        length = int.from_bytes(header, "big")
-        if length > self.max_control_size:
-            raise RemoteProtocolError(
-                f"control message of {length} bytes is over the {self.max_control_size} limit"
-            )
-        body = self._buffer.take_exactly(length)
+        try:
+            self._read_header()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
+        body = self._buffer.take_exactly(self._need) if self._need >= 0 else None
         if body is None:
-            self._unread(header)
             return self._need_more()
+        self._need = -1
         message = decode(body)
         self._advance(self._peer, message, RemoteProtocolError)
         return message
 
     def received_raw(self, count: int) -> None:
         """The caller read ``count`` raw file bytes straight from the socket."""
-        if not self.receiving_raw or count > self._raw or len(self._buffer):
+        if not self.receiving_raw or count > self._raw or self.buffered():
             raise LocalProtocolError("raw bytes read outside a transfer")
         self._raw -= count
         self._after_raw()
@@ -230,13 +294,39 @@ class FilesConnection:
     def _need_more(self) -> Event:
         if not self._eof:
             return NEED_DATA
-        if len(self._buffer) or self._state not in (_State.IDLE, _State.HELLO, _State.CLOSED):
+        if self.buffered() or self._state not in (_State.IDLE, _State.HELLO, _State.CLOSED):
             raise ClosedMidMessage(f"connection closed in the middle of a message ({self.state})")
         return CLOSED
 
-    def _unread(self, header: bytes) -> None:
-        rest = self._buffer.take()
-        self._buffer.feed(header + rest)
+    def _read_header(self) -> None:
+        """Take the next frame's length header, if it has arrived, and check it at once."""
+        if self._need >= 0 or len(self._buffer) < _HEADER:
+            return
+        header = self._buffer.take_exactly(_HEADER)
+        assert header is not None
+        length = int.from_bytes(header, "big")
+        limit = self.control_limit
+        if length > limit:
+            before = " before hello" if limit < self.max_control else ""
+            raise RemoteProtocolError(
+                f"control message of {length} bytes is over the {limit}-byte limit{before}"
+            )
+        self._need = length
+
+    def _check_backlog(self) -> None:
+        """At most one message's worth may wait beyond the frame being read."""
+        current = _HEADER + self._need if self._need >= 0 else 0
+        ahead = self.buffered() - current
+        if ahead > _HEADER + self.control_limit:
+            raise RemoteProtocolError(
+                f"{self._peer.value} sent {ahead} bytes out of turn ({self.state})"
+            )
+
+    def _fail(self, exc: RemoteProtocolError) -> None:
+        """The peer broke the protocol: drop what it sent, and say so from now on."""
+        self._failure = exc
+        self._buffer = ReceiveBuffer()
+        self._need = -1
 
     def _after_raw(self) -> None:
         # Only a transfer ends here: ``sent_raw(0)`` after an empty one changes nothing.

@@ -53,6 +53,7 @@ ErrorCode = Literal[
     "bad-request",
     "version",
     "unauthorized",
+    "banned",
     "read-only",
     "bad-path",
     "not-found",

@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,8 +27,18 @@ from ...errors import ConnectionClosed, ProtocolError
 from ...host import Host, Task
 from ...service import Service
 from ...session import Session
+from ...throttle import AuthThrottle
+from ...visible import visible
 from .buffers import BufferPool
-from .connection import CLOSED, NEED_DATA, SERVER, Data, FilesConnection, check_hello
+from .connection import (
+    CLOSED,
+    MAX_REQUEST_SIZE,
+    NEED_DATA,
+    SERVER,
+    Data,
+    FilesConnection,
+    check_hello,
+)
 from .messages import (
     Delete,
     Done,
@@ -77,7 +88,13 @@ _ZEROS = bytes(1024 * 1024)
 
 
 class FilesService(Service):
-    """Share ``root``: read-only, or writable with ``allow_upload`` and a ``token``."""
+    """Share ``root``: read-only, or writable with ``allow_upload`` and a ``token``.
+
+    Wrong tokens are answered late and, repeated, get the address banned
+    (``throttle``, a default :class:`~socketeer.throttle.AuthThrottle`, read
+    against ``clock``).  Partial files of abandoned uploads are deleted
+    after ``partial_ttl`` seconds (0: never).
+    """
 
     name = "files"
     default_framing = "length"
@@ -90,6 +107,8 @@ class FilesService(Service):
         allow_upload: bool = False,
         token: str | None = None,
         partial_ttl: float = 86400.0,
+        throttle: AuthThrottle | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if allow_upload and not token:
             raise ValueError("uploads need a token (--token or SOCKETEER_TOKEN)")
@@ -97,6 +116,8 @@ class FilesService(Service):
         self.allow_upload = allow_upload
         self.partial_ttl = partial_ttl  # seconds before an abandoned partial is deleted; 0: never
         self._token = token.encode() if token else None
+        self.throttle = throttle if throttle is not None else AuthThrottle()
+        self.clock = clock
         self._hashing: dict[tuple[int, int, int, int], asyncio.Future[str]] = {}
         #: Upload buffers, shared by every session and bounded in all.
         self.buffers = BufferPool(SLOT, POOL_SLOTS)
@@ -264,7 +285,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             return
         if self._conn is None and self._plain is None:
             if is_protocol_opening(data):
-                self._conn = FilesConnection(SERVER)
+                limit = self.host.limits.max_message_size or MAX_REQUEST_SIZE
+                self._conn = FilesConnection(SERVER, max_control=limit)
             else:
                 self._plain = PlainRequest()
         conn = self._conn
@@ -367,6 +389,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             self.stream.write(data)
 
     def _refuse(self, reason: str) -> None:
+        reason = visible(reason)
         if self._conn is not None and self._conn.raw_remaining:
             log.info("%s: %s", self.peer, reason)  # in the middle of file bytes: just close
             return
@@ -393,7 +416,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         try:
             file, st = await asyncio.to_thread(self._store.open_file, name)
         except StoreError as exc:
-            self._write(f"error: {exc}\n".encode())
+            self._write(f"error: {visible(str(exc))}\n".encode())
             return
         with file:
             sent = await self._sendfile(file, 0, st.st_size)
@@ -412,27 +435,47 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             else:
                 self.messages += 1
             if isinstance(event, Hello):
-                if not self._welcome(conn, event):
+                if not await self._welcome(conn, event):
                     return
             elif isinstance(event, Message):
                 await self._answer(conn, event)
 
-    def _welcome(self, conn: FilesConnection, hello: Hello) -> bool:
+    async def _welcome(self, conn: FilesConnection, hello: Hello) -> bool:
         problem = check_hello(hello)
-        if (
-            problem is None
-            and hello.token is not None
-            and self._service.allow_upload
-            and not self._service.token_matches(hello.token)
-        ):
-            problem = Error("unauthorized", "wrong token")
+        service, address = self._service, self._address()
+        banned = service.throttle.ban_remaining(address, service.clock())
+        if banned:
+            problem = Error(
+                "banned",
+                f"too many failed logins from {visible(address)}; "
+                f"try again in {math.ceil(banned)} s",
+            )
+        elif problem is None and hello.token is not None and service.allow_upload:
+            if service.token_matches(hello.token):
+                service.throttle.succeeded(address, service.clock())
+            else:
+                failure = service.throttle.failed(address, service.clock())
+                if failure.banned_for:
+                    log.warning(
+                        "%s: banned for %d s after %d failed logins",
+                        self.peer,
+                        math.ceil(failure.banned_for),
+                        failure.failures,
+                    )
+                await asyncio.sleep(failure.delay)
+                problem = Error("unauthorized", "wrong token")
         if problem is not None:
+            level = logging.WARNING if problem.code == "banned" else logging.INFO
+            log.log(level, "%s: refused: %s", self.peer, visible(problem.message))
             self._write(conn.send(problem))
-            log.info("%s: refused: %s", self.peer, problem.message)
             return False
         self._writable = hello.token is not None and self._service.allow_upload
         self._write(conn.send(Welcome(server=f"socketeer {__version__}", writable=self._writable)))
         return True
+
+    def _address(self) -> str:
+        """Who failed logins are counted against: the client's host (one for Unix sockets)."""
+        return self.stream.address or "unix"
 
     async def _answer(self, conn: FilesConnection, request: Message) -> None:
         try:
@@ -444,7 +487,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 return
             reply = await self._simple(request)
         except StoreError as exc:
-            reply = Error(exc.code, str(exc))
+            reply = Error(exc.code, visible(str(exc)))
         self._write(conn.send(reply))
 
     async def _simple(self, request: Message) -> Message:
@@ -476,7 +519,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         try:
             file, st = await asyncio.to_thread(self._store.open_file, request.path)
         except StoreError as exc:
-            self._write(conn.send(Error(exc.code, str(exc))))
+            self._write(conn.send(Error(exc.code, visible(str(exc)))))
             return
         with file:
             offset = request.offset if request.offset <= st.st_size else 0
@@ -492,7 +535,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 conn.sent_raw(length)
                 now = await asyncio.to_thread(os.fstat, file.fileno())
                 if sent < length or HashCache.key(now) != HashCache.key(st):
-                    self._write(conn.send(Error("changed", f"{request.path}: changed while sent")))
+                    self._write(
+                        conn.send(Error("changed", f"{visible(request.path)}: changed while sent"))
+                    )
                     return
                 digest = await hashing if hashing is not None else None
             finally:
@@ -566,7 +611,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         except StoreError as exc:
             await self._settle(upload)
             upload.abandon()
-            await self._finish_with(conn, Error(exc.code, str(exc)))
+            await self._finish_with(conn, Error(exc.code, visible(str(exc))))
             return
         finally:
             await self._settle(upload)
