@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from .errors import EndpointError
+from .visible import visible
 
 __all__ = ["Endpoint", "Transport", "describe_peer", "parse_endpoint"]
 
@@ -160,6 +161,7 @@ def describe_peer(address: object) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    if isinstance(address, str | bytes) and address:
-        return f"unix://{address if isinstance(address, str) else address.decode(errors='replace')}"
+    if isinstance(address, str | bytes) and address:  # a path the client chose: escaped
+        path = address if isinstance(address, str) else address.decode(errors="surrogateescape")
+        return f"unix://{visible(path)}"
     return "unix client"

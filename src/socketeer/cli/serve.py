@@ -92,7 +92,7 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         "--max-message",
         type=SizeType(),
         default=None,
-        help="Largest message (default: 64K for lines, 16M for frames).",
+        help="Largest message (default: 64K for lines, 16M for frames, 1M for files requests).",
     ),
     click.option(
         "--grace",
