@@ -17,6 +17,7 @@ SANS_IO = [
     "socketeer.errors",
     "socketeer.service",
     "socketeer.visible",
+    "socketeer.transcode",
     "socketeer.services.greet",
     "socketeer.services.echo",
     "socketeer.services.files.messages",
