@@ -416,7 +416,7 @@ async def _listen_many(
     clients: set[asyncio.StreamWriter] = set()
     pump: asyncio.Task[None] | None = None
 
-    async def drop(writer: asyncio.StreamWriter) -> None:
+    def drop(writer: asyncio.StreamWriter) -> None:
         clients.discard(writer)
         writer.close()
 
@@ -425,11 +425,14 @@ async def _listen_many(
         async for chunk in _stdin_chunks(relay.stdin_fd):
             data = recoder.feed(chunk) if recoder else chunk
             for writer in list(clients):
+                if writer.transport.is_closing():  # uvloop raises RuntimeError on a write then
+                    drop(writer)
+                    continue
                 writer.write(data)
                 try:
                     await writer.drain()
                 except OSError:
-                    await drop(writer)
+                    drop(writer)
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal pump
@@ -447,7 +450,7 @@ async def _listen_many(
         except OSError:
             pass
         finally:
-            await drop(writer)
+            drop(writer)
             relay.on_event(f"closed {peer}")
 
     listeners = await _start_servers(sockets, session)
