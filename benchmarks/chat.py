@@ -44,23 +44,27 @@ from pathlib import Path
 from typing import IO, cast
 
 from machine import (
+    CLIENT_CPU,
+    SERVER_CPU,
     BenchmarkError,
+    NoiseBudget,
+    add_noise_options,
     machine_busy_seconds,
+    noise_method,
+    own_cpu_seconds,
+    pin_self,
     pinned,
     process_cpu_seconds,
+    quietest,
+    usable_cpus_problem,
 )
+from report import table, write_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SERVER_CPU = 0
-LOADGEN_CPU = 1
 READY = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
 TICK = 0.002
 DRAIN = 5.0
-QUIET_SAMPLE = 0.25  # seconds per look at the machine's load before a measurement
-QUIET_WAIT = 10.0  # longest wait for a quiet machine before one measurement
-NOISY = 0.25  # other processes using more than this share of a CPU spoil a measurement
-RETRIES = 2  # spoiled measurements are repeated this often, keeping the quietest
 GOAL_DELIVERIES = 100_000
 GOAL_P99_MS = 100.0
 START_MARK = "<!-- chat benchmark: start -->"
@@ -70,11 +74,6 @@ END_MARK = "<!-- chat benchmark: end -->"
 def cpu_sample(server_pid: int) -> tuple[float, float, float]:
     """CPU seconds so far: the server, this process, the whole machine."""
     return process_cpu_seconds(server_pid), own_cpu_seconds(), machine_busy_seconds()
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --- the members --------------------------------------------------------------------------
@@ -213,7 +212,7 @@ class Measurement:
     server_cpu: float
     loadgen_cpu: float
     other_cpu: float
-    repeats: int = 0
+    attempts: int = 1
 
 
 def start_server(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
@@ -244,18 +243,6 @@ def percentile(values: list[int], fraction: float) -> float:
     return values[min(len(values) - 1, int(fraction * len(values)))] / 1e6
 
 
-async def wait_for_quiet(server_pid: int) -> None:
-    """Wait (at most QUIET_WAIT seconds) until other processes leave the CPUs alone."""
-    deadline = time.monotonic() + QUIET_WAIT
-    while time.monotonic() < deadline:
-        before = cpu_sample(server_pid)
-        await asyncio.sleep(QUIET_SAMPLE)
-        after = cpu_sample(server_pid)
-        server, own, machine = (b - a for a, b in zip(before, after, strict=True))
-        if (machine - server - own) / QUIET_SAMPLE < NOISY / 2:
-            return
-
-
 async def measure(
     crowd: Crowd, server_pid: int, rate: float, warmup: float, seconds: float, members: int
 ) -> Measurement:
@@ -281,25 +268,50 @@ async def measure(
     )
 
 
-async def run_round(
-    members: int, rates: list[float], warmup: float, seconds: float, log: IO[bytes]
+def run_round(
+    args: argparse.Namespace, budget: NoiseBudget, log: IO[bytes], number: int
 ) -> list[Measurement]:
+    """One round: a fresh server, the members join, then each rate is measured.
+
+    The event loop runs only while members join and while a measurement
+    runs; in between, the noise policy waits for a quiet machine.
+    """
+    import uvloop
+
     proc, port = start_server(log)
     crowd = Crowd()
     try:
-        await crowd.join(port, members)
-        results = []
-        for rate in rates:
-            tries: list[Measurement] = []
-            while len(tries) <= RETRIES and (not tries or tries[-1].other_cpu > NOISY):
-                await wait_for_quiet(proc.pid)
-                tries.append(await measure(crowd, proc.pid, rate, warmup, seconds, members))
-            best = min(tries, key=lambda measured: measured.other_cpu)
-            best.repeats = len(tries) - 1
-            results.append(best)
-        return results
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            try:
+                runner.run(crowd.join(port, args.members))
+                results = []
+                for rate in args.rates:
+                    label = f"round {number + 1} rate {rate:g}"
+
+                    def once(rate: float = rate) -> Measurement:
+                        return runner.run(
+                            measure(crowd, proc.pid, rate, args.warmup, args.seconds, args.members)
+                        )
+
+                    def show(m: Measurement, noisy: bool, label: str = label) -> None:
+                        print(
+                            f"{label}: {m.deliveries_per_second:,.0f} deliveries/s, p50"
+                            f" {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms, delivered"
+                            f" {m.delivered_share:.2%}, server CPU {m.server_cpu:.0%}, load CPU"
+                            f" {m.loadgen_cpu:.0%}, other CPU {m.other_cpu:.0%}"
+                            + ("  (noisy)" if noisy else ""),
+                            flush=True,
+                        )
+
+                    best, attempts = quietest(
+                        once, lambda m: m.other_cpu, budget, args.noisy, args.retries, show
+                    )
+                    best.attempts = attempts
+                    results.append(best)
+                return results
+            finally:
+                crowd.close()
     finally:
-        crowd.close()
         stop_server(proc)
 
 
@@ -312,30 +324,46 @@ def median_of(rounds: list[list[Measurement]], rate: float) -> dict[str, float]:
     return {name: statistics.median(getattr(row, name) for row in rows) for name in figures}
 
 
-def table(rounds: list[list[Measurement]], rates: list[float]) -> str:
-    lines = [
-        "| offered msg/s | deliveries/s | p50 ms | p99 ms | delivered | server CPU | load CPU |"
-        " other CPU | vs goal (deliveries, p99) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+def rate_row(rounds: list[list[Measurement]], rate: float) -> list[object]:
+    m = median_of(rounds, rate)
+    ratio = m["deliveries_per_second"] / GOAL_DELIVERIES
+    met = "met" if ratio >= 1 and m["p99_ms"] < GOAL_P99_MS else "not met"
+    return [
+        f"{rate:,.0f}",
+        f"{m['deliveries_per_second']:,.0f}",
+        f"{m['p50_ms']:.1f}",
+        f"{m['p99_ms']:.1f}",
+        f"{m['delivered_share']:.2%}",
+        f"{m['server_cpu']:.0%}",
+        f"{m['loadgen_cpu']:.0%}",
+        f"{m['other_cpu']:.0%}",
+        f"{ratio:.2f}x, {m['p99_ms'] / GOAL_P99_MS:.2f}x ({met})",
     ]
-    for rate in rates:
-        m = median_of(rounds, rate)
-        ratio = m["deliveries_per_second"] / GOAL_DELIVERIES
-        met = "met" if ratio >= 1 and m["p99_ms"] < GOAL_P99_MS else "not met"
-        lines.append(
-            f"| {rate:,.0f} | {m['deliveries_per_second']:,.0f} | {m['p50_ms']:.1f} |"
-            f" {m['p99_ms']:.1f} | {m['delivered_share']:.2%} | {m['server_cpu']:.0%} |"
-            f" {m['loadgen_cpu']:.0%} | {m['other_cpu']:.0%} |"
-            f" {ratio:.2f}x, {m['p99_ms'] / GOAL_P99_MS:.2f}x ({met}) |"
-        )
-    return "\n".join(lines)
 
 
-def report(args: argparse.Namespace, rounds: list[list[Measurement]], wall: float) -> str:
+def rates_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
+    return table(
+        [
+            "offered msg/s",
+            "deliveries/s",
+            "p50 ms",
+            "p99 ms",
+            "delivered",
+            "server CPU",
+            "load CPU",
+            "other CPU",
+            "vs goal (deliveries, p99)",
+        ],
+        (rate_row(rounds, rate) for rate in rates),
+        align="r" * 8 + "l",
+    )
+
+
+def report(
+    args: argparse.Namespace, rounds: list[list[Measurement]], wall: float, budget: NoiseBudget
+) -> str:
     command = "python benchmarks/chat.py " + " ".join(args.argv)
-    rates = args.rates
-    repeats = sum(1 for r in rounds for m in r if m.repeats)
-    measured = sum(len(r) for r in rounds)
+    kept = [m.other_cpu for r in rounds for m in r]
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
@@ -345,31 +373,17 @@ def report(args: argparse.Namespace, rounds: list[list[Measurement]], wall: floa
             f" Python {platform.python_version()}, Linux {platform.release()}",
             f"- {args.members:,} members in one room on 127.0.0.1; server pinned to CPU"
             f" {SERVER_CPU} (`socketeer serve chat --quiet`, uvloop, default limits), load"
-            f" generator pinned to CPU {LOADGEN_CPU} (one process, uvloop)",
+            f" generator pinned to CPU {CLIENT_CPU} (one process, uvloop)",
             f"- Each rate: {args.warmup:g} s warm-up, {args.seconds:g} s measured;"
             f" median of {len(rounds)} rounds, a fresh server each round",
-            f"- The machine may be shared: before each measurement the run waits (at most"
-            f" {QUIET_WAIT:g} s) for idle CPUs, and a measurement during which other processes"
-            f" used more than {NOISY:.0%} of a CPU is repeated up to {RETRIES} times, keeping"
-            f" the quietest ({repeats} of {measured} measurements were repeated). Other CPU"
-            " below is what the rest of the machine used during the kept measurement.",
+            f"- {noise_method(args, budget, kept)} Other CPU below is what the rest of the"
+            " machine used during the kept measurement.",
             f"- Goal: {GOAL_DELIVERIES:,} deliveries/s with p99 under {GOAL_P99_MS:g} ms",
             "",
-            table(rounds, rates),
+            rates_table(rounds, args.rates),
             END_MARK,
         ]
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if START_MARK in text and END_MARK in text:
-        before, rest = text.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -382,6 +396,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hard-limit", type=float, default=900.0, help="seconds for the whole run")
     parser.add_argument("--out", type=Path, help="update the benchmark section of this file")
     parser.add_argument("--json", type=Path, help="write every measurement here")
+    add_noise_options(parser, budget=120.0)
     args = parser.parse_args(argv)
     args.argv = argv
     args.rates = [float(rate) for rate in args.rates.split(",")]
@@ -392,38 +407,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if problem := usable_cpus_problem():
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGALRM, lambda *_: os._exit(3))
     signal.alarm(int(args.hard_limit))
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    os.sched_setaffinity(0, {LOADGEN_CPU})
-    import uvloop
-
+    pin_self()
     started = time.monotonic()
+    budget = NoiseBudget.from_args(args)
     rounds: list[list[Measurement]] = []
     with tempfile.TemporaryFile() as log:
         for number in range(args.rounds):
             try:
-                measurements = uvloop.run(
-                    run_round(args.members, args.rates, args.warmup, args.seconds, log)
-                )
+                rounds.append(run_round(args, budget, log, number))
             except BenchmarkError as exc:
                 log.seek(0)
                 print(f"round {number + 1}: {exc}\n{log.read().decode()[-2000:]}", file=sys.stderr)
                 return 1
-            rounds.append(measurements)
-            for m in measurements:
-                print(
-                    f"round {number + 1} rate {m.rate:g}: {m.deliveries_per_second:,.0f}"
-                    f" deliveries/s, p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms,"
-                    f" delivered {m.delivered_share:.2%}, server CPU {m.server_cpu:.0%},"
-                    f" load CPU {m.loadgen_cpu:.0%}, other CPU {m.other_cpu:.0%}",
-                    flush=True,
-                )
-    section = report(args, rounds, time.monotonic() - started)
+    section = report(args, rounds, time.monotonic() - started, budget)
     print(section)
     if args.out:
-        write_section(args.out, section)
+        write_section(args.out, section, START_MARK, END_MARK)
     if args.json:
         args.json.write_text(json.dumps([[asdict(m) for m in r] for r in rounds], indent=1))
     return 0

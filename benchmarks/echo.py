@@ -26,7 +26,6 @@ import datetime
 import importlib.metadata
 import json
 import os
-import platform
 import re
 import select
 import shlex
@@ -42,22 +41,26 @@ from pathlib import Path
 from typing import IO, Any
 
 from machine import (
+    CLIENT_CPU,
+    SERVER_CPU,
     BenchmarkError,
     NoiseBudget,
+    add_noise_options,
     load_average,
+    machine_facts,
+    noise_method,
+    pin_self,
     pinned,
     quietest,
-    source_digest,
+    usable_cpus_problem,
 )
+from report import head, spread, table, write_report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SERVER_CPU = 0
-LOADGEN_CPU = 1
 READY = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-SETTLE_MAX = 10.0  # longest wait for a quiet machine before one measurement
 
 # Goals for socketeer, stated next to the figures (see docs/benchmarks.md).
 GOAL_CPU_VS_PROTOCOL = 1.2
@@ -197,7 +200,7 @@ def run_load(server: RunningServer, conns: int, args: argparse.Namespace) -> dic
             "--server-pid",
             str(server.pid),
         ],
-        LOADGEN_CPU,
+        CLIENT_CPU,
     )
     budget = args.warmup + args.seconds + 60
     try:
@@ -255,85 +258,68 @@ def measure(
 # Facts and figures ----------------------------------------------------------------------
 
 
-def machine_facts() -> dict[str, str]:
-    cpu_model = "?"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+def echo_facts() -> dict[str, str]:
     try:
         uvloop_version = importlib.metadata.version("uvloop")
     except importlib.metadata.PackageNotFoundError:
         uvloop_version = "not installed"
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu_model,
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "uvloop": uvloop_version,
-        "kernel": f"{platform.system()} {platform.release()} ({platform.machine()})",
-        "socketeer source": source_digest(),
-    }
+    return machine_facts() | {"uvloop": uvloop_version}
 
 
 def median(rounds: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(float(r[key]) for r in rounds))
 
 
-def spread(rounds: list[dict[str, Any]], key: str, fmt: str) -> str:
-    values = [float(r[key]) for r in rounds]
-    return f"{min(values):{fmt}} to {max(values):{fmt}}"
-
-
 Results = dict[tuple[str, int], list[dict[str, Any]]]
 
 
-def noise_note(results: Results, args: argparse.Namespace, budget: NoiseBudget) -> str:
-    kept = [r for rounds in results.values() for r in rounds]
-    retried = sum(1 for r in kept if r.get("attempts", 1) > 1)
-    noisy = sum(1 for r in kept if r["other_cpu_util"] > args.noisy)
-    return (
-        f"This run waited {budget.waited:.0f} s in all for a quiet machine; {retried} of "
-        f"{len(kept)} measurements were repeated, and {noisy} kept measurements still had "
-        f"other processes using more than {args.noisy:.0%} of a CPU."
+def results_table(results: Results, servers: Sequence[ServerSpec], conns: Sequence[int]) -> str:
+    return table(
+        ["server", "conns", "req/s", "p50 us", "p99 us", "server CPU us/req"],
+        (
+            [
+                spec.label,
+                n,
+                f"{median(results[spec.key, n], 'rps'):,.0f}",
+                f"{median(results[spec.key, n], 'p50_us'):.0f}",
+                f"{median(results[spec.key, n], 'p99_us'):.0f}",
+                f"{median(results[spec.key, n], 'server_cpu_us_per_req'):.1f}",
+            ]
+            for spec in servers
+            for n in conns
+        ),
     )
 
 
-def results_table(results: Results, servers: Sequence[ServerSpec], conns: Sequence[int]) -> str:
-    lines = [
-        "| server | conns | req/s | p50 us | p99 us | server CPU us/req |",
-        "|---|---:|---:|---:|---:|---:|",
+def detail_row(spec: ServerSpec, n: int, rounds: list[dict[str, Any]]) -> list[object]:
+    client = median(rounds, "loadgen_cpu_util")
+    flag = " (saturated)" if client >= 0.95 else ""
+    return [
+        spec.label,
+        n,
+        f"{median(rounds, 'server_cpu_util'):.0%}",
+        f"{median(rounds, 'server_sys_fraction'):.0%}",
+        f"{client:.0%}{flag}",
+        f"{median(rounds, 'other_cpu_util'):.0%}",
+        spread((float(r["rps"]) for r in rounds), ",.0f"),
+        spread((float(r["server_cpu_us_per_req"]) for r in rounds), ".1f"),
     ]
-    for spec in servers:
-        for n in conns:
-            rounds = results[spec.key, n]
-            lines.append(
-                f"| {spec.label} | {n} | {median(rounds, 'rps'):,.0f} "
-                f"| {median(rounds, 'p50_us'):.0f} | {median(rounds, 'p99_us'):.0f} "
-                f"| {median(rounds, 'server_cpu_us_per_req'):.1f} |"
-            )
-    return "\n".join(lines)
 
 
 def detail_table(results: Results, servers: Sequence[ServerSpec], conns: Sequence[int]) -> str:
-    lines = [
-        "| server | conns | server CPU busy | server CPU in kernel | load generator CPU busy "
-        "| other CPU busy | req/s, min to max | server CPU us/req, min to max |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for spec in servers:
-        for n in conns:
-            rounds = results[spec.key, n]
-            client = median(rounds, "loadgen_cpu_util")
-            flag = " (saturated)" if client >= 0.95 else ""
-            lines.append(
-                f"| {spec.label} | {n} | {median(rounds, 'server_cpu_util'):.0%} "
-                f"| {median(rounds, 'server_sys_fraction'):.0%} "
-                f"| {client:.0%}{flag} | {median(rounds, 'other_cpu_util'):.0%} "
-                f"| {spread(rounds, 'rps', ',.0f')} "
-                f"| {spread(rounds, 'server_cpu_us_per_req', '.1f')} |"
-            )
-    return "\n".join(lines)
+    return table(
+        [
+            "server",
+            "conns",
+            "server CPU busy",
+            "server CPU in kernel",
+            "load generator CPU busy",
+            "other CPU busy",
+            "req/s, min to max",
+            "server CPU us/req, min to max",
+        ],
+        (detail_row(spec, n, results[spec.key, n]) for spec in servers for n in conns),
+    )
 
 
 @dataclass(frozen=True)
@@ -382,32 +368,38 @@ def verdict(value: float | None, goal: float, at_most: bool) -> str:
 
 
 def ratio_table(ratios: Sequence[Ratios]) -> str:
-    lines = [
-        "| conns | CPU/req vs (b) uvloop Protocol (goal <= "
-        f"{GOAL_CPU_VS_PROTOCOL}x) | CPU/req vs (a) ThreadingTCPServer (goal <= "
-        f"{GOAL_CPU_VS_THREADING}x) | req/s vs (b) uvloop Protocol (goal >= "
-        f"{GOAL_RPS_VS_PROTOCOL}x at {GOAL_RPS_CONNS} conns) "
-        "| CPU/req vs (c) asyncio streams | req/s vs (c) asyncio streams "
-        "| for reference: CPU/req of (b) vs (a) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in ratios:
+    def row(r: Ratios) -> list[object]:
         rps_goal = (
             f" ({verdict(r.rps_vs_protocol, GOAL_RPS_VS_PROTOCOL, at_most=False)})"
             if r.conns == GOAL_RPS_CONNS
             else ""
         )
-        lines.append(
-            f"| {r.conns} "
-            f"| {fmt_ratio(r.cpu_vs_protocol)} "
-            f"({verdict(r.cpu_vs_protocol, GOAL_CPU_VS_PROTOCOL, at_most=True)}) "
-            f"| {fmt_ratio(r.cpu_vs_threading)} "
-            f"({verdict(r.cpu_vs_threading, GOAL_CPU_VS_THREADING, at_most=True)}) "
-            f"| {fmt_ratio(r.rps_vs_protocol)}{rps_goal} "
-            f"| {fmt_ratio(r.cpu_vs_streams)} | {fmt_ratio(r.rps_vs_streams)} "
-            f"| {fmt_ratio(r.protocol_cpu_vs_threading)} |"
-        )
-    return "\n".join(lines)
+        return [
+            r.conns,
+            f"{fmt_ratio(r.cpu_vs_protocol)} "
+            f"({verdict(r.cpu_vs_protocol, GOAL_CPU_VS_PROTOCOL, at_most=True)})",
+            f"{fmt_ratio(r.cpu_vs_threading)} "
+            f"({verdict(r.cpu_vs_threading, GOAL_CPU_VS_THREADING, at_most=True)})",
+            f"{fmt_ratio(r.rps_vs_protocol)}{rps_goal}",
+            fmt_ratio(r.cpu_vs_streams),
+            fmt_ratio(r.rps_vs_streams),
+            fmt_ratio(r.protocol_cpu_vs_threading),
+        ]
+
+    return table(
+        [
+            "conns",
+            f"CPU/req vs (b) uvloop Protocol (goal <= {GOAL_CPU_VS_PROTOCOL}x)",
+            f"CPU/req vs (a) ThreadingTCPServer (goal <= {GOAL_CPU_VS_THREADING}x)",
+            f"req/s vs (b) uvloop Protocol (goal >= {GOAL_RPS_VS_PROTOCOL}x at "
+            f"{GOAL_RPS_CONNS} conns)",
+            "CPU/req vs (c) asyncio streams",
+            "req/s vs (c) asyncio streams",
+            "for reference: CPU/req of (b) vs (a)",
+        ],
+        (row(r) for r in ratios),
+        align="r" * 7,
+    )
 
 
 def goal_summary(ratios: Sequence[Ratios]) -> str:
@@ -466,24 +458,13 @@ def render(
 ) -> str:
     ratios = compute_ratios(results, conns)
     have_goals = "socketeer" in {s.key for s in servers}
-    fact_lines = "\n".join(f"- {name}: {value}" for name, value in facts.items())
+    kept = [float(r["other_cpu_util"]) for rounds in results.values() for r in rounds]
     parts = [
-        "# Echo benchmark",
-        "",
-        "Generated by `benchmarks/echo.py`; do not edit by hand, rerun it instead.",
-        "",
-        f"- Command: `{command}` (from the repository root)",
-        f"- Date: {started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s wall time",
-        f"- Load average (1, 5, 15 min) before: {loads[0]}; after: {loads[1]}",
-        "",
-        "## Machine",
-        "",
-        fact_lines,
-        "",
+        *head("Echo benchmark", "echo.py", command, started, elapsed, loads, facts),
         "## Method",
         "",
         f"- Each server runs pinned to CPU {SERVER_CPU}; the load generator "
-        f"(`benchmarks/loadgen.py`) runs pinned to CPU {LOADGEN_CPU}, as a separate process "
+        f"(`benchmarks/loadgen.py`) runs pinned to CPU {CLIENT_CPU}, as a separate process "
         "on uvloop with asyncio Protocol clients. Only 127.0.0.1 is used.",
         f"- Every connection sends one {args.size}-byte message in a 4-byte big-endian length "
         "frame, waits for the whole echo, checks it byte for byte (each message carries the "
@@ -496,11 +477,7 @@ def render(
         f"- {args.rounds} rounds, interleaved (every server and concurrency in round 1, then "
         "round 2, ...), each server started fresh per round; tables show the median of the "
         "rounds for each figure separately.",
-        "- The machine may be shared. Before each measurement the runner waits (at most "
-        f"{SETTLE_MAX:g} s) until the CPUs are idle while the server idles, and a measurement "
-        f"during which other processes used more than {args.noisy:.0%} of a CPU (from "
-        f"/proc/stat) is repeated up to {args.retries} time(s), keeping the quietest attempt; "
-        f"waiting and repeats share a budget of {args.noise_budget:g} s per run.",
+        f"- {noise_method(args, budget, kept)}",
         "- Servers: socketeer is `python -m socketeer serve echo 127.0.0.1:0 --framing length "
         "--quiet` (uvloop). The anchors are in `benchmarks/echo_servers.py`: (a) "
         "`socketserver.ThreadingTCPServer`, a thread per connection reading the header and "
@@ -517,8 +494,7 @@ def render(
         'client, not the server. "Other" is the CPU time everything else on the machine '
         "used in the window (from /proc/stat): well above 0% means the server and the load "
         "generator had to share their CPUs, which lowers req/s and raises latency far more "
-        "than it moves CPU per request. "
-        f"{noise_note(results, args, budget)}",
+        "than it moves CPU per request.",
         "",
         detail_table(results, servers, conns),
         "",
@@ -570,19 +546,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(SERVER_KEYS),
         help=f"comma-separated subset of {','.join(SERVER_KEYS)}",
     )
-    parser.add_argument(
-        "--noisy",
-        type=float,
-        default=0.15,
-        help="other processes' CPU use (in CPUs) above which a measurement is repeated",
-    )
-    parser.add_argument("--retries", type=int, default=2, help="repeats of a noisy measurement")
-    parser.add_argument(
-        "--noise-budget",
-        type=float,
-        default=90.0,
-        help="seconds the whole run may spend waiting for quiet or repeating noisy measurements",
-    )
+    add_noise_options(parser, budget=90.0)
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--json", type=Path, help="write every round's raw figures here")
     args = parser.parse_args(argv)
@@ -600,18 +564,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     given = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "benchmarks/echo.py", *given])
-    if not {SERVER_CPU, LOADGEN_CPU} <= os.sched_getaffinity(0):
-        print(f"error: CPUs {SERVER_CPU} and {LOADGEN_CPU} must both be usable", file=sys.stderr)
+    problem = usable_cpus_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 1
-    # Keep this mostly idle process off the server's CPU.
-    os.sched_setaffinity(0, {LOADGEN_CPU})
+    pin_self()
     servers: list[ServerSpec] = args.server_specs
     conns: list[int] = args.conns
     started = datetime.datetime.now(datetime.UTC)
     load_before = load_average()
     t0 = time.monotonic()
     results: Results = {(spec.key, n): [] for spec in servers for n in conns}
-    budget = NoiseBudget(args.noise_budget, SETTLE_MAX)
+    budget = NoiseBudget.from_args(args)
     try:
         for round_no in range(1, args.rounds + 1):
             for spec in servers:
@@ -627,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command,
         started,
         elapsed,
-        machine_facts(),
+        echo_facts(),
         (load_before, load_average()),
         args,
         results,
@@ -637,8 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(report)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+        write_report(args.out, report)
     if args.json:
         raw = [
             {"server": key, "conns": n, "round": i + 1, **figures}

@@ -53,7 +53,6 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import re
 import select
 import shlex
@@ -71,27 +70,33 @@ from pathlib import Path
 from typing import IO, Any
 
 from machine import (
-    CLOCK_TICKS,
+    CLIENT_CPU,
+    SERVER_CPU,
     BenchmarkError,
     NoiseBudget,
+    add_noise_options,
+    busy_fraction,
+    cpu_counters,
+    cpu_model,
     load_average,
+    machine_facts,
+    noise_method,
     pinned,
     process_cpu_seconds,
     quietest,
-    source_digest,
+    usable_cpus_problem,
+    user_system_seconds,
 )
+from report import head, spread, table, write_report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-SERVER_CPU = 0
-CLIENT_CPU = 1
 START_TIMEOUT = 20.0  # seconds for a server to say it listens
 STOP_TIMEOUT = 10.0  # seconds for a process to end after SIGTERM
 MIN_RATE = 10 * MIB  # a transfer slower than this (bytes/s) counts as hung
-SETTLE_MAX = 30.0  # longest wait for a quiet machine before one measurement
 COMPARE_CHUNK = 16 * MIB
 SOURCE_NAME = "source.bin"
 UPLOAD_NAME = "upload.bin"
@@ -158,29 +163,6 @@ Results = dict[tuple[str, str], list[Sample]]
 
 
 # CPU accounting -------------------------------------------------------------------------
-
-
-def cpu_counters() -> dict[str, list[int]]:
-    """The ``cpu`` lines of /proc/stat (the machine's and each CPU's), in clock ticks."""
-    with open("/proc/stat") as stat:
-        lines = [line.split() for line in stat if line.startswith("cpu")]
-    return {fields[0]: [int(value) for value in fields[1:]] for fields in lines}
-
-
-def busy_fraction(before: list[int], after: list[int]) -> float:
-    """Share of the interval a CPU was not idle (idle and iowait are fields 4 and 5)."""
-    delta = [b - a for a, b in zip(before, after, strict=True)]
-    total = sum(delta[:8])
-    return (total - delta[3] - delta[4]) / total if total else 0.0
-
-
-def user_system_seconds(before: list[int], after: list[int]) -> float:
-    """user+nice+system seconds between two ``cpu`` lines.
-
-    Interrupt and softirq time are left out: loopback TCP is processed there
-    on behalf of whichever process sends, and no process's stime includes it.
-    """
-    return sum(after[i] - before[i] for i in range(3)) / CLOCK_TICKS
 
 
 @dataclass(frozen=True)
@@ -701,25 +683,16 @@ def tool_version(command: list[str], pattern: str) -> str:
     return match.group(1) if match else "?"
 
 
-def machine_facts(tmp: Path) -> dict[str, str]:
-    cpu_model, flags = "?", ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name") and cpu_model == "?":
-                cpu_model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu_model + (" (SHA extensions: sha_ni)" if " sha_ni" in flags else ""),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
+def files_facts(tmp: Path) -> dict[str, str]:
+    sha_ni = " sha_ni" in cpu_model()[1]
+    facts = machine_facts()
+    return facts | {
+        "cpu": facts["cpu"] + (" (SHA extensions: sha_ni)" if sha_ni else ""),
         "hashlib's SHA-256": ssl.OPENSSL_VERSION,
-        "kernel": f"{platform.system()} {platform.release()} ({platform.machine()})",
         "socat": tool_version(["socat", "-V"], r"socat version (\S+)"),
         "curl": tool_version(["curl", "--version"], r"curl (\S+)"),
         "sha256sum": tool_version(["sha256sum", "--version"], r"GNU coreutils\) (\S+)"),
         "files": f"{tmp} ({filesystem_type(tmp)})",
-        "socketeer source": source_digest(),
     }
 
 
@@ -741,30 +714,39 @@ def per_gib(cpu_seconds: float | None, sample: Sample) -> float:
     return (cpu_seconds or 0.0) / (sample.nbytes / GIB)
 
 
-def results_table(results: Results, placement: str, noisy: float) -> str:
-    lines = [
-        "| measurement | MiB/s | min to max | server CPU s/GiB | client CPU s/GiB "
-        "| CPU 0 busy | CPU 1 busy | other CPU | quiet rounds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+def results_row(row: Row, samples: Sequence[Sample], noisy: float) -> list[object]:
+    server = f"{median_of(samples, lambda s: per_gib(s.server_cpu, s)):.2f}" if row.paired else "-"
+    return [
+        row.label,
+        f"{median_of(samples, lambda s: s.mib_s):,.0f}",
+        spread((s.mib_s for s in samples), ",.0f"),
+        server,
+        f"{median_of(samples, lambda s: per_gib(s.client_cpu, s)):.2f}",
+        share(median_of(samples, lambda s: s.cpu0_busy)),
+        share(median_of(samples, lambda s: s.cpu1_busy)),
+        f"{median_of(samples, lambda s: s.other_cpu):.2f}",
+        f"{sum(1 for s in samples if s.other_cpu <= noisy)}/{len(samples)}",
     ]
-    for row in ROWS:
-        samples = results.get((row.key, placement if row.paired else ONE_CORE))
-        if not samples:
-            continue
-        rates = [s.mib_s for s in samples]
-        server = (
-            f"{median_of(samples, lambda s: per_gib(s.server_cpu, s)):.2f}" if row.paired else "-"
-        )
-        lines.append(
-            f"| {row.label} | {statistics.median(rates):,.0f} "
-            f"| {min(rates):,.0f} to {max(rates):,.0f} | {server} "
-            f"| {median_of(samples, lambda s: per_gib(s.client_cpu, s)):.2f} "
-            f"| {share(median_of(samples, lambda s: s.cpu0_busy))} "
-            f"| {share(median_of(samples, lambda s: s.cpu1_busy))} "
-            f"| {median_of(samples, lambda s: s.other_cpu):.2f} "
-            f"| {sum(1 for s in samples if s.other_cpu <= noisy)}/{len(samples)} |"
-        )
-    return "\n".join(lines)
+
+
+def results_table(results: Results, placement: str, noisy: float) -> str:
+    measured = [
+        (row, results.get((row.key, placement if row.paired else ONE_CORE))) for row in ROWS
+    ]
+    return table(
+        [
+            "measurement",
+            "MiB/s",
+            "min to max",
+            "server CPU s/GiB",
+            "client CPU s/GiB",
+            "CPU 0 busy",
+            "CPU 1 busy",
+            "other CPU",
+            "quiet rounds",
+        ],
+        (results_row(row, samples, noisy) for row, samples in measured if samples),
+    )
 
 
 PAIRED = [row.key for row in ROWS if row.paired]
@@ -786,18 +768,15 @@ def choose_placement(results: Results, placements: Sequence[str]) -> tuple[str, 
 
 
 def placement_table(results: Results) -> str:
-    lines = [
-        "| measurement | pinned MiB/s | unpinned MiB/s | unpinned / pinned |",
-        "|---|---:|---:|---:|",
-    ]
-    for key in PAIRED:
-        fixed, unfixed = rate(results, key, PINNED), rate(results, key, UNPINNED)
-        if fixed is None or unfixed is None:
-            continue
-        lines.append(
-            f"| {ROW[key].label} | {fixed:,.0f} | {unfixed:,.0f} | {unfixed / fixed:.2f}x |"
-        )
-    return "\n".join(lines)
+    rates = [(key, rate(results, key, PINNED), rate(results, key, UNPINNED)) for key in PAIRED]
+    return table(
+        ["measurement", "pinned MiB/s", "unpinned MiB/s", "unpinned / pinned"],
+        (
+            [ROW[key].label, f"{fixed:,.0f}", f"{unfixed:,.0f}", f"{unfixed / fixed:.2f}x"]
+            for key, fixed, unfixed in rates
+            if fixed is not None and unfixed is not None
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -874,17 +853,17 @@ def goals(results: Results, placement: str) -> list[Goal]:
     ]
 
 
+def goal_row(item: Goal) -> list[object]:
+    value = "n/a" if item.value is None else f"{item.value:.3f}x"
+    if item.goal is None:
+        return [item.text, value, "-", "for reference"]
+    met = item.value is not None and item.value >= item.goal
+    verdict = "not measured" if item.value is None else ("met" if met else "missed")
+    return [item.text, value, f">= {item.goal}x", verdict]
+
+
 def goal_table(items: Sequence[Goal]) -> str:
-    lines = ["| ratio of medians | value | goal | |", "|---|---:|---:|---|"]
-    for item in items:
-        value = "n/a" if item.value is None else f"{item.value:.3f}x"
-        if item.goal is None:
-            lines.append(f"| {item.text} | {value} | - | for reference |")
-            continue
-        met = item.value is not None and item.value >= item.goal
-        verdict = "not measured" if item.value is None else ("met" if met else "missed")
-        lines.append(f"| {item.text} | {value} | >= {item.goal}x | {verdict} |")
-    return "\n".join(lines)
+    return table(["ratio of medians", "value", "goal", ""], map(goal_row, items), align="lrrl")
 
 
 def render(
@@ -899,22 +878,9 @@ def render(
 ) -> str:
     placements: list[str] = args.placements
     chosen, why = choose_placement(results, placements)
-    kept = [s for samples in results.values() for s in samples]
-    noisy = sum(1 for s in kept if s.other_cpu > args.noisy)
-    fact_lines = "\n".join(f"- {name}: {value}" for name, value in facts.items())
+    kept = [s.other_cpu for samples in results.values() for s in samples]
     parts = [
-        "# Files benchmark",
-        "",
-        "Generated by `benchmarks/files.py`; do not edit by hand, rerun it instead.",
-        "",
-        f"- Command: `{command}` (from the repository root)",
-        f"- Date: {started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s wall time",
-        f"- Load average (1, 5, 15 min) before: {loads[0]}; after: {loads[1]}",
-        "",
-        "## Machine",
-        "",
-        fact_lines,
-        "",
+        *head("Files benchmark", "files.py", command, started, elapsed, loads, facts),
         "## Method",
         "",
         f"- One file of {args.mib} MiB of random bytes, created once in a fresh directory on "
@@ -958,13 +924,7 @@ def render(
         "time of every other process on the machine over the timed seconds, in CPUs (1.00 = "
         "a whole core taken from the measurement); quiet rounds are those in which it stayed "
         f"at or below {args.noisy:.2f}.",
-        "- The machine may be shared. Before each measurement the runner waits (at most "
-        f"{SETTLE_MAX:g} s) for the CPUs to be idle, and a measurement during which other "
-        f"processes used more than {args.noisy:.0%} of a CPU is repeated up to "
-        f"{args.retries} time(s), keeping the quietest attempt, within a budget of "
-        f"{args.noise_budget:g} s. This run waited {budget.waited:.0f} s, repeated "
-        f"{budget.repeated} measurement(s), and {noisy} of {len(kept)} kept measurements "
-        f"still had other processes above {args.noisy:.0%} of a CPU.",
+        f"- {noise_method(args, budget, kept)}",
         "",
         f"## Results, {chosen} (median of {args.rounds} rounds, 1 MiB = 2^20 bytes)",
         "",
@@ -1020,19 +980,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(ROW),
         help=f"comma-separated subset of {','.join(ROW)}",
     )
-    parser.add_argument(
-        "--noisy",
-        type=float,
-        default=0.15,
-        help="other processes' CPU use (in CPUs) above which a measurement is repeated",
-    )
-    parser.add_argument("--retries", type=int, default=3, help="repeats of a noisy measurement")
-    parser.add_argument(
-        "--noise-budget",
-        type=float,
-        default=600.0,
-        help="seconds the whole run may spend waiting for quiet or repeating measurements",
-    )
+    add_noise_options(parser, budget=600.0)
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--json", type=Path, help="write every round's raw figures here")
     args = parser.parse_args(argv)
@@ -1051,8 +999,8 @@ def preflight(args: argparse.Namespace) -> str | None:
     missing = [tool for tool in ("socat", "curl", "taskset", "sha256sum") if not shutil.which(tool)]
     if missing:
         return f"missing {', '.join(missing)} (apt-get install -y socat curl util-linux coreutils)"
-    if not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
-        return f"CPUs {SERVER_CPU} and {CLIENT_CPU} must both be usable"
+    if problem := usable_cpus_problem():
+        return problem
     if filesystem_type(args.tmp) != "tmpfs":
         return f"{args.tmp} is not a tmpfs ({filesystem_type(args.tmp)}); pass --tmp"
     free = shutil.disk_usage(args.tmp).free
@@ -1073,7 +1021,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = load_average()
     t0 = time.monotonic()
     results: Results = {}
-    budget = NoiseBudget(args.noise_budget, SETTLE_MAX)
+    budget = NoiseBudget.from_args(args)
     try:
         with workspace(args.tmp, args.mib * MIB) as space:
             for round_no in range(1, args.rounds + 1):
@@ -1090,7 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command,
         started,
         elapsed,
-        machine_facts(args.tmp),
+        files_facts(args.tmp),
         (load_before, load_average()),
         args,
         results,
@@ -1098,8 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(report)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+        write_report(args.out, report)
     if args.json:
         raw = [
             {"measurement": key, "placement": placement, "round": i + 1, **asdict(sample)}

@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import signal
 import sys
 import time
@@ -33,16 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_counters, own_cpu_seconds
 from socketeer.services.files.client import FilesClient
 
 CHUNK = 1024 * 1024
-
-
-def cpu_counters() -> dict[str, list[int]]:
-    """The ``cpu`` lines of /proc/stat (the machine's and each CPU's), in clock ticks."""
-    with open("/proc/stat") as stat:
-        lines = [line.split() for line in stat if line.startswith("cpu")]
-    return {fields[0]: [int(value) for value in fields[1:]] for fields in lines}
 
 
 def timed(action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -52,15 +45,15 @@ def timed(action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     runner can tell how busy every CPU was and who else used them.
     """
     machine_before = cpu_counters()
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = own_cpu_seconds()
     start = time.perf_counter()
     result = action()
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    after = own_cpu_seconds()
     machine_after = cpu_counters()
     return result | {
         "seconds": seconds,
-        "cpu_seconds": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+        "cpu_seconds": after - before,
         "machine_before": machine_before,
         "machine_after": machine_after,
     }

@@ -25,43 +25,16 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from machine import machine_busy_seconds, own_cpu_seconds, process_cpu_times
+
 HEADER = 4
 HOST = "127.0.0.1"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pid: int) -> tuple[float, float]:
-    """(utime, stime) of every thread of process ``pid``, in seconds (from /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat", "rb") as stat:
-        text = stat.read()
-    # Fields after the command name (which may hold spaces and parentheses):
-    # state is field 3, utime 14 and stime 15.
-    fields = text[text.rfind(b")") + 2 :].split()
-    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all CPUs spent on anything but idling, in seconds (from /proc/stat).
-
-    The fields are user nice system idle iowait irq softirq steal guest guest_nice;
-    guest time is already counted in user, and steal is time another guest had.
-    """
-    with open("/proc/stat", "rb") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -208,7 +181,7 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
         check(run)
         # The measured window.
         busy0 = machine_busy_seconds()
-        server_user0, server_sys0 = process_cpu_seconds(args.server_pid)
+        server_user0, server_sys0 = process_cpu_times(args.server_pid)
         own_cpu0 = own_cpu_seconds()
         t0 = time.perf_counter()
         run.measuring = True
@@ -217,7 +190,7 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
         t1 = time.perf_counter()
         check(run)
         own_cpu1 = own_cpu_seconds()
-        server_user1, server_sys1 = process_cpu_seconds(args.server_pid)
+        server_user1, server_sys1 = process_cpu_times(args.server_pid)
         busy1 = machine_busy_seconds()
     finally:
         watcher.cancel()

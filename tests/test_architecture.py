@@ -25,6 +25,7 @@ SANS_IO = [
     "socketeer.ratelimit",
     "socketeer.datagram",
     "socketeer.throttle",
+    "socketeer.transcode",
     "socketeer.services.greet",
     "socketeer.services.echo",
     "socketeer.services.files.messages",

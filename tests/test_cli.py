@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from socketeer import Connection, Endpoint
+from netcat_peers import ListenProcess, Peer, Received, read_to_end
+from socketeer import Connection
 from support import (
     WAIT,
     ServeProcess,
@@ -290,28 +291,6 @@ def test_connect_refused_is_exit_1() -> None:
     assert_one_line_error(result, 1, "connection refused")
 
 
-class ListenProcess:
-    """``socketeer listen`` with pipes for stdin and stdout."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            socketeer_command("listen", *args),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert self.proc.stderr is not None
-        line = read_line(self.proc.stderr, time.monotonic() + WAIT).decode()
-        assert line.startswith("listening on "), line
-        from socketeer import parse_endpoint
-
-        self.endpoint: Endpoint = parse_endpoint(line.strip().removeprefix("listening on "))
-
-    def finish(self) -> tuple[bytes, int]:
-        out, _ = self.proc.communicate(timeout=WAIT)
-        return out, self.proc.returncode
-
-
 def test_listen_is_the_seed_single_exchange_server() -> None:
     listener = ListenProcess("127.0.0.1:0")
     assert listener.proc.stdin is not None
@@ -392,6 +371,79 @@ def test_send_against_the_seed_tcp_server() -> None:
     result = run_cli("send", "--framing", "raw", "--greeting-wait", "0", endpoint, "hello!")
     assert result.stdout == b"hi\n"
     assert seed.finish() == "b'hello!'\n"
+
+
+# --- --encoding --------------------------------------------------------------------------
+
+
+def test_listen_encoding_gbk_talks_to_the_seed_004_client_in_the_terminal_encoding() -> None:
+    listener = ListenProcess("--encoding", "gbk", "127.0.0.1:0")
+    assert listener.proc.stdin is not None
+    listener.proc.stdin.write("收到".encode())
+    listener.proc.stdin.flush()
+    out = run_seed("gbk_client.py", input=f"127.0.0.1\n{listener.endpoint.port}\n你好\n".encode())
+    assert out.endswith("收到\n")
+    received, code = listener.finish()
+    assert (received.decode(), code) == ("你好", 0)
+
+
+def test_connect_encoding_gbk_talks_to_the_seed_004_server() -> None:
+    seed = SeedServer("gbk_server.py")
+    assert seed.proc.stdin is not None
+    seed.proc.stdin.write("收到\n".encode())
+    seed.proc.stdin.flush()
+    endpoint = f"127.0.0.1:{seed.port}"
+    result = run_cli("connect", "--encoding", "gbk", endpoint, input="你好".encode())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == "收到"
+    assert seed.finish().startswith("你好\n")
+
+
+def peer_saying(data: bytes) -> Peer[Received]:
+    def behave(conn: socket.socket) -> Received:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        return read_to_end(conn)
+
+    return Peer(behave)
+
+
+def test_connect_encoding_writes_in_the_terminal_encoding() -> None:
+    peer = peer_saying("é".encode("gbk"))
+    result = subprocess.run(
+        socketeer_command("connect", "--encoding", "gbk", peer.endpoint),
+        input="é".encode("latin-1"),
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "latin-1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"\xe9"
+    assert peer.outcome() == Received.of("é".encode("gbk"))
+
+
+def test_connect_encoding_passes_undecodable_bytes_through() -> None:
+    peer = peer_saying(b"\xff\x80 ok \xc4")
+    result = run_cli("connect", "--encoding", "gbk", peer.endpoint, input=b"\xff")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"\xff\x80 ok \xc4"
+    assert peer.outcome() == Received.of(b"\xff")
+
+
+@pytest.mark.parametrize("command", ["connect", "listen", "send"])
+def test_an_unknown_encoding_is_a_usage_error(command: str) -> None:
+    args = ["127.0.0.1:9", "hello"] if command == "send" else ["127.0.0.1:9"]
+    result = run_cli(command, "--encoding", "nope", *args)
+    assert_one_line_error(result, 2, "unknown encoding 'nope'")
+
+
+def test_send_replaces_characters_the_encoding_lacks() -> None:
+    seed = SeedServer("tcp_server.py")
+    args = ["--framing", "raw", "--encoding", "latin-1", "--greeting-wait", "0"]
+    result = run_cli("send", *args, f"127.0.0.1:{seed.port}", "é你")
+    assert result.returncode == 0, result.stderr
+    assert seed.finish() == "b'\\xe9?'\n"
 
 
 def test_listen_udp_answers_the_seed_udp_client() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 import click
 
@@ -13,6 +14,37 @@ from ..service import TextCodec
 from .params import ENCODING, ENDPOINT, SECONDS, announce, encoding_problem
 
 __all__ = ["connect_command", "listen_command", "send_command"]
+
+PEER_ENCODING = click.option(
+    "--encoding",
+    default=None,
+    help="The peer's text encoding, e.g. gbk: what arrives is shown in the terminal's "
+    "encoding, stdin is sent in this one.  Default: bytes pass through unchanged.",
+)
+
+
+def _terminal_encoding(stream: TextIO | None) -> str:
+    return getattr(stream, "encoding", None) or "utf-8"
+
+
+def _encodings(peer: str | None) -> netcat.Encodings:
+    """``--encoding`` checked: a usage error (exit 2) for one that cannot be used."""
+    encodings = netcat.Encodings(
+        peer, stdin=_terminal_encoding(sys.stdin), stdout=_terminal_encoding(sys.stdout)
+    )
+    try:
+        encodings.incoming()
+        encodings.outgoing()
+    except LookupError as exc:
+        raise encoding_problem(exc) from None
+    return encodings
+
+
+def _show_line(line: str) -> None:
+    """Write ``line`` in the terminal's encoding; what it cannot show becomes ``?``."""
+    codec = TextCodec(_terminal_encoding(sys.stdout))
+    sys.stdout.buffer.write(codec.encode(line + "\n"))
+    sys.stdout.buffer.flush()
 
 
 @click.command("connect")
@@ -36,14 +68,22 @@ __all__ = ["connect_command", "listen_command", "send_command"]
     show_default=True,
     help="UDP: seconds to wait for replies after the end of stdin.",
 )
+@PEER_ENCODING
 def connect_command(
-    endpoint: Endpoint, timeout: float, idle_timeout: float | None, udp_wait: float
+    endpoint: Endpoint,
+    timeout: float,
+    idle_timeout: float | None,
+    udp_wait: float,
+    encoding: str | None,
 ) -> None:
     """Connect to ENDPOINT: stdin goes to the socket, the socket to stdout.
 
-    The end of stdin half-closes the connection; the command ends when the
-    other side closes.
+    All of stdin is sent, even after the other side has half-closed; its end
+    half-closes the connection, and the command ends when the other side
+    closes too (from a terminal: as soon as the other side closes).  Exit 1
+    if the other side closes or resets before all of stdin was sent.
     """
+    encodings = _encodings(encoding)
     loop.run(
         netcat.connect(
             endpoint,
@@ -52,6 +92,7 @@ def connect_command(
             udp_wait=udp_wait,
             stdin_fd=sys.stdin.fileno(),
             out=sys.stdout.buffer,
+            encodings=encodings,
         )
     )
 
@@ -60,11 +101,17 @@ def connect_command(
 @click.argument("endpoint", type=ENDPOINT)
 @click.option("-k", "--keep-open", is_flag=True, help="Keep accepting; stdin goes to every client.")
 @click.option("-v", "--verbose", is_flag=True, help="Report connections on stderr.")
-def listen_command(endpoint: Endpoint, keep_open: bool, verbose: bool) -> None:
+@PEER_ENCODING
+def listen_command(
+    endpoint: Endpoint, keep_open: bool, verbose: bool, encoding: str | None
+) -> None:
     """Listen on ENDPOINT: print what arrives, send stdin back.
 
+    One client is served like connect serves its server.  With -k, every
+    client at once: stdin goes to all, and each is closed once it has sent.
     "listening on ENDPOINT" goes to stderr, since stdout carries the data.
     """
+    encodings = _encodings(encoding)
 
     def on_event(text: str) -> None:
         if verbose:
@@ -78,6 +125,7 @@ def listen_command(endpoint: Endpoint, keep_open: bool, verbose: bool) -> None:
             out=sys.stdout.buffer,
             on_ready=lambda eps: announce(eps, sys.stderr),
             on_event=on_event,
+            encodings=encodings,
         )
     )
 
@@ -123,5 +171,5 @@ def send_command(
         encoding=encoding,
         timeout=timeout,
         greeting_wait=greeting_wait,
-        show=click.echo,
+        show=_show_line,
     )
