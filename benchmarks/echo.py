@@ -64,6 +64,7 @@ STOP_TIMEOUT = 10.0
 
 # Goals for socketeer, stated next to the figures (see docs/benchmarks.md).
 GOAL_CPU_VS_PROTOCOL = 1.2
+GOAL_CPU_VS_BASELINE = 1.1
 GOAL_CPU_VS_THREADING = 0.75
 GOAL_RPS_VS_PROTOCOL = 0.9
 GOAL_RPS_CONNS = 100
@@ -331,6 +332,8 @@ class Ratios:
     cpu_vs_streams: float | None
     rps_vs_streams: float | None
     protocol_cpu_vs_threading: float | None  # what the hand-written anchor itself reaches
+    cpu_vs_baseline: float | None  # against an earlier socketeer (--baseline)
+    baseline_cpu_vs_protocol: float | None
 
 
 def ratio(results: Results, key: str, other: str, n: int, metric: str) -> float | None:
@@ -351,6 +354,8 @@ def compute_ratios(results: Results, conns: Sequence[int]) -> list[Ratios]:
             ratio(results, "socketeer", "streams", n, cpu),
             ratio(results, "socketeer", "streams", n, rps),
             ratio(results, "protocol", "threading", n, cpu),
+            ratio(results, "socketeer", "baseline", n, cpu),
+            ratio(results, "baseline", "protocol", n, cpu),
         )
         for n in conns
     ]
@@ -417,8 +422,21 @@ def goal_summary(ratios: Sequence[Ratios]) -> str:
         if at_goal
         else f"not measured (no {GOAL_RPS_CONNS}-connection run)"
     )
+    baseline = (
+        [
+            f"- socketeer server CPU per request <= {GOAL_CPU_VS_BASELINE}x the earlier "
+            f"socketeer (`--baseline`) in the same run: "
+            f"{levels('cpu_vs_baseline', GOAL_CPU_VS_BASELINE, True)} (the earlier one against "
+            "the uvloop Protocol: "
+            + "; ".join(f"{r.conns} conns {fmt_ratio(r.baseline_cpu_vs_protocol)}" for r in ratios)
+            + ")."
+        ]
+        if any(r.cpu_vs_baseline is not None for r in ratios)
+        else []
+    )
     return "\n".join(
         [
+            *baseline,
             f"- socketeer server CPU per request <= {GOAL_CPU_VS_PROTOCOL}x the uvloop Protocol "
             f"echo: {levels('cpu_vs_protocol', GOAL_CPU_VS_PROTOCOL, True)}.",
             f"- socketeer server CPU per request <= {GOAL_CPU_VS_THREADING}x ThreadingTCPServer: "
@@ -546,6 +564,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(SERVER_KEYS),
         help=f"comma-separated subset of {','.join(SERVER_KEYS)}",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also measure an earlier socketeer: the src/ directory of another checkout",
+    )
     add_noise_options(parser, budget=90.0)
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--json", type=Path, help="write every round's raw figures here")
@@ -555,6 +578,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown or not chosen:
         parser.error(f"--servers: unknown {unknown}; choose from {', '.join(SERVER_KEYS)}")
     args.server_specs = [spec for spec in SERVERS if spec.key in chosen]
+    if args.baseline is not None:
+        if not (args.baseline / "socketeer" / "__init__.py").is_file():
+            parser.error(f"--baseline: {args.baseline} holds no socketeer package")
+        socketeer = SERVERS[0].command[1:]
+        command = ("env", f"PYTHONPATH={args.baseline.resolve()}", PY, *socketeer)
+        args.server_specs.insert(1, ServerSpec("baseline", "socketeer before (baseline)", command))
     if args.rounds < 1 or args.seconds <= 0 or args.size < 8 or args.retries < 0:
         parser.error("--rounds and --seconds must be positive and --size at least 8")
     return args
