@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -102,6 +104,31 @@ def test_room_names_are_lower_case_with_a_hash() -> None:
     assert room_name("#")[1] == "a room name cannot be empty"
     assert room_name("a" * 33)[1] == "a room name has at most 32 characters"
     assert name_key("ALICE") == name_key("alice")
+
+
+@given(st.text(max_size=30))
+def test_a_name_key_does_not_change_with_normalisation_and_case(name: str) -> None:
+    assert name_key(name) == name_key(unicodedata.normalize("NFKC", name.casefold()))
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("viewer", "v\u0456ewer"),  # Cyrillic i
+        ("viewer", "\uff56\uff49\uff45\uff57\uff45\uff52"),  # fullwidth
+        ("viewer", "ViEwEr"),
+        ("paypal", "p\u0430yp\u0430l"),  # Cyrillic a
+        ("alice", "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e"),  # mathematical bold
+        ("bob", "b\u200bob"),  # a zero-width space is no difference
+    ],
+)
+def test_names_that_look_alike_have_one_key(one: str, other: str) -> None:
+    assert name_key(one) == name_key(other)
+
+
+@pytest.mark.parametrize(("one", "other"), [("alice", "alicia"), ("bob", "rob"), ("ana", "anna")])
+def test_names_that_look_different_have_different_keys(one: str, other: str) -> None:
+    assert name_key(one) != name_key(other)
 
 
 @given(st.text(max_size=40))

@@ -124,6 +124,89 @@ def test_an_invalid_nickname_is_refused_with_the_rule(typed: str, reason: str) -
     assert reason in line
 
 
+@pytest.mark.parametrize(
+    ("typed", "looks_like"),
+    [
+        ("v\u0456ewer", ' (it looks like "viewer")'),  # a Cyrillic i
+        ("\uff56\uff49\uff45\uff57\uff45\uff52", ' (it looks like "viewer")'),  # fullwidth
+        ("VIEWER", ""),
+        ("Vi\u0435wer", ' (it looks like "viewer")'),  # a Cyrillic e and a capital
+    ],
+)
+def test_a_nickname_that_looks_like_one_online_is_refused(typed: str, looks_like: str) -> None:
+    chat = Chat()
+    chat.join("viewer")
+    chat.connect("x")
+    chat.line("x", typed)
+    assert chat.take("x")[-1] == (
+        f'- -!- error: the nickname "{typed}" is taken{looks_like}; choose another'
+    )
+    chat.join("bob")
+    chat.line("bob", f"/nick {typed}")
+    assert chat.take("bob")[-1].startswith(f'- -!- error: the nickname "{typed}" is taken')
+    chat.disconnect("viewer")
+    chat.line("x", typed)
+    assert chat.take("x")[0] == f"- -!- you are now known as {typed}"
+
+
+def test_msg_finds_a_member_by_a_name_that_looks_like_theirs(chat: Chat) -> None:
+    chat.line("alice", "/msg \uff42\u043eb hi")  # fullwidth b, Cyrillic o
+    assert chat.take("bob") == ["@bob <alice> hi"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("bob\u202eevil", "bob\\u202eevil"),  # right-to-left override
+        ("b\u200bob", "b\\u200bob"),  # zero-width space
+        ("\u2066bob", "\\u2066bob"),  # left-to-right isolate
+        ("bob\ufeff", "bob\\ufeff"),  # zero-width no-break space
+    ],
+)
+def test_invisible_and_direction_changing_characters_are_refused_in_nicknames(
+    typed: str, shown: str
+) -> None:
+    chat = Chat()
+    chat.connect("x")
+    chat.take("x")
+    chat.line("x", typed)
+    assert chat.take("x") == [
+        f'- -!- error: "{shown}" cannot be a nickname:'
+        " a nickname cannot hold invisible or direction-changing characters"
+    ]
+
+
+def test_invisible_and_direction_changing_characters_are_shown_escaped_in_messages(
+    chat: Chat,
+) -> None:
+    chat.line("alice", "abc\u202edef zero\u200bwidth")
+    assert chat.take("bob") == ["#lobby <alice> abc\\u202edef zero\\u200bwidth"]
+    chat.line("alice", "/me waves\u2067")
+    assert chat.take("bob") == ["#lobby * alice waves\\u2067"]
+    chat.line("alice", "/msg bob \u200fhi")
+    assert chat.take("bob") == ["@bob <alice> \\u200fhi"]
+    chat.take("alice")
+    chat.line("alice", "/msg \u202ezed hi")
+    assert chat.take("alice") == ['- -!- error: no one is called "\\u202ezed"']
+    chat.line("alice", "/quit bye\u202e")
+    assert chat.take("bob") == ["#lobby -!- alice quit (bye\\u202e)"]
+
+
+def test_a_room_name_that_looks_like_an_existing_one_is_that_room(chat: Chat) -> None:
+    chat.line("alice", "/join dev")
+    chat.line("bob", "/join #\uff24\u0435v")  # fullwidth D, Cyrillic e
+    assert chat.take("bob")[-1] == "#dev -!- you joined #dev; 2 here: alice, bob"
+    chat.line("bob", "/join DEV")
+    assert chat.take("bob") == ["- -!- error: you are already in #dev"]
+    chat.line("bob", "/join \u217cobby")  # small roman numeral fifty
+    assert chat.take("bob")[-1].startswith("#lobby -!- you joined #lobby")
+    chat.line("bob", "/join a\u200bb")
+    assert chat.take("bob") == [
+        '- -!- error: "a\\u200bb" cannot be a room:'
+        " a room name cannot hold invisible or direction-changing characters"
+    ]
+
+
 def test_nicknames_may_be_in_any_script() -> None:
     chat = Chat()
     chat.join("a", "小明")

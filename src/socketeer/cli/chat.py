@@ -23,6 +23,7 @@ from ..services.chat import (
     ChatSettings,
 )
 from ..services.chat.names import nick_problem
+from ..visible import visible
 from .params import ENDPOINT, SECONDS, SizeType
 from .serve import ServeOptions, run_server, serve_group, server_options
 
@@ -134,7 +135,9 @@ def chat_command(
     nick = nick or _login_name()
     problem = nick_problem(nick)
     if problem:
-        raise click.BadParameter(f'"{nick}" cannot be a nickname: {problem}', param_hint="--nick")
+        raise click.BadParameter(
+            f'"{visible(nick)}" cannot be a nickname: {problem}', param_hint="--nick"
+        )
     client = ChatClient(endpoint, nick, reconnect=not no_reconnect, connect_timeout=timeout)
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not plain
     from .chat_terminal import run_plain, run_terminal  # prompt_toolkit: only when chatting

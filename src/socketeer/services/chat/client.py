@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ...client import AsyncConnection
 from ...endpoint import Endpoint, parse_endpoint
 from ...errors import ConnectionClosed, LocalProtocolError, NetworkError
+from ...visible import visible
 from .backoff import Backoff
 from .lines import NOWHERE, ChatLine, parse_line
 from .names import MAX_NICK_LENGTH, nick_problem
@@ -67,7 +68,7 @@ class ChatClient:
     ) -> None:
         problem = nick_problem(nick)
         if problem:
-            raise ValueError(f'"{nick}" cannot be a nickname: {problem}')
+            raise ValueError(f'"{visible(nick)}" cannot be a nickname: {problem}')
         self.endpoint = parse_endpoint(endpoint) if isinstance(endpoint, str) else endpoint
         #: The nickname the server last confirmed (or the one asked for, before that).
         self.nick = nick

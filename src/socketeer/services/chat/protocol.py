@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ...visible import visible
 from .commands import (
     COMMAND_HELP,
     Act,
@@ -83,10 +84,10 @@ class ChatProtocol(Generic[P]):
 
     def __init__(self, settings: ChatSettings | None = None) -> None:
         self.settings = settings = settings or ChatSettings()
-        self._default_room = room_name(settings.default_room)[0]
-        self._rooms: dict[str, Room[P]] = {
-            self._default_room: Room(self._default_room, settings.history)
-        }
+        default = Room[P](room_name(settings.default_room)[0], settings.history)
+        self._default_room = name_key(default.name)
+        #: Every room, by the key of its name (see :func:`.names.name_key`).
+        self._rooms: dict[str, Room[P]] = {self._default_room: default}
         self._members: dict[str, Member[P]] = {}
         self._stamp = Stamp()
 
@@ -140,7 +141,7 @@ class ChatProtocol(Generic[P]):
 
     def room_nicks(self, room: str) -> list[str]:
         """Who is in ``room`` (``#name`` or ``name``); empty if there is no such room."""
-        found = self._rooms.get(room_name(room)[0])
+        found = self._rooms.get(name_key(room_name(room)[0]))
         return found.nicks() if found else []
 
     # one line -----------------------------------------------------------------------
@@ -201,7 +202,7 @@ class ChatProtocol(Generic[P]):
         if room is None:
             self._error(member, now, "you are in no room; /join ROOM to join one", out)
             return
-        line = f"{self._stamp(now)} {room.name} <{member.nick}> {text}\n".encode()
+        line = f"{self._stamp(now)} {room.name} <{member.nick}> {visible(text)}\n".encode()
         room.history.append(line)
         out.append((room.peers(), line))
 
@@ -212,7 +213,7 @@ class ChatProtocol(Generic[P]):
         if room is None:
             self._error(member, now, "you are in no room; /join ROOM to join one", out)
             return
-        line = format_line(self._stamp(now), room.name, ACTION, f"{member.nick} {text}")
+        line = format_line(self._stamp(now), room.name, ACTION, f"{member.nick} {visible(text)}")
         room.history.append(line)
         out.append((room.peers(), line))
 
@@ -223,9 +224,9 @@ class ChatProtocol(Generic[P]):
             return
         target = self._members.get(name_key(nick))
         if target is None:
-            self._error(member, now, f'no one is called "{nick}"', out)
+            self._error(member, now, f'no one is called "{visible(nick)}"', out)
             return
-        line = format_line(self._stamp(now), f"@{target.nick}", f"<{member.nick}>", text)
+        line = format_line(self._stamp(now), f"@{target.nick}", f"<{member.nick}>", visible(text))
         peers = (member.peer,) if target is member else (target.peer, member.peer)
         out.append((peers, line))
 
@@ -234,7 +235,7 @@ class ChatProtocol(Generic[P]):
     def _name(self, member: Member[P], nick: str, now: float, out: list[Delivery[P]]) -> None:
         problem = nick_problem(nick)
         if problem:
-            self._error(member, now, f'"{nick}" cannot be a nickname: {problem}', out)
+            self._error(member, now, f'"{visible(nick)}" cannot be a nickname: {problem}', out)
             return
         old = member.nick
         if old == nick:
@@ -243,7 +244,9 @@ class ChatProtocol(Generic[P]):
         key = name_key(nick)
         holder = self._members.get(key)
         if holder is not None and holder is not member:
-            self._error(member, now, f'the nickname "{nick}" is taken; choose another', out)
+            same = holder.nick is None or holder.nick.casefold() == nick.casefold()
+            alike = "" if same else f' (it looks like "{holder.nick}")'
+            self._error(member, now, f'the nickname "{nick}" is taken{alike}; choose another', out)
             return
         member.nick = nick
         if old is not None:
@@ -265,19 +268,20 @@ class ChatProtocol(Generic[P]):
             return
         name, problem = room_name(typed)
         if problem:
-            self._error(member, now, f'"{typed}" cannot be a room: {problem}', out)
+            self._error(member, now, f'"{visible(typed)}" cannot be a room: {problem}', out)
             return
         old = member.room
-        if old is not None and old.name == name:
-            self._error(member, now, f"you are already in {name}", out)
+        key = name_key(name)
+        if old is not None and name_key(old.name) == key:
+            self._error(member, now, f"you are already in {old.name}", out)
             return
-        room = self._rooms.get(name)
+        room = self._rooms.get(key)
         if room is None:
             if len(self._rooms) >= self.settings.max_rooms:
                 limit = self.settings.max_rooms
                 self._error(member, now, f"there are {limit} rooms already; /rooms lists them", out)
                 return
-            room = self._rooms[name] = Room(name, self.settings.history)
+            room = self._rooms[key] = Room(name, self.settings.history)
         if old is not None:
             self._exit(member, old, now, f"{member.nick} left {old.name}", out)
         self._enter(member, room, now, out)
@@ -308,8 +312,8 @@ class ChatProtocol(Generic[P]):
         room.remove(member)
         if room.members:
             out.append((room.peers(), self._notice(now, room.name, announcement)))
-        elif room.name != self._default_room:
-            del self._rooms[room.name]
+        elif (key := name_key(room.name)) != self._default_room:
+            del self._rooms[key]
 
     def _leave(self, member: Member[P], now: float, out: list[Delivery[P]]) -> None:
         if not self._named(member, now, out):
@@ -334,7 +338,7 @@ class ChatProtocol(Generic[P]):
     def _quit(self, member: Member[P], text: str, now: float, out: list[Delivery[P]]) -> None:
         out.append(((member.peer,), self._notice(now, NOWHERE, "bye")))
         member.finished = True
-        out += self._depart(member, now, f"quit ({text})" if text else "quit")
+        out += self._depart(member, now, f"quit ({visible(text)})" if text else "quit")
 
     # listings -----------------------------------------------------------------------
 

@@ -85,4 +85,4 @@ class Room(Generic[P]):
 
     def nicks(self) -> list[str]:
         """The members' nicknames, sorted without regard to case."""
-        return sorted((m.nick for m in self.members.values() if m.nick), key=name_key)
+        return sorted((m.nick for m in self.members.values() if m.nick), key=str.casefold)
