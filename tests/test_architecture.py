@@ -23,6 +23,7 @@ SANS_IO = [
     "socketeer.services.files.connection",
     "socketeer.services.files.plain",
     "socketeer.services.files.paths",
+    "socketeer.services.chat.addresses",
     "socketeer.services.chat.backoff",
     "socketeer.services.chat.commands",
     "socketeer.services.chat.incoming",

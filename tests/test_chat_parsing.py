@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from socketeer.services.chat import Backoff, ChatLine, parse_line
+from socketeer.services.chat import Backoff, ChatLine, member_address, parse_line
 from socketeer.services.chat.commands import (
     Act,
     Help,
@@ -280,3 +280,23 @@ def test_backoff_jitter_stays_within_its_fraction(attempts: int) -> None:
 def test_backoff_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="initial"):
         Backoff(initial=0)
+
+
+# --- addresses ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peername", "address"),
+    [
+        (("127.0.0.1", 5000), "127.0.0.1"),
+        (("2001:db8:1:2:aaaa::1", 5000, 0, 0), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2:bbbb::9", 6000, 0, 0), "2001:db8:1:2::/64"),
+        (("::ffff:192.0.2.7", 5000, 0, 0), "192.0.2.7"),
+        (("fe80::1%eth0", 5000, 0, 2), "fe80::/64"),
+        ("/tmp/chat.sock", "unix"),
+        ("", "unix"),
+        (None, "unix"),
+    ],
+)
+def test_members_count_by_host_or_ipv6_network(peername: object, address: str) -> None:
+    assert member_address(peername) == address

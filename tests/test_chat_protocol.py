@@ -20,30 +20,36 @@ class Chat:
     def __init__(self, **settings: object) -> None:
         settings.setdefault("rate", 0)  # the clock stands still unless a test moves it
         self.protocol: ChatProtocol[str] = ChatProtocol(ChatSettings(**settings))  # type: ignore[arg-type]
+        #: The monotonic clock, and how far the wall clock is from it.
         self.now = START
+        self.wall_step = 0.0
         self.members: dict[str, Member[str]] = {}
         self.received: dict[str, list[str]] = defaultdict(list)
         self.writes: dict[str, int] = defaultdict(int)
 
-    def connect(self, peer: str) -> None:
-        member, deliveries = self.protocol.connect(peer, self.now)
+    @property
+    def wall(self) -> float:
+        return self.now + self.wall_step
+
+    def connect(self, peer: str, address: str = "") -> None:
+        member, deliveries = self.protocol.connect(peer, self.now, self.wall, address)
         self.members[peer] = member
         self._deliver(deliveries)
 
     def send(self, peer: str, data: bytes | str) -> None:
         raw = data.encode() if isinstance(data, str) else data
-        self._deliver(self.protocol.receive(self.members[peer], raw, self.now))
+        self._deliver(self.protocol.receive(self.members[peer], raw, self.now, self.wall))
 
     def line(self, peer: str, text: str) -> None:
         self.send(peer, text + "\n")
 
     def disconnect(self, peer: str, reason: str = "") -> None:
         member = self.members[peer]
-        self._deliver(self.protocol.disconnect(member, self.now, reason))
+        self._deliver(self.protocol.disconnect(member, self.wall, reason))
 
-    def join(self, peer: str, nick: str | None = None) -> None:
+    def join(self, peer: str, nick: str | None = None, address: str = "") -> None:
         """Connect ``peer``, log in as ``nick`` (default: the peer's name), forget the replies."""
-        self.connect(peer)
+        self.connect(peer, address)
         self.line(peer, nick or peer)
         self.take(peer)
 
@@ -486,7 +492,7 @@ def test_a_disconnect_before_login_is_silent(chat: Chat) -> None:
 def test_end_of_input_acts_on_a_last_line_without_newline_then_leaves(chat: Chat) -> None:
     chat.send("alice", b"last words")
     member = chat.members["alice"]
-    chat._deliver(chat.protocol.end_of_input(member, chat.now))
+    chat._deliver(chat.protocol.end_of_input(member, chat.now, chat.wall))
     assert chat.take("bob") == ["#lobby <alice> last words", "#lobby -!- alice disconnected"]
 
 
@@ -566,6 +572,58 @@ def test_an_emptied_room_forgets_its_history_but_the_lobby_keeps_it() -> None:
     assert chat.take("bob") == ["#dev -!- you joined #dev; 1 here: bob"]
 
 
+def test_one_address_cannot_take_every_room_and_others_still_can_create_them() -> None:
+    chat = Chat(max_rooms=20, max_rooms_per_address=3)
+    replies = []
+    for number in range(10):
+        chat.join(f"m{number}", address="10.0.0.1")
+        chat.line(f"m{number}", f"/join r{number}")
+        replies.append(chat.take(f"m{number}")[-1])
+    assert replies[:3] == [f"#r{n} -!- you joined #r{n}; 1 here: m{n}" for n in range(3)]
+    assert (
+        replies[3:]
+        == [
+            "- -!- error: your address already has 3 rooms to itself;"
+            " join a room others are in, or leave one of yours"
+        ]
+        * 7
+    )
+    chat.join("other", address="10.0.0.2")
+    chat.line("other", "/join mine")
+    assert chat.take("other")[-1] == "#mine -!- you joined #mine; 1 here: other"
+    # A room someone else is in is no longer held by the address alone.
+    chat.line("other", "/join r0")
+    chat.line("m9", "/join r9")
+    assert chat.take("m9")[-1] == "#r9 -!- you joined #r9; 1 here: m9"
+    # Leaving a room gives the address its place back.
+    chat.line("m1", "/leave")
+    chat.line("m8", "/join r8")
+    assert chat.take("m8")[-1] == "#r8 -!- you joined #r8; 1 here: m8"
+
+
+def test_members_in_the_lobby_hold_no_room_and_joining_others_rooms_is_never_refused() -> None:
+    chat = Chat(max_rooms_per_address=1)
+    chat.join("a", address="10.0.0.1")
+    chat.join("b", address="10.0.0.1")
+    chat.line("a", "/join one")
+    assert chat.take("a")[-1] == "#one -!- you joined #one; 1 here: a"
+    chat.line("b", "/join two")
+    assert chat.take("b")[-1].startswith("- -!- error: your address already has 1 rooms")
+    chat.line("b", "/join one")
+    assert chat.take("b")[-1] == "#one -!- you joined #one; 2 here: a, b"
+
+
+def test_an_empty_room_is_forgotten_at_once_so_it_holds_no_place() -> None:
+    chat = Chat(max_rooms=2)
+    chat.join("a")
+    chat.line("a", "/join one")
+    chat.line("a", "/join two")
+    chat.line("a", "/join three")
+    assert chat.take("a")[-1] == "#three -!- you joined #three; 1 here: a"
+    chat.line("a", "/rooms")
+    assert chat.take("a") == ["- -!- rooms: #lobby (0), #three (1)"]
+
+
 # --- flooding ----------------------------------------------------------------------------
 
 
@@ -590,6 +648,21 @@ def test_a_flood_is_cut_to_the_rate_with_one_notice() -> None:
     chat.send("alice", b"calm again\n" * 4)
     assert chat.take("bob") == ["#lobby <alice> calm again"] * 3
     assert chat.take("alice")[-1].startswith("- -!- error: you are sending too fast")
+
+
+def test_the_rate_limit_follows_the_monotonic_clock_not_the_wall_clock() -> None:
+    chat = Chat(rate=1, burst=2)
+    chat.join("alice")
+    chat.join("bob")
+    chat.now += 10
+    chat.send("alice", b"one\ntwo\nthree\n")
+    assert chat.take("bob") == ["#lobby <alice> one", "#lobby <alice> two"]
+    chat.wall_step += 3600  # the wall clock is set an hour forward
+    chat.send("alice", b"four\nfive\n")
+    assert chat.take("bob") == []
+    chat.line("bob", "shown with the wall clock's time")
+    line = chat.received["bob"][-1]
+    assert line.startswith(datetime.datetime.fromtimestamp(int(chat.wall)).strftime("%H:%M:%S"))
 
 
 def test_quit_gets_through_a_flood() -> None:

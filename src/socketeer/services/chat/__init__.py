@@ -1,21 +1,24 @@
 """Chat: many people in rooms, over a line protocol that nc and telnet can speak.
 
 The sans-IO core (:mod:`.protocol`, with :mod:`.commands`, :mod:`.names`,
-:mod:`.room`, :mod:`.incoming`, :mod:`.lines`, :mod:`.ratelimit`) decides
+:mod:`.room`, :mod:`.incoming`, :mod:`.lines`, :mod:`.ratelimit`,
+:mod:`.addresses`) decides
 who receives what; :mod:`.session` runs it on a server; :mod:`.client` is
 the member's side for programs.
 """
 
 from __future__ import annotations
 
+from .addresses import member_address
 from .backoff import Backoff
 from .client import ChatClient, ChatEvent, Connected, Disconnected
 from .lines import ChatLine, parse_line
 from .protocol import ChatProtocol, ChatSettings
-from .session import DEFAULT_MAX_QUEUE, ChatService
+from .session import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_TOTAL, ChatService
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
+    "DEFAULT_MAX_QUEUE_TOTAL",
     "Backoff",
     "ChatClient",
     "ChatEvent",
@@ -25,5 +28,6 @@ __all__ = [
     "ChatSettings",
     "Connected",
     "Disconnected",
+    "member_address",
     "parse_line",
 ]

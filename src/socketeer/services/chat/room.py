@@ -6,7 +6,7 @@ chat never looks inside it, it only names it in deliveries.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from typing import Generic, TypeVar
 
 from .incoming import LineSplitter
@@ -21,10 +21,24 @@ P = TypeVar("P")
 class Member(Generic[P]):
     """One connection to the chat: who it is, where it is, how fast it may talk."""
 
-    __slots__ = ("bucket", "finished", "gone", "nick", "peer", "room", "splitter", "throttled")
+    __slots__ = (
+        "address",
+        "bucket",
+        "finished",
+        "gone",
+        "nick",
+        "peer",
+        "room",
+        "splitter",
+        "throttled",
+    )
 
-    def __init__(self, peer: P, splitter: LineSplitter, bucket: TokenBucket) -> None:
+    def __init__(
+        self, peer: P, splitter: LineSplitter, bucket: TokenBucket, address: str = ""
+    ) -> None:
         self.peer = peer
+        #: Where the member connects from, as per-address limits count it.
+        self.address = address
         self.splitter = splitter
         self.bucket = bucket
         #: None until the member has chosen a nickname.
@@ -42,15 +56,16 @@ class Member(Generic[P]):
 
 
 class Room(Generic[P]):
-    """A named room: its members and the last ``history`` lines said in it."""
+    """A named room: its members, where they come from, and the last ``history`` lines."""
 
-    __slots__ = ("_peers", "history", "members", "name")
+    __slots__ = ("_addresses", "_peers", "history", "members", "name")
 
     def __init__(self, name: str, history: int) -> None:
         self.name = name
         self.members: dict[str, Member[P]] = {}
         self.history: deque[bytes] = deque(maxlen=history)
         self._peers: tuple[P, ...] | None = None
+        self._addresses: Counter[str] = Counter()
 
     def add(self, member: Member[P]) -> None:
         """Put ``member`` (who has a nickname) in the room."""
@@ -58,6 +73,7 @@ class Room(Generic[P]):
         self.members[name_key(member.nick)] = member
         member.room = self
         self._peers = None
+        self._addresses[member.address] += 1
 
     def remove(self, member: Member[P]) -> None:
         """Take ``member`` out of the room."""
@@ -65,6 +81,14 @@ class Room(Generic[P]):
         del self.members[name_key(member.nick)]
         member.room = None
         self._peers = None
+        addresses = self._addresses
+        addresses[member.address] -= 1
+        if not addresses[member.address]:
+            del addresses[member.address]
+
+    def held_by(self, address: str) -> bool:
+        """Whether everyone in the room comes from ``address``."""
+        return len(self._addresses) == 1 and address in self._addresses
 
     def rename(self, member: Member[P], old_nick: str) -> None:
         """``member`` was called ``old_nick`` and now has a new nickname."""

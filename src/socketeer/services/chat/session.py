@@ -7,11 +7,15 @@ written once at the end of the pass, so a busy room costs one write per
 member per pass, not one per line.
 
 One slow member never stalls the others: writes never wait, and a member
-whose unsent output passes ``max_queue`` bytes (it stopped reading, or its
-socket buffer is full) is told, taken out of the chat at once, and closed;
-if it still has not read its backlog after :data:`DROP_LINGER` seconds, the
-connection is dropped.  The kernel's send buffer per member is fixed at
-:data:`SEND_BUFFER` so the kernel cannot hide megabytes of backlog.
+whose unsent output would pass ``max_queue`` bytes (it stopped reading, or
+its socket buffer is full) is told, taken out of the chat at once, and
+closed; if it still has not read its backlog after :data:`DROP_LINGER`
+seconds, the connection is dropped.  The kernel's send buffer per member is
+fixed at :data:`SEND_BUFFER` so the kernel cannot hide megabytes of backlog.
+
+Many slow members together are bounded too: when the unsent output of all
+members would pass ``max_queue_total`` bytes, the members with the largest
+backlogs are cut off at once, their backlogs discarded, until it fits.
 """
 
 from __future__ import annotations
@@ -25,18 +29,28 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ...session import Session, SessionService
+from .addresses import member_address
 from .protocol import ChatProtocol, ChatSettings, Delivery
 from .room import Member
 
 if TYPE_CHECKING:
     from ...server import Server
 
-__all__ = ["DEFAULT_MAX_QUEUE", "DROP_LINGER", "ChatService", "ChatSession", "Outbox"]
+__all__ = [
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_MAX_QUEUE_TOTAL",
+    "DROP_LINGER",
+    "ChatService",
+    "ChatSession",
+    "Outbox",
+]
 
 log = logging.getLogger("socketeer.server")
 
 #: Unsent bytes a member may have waiting before it counts as not reading.
 DEFAULT_MAX_QUEUE = 256 * 1024
+#: Unsent bytes all members together may have waiting.
+DEFAULT_MAX_QUEUE_TOTAL = 64 * 1024 * 1024
 #: Seconds a dropped member gets to read what it was sent before the connection is cut.
 DROP_LINGER = 5.0
 #: The kernel's send buffer per member.  Fixed, so that the kernel does not grow it
@@ -45,12 +59,28 @@ SEND_BUFFER = 64 * 1024
 
 
 class Outbox:
-    """Deliveries gathered during one pass of the event loop, written at its end."""
+    """Deliveries gathered during one pass of the event loop, written at its end.
 
-    def __init__(self, max_queue: int) -> None:
+    Keeps each member's unsent bytes under ``max_queue`` and all members'
+    together under ``max_queue_total``.
+    """
+
+    def __init__(self, max_queue: int, max_queue_total: int = DEFAULT_MAX_QUEUE_TOTAL) -> None:
+        if max_queue < 1 or max_queue_total < 1:
+            raise ValueError("max_queue and max_queue_total must be at least 1 byte")
         self.max_queue = max_queue
+        self.max_queue_total = max_queue_total
         self._dirty: list[ChatSession] = []
         self._scheduled = False
+        #: Each member with unsent bytes, and how many there were when last looked at.
+        self._queued: dict[ChatSession, int] = {}
+        #: The sum of ``_queued``: never less than the bytes really waiting.
+        self._total = 0
+
+    @property
+    def queued(self) -> int:
+        """Unsent bytes of all members, as last looked at (at most ``max_queue_total``)."""
+        return self._total
 
     def post(self, deliveries: Iterable[Delivery[ChatSession]]) -> None:
         """Queue each delivery's bytes for each of its members."""
@@ -67,25 +97,82 @@ class Outbox:
 
     def flush(self) -> None:
         """Write what every member has pending; drop members that fell too far behind."""
-        limit = self.max_queue
         while self._dirty:
             dirty, self._dirty = self._dirty, []
             behind: list[ChatSession] = []
             for session in dirty:
                 pending = session.pending
-                data = pending[0] if len(pending) == 1 else b"".join(pending)
-                pending.clear()
                 transport = session.transport
                 if transport is None or transport.is_closing():
+                    pending.clear()
                     continue
-                transport.write(data)
-                if transport.get_write_buffer_size() > limit:
+                if not self._write(session, transport, pending):
                     behind.append(session)
                 elif session.close_after_flush:
                     transport.close()
             for session in behind:
-                session.drop(f"not reading: more than {limit} bytes waiting to be sent")
+                session.drop(f"not reading: more than {self.max_queue} bytes waiting to be sent")
         self._scheduled = False
+
+    def forget(self, session: ChatSession) -> None:
+        """``session``'s connection is gone: its unsent bytes are no more."""
+        self._total -= self._queued.pop(session, 0)
+
+    def _write(
+        self, session: ChatSession, transport: asyncio.Transport, pending: list[bytes]
+    ) -> bool:
+        """Write ``pending`` within the limits; False if the member cannot take it all."""
+        limit = self.max_queue
+        incoming = sum(map(len, pending))
+        before = self._queued.get(session, 0)  # never less than what is waiting
+        if before + incoming > limit or self._total + incoming > self.max_queue_total:
+            before = transport.get_write_buffer_size()  # look
+            self._note(session, before)
+            if self._total + incoming > self.max_queue_total:
+                self._shed(session, incoming)
+                if transport.is_closing():
+                    pending.clear()
+                    return True
+        fits = True
+        if before + incoming <= limit:
+            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        else:  # as much as the member takes now, and up to max_queue more
+            for data in pending:
+                transport.write(data)
+                if transport.get_write_buffer_size() > limit:
+                    fits = False
+                    break
+        pending.clear()
+        after = transport.get_write_buffer_size()
+        if after or before:
+            self._note(session, after)
+        return fits
+
+    def _note(self, session: ChatSession, waiting: int) -> None:
+        queued = self._queued
+        self._total += waiting - queued.get(session, 0)
+        if waiting:
+            queued[session] = waiting
+        else:
+            queued.pop(session, None)
+
+    def _shed(self, writing: ChatSession, incoming: int) -> None:
+        """Make room for ``incoming`` more bytes: look again, then cut the biggest backlogs."""
+        for session in list(self._queued):
+            transport = session.transport
+            self._note(session, 0 if transport is None else transport.get_write_buffer_size())
+        budget = self.max_queue_total
+        queued = self._queued
+        for session in sorted(queued, key=queued.__getitem__, reverse=True):
+            if self._total + incoming <= budget:
+                return
+            backlog = queued[session]
+            session.cut(
+                f"server output over {budget} bytes; {backlog} were waiting for this member"
+            )
+            self.forget(session)
+            if session is writing:
+                return
 
 
 class ChatSession(Session):
@@ -109,7 +196,10 @@ class ChatSession(Session):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-        self._member, deliveries = self._chat.connect(self, time.time())
+        peername = self.transport.get_extra_info("peername") if self.transport else None
+        self._member, deliveries = self._chat.connect(
+            self, time.monotonic(), time.time(), member_address(peername)
+        )
         self._outbox.post(deliveries)
 
     def data_received(self, data: bytes) -> None:
@@ -118,7 +208,7 @@ class ChatSession(Session):
         if member is None or member.gone:
             return
         try:
-            self._outbox.post(self._chat.receive(member, data, time.time()))
+            self._outbox.post(self._chat.receive(member, data, time.monotonic(), time.time()))
         except Exception:
             log.exception("chat session with %s failed", self.peer)
             self.abort("internal server error")
@@ -129,13 +219,14 @@ class ChatSession(Session):
     def eof_received(self) -> bool:
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(self._chat.end_of_input(member, time.time()))
+            self._outbox.post(self._chat.end_of_input(member, time.monotonic(), time.time()))
         self._close_when_written()
         return True  # closed above, once the replies are written
 
     def ended(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
+        self._outbox.forget(self)
         member = self._member
         if member is not None and not member.gone:
             self._outbox.post(self._chat.disconnect(member, time.time()))
@@ -168,31 +259,52 @@ class ChatSession(Session):
         loop = asyncio.get_running_loop()
         self._linger = loop.call_later(DROP_LINGER, self.kill)
 
+    def cut(self, reason: str) -> None:
+        """Take the member out of the chat (telling the room why) and drop its backlog now."""
+        member = self._member
+        if member is not None and not member.gone:
+            self._outbox.post(self._chat.disconnect(member, time.time(), reason))
+        log.info("cutting off %s: %s", self.peer, reason)
+        self.kill()
+
 
 class ChatService(SessionService):
     """A chat server: rooms, nicknames, private messages, history, flood and backlog limits.
 
     ``max_queue`` is how many unsent bytes a member may have waiting before it
-    is disconnected as not reading.  One ChatService is one chat: run it in
-    one process (its rooms live in memory).
+    is disconnected as not reading; ``max_queue_total`` how many all members
+    together may have before the ones furthest behind are cut off.  One
+    ChatService is one chat: run it in one process (its rooms live in memory).
     """
 
     name = "chat"
     default_framing = "line"
 
     def __init__(
-        self, settings: ChatSettings | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE
+        self,
+        settings: ChatSettings | None = None,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_queue_total: int = DEFAULT_MAX_QUEUE_TOTAL,
     ) -> None:
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1 byte")
+        self._outbox = Outbox(max_queue, max_queue_total)
         self.settings = settings or ChatSettings()
         self.chat: ChatProtocol[ChatSession] = ChatProtocol(self.settings)
-        self._outbox = Outbox(max_queue)
 
     @property
     def max_queue(self) -> int:
         """Unsent bytes a member may have waiting before it is disconnected."""
         return self._outbox.max_queue
+
+    @property
+    def max_queue_total(self) -> int:
+        """Unsent bytes all members together may have waiting."""
+        return self._outbox.max_queue_total
+
+    @property
+    def queued(self) -> int:
+        """Unsent bytes of all members, as last looked at."""
+        return self._outbox.queued
 
     def new_session(self, server: Server) -> ChatSession:
         return ChatSession(server, self.chat, self._outbox)
