@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import unicodedata
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from socketeer.services.chat import Backoff, ChatLine, member_address, parse_line
 from socketeer.services.chat.commands import (
     Act,
+    Format,
     Help,
     Invalid,
     Join,
@@ -23,10 +26,21 @@ from socketeer.services.chat.commands import (
     Who,
     parse_command,
 )
+from socketeer.services.chat.events import (
+    Acted,
+    Event,
+    Joined,
+    Left,
+    Notice,
+    Private,
+    Renamed,
+    Said,
+)
 from socketeer.services.chat.incoming import LineSplitter, Overlong, clean_text
 from socketeer.services.chat.lines import Stamp, format_line
 from socketeer.services.chat.names import name_key, nick_problem, room_name
 from socketeer.services.chat.ratelimit import TokenBucket
+from socketeer.services.chat.rendering import JSON, TEXT, parse_json
 
 NAME_CHARS = st.characters(categories=["L", "N"]) | st.sampled_from("_-.")
 nicks = st.text(NAME_CHARS, min_size=1, max_size=24).filter(lambda n: nick_problem(n) is None)
@@ -68,7 +82,12 @@ words = st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_
         ("/rooms all", Invalid("usage: /rooms")),
         ("/help me", Invalid("usage: /help")),
         ("/leave now", Invalid("usage: /leave")),
-        ("/kick bob", Invalid('unknown command "/kick"; /help lists the commands')),
+        (
+            "/kick bob",
+            Invalid('unknown command "/kick"; /help lists the commands', "unknown-command"),
+        ),
+        ("/format JSON", Format("json")),
+        ("/format", Invalid("usage: /format text|json")),
     ],
 )
 def test_parse_command(typed: str, command: object) -> None:
@@ -300,3 +319,61 @@ def test_backoff_rejects_bad_settings() -> None:
 )
 def test_members_count_by_host_or_ipv6_network(peername: object, address: str) -> None:
     assert member_address(peername) == address
+
+
+# --- renderings ----------------------------------------------------------------------------
+
+times = st.floats(min_value=0, max_value=4e9, allow_nan=False)
+texts = st.text(max_size=40)
+events = st.one_of(
+    st.builds(Said, times, texts, texts, texts),
+    st.builds(Acted, times, texts, texts, texts),
+    st.builds(Private, times, texts, texts, texts),
+    st.builds(Joined, times, texts, texts),
+    st.builds(Left, times, texts, texts, st.sampled_from(["left", "quit", "disconnected"]), texts),
+    st.builds(Renamed, times, texts, texts, texts),
+    st.builds(
+        Notice,
+        times,
+        texts,
+        texts,
+        texts,
+        st.dictionaries(st.sampled_from(["nick", "room", "count"]), texts | st.integers()),
+        st.booleans(),
+    ),
+)
+
+
+@given(events)
+def test_every_event_comes_back_from_its_json_line(event: Event) -> None:
+    line = JSON.render(event)
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    assert parse_json(line) == event
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+json_objects = st.dictionaries(
+    st.sampled_from(["type", "time", "room", "nick", "text", "how", "reason", "place", "code"]),
+    json_values | st.sampled_from(["said", "left", "notice", "error", "quit", "renamed"]),
+)
+
+
+@given(st.text(max_size=80) | json_objects.map(json.dumps))
+def test_parse_json_refuses_what_is_not_an_event_with_value_error(line: str) -> None:
+    with contextlib.suppress(ValueError):
+        parse_json(line)
+
+
+@given(
+    st.builds(Said, times, st.just("#lobby"), nicks, words),
+    st.builds(Joined, times, st.just("#dev"), nicks),
+)
+def test_text_lines_of_events_parse_back(said: Said, joined: Joined) -> None:
+    line = parse_line(TEXT.line(said))
+    assert (line.place, line.kind, line.nick, line.text) == ("#lobby", "said", said.nick, said.text)
+    assert parse_line(TEXT.line(joined)).text == f"{joined.nick} joined #dev"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import json
 from collections import defaultdict
 
 import pytest
 
 from socketeer.services.chat import ChatProtocol, ChatSettings, parse_line
 from socketeer.services.chat.protocol import WELCOME, Delivery
+from socketeer.services.chat.rendering import deliveries
 from socketeer.services.chat.room import Member
 
 START = 1_700_000_000.0
@@ -32,20 +34,22 @@ class Chat:
         return self.now + self.wall_step
 
     def connect(self, peer: str, address: str = "") -> None:
-        member, deliveries = self.protocol.connect(peer, self.now, self.wall, address)
+        member, events = self.protocol.connect(peer, self.now, self.wall, address)
         self.members[peer] = member
-        self._deliver(deliveries)
+        self._deliver(deliveries(events))
 
     def send(self, peer: str, data: bytes | str) -> None:
         raw = data.encode() if isinstance(data, str) else data
-        self._deliver(self.protocol.receive(self.members[peer], raw, self.now, self.wall))
+        self._deliver(
+            deliveries(self.protocol.receive(self.members[peer], raw, self.now, self.wall))
+        )
 
     def line(self, peer: str, text: str) -> None:
         self.send(peer, text + "\n")
 
     def disconnect(self, peer: str, reason: str = "") -> None:
         member = self.members[peer]
-        self._deliver(self.protocol.disconnect(member, self.wall, reason))
+        self._deliver(deliveries(self.protocol.disconnect(member, self.wall, reason)))
 
     def join(self, peer: str, nick: str | None = None, address: str = "") -> None:
         """Connect ``peer``, log in as ``nick`` (default: the peer's name), forget the replies."""
@@ -53,8 +57,8 @@ class Chat:
         self.line(peer, nick or peer)
         self.take(peer)
 
-    def _deliver(self, deliveries: list[Delivery[str]]) -> None:
-        for peers, data in deliveries:
+    def _deliver(self, batch: list[Delivery[str]]) -> None:
+        for peers, data in batch:
             assert data.endswith(b"\n")
             for peer in peers:
                 self.received[peer] += data.decode().splitlines()
@@ -449,7 +453,18 @@ def test_help_lists_every_command(chat: Chat) -> None:
     lines = chat.take("alice")
     assert lines[0] == "- -!- commands (anything else is said to your room):"
     listed = [line.split()[2] for line in lines[1:]]
-    assert listed == ["/nick", "/join", "/leave", "/rooms", "/who", "/msg", "/me", "/help", "/quit"]
+    assert listed == [
+        "/nick",
+        "/join",
+        "/leave",
+        "/rooms",
+        "/who",
+        "/msg",
+        "/me",
+        "/help",
+        "/quit",
+        "/format",
+    ]
     assert chat.writes["alice"] == 1, "help arrives as one write"
 
 
@@ -492,7 +507,7 @@ def test_a_disconnect_before_login_is_silent(chat: Chat) -> None:
 def test_end_of_input_acts_on_a_last_line_without_newline_then_leaves(chat: Chat) -> None:
     chat.send("alice", b"last words")
     member = chat.members["alice"]
-    chat._deliver(chat.protocol.end_of_input(member, chat.now, chat.wall))
+    chat._deliver(deliveries(chat.protocol.end_of_input(member, chat.now, chat.wall)))
     assert chat.take("bob") == ["#lobby <alice> last words", "#lobby -!- alice disconnected"]
 
 
@@ -715,3 +730,116 @@ def test_the_default_room_can_be_named() -> None:
     chat.line("a", "a")
     assert chat.take("a")[-1] == "#hall -!- you joined #hall; 1 here: a"
     assert chat.protocol.room_nicks("hall") == ["a"]
+
+
+# --- renderings ----------------------------------------------------------------------------
+
+
+def test_format_json_sends_events_as_json_lines_with_codes() -> None:
+    chat = Chat()
+    chat.connect("bot")
+    chat.line("bot", "/format json")
+    chat.line("bot", "bot")
+    chat.join("alice")
+    chat.line("alice", "hi \u202e")
+    chat.line("bot", "/nick alice")
+    chat.line("bot", "/bogus")
+    got = [json.loads(line) for line in chat.received["bot"][1:]]
+    time = chat.wall
+    assert got == [
+        {
+            "type": "notice",
+            "time": time,
+            "place": "-",
+            "code": "format",
+            "text": "lines are now sent as json",
+            "format": "json",
+        },
+        {
+            "type": "notice",
+            "time": time,
+            "place": "-",
+            "code": "nick",
+            "text": "you are now known as bot",
+            "nick": "bot",
+        },
+        {
+            "type": "notice",
+            "time": time,
+            "place": "#lobby",
+            "code": "joined",
+            "text": "you joined #lobby; 1 here: bot",
+            "room": "#lobby",
+            "nicks": ["bot"],
+            "count": 1,
+        },
+        {"type": "joined", "time": time, "room": "#lobby", "nick": "alice"},
+        {"type": "said", "time": time, "room": "#lobby", "nick": "alice", "text": "hi \\u202e"},
+        {
+            "type": "error",
+            "time": time,
+            "place": "-",
+            "code": "nick-taken",
+            "text": 'the nickname "alice" is taken; choose another',
+            "nick": "alice",
+            "holder": "alice",
+        },
+        {
+            "type": "error",
+            "time": time,
+            "place": "-",
+            "code": "unknown-command",
+            "text": 'unknown command "/bogus"; /help lists the commands',
+        },
+    ]
+    assert chat.received["bot"][0].endswith(f"- -!- {WELCOME}")
+
+
+def test_a_line_is_rendered_once_per_rendering_and_the_same_bytes_go_to_each_member() -> None:
+    chat = Chat()
+    for name in ("t1", "t2", "j1", "j2"):
+        chat.connect(name)
+        if name.startswith("j"):
+            chat.line(name, "/format json")
+        chat.line(name, name)
+    out = deliveries(chat.protocol.receive(chat.members["t1"], b"hello\n", chat.now, chat.wall))
+    assert len(out) == 2
+    by_peers = {tuple(sorted(peers)): data for peers, data in out}
+    assert by_peers[("t1", "t2")].endswith(b" #lobby <t1> hello\n")
+    assert json.loads(by_peers[("j1", "j2")])["text"] == "hello"
+
+
+def test_a_member_switching_to_json_in_a_room_gets_json_from_then_on(chat: Chat) -> None:
+    chat.line("bob", "/format json")
+    chat.line("alice", "/me waves")
+    assert chat.take("alice") == ["#lobby * alice waves"]
+    line = chat.received.pop("bob")[-1]
+    assert json.loads(line) | {"time": 0} == {
+        "type": "action",
+        "time": 0,
+        "room": "#lobby",
+        "nick": "alice",
+        "text": "waves",
+    }
+    chat.line("bob", "/format TEXT")
+    chat.line("bob", "/format yaml")
+    assert chat.take("bob") == [
+        "- -!- lines are now sent as text",
+        '- -!- error: no format called "yaml"; use text or json',
+    ]
+
+
+def test_history_is_shown_in_each_members_rendering() -> None:
+    chat = Chat()
+    chat.join("alice")
+    chat.line("alice", "first")
+    chat.line("alice", "/me second")
+    chat.connect("bot")
+    chat.line("bot", "/format json")
+    chat.line("bot", "bot")
+    types = [json.loads(line)["type"] for line in chat.received["bot"][1:]]
+    assert types == ["notice", "notice", "said", "action", "notice"]
+    chat.join("carol")
+    chat.connect("dave")
+    chat.line("dave", "dave")
+    assert chat.take("dave")[2:4] == ["#lobby <alice> first", "#lobby * alice second"]

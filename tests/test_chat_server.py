@@ -145,7 +145,8 @@ def test_every_command_over_the_wire(
     assert alice.line() == "#dev -!- you left #dev; /join ROOM to join one"
     alice.say("/help")
     assert (
-        alice.expect("/quit [MESSAGE]")[0] == "- -!- commands (anything else is said to your room):"
+        alice.expect("/format text|json")[0]
+        == "- -!- commands (anything else is said to your room):"
     )
     alice.say("/bogus")
     assert alice.line() == '- -!- error: unknown command "/bogus"; /help lists the commands'

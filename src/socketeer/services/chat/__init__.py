@@ -2,8 +2,9 @@
 
 The sans-IO core (:mod:`.protocol`, with :mod:`.commands`, :mod:`.names`,
 :mod:`.room`, :mod:`.incoming`, :mod:`.lines`, :mod:`.ratelimit`,
-:mod:`.addresses`) decides
-who receives what; :mod:`.session` runs it on a server; :mod:`.client` is
+:mod:`.addresses`) decides who receives what, as events (:mod:`.events`);
+:mod:`.rendering` turns them into text or JSON lines; :mod:`.session` runs
+it on a server; :mod:`.client` is
 the member's side for programs.
 """
 

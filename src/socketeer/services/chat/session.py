@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from ...session import Session, SessionService
 from .addresses import member_address
-from .protocol import ChatProtocol, ChatSettings, Delivery
+from .protocol import ChatProtocol, ChatSettings
+from .rendering import Delivery, deliveries
 from .room import Member
 
 if TYPE_CHECKING:
@@ -82,10 +83,10 @@ class Outbox:
         """Unsent bytes of all members, as last looked at (at most ``max_queue_total``)."""
         return self._total
 
-    def post(self, deliveries: Iterable[Delivery[ChatSession]]) -> None:
+    def post(self, batch: Iterable[Delivery[ChatSession]]) -> None:
         """Queue each delivery's bytes for each of its members."""
         dirty = self._dirty
-        for peers, data in deliveries:
+        for peers, data in batch:
             for session in peers:
                 pending = session.pending
                 if not pending:
@@ -197,10 +198,10 @@ class ChatSession(Session):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         peername = self.transport.get_extra_info("peername") if self.transport else None
-        self._member, deliveries = self._chat.connect(
+        self._member, events = self._chat.connect(
             self, time.monotonic(), time.time(), member_address(peername)
         )
-        self._outbox.post(deliveries)
+        self._outbox.post(deliveries(events))
 
     def data_received(self, data: bytes) -> None:
         self.active = True
@@ -208,7 +209,9 @@ class ChatSession(Session):
         if member is None or member.gone:
             return
         try:
-            self._outbox.post(self._chat.receive(member, data, time.monotonic(), time.time()))
+            self._outbox.post(
+                deliveries(self._chat.receive(member, data, time.monotonic(), time.time()))
+            )
         except Exception:
             log.exception("chat session with %s failed", self.peer)
             self.abort("internal server error")
@@ -219,7 +222,9 @@ class ChatSession(Session):
     def eof_received(self) -> bool:
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(self._chat.end_of_input(member, time.monotonic(), time.time()))
+            self._outbox.post(
+                deliveries(self._chat.end_of_input(member, time.monotonic(), time.time()))
+            )
         self._close_when_written()
         return True  # closed above, once the replies are written
 
@@ -229,7 +234,7 @@ class ChatSession(Session):
         self._outbox.forget(self)
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(self._chat.disconnect(member, time.time()))
+            self._outbox.post(deliveries(self._chat.disconnect(member, time.time())))
 
     # closing ----------------------------------------------------------------------
 
@@ -243,12 +248,12 @@ class ChatSession(Session):
         """Take the member out of the chat (telling the room why), tell it, then close."""
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(self._chat.disconnect(member, time.time(), reason))
+            self._outbox.post(deliveries(self._chat.disconnect(member, time.time(), reason)))
         super().abort(reason)
 
     def notify_failure(self, reason: str) -> None:
         if self.transport is not None:
-            self.transport.write(self._chat.error_line(time.time(), reason))
+            self.transport.write(self._chat.error_line(time.time(), reason, self._member))
 
     def drop(self, reason: str) -> None:
         """The member fell too far behind: tell it, close, and cut it off if it stays silent."""
@@ -263,7 +268,7 @@ class ChatSession(Session):
         """Take the member out of the chat (telling the room why) and drop its backlog now."""
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(self._chat.disconnect(member, time.time(), reason))
+            self._outbox.post(deliveries(self._chat.disconnect(member, time.time(), reason)))
         log.info("cutting off %s: %s", self.peer, reason)
         self.kill()
 
