@@ -32,12 +32,15 @@ SANS_IO = [
     "socketeer.services.files.connection",
     "socketeer.services.files.plain",
     "socketeer.services.files.paths",
+    "socketeer.services.chat.addresses",
     "socketeer.services.chat.backoff",
     "socketeer.services.chat.commands",
+    "socketeer.services.chat.events",
     "socketeer.services.chat.incoming",
     "socketeer.services.chat.lines",
     "socketeer.services.chat.names",
     "socketeer.services.chat.protocol",
+    "socketeer.services.chat.rendering",
     "socketeer.services.chat.room",
 ]
 # Modules that do I/O, wait on a clock or run an event loop.

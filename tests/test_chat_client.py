@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -136,5 +137,52 @@ def test_connect_errors_and_bad_nicks() -> None:
         client = ChatClient(Endpoint("tcp", "127.0.0.1", 1), "x")
         with pytest.raises(ConnectError, match=r"cannot connect to 127\.0\.0\.1:1\b"):
             await client.connect()
+
+    asyncio.run(main())
+
+
+def test_the_client_follows_its_nick_and_room_by_code_not_by_wording() -> None:
+    """A server whose notices are worded in another language: the client still keeps up."""
+    received: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        def reply(code: str, text: str, error: bool = False, **data: object) -> None:
+            fields: dict[str, object] = {"type": "error" if error else "notice", "time": 1.7e9}
+            fields |= {"place": "-", "code": code, "text": text, **data}
+            writer.write(json.dumps(fields).encode() + b"\n")
+
+        async def line() -> None:
+            received.append((await reader.readline()).decode().rstrip("\n"))
+
+        writer.write(b"12:00:00 - -!- bienvenue\n")
+        await line()
+        reply("format", "format json", format="json")
+        await line()
+        reply("nick-taken", "pris", error=True, nick="zoe", holder="zoe")
+        await line()
+        reply("nick", "te voila zoe_", nick="zoe_")
+        reply("joined", "salle", room="#salon", nicks=["zoe_"], count=1)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            client = ChatClient(f"127.0.0.1:{port}", "zoe", reconnect=False)
+            await client.connect()
+            events = client.events()
+            async with asyncio.timeout(WAIT):
+                shown = [str(await anext(events)) for _ in range(4)]
+            assert (client.nick, client.room) == ("zoe_", "#salon")
+            await client.close()
+        assert received == ["/format json", "/nick zoe", "/nick zoe_"]
+        assert shown[0] == "12:00:00 - -!- bienvenue"
+        assert shown[1].endswith(" - -!- error: pris")
+        assert [line.split(" ", 1)[1] for line in shown[2:]] == [
+            "- -!- te voila zoe_",
+            "- -!- salle",
+        ]
 
     asyncio.run(main())

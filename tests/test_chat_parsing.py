@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from socketeer.ratelimit import TokenBucket
-from socketeer.services.chat import Backoff, ChatLine, parse_line
+from socketeer.services.chat import Backoff, ChatLine, member_address, parse_line
 from socketeer.services.chat.commands import (
     Act,
+    Format,
     Help,
     Invalid,
     Join,
@@ -22,9 +27,20 @@ from socketeer.services.chat.commands import (
     Who,
     parse_command,
 )
+from socketeer.services.chat.events import (
+    Acted,
+    Event,
+    Joined,
+    Left,
+    Notice,
+    Private,
+    Renamed,
+    Said,
+)
 from socketeer.services.chat.incoming import LineSplitter, Overlong, clean_text
 from socketeer.services.chat.lines import Stamp, format_line
 from socketeer.services.chat.names import name_key, nick_problem, room_name
+from socketeer.services.chat.rendering import JSON, TEXT, parse_json
 
 NAME_CHARS = st.characters(categories=["L", "N"]) | st.sampled_from("_-.")
 nicks = st.text(NAME_CHARS, min_size=1, max_size=24).filter(lambda n: nick_problem(n) is None)
@@ -66,7 +82,12 @@ words = st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_
         ("/rooms all", Invalid("usage: /rooms")),
         ("/help me", Invalid("usage: /help")),
         ("/leave now", Invalid("usage: /leave")),
-        ("/kick bob", Invalid('unknown command "/kick"; /help lists the commands')),
+        (
+            "/kick bob",
+            Invalid('unknown command "/kick"; /help lists the commands', "unknown-command"),
+        ),
+        ("/format JSON", Format("json")),
+        ("/format", Invalid("usage: /format text|json")),
     ],
 )
 def test_parse_command(typed: str, command: object) -> None:
@@ -102,6 +123,31 @@ def test_room_names_are_lower_case_with_a_hash() -> None:
     assert room_name("#")[1] == "a room name cannot be empty"
     assert room_name("a" * 33)[1] == "a room name has at most 32 characters"
     assert name_key("ALICE") == name_key("alice")
+
+
+@given(st.text(max_size=30))
+def test_a_name_key_does_not_change_with_normalisation_and_case(name: str) -> None:
+    assert name_key(name) == name_key(unicodedata.normalize("NFKC", name.casefold()))
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("viewer", "v\u0456ewer"),  # Cyrillic i
+        ("viewer", "\uff56\uff49\uff45\uff57\uff45\uff52"),  # fullwidth
+        ("viewer", "ViEwEr"),
+        ("paypal", "p\u0430yp\u0430l"),  # Cyrillic a
+        ("alice", "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e"),  # mathematical bold
+        ("bob", "b\u200bob"),  # a zero-width space is no difference
+    ],
+)
+def test_names_that_look_alike_have_one_key(one: str, other: str) -> None:
+    assert name_key(one) == name_key(other)
+
+
+@pytest.mark.parametrize(("one", "other"), [("alice", "alicia"), ("bob", "rob"), ("ana", "anna")])
+def test_names_that_look_different_have_different_keys(one: str, other: str) -> None:
+    assert name_key(one) != name_key(other)
 
 
 @given(st.text(max_size=40))
@@ -253,3 +299,81 @@ def test_backoff_jitter_stays_within_its_fraction(attempts: int) -> None:
 def test_backoff_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="initial"):
         Backoff(initial=0)
+
+
+# --- addresses ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peername", "address"),
+    [
+        (("127.0.0.1", 5000), "127.0.0.1"),
+        (("2001:db8:1:2:aaaa::1", 5000, 0, 0), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2:bbbb::9", 6000, 0, 0), "2001:db8:1:2::/64"),
+        (("::ffff:192.0.2.7", 5000, 0, 0), "192.0.2.7"),
+        (("fe80::1%eth0", 5000, 0, 2), "fe80::/64"),
+        ("/tmp/chat.sock", "unix"),
+        ("", "unix"),
+        (None, "unix"),
+    ],
+)
+def test_members_count_by_host_or_ipv6_network(peername: object, address: str) -> None:
+    assert member_address(peername) == address
+
+
+# --- renderings ----------------------------------------------------------------------------
+
+times = st.floats(min_value=0, max_value=4e9, allow_nan=False)
+texts = st.text(max_size=40)
+events = st.one_of(
+    st.builds(Said, times, texts, texts, texts),
+    st.builds(Acted, times, texts, texts, texts),
+    st.builds(Private, times, texts, texts, texts),
+    st.builds(Joined, times, texts, texts),
+    st.builds(Left, times, texts, texts, st.sampled_from(["left", "quit", "disconnected"]), texts),
+    st.builds(Renamed, times, texts, texts, texts),
+    st.builds(
+        Notice,
+        times,
+        texts,
+        texts,
+        texts,
+        st.dictionaries(st.sampled_from(["nick", "room", "count"]), texts | st.integers()),
+        st.booleans(),
+    ),
+)
+
+
+@given(events)
+def test_every_event_comes_back_from_its_json_line(event: Event) -> None:
+    line = JSON.render(event)
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    assert parse_json(line) == event
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+json_objects = st.dictionaries(
+    st.sampled_from(["type", "time", "room", "nick", "text", "how", "reason", "place", "code"]),
+    json_values | st.sampled_from(["said", "left", "notice", "error", "quit", "renamed"]),
+)
+
+
+@given(st.text(max_size=80) | json_objects.map(json.dumps))
+def test_parse_json_refuses_what_is_not_an_event_with_value_error(line: str) -> None:
+    with contextlib.suppress(ValueError):
+        parse_json(line)
+
+
+@given(
+    st.builds(Said, times, st.just("#lobby"), nicks, words),
+    st.builds(Joined, times, st.just("#dev"), nicks),
+)
+def test_text_lines_of_events_parse_back(said: Said, joined: Joined) -> None:
+    line = parse_line(TEXT.line(said))
+    assert (line.place, line.kind, line.nick, line.text) == ("#lobby", "said", said.nick, said.text)
+    assert parse_line(TEXT.line(joined)).text == f"{joined.nick} joined #dev"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import json
 from collections import defaultdict
 
 import pytest
 
 from socketeer.services.chat import ChatProtocol, ChatSettings, parse_line
 from socketeer.services.chat.protocol import WELCOME, Delivery
+from socketeer.services.chat.rendering import deliveries
 from socketeer.services.chat.room import Member
 
 START = 1_700_000_000.0
@@ -20,35 +22,43 @@ class Chat:
     def __init__(self, **settings: object) -> None:
         settings.setdefault("rate", 0)  # the clock stands still unless a test moves it
         self.protocol: ChatProtocol[str] = ChatProtocol(ChatSettings(**settings))  # type: ignore[arg-type]
+        #: The monotonic clock, and how far the wall clock is from it.
         self.now = START
+        self.wall_step = 0.0
         self.members: dict[str, Member[str]] = {}
         self.received: dict[str, list[str]] = defaultdict(list)
         self.writes: dict[str, int] = defaultdict(int)
 
-    def connect(self, peer: str) -> None:
-        member, deliveries = self.protocol.connect(peer, self.now)
+    @property
+    def wall(self) -> float:
+        return self.now + self.wall_step
+
+    def connect(self, peer: str, address: str = "") -> None:
+        member, events = self.protocol.connect(peer, self.now, self.wall, address)
         self.members[peer] = member
-        self._deliver(deliveries)
+        self._deliver(deliveries(events))
 
     def send(self, peer: str, data: bytes | str) -> None:
         raw = data.encode() if isinstance(data, str) else data
-        self._deliver(self.protocol.receive(self.members[peer], raw, self.now))
+        self._deliver(
+            deliveries(self.protocol.receive(self.members[peer], raw, self.now, self.wall))
+        )
 
     def line(self, peer: str, text: str) -> None:
         self.send(peer, text + "\n")
 
     def disconnect(self, peer: str, reason: str = "") -> None:
         member = self.members[peer]
-        self._deliver(self.protocol.disconnect(member, self.now, reason))
+        self._deliver(deliveries(self.protocol.disconnect(member, self.wall, reason)))
 
-    def join(self, peer: str, nick: str | None = None) -> None:
+    def join(self, peer: str, nick: str | None = None, address: str = "") -> None:
         """Connect ``peer``, log in as ``nick`` (default: the peer's name), forget the replies."""
-        self.connect(peer)
+        self.connect(peer, address)
         self.line(peer, nick or peer)
         self.take(peer)
 
-    def _deliver(self, deliveries: list[Delivery[str]]) -> None:
-        for peers, data in deliveries:
+    def _deliver(self, batch: list[Delivery[str]]) -> None:
+        for peers, data in batch:
             assert data.endswith(b"\n")
             for peer in peers:
                 self.received[peer] += data.decode().splitlines()
@@ -122,6 +132,89 @@ def test_an_invalid_nickname_is_refused_with_the_rule(typed: str, reason: str) -
     (line,) = chat.take("x")
     assert line.startswith(f'- -!- error: "{typed}" cannot be a nickname: ')
     assert reason in line
+
+
+@pytest.mark.parametrize(
+    ("typed", "looks_like"),
+    [
+        ("v\u0456ewer", ' (it looks like "viewer")'),  # a Cyrillic i
+        ("\uff56\uff49\uff45\uff57\uff45\uff52", ' (it looks like "viewer")'),  # fullwidth
+        ("VIEWER", ""),
+        ("Vi\u0435wer", ' (it looks like "viewer")'),  # a Cyrillic e and a capital
+    ],
+)
+def test_a_nickname_that_looks_like_one_online_is_refused(typed: str, looks_like: str) -> None:
+    chat = Chat()
+    chat.join("viewer")
+    chat.connect("x")
+    chat.line("x", typed)
+    assert chat.take("x")[-1] == (
+        f'- -!- error: the nickname "{typed}" is taken{looks_like}; choose another'
+    )
+    chat.join("bob")
+    chat.line("bob", f"/nick {typed}")
+    assert chat.take("bob")[-1].startswith(f'- -!- error: the nickname "{typed}" is taken')
+    chat.disconnect("viewer")
+    chat.line("x", typed)
+    assert chat.take("x")[0] == f"- -!- you are now known as {typed}"
+
+
+def test_msg_finds_a_member_by_a_name_that_looks_like_theirs(chat: Chat) -> None:
+    chat.line("alice", "/msg \uff42\u043eb hi")  # fullwidth b, Cyrillic o
+    assert chat.take("bob") == ["@bob <alice> hi"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("bob\u202eevil", "bob\\u202eevil"),  # right-to-left override
+        ("b\u200bob", "b\\u200bob"),  # zero-width space
+        ("\u2066bob", "\\u2066bob"),  # left-to-right isolate
+        ("bob\ufeff", "bob\\ufeff"),  # zero-width no-break space
+    ],
+)
+def test_invisible_and_direction_changing_characters_are_refused_in_nicknames(
+    typed: str, shown: str
+) -> None:
+    chat = Chat()
+    chat.connect("x")
+    chat.take("x")
+    chat.line("x", typed)
+    assert chat.take("x") == [
+        f'- -!- error: "{shown}" cannot be a nickname:'
+        " a nickname cannot hold invisible or direction-changing characters"
+    ]
+
+
+def test_invisible_and_direction_changing_characters_are_shown_escaped_in_messages(
+    chat: Chat,
+) -> None:
+    chat.line("alice", "abc\u202edef zero\u200bwidth")
+    assert chat.take("bob") == ["#lobby <alice> abc\\u202edef zero\\u200bwidth"]
+    chat.line("alice", "/me waves\u2067")
+    assert chat.take("bob") == ["#lobby * alice waves\\u2067"]
+    chat.line("alice", "/msg bob \u200fhi")
+    assert chat.take("bob") == ["@bob <alice> \\u200fhi"]
+    chat.take("alice")
+    chat.line("alice", "/msg \u202ezed hi")
+    assert chat.take("alice") == ['- -!- error: no one is called "\\u202ezed"']
+    chat.line("alice", "/quit bye\u202e")
+    assert chat.take("bob") == ["#lobby -!- alice quit (bye\\u202e)"]
+
+
+def test_a_room_name_that_looks_like_an_existing_one_is_that_room(chat: Chat) -> None:
+    chat.line("alice", "/join dev")
+    chat.line("bob", "/join #\uff24\u0435v")  # fullwidth D, Cyrillic e
+    assert chat.take("bob")[-1] == "#dev -!- you joined #dev; 2 here: alice, bob"
+    chat.line("bob", "/join DEV")
+    assert chat.take("bob") == ["- -!- error: you are already in #dev"]
+    chat.line("bob", "/join \u217cobby")  # small roman numeral fifty
+    assert chat.take("bob")[-1].startswith("#lobby -!- you joined #lobby")
+    chat.line("bob", "/join a\u200bb")
+    assert chat.take("bob") == [
+        '- -!- error: "a\\u200bb" cannot be a room:'
+        " a room name cannot hold invisible or direction-changing characters"
+    ]
 
 
 def test_nicknames_may_be_in_any_script() -> None:
@@ -360,7 +453,18 @@ def test_help_lists_every_command(chat: Chat) -> None:
     lines = chat.take("alice")
     assert lines[0] == "- -!- commands (anything else is said to your room):"
     listed = [line.split()[2] for line in lines[1:]]
-    assert listed == ["/nick", "/join", "/leave", "/rooms", "/who", "/msg", "/me", "/help", "/quit"]
+    assert listed == [
+        "/nick",
+        "/join",
+        "/leave",
+        "/rooms",
+        "/who",
+        "/msg",
+        "/me",
+        "/help",
+        "/quit",
+        "/format",
+    ]
     assert chat.writes["alice"] == 1, "help arrives as one write"
 
 
@@ -403,7 +507,7 @@ def test_a_disconnect_before_login_is_silent(chat: Chat) -> None:
 def test_end_of_input_acts_on_a_last_line_without_newline_then_leaves(chat: Chat) -> None:
     chat.send("alice", b"last words")
     member = chat.members["alice"]
-    chat._deliver(chat.protocol.end_of_input(member, chat.now))
+    chat._deliver(deliveries(chat.protocol.end_of_input(member, chat.now, chat.wall)))
     assert chat.take("bob") == ["#lobby <alice> last words", "#lobby -!- alice disconnected"]
 
 
@@ -483,6 +587,58 @@ def test_an_emptied_room_forgets_its_history_but_the_lobby_keeps_it() -> None:
     assert chat.take("bob") == ["#dev -!- you joined #dev; 1 here: bob"]
 
 
+def test_one_address_cannot_take_every_room_and_others_still_can_create_them() -> None:
+    chat = Chat(max_rooms=20, max_rooms_per_address=3)
+    replies = []
+    for number in range(10):
+        chat.join(f"m{number}", address="10.0.0.1")
+        chat.line(f"m{number}", f"/join r{number}")
+        replies.append(chat.take(f"m{number}")[-1])
+    assert replies[:3] == [f"#r{n} -!- you joined #r{n}; 1 here: m{n}" for n in range(3)]
+    assert (
+        replies[3:]
+        == [
+            "- -!- error: your address already has 3 rooms to itself;"
+            " join a room others are in, or leave one of yours"
+        ]
+        * 7
+    )
+    chat.join("other", address="10.0.0.2")
+    chat.line("other", "/join mine")
+    assert chat.take("other")[-1] == "#mine -!- you joined #mine; 1 here: other"
+    # A room someone else is in is no longer held by the address alone.
+    chat.line("other", "/join r0")
+    chat.line("m9", "/join r9")
+    assert chat.take("m9")[-1] == "#r9 -!- you joined #r9; 1 here: m9"
+    # Leaving a room gives the address its place back.
+    chat.line("m1", "/leave")
+    chat.line("m8", "/join r8")
+    assert chat.take("m8")[-1] == "#r8 -!- you joined #r8; 1 here: m8"
+
+
+def test_members_in_the_lobby_hold_no_room_and_joining_others_rooms_is_never_refused() -> None:
+    chat = Chat(max_rooms_per_address=1)
+    chat.join("a", address="10.0.0.1")
+    chat.join("b", address="10.0.0.1")
+    chat.line("a", "/join one")
+    assert chat.take("a")[-1] == "#one -!- you joined #one; 1 here: a"
+    chat.line("b", "/join two")
+    assert chat.take("b")[-1].startswith("- -!- error: your address already has 1 rooms")
+    chat.line("b", "/join one")
+    assert chat.take("b")[-1] == "#one -!- you joined #one; 2 here: a, b"
+
+
+def test_an_empty_room_is_forgotten_at_once_so_it_holds_no_place() -> None:
+    chat = Chat(max_rooms=2)
+    chat.join("a")
+    chat.line("a", "/join one")
+    chat.line("a", "/join two")
+    chat.line("a", "/join three")
+    assert chat.take("a")[-1] == "#three -!- you joined #three; 1 here: a"
+    chat.line("a", "/rooms")
+    assert chat.take("a") == ["- -!- rooms: #lobby (0), #three (1)"]
+
+
 # --- flooding ----------------------------------------------------------------------------
 
 
@@ -507,6 +663,21 @@ def test_a_flood_is_cut_to_the_rate_with_one_notice() -> None:
     chat.send("alice", b"calm again\n" * 4)
     assert chat.take("bob") == ["#lobby <alice> calm again"] * 3
     assert chat.take("alice")[-1].startswith("- -!- error: you are sending too fast")
+
+
+def test_the_rate_limit_follows_the_monotonic_clock_not_the_wall_clock() -> None:
+    chat = Chat(rate=1, burst=2)
+    chat.join("alice")
+    chat.join("bob")
+    chat.now += 10
+    chat.send("alice", b"one\ntwo\nthree\n")
+    assert chat.take("bob") == ["#lobby <alice> one", "#lobby <alice> two"]
+    chat.wall_step += 3600  # the wall clock is set an hour forward
+    chat.send("alice", b"four\nfive\n")
+    assert chat.take("bob") == []
+    chat.line("bob", "shown with the wall clock's time")
+    line = chat.received["bob"][-1]
+    assert line.startswith(datetime.datetime.fromtimestamp(int(chat.wall)).strftime("%H:%M:%S"))
 
 
 def test_quit_gets_through_a_flood() -> None:
@@ -559,3 +730,116 @@ def test_the_default_room_can_be_named() -> None:
     chat.line("a", "a")
     assert chat.take("a")[-1] == "#hall -!- you joined #hall; 1 here: a"
     assert chat.protocol.room_nicks("hall") == ["a"]
+
+
+# --- renderings ----------------------------------------------------------------------------
+
+
+def test_format_json_sends_events_as_json_lines_with_codes() -> None:
+    chat = Chat()
+    chat.connect("bot")
+    chat.line("bot", "/format json")
+    chat.line("bot", "bot")
+    chat.join("alice")
+    chat.line("alice", "hi \u202e")
+    chat.line("bot", "/nick alice")
+    chat.line("bot", "/bogus")
+    got = [json.loads(line) for line in chat.received["bot"][1:]]
+    time = chat.wall
+    assert got == [
+        {
+            "type": "notice",
+            "time": time,
+            "place": "-",
+            "code": "format",
+            "text": "lines are now sent as json",
+            "format": "json",
+        },
+        {
+            "type": "notice",
+            "time": time,
+            "place": "-",
+            "code": "nick",
+            "text": "you are now known as bot",
+            "nick": "bot",
+        },
+        {
+            "type": "notice",
+            "time": time,
+            "place": "#lobby",
+            "code": "joined",
+            "text": "you joined #lobby; 1 here: bot",
+            "room": "#lobby",
+            "nicks": ["bot"],
+            "count": 1,
+        },
+        {"type": "joined", "time": time, "room": "#lobby", "nick": "alice"},
+        {"type": "said", "time": time, "room": "#lobby", "nick": "alice", "text": "hi \\u202e"},
+        {
+            "type": "error",
+            "time": time,
+            "place": "-",
+            "code": "nick-taken",
+            "text": 'the nickname "alice" is taken; choose another',
+            "nick": "alice",
+            "holder": "alice",
+        },
+        {
+            "type": "error",
+            "time": time,
+            "place": "-",
+            "code": "unknown-command",
+            "text": 'unknown command "/bogus"; /help lists the commands',
+        },
+    ]
+    assert chat.received["bot"][0].endswith(f"- -!- {WELCOME}")
+
+
+def test_a_line_is_rendered_once_per_rendering_and_the_same_bytes_go_to_each_member() -> None:
+    chat = Chat()
+    for name in ("t1", "t2", "j1", "j2"):
+        chat.connect(name)
+        if name.startswith("j"):
+            chat.line(name, "/format json")
+        chat.line(name, name)
+    out = deliveries(chat.protocol.receive(chat.members["t1"], b"hello\n", chat.now, chat.wall))
+    assert len(out) == 2
+    by_peers = {tuple(sorted(peers)): data for peers, data in out}
+    assert by_peers[("t1", "t2")].endswith(b" #lobby <t1> hello\n")
+    assert json.loads(by_peers[("j1", "j2")])["text"] == "hello"
+
+
+def test_a_member_switching_to_json_in_a_room_gets_json_from_then_on(chat: Chat) -> None:
+    chat.line("bob", "/format json")
+    chat.line("alice", "/me waves")
+    assert chat.take("alice") == ["#lobby * alice waves"]
+    line = chat.received.pop("bob")[-1]
+    assert json.loads(line) | {"time": 0} == {
+        "type": "action",
+        "time": 0,
+        "room": "#lobby",
+        "nick": "alice",
+        "text": "waves",
+    }
+    chat.line("bob", "/format TEXT")
+    chat.line("bob", "/format yaml")
+    assert chat.take("bob") == [
+        "- -!- lines are now sent as text",
+        '- -!- error: no format called "yaml"; use text or json',
+    ]
+
+
+def test_history_is_shown_in_each_members_rendering() -> None:
+    chat = Chat()
+    chat.join("alice")
+    chat.line("alice", "first")
+    chat.line("alice", "/me second")
+    chat.connect("bot")
+    chat.line("bot", "/format json")
+    chat.line("bot", "bot")
+    types = [json.loads(line)["type"] for line in chat.received["bot"][1:]]
+    assert types == ["notice", "notice", "said", "action", "notice"]
+    chat.join("carol")
+    chat.connect("dave")
+    chat.line("dave", "dave")
+    assert chat.take("dave")[2:4] == ["#lobby <alice> first", "#lobby * alice second"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -22,7 +23,9 @@ class Member:
 
     opened: ClassVar[list[Member]] = []
 
-    def __init__(self, endpoint: Endpoint, nick: str | None = None, rcvbuf: int = 0) -> None:
+    def __init__(
+        self, endpoint: Endpoint, nick: str | None = None, rcvbuf: int = 0, source: str = ""
+    ) -> None:
         if endpoint.transport == "unix":
             self.sock = socket.socket(socket.AF_UNIX)
             address: str | tuple[str, int] = endpoint.path or ""
@@ -32,6 +35,8 @@ class Member:
             address = (host, endpoint.port)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:
+            self.sock.bind((source, 0))
         Member.opened.append(self)
         self.sock.settimeout(WAIT)
         self.sock.connect(address)
@@ -94,8 +99,10 @@ def close_members() -> Iterator[None]:
 
 
 def chat_service(**settings: object) -> ChatService:
-    max_queue = settings.pop("max_queue", 256 * 1024)
-    return ChatService(ChatSettings(**settings), max_queue=max_queue)  # type: ignore[arg-type]
+    queues = {
+        name: settings.pop(name) for name in ("max_queue", "max_queue_total") if name in settings
+    }
+    return ChatService(ChatSettings(**settings), **queues)  # type: ignore[arg-type]
 
 
 def endpoints_to_try() -> list[str]:
@@ -138,7 +145,8 @@ def test_every_command_over_the_wire(
     assert alice.line() == "#dev -!- you left #dev; /join ROOM to join one"
     alice.say("/help")
     assert (
-        alice.expect("/quit [MESSAGE]")[0] == "- -!- commands (anything else is said to your room):"
+        alice.expect("/format text|json")[0]
+        == "- -!- commands (anything else is said to your room):"
     )
     alice.say("/bogus")
     assert alice.line() == '- -!- error: unknown command "/bogus"; /help lists the commands'
@@ -256,6 +264,74 @@ def test_a_member_that_never_reads_is_dropped_and_nobody_waits(
     assert watcher.expect("in #lobby:")[-1] == "#lobby -!- 2 in #lobby: talker, watcher"
 
 
+def test_many_members_that_never_read_cannot_take_more_than_the_total_and_nobody_waits(
+    serve_in_thread: ServeInThread,
+) -> None:
+    """Six frozen members; a talker sends 3 MB; the total budget cuts them, a watcher keeps up."""
+    budget = 256 * 1024
+    service = chat_service(rate=0, max_queue=1 << 20, max_queue_total=budget)
+    _, (endpoint,) = serve_in_thread(service)
+    frozen = [Member(endpoint, f"frozen{n}", rcvbuf=4096) for n in range(6)]
+    watcher = Member(endpoint, "watcher")
+    talker = Member(endpoint, "talker")
+    watcher.expect("talker joined")
+    filler = "f" * 1000
+    worst = 0.0
+    most = 0
+    cut: list[str] = []
+    for number in range(3000):
+        sent = time.monotonic()
+        talker.say(f"{number} {filler}")
+        for line in watcher.expect(f"<talker> {number} "):
+            if "disconnected (server output over" in line:
+                cut.append(line)
+        worst = max(worst, time.monotonic() - sent)
+        most = max(most, service.queued)
+        if len(cut) == len(frozen):
+            break
+    assert len(cut) == len(frozen), cut
+    assert cut[0].startswith("#lobby -!- frozen")
+    assert f"disconnected (server output over {budget} bytes; " in cut[0]
+    assert most <= budget
+    assert worst < 1.0, f"a line took {worst:.3f}s to reach the watcher"
+    for member in frozen:  # cut off without a goodbye: the connection just ends
+        with contextlib.suppress(ConnectionResetError):
+            assert b"error:" not in member.read_to_end()
+    watcher.say("/who")
+    assert watcher.expect("in #lobby:")[-1] == "#lobby -!- 2 in #lobby: talker, watcher"
+
+
+def test_one_address_cannot_take_every_room(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0, max_rooms=8, max_rooms_per_address=3))
+    many = [Member(endpoint, f"m{n}") for n in range(5)]
+    for number, member in enumerate(many):
+        member.say(f"/join r{number}")
+    assert [member.expect("error:")[-1] for member in many[3:]] == [
+        "- -!- error: your address already has 3 rooms to itself;"
+        " join a room others are in, or leave one of yours"
+    ] * 2
+    other = Member(endpoint, "other", source="127.0.0.2")
+    other.say("/join elsewhere")
+    assert other.expect("you joined")[-1] == "#elsewhere -!- you joined #elsewhere; 1 here: other"
+
+
+def test_the_rate_limit_holds_when_the_wall_clock_jumps(
+    serve_in_thread: ServeInThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0.1, burst=2))
+    talker = Member(endpoint, "talker")
+    watcher = Member(endpoint, "watcher")
+    talker.say("one")
+    talker.say("two")
+    assert talker.expect("error:")[-1].startswith("- -!- error: you are sending too fast")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    talker.say("three")
+    watcher.say("/who")
+    lines = watcher.expect("in #lobby:")
+    assert not any("three" in line for line in lines), lines
+
+
 def test_a_flooding_member_is_limited_with_a_notice_while_others_chat(
     serve_in_thread: ServeInThread,
 ) -> None:
@@ -339,10 +415,10 @@ def test_a_failure_inside_one_session_closes_only_that_session(
     bob = Member(endpoint, "bob")
     real = service.chat.receive
 
-    def receive(member: object, data: bytes, now: float) -> object:
+    def receive(member: object, data: bytes, now: float, wall: float) -> object:
         if b"boom" in data:
             raise RuntimeError("bug")
-        return real(member, data, now)  # type: ignore[arg-type]
+        return real(member, data, now, wall)  # type: ignore[arg-type]
 
     monkeypatch.setattr(service.chat, "receive", receive)
     bob.say("boom")

@@ -18,11 +18,13 @@ from .. import loop
 from ..endpoint import Endpoint
 from ..services.chat import (
     DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_TOTAL,
     ChatClient,
     ChatService,
     ChatSettings,
 )
 from ..services.chat.names import nick_problem
+from ..visible import visible
 from .params import ENDPOINT, SECONDS, SizeType
 from .serve import ServeOptions, run_server, serve_group, server_options
 
@@ -65,9 +67,39 @@ DEFAULT_MAX_LINE = 4096
     show_default=True,
     help="Unsent bytes a member may have waiting; past it, it is disconnected as not reading.",
 )
+@click.option(
+    "--max-queue-total",
+    type=SizeType(),
+    default=str(DEFAULT_MAX_QUEUE_TOTAL // (1024 * 1024)) + "M",
+    show_default=True,
+    help="Unsent bytes all members together may have waiting; past it, "
+    "the members furthest behind are cut off.",
+)
+@click.option(
+    "--max-rooms",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Rooms that may exist at once.",
+)
+@click.option(
+    "--max-rooms-per-address",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Rooms members from one address (IPv6: one /64) may create and have to themselves.",
+)
 @click.option("--room", default="lobby", show_default=True, help="The room newcomers land in.")
 def serve_chat(
-    options: ServeOptions, history: int, rate: float, burst: int, max_queue: int, room: str
+    options: ServeOptions,
+    history: int,
+    rate: float,
+    burst: int,
+    max_queue: int,
+    max_queue_total: int,
+    max_rooms: int,
+    max_rooms_per_address: int,
+    room: str,
 ) -> None:
     """Chat rooms that nc, telnet and `socketeer chat` can join.
 
@@ -85,10 +117,13 @@ def serve_chat(
             rate=rate,
             burst=burst,
             max_line_length=options.max_message or DEFAULT_MAX_LINE,
+            max_rooms=max_rooms,
+            max_rooms_per_address=max_rooms_per_address,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--room") from None
-    run_server(ChatService(settings, max_queue=max_queue), options)
+    service = ChatService(settings, max_queue=max_queue, max_queue_total=max_queue_total)
+    run_server(service, options)
 
 
 def _chat_defaults(command: click.Command) -> None:
@@ -134,7 +169,9 @@ def chat_command(
     nick = nick or _login_name()
     problem = nick_problem(nick)
     if problem:
-        raise click.BadParameter(f'"{nick}" cannot be a nickname: {problem}', param_hint="--nick")
+        raise click.BadParameter(
+            f'"{visible(nick)}" cannot be a nickname: {problem}', param_hint="--nick"
+        )
     client = ChatClient(endpoint, nick, reconnect=not no_reconnect, connect_timeout=timeout)
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not plain
     from .chat_terminal import run_plain, run_terminal  # prompt_toolkit: only when chatting

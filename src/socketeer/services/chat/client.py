@@ -18,14 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...client import AsyncConnection
 from ...endpoint import Endpoint, parse_endpoint
 from ...errors import ConnectionClosed, LocalProtocolError, NetworkError
+from ...visible import visible
 from .backoff import Backoff
+from .events import Notice
 from .lines import NOWHERE, ChatLine, parse_line
 from .names import MAX_NICK_LENGTH, nick_problem
+from .rendering import JSON, TEXT, parse_json
 
 __all__ = ["ChatClient", "ChatEvent", "Connected", "Disconnected"]
 
@@ -67,7 +70,7 @@ class ChatClient:
     ) -> None:
         problem = nick_problem(nick)
         if problem:
-            raise ValueError(f'"{nick}" cannot be a nickname: {problem}')
+            raise ValueError(f'"{visible(nick)}" cannot be a nickname: {problem}')
         self.endpoint = parse_endpoint(endpoint) if isinstance(endpoint, str) else endpoint
         #: The nickname the server last confirmed (or the one asked for, before that).
         self.nick = nick
@@ -94,6 +97,7 @@ class ChatClient:
         self._conn = conn
         self._wanted = self.nick
         self._tries = 0
+        await self.send(f"/format {JSON.name}")
         await self.send(f"/nick {self.nick}")
         if self.room is not None and self._home is not None and self.room != self._home:
             await self.send(f"/join {self.room}")
@@ -126,9 +130,9 @@ class ChatClient:
                 async for event in self._reconnect(_reason(exc)):
                     yield event
                 continue
-            line = _parse(raw)
-            await self._follow(line)
-            yield line
+            for line in _parse(raw):
+                if await self._follow(line):
+                    yield line
 
     async def close(self, message: str = "") -> None:
         """Say goodbye (``/quit``) and close the connection."""
@@ -163,34 +167,51 @@ class ChatClient:
             yield Connected(str(self.endpoint))
             return
 
-    async def _follow(self, line: ChatLine) -> None:
-        """Keep track of the nickname and room the server says the member has."""
-        if line.kind != "notice":
-            return
-        text = line.text
-        if text.startswith("you are now known as "):
-            self.nick = text.removeprefix("you are now known as ")
-            self._wanted = None
-        elif text.startswith("you joined #"):
-            self.room = line.place
-            if self._home is None:
-                self._home = line.place
-        elif text.startswith("you left #"):
-            self.room = None
-        elif line.error and self._wanted is not None and "is taken" in text:
-            self._tries += 1
-            if self._tries <= ALTERNATE_NICKS and len(self._wanted) < MAX_NICK_LENGTH:
-                self._wanted += "_"
-                with contextlib.suppress(NetworkError):
-                    await self.send(f"/nick {self._wanted}")
+    async def _follow(self, line: ChatLine) -> bool:
+        """Keep track of the nickname and room the server says the member has, by code.
+
+        False for a line that is the client's own business (the answer to ``/format``).
+        """
+        event = line.event
+        if not isinstance(event, Notice):
+            return True
+        data = event.data
+        match event.code:
+            case "format":
+                return False
+            case "nick":
+                self.nick = str(data["nick"])
+                self._wanted = None
+            case "joined":
+                self.room = str(data["room"])
+                if self._home is None:
+                    self._home = self.room
+            case "left":
+                self.room = None
+            case "nick-taken" if self._wanted is not None:
+                self._tries += 1
+                if self._tries <= ALTERNATE_NICKS and len(self._wanted) < MAX_NICK_LENGTH:
+                    self._wanted += "_"
+                    with contextlib.suppress(NetworkError):
+                        await self.send(f"/nick {self._wanted}")
+        return True
 
 
-def _parse(raw: bytes) -> ChatLine:
+def _parse(raw: bytes) -> list[ChatLine]:
+    """The lines one received line shows: a JSON event's, each carrying it, or a text line."""
     text = raw.decode("utf-8", "replace")
+    if text.startswith("{"):
+        try:
+            event = parse_json(text)
+        except ValueError:
+            pass
+        else:
+            shown = TEXT.line(event).splitlines()
+            return [replace(parse_line(line), event=event) for line in shown]
     try:
-        return parse_line(text)
+        return [parse_line(text)]
     except ValueError:
-        return ChatLine("", NOWHERE, "notice", None, text)
+        return [ChatLine("", NOWHERE, "notice", None, text)]
 
 
 def _reason(exc: Exception) -> str:

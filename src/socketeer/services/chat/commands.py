@@ -15,6 +15,7 @@ __all__ = [
     "COMMAND_HELP",
     "Act",
     "Command",
+    "Format",
     "Help",
     "Invalid",
     "Join",
@@ -93,13 +94,25 @@ class Quit:
 
 
 @dataclass(frozen=True)
+class Format:
+    """``/format NAME``: receive events rendered as NAME (``text`` or ``json``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Invalid:
-    """A line that looks like a command but is not a valid one; ``reason`` says why."""
+    """A line that looks like a command but is not a valid one; ``reason`` says why.
+
+    ``code`` is ``usage`` (a known command with missing or extra words) or
+    ``unknown-command``.
+    """
 
     reason: str
+    code: str = "usage"
 
 
-Command = Say | Act | Nick | Join | Leave | Rooms | Who | Msg | Help | Quit | Invalid
+Command = Say | Act | Nick | Join | Leave | Rooms | Who | Msg | Help | Quit | Format | Invalid
 
 #: The commands with their usage and what they do, in the order ``/help`` lists them.
 COMMAND_HELP: tuple[tuple[str, str], ...] = (
@@ -112,6 +125,7 @@ COMMAND_HELP: tuple[tuple[str, str], ...] = (
     ("/me ACTION", "tell the room what you are doing"),
     ("/help", "this list"),
     ("/quit [MESSAGE]", "leave the chat (also /exit)"),
+    ("/format text|json", "receive lines as text (the default) or as JSON, for programs"),
 )
 
 _ALIASES = {"part": "leave", "list": "rooms", "names": "who", "exit": "quit"}
@@ -134,7 +148,10 @@ def parse_command(line: str) -> Command:
     if line.startswith("//"):
         return Say(line[1:])
     if line[1:2].isspace() or len(line) == 1:
-        return Invalid('a command follows the "/"; /help lists them (// sends a line with a "/")')
+        return Invalid(
+            'a command follows the "/"; /help lists them (// sends a line with a "/")',
+            "unknown-command",
+        )
     words = line[1:].split(None, 1)
     name = _ALIASES.get(words[0].casefold(), words[0].casefold())
     rest = words[1].strip() if len(words) > 1 else ""
@@ -161,4 +178,7 @@ def parse_command(line: str) -> Command:
         return Msg(words[0], words[1].strip()) if len(words) == 2 else _usage(name)
     if name == "quit":
         return Quit(rest)
-    return Invalid(f'unknown command "/{name}"; /help lists the commands')
+    if name == "format":
+        word = _one_word(name, rest)
+        return word if isinstance(word, Invalid) else Format(word.casefold())
+    return Invalid(f'unknown command "/{name}"; /help lists the commands', "unknown-command")

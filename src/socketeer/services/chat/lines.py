@@ -20,8 +20,11 @@ Server replies to errors start with ``error: ``.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .events import Event
 
 __all__ = [
     "ACTION",
@@ -68,7 +71,9 @@ class ChatLine:
 
     ``nick`` is who said or did it (None for the server); ``place`` is
     ``#room``, ``@nick`` or ``-``; ``text`` is what was said, done or noticed
-    (for an action, without the nick).
+    (for an action, without the nick).  ``event`` is the event the line
+    shows when it arrived in the JSON rendering (``/format json``), for
+    programs to read instead of the text; None for a line that came as text.
     """
 
     time: str
@@ -76,6 +81,7 @@ class ChatLine:
     kind: Kind
     nick: str | None
     text: str
+    event: Event | None = field(default=None, compare=False)
 
     @property
     def room(self) -> str | None:

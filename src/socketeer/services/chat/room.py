@@ -6,12 +6,14 @@ chat never looks inside it, it only names it in deliveries.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from typing import Generic, TypeVar
 
 from ...ratelimit import TokenBucket
+from .events import Acted, Said
 from .incoming import LineSplitter
 from .names import name_key
+from .rendering import TEXT, Audience, Form, group
 
 __all__ = ["Member", "Room"]
 
@@ -21,10 +23,27 @@ P = TypeVar("P")
 class Member(Generic[P]):
     """One connection to the chat: who it is, where it is, how fast it may talk."""
 
-    __slots__ = ("bucket", "finished", "gone", "nick", "peer", "room", "splitter", "throttled")
+    __slots__ = (
+        "address",
+        "bucket",
+        "finished",
+        "form",
+        "gone",
+        "nick",
+        "peer",
+        "room",
+        "splitter",
+        "throttled",
+    )
 
-    def __init__(self, peer: P, splitter: LineSplitter, bucket: TokenBucket) -> None:
+    def __init__(
+        self, peer: P, splitter: LineSplitter, bucket: TokenBucket, address: str = ""
+    ) -> None:
         self.peer = peer
+        #: Where the member connects from, as per-address limits count it.
+        self.address = address
+        #: How the member's events are rendered (``/format``).
+        self.form: Form = TEXT
         self.splitter = splitter
         self.bucket = bucket
         #: None until the member has chosen a nickname.
@@ -42,47 +61,61 @@ class Member(Generic[P]):
 
 
 class Room(Generic[P]):
-    """A named room: its members and the last ``history`` lines said in it."""
+    """A named room: its members, where they come from, and the last ``history`` lines."""
 
-    __slots__ = ("_peers", "history", "members", "name")
+    __slots__ = ("_addresses", "_audience", "history", "members", "name")
 
     def __init__(self, name: str, history: int) -> None:
         self.name = name
         self.members: dict[str, Member[P]] = {}
-        self.history: deque[bytes] = deque(maxlen=history)
-        self._peers: tuple[P, ...] | None = None
+        self.history: deque[Said | Acted] = deque(maxlen=history)
+        self._audience: Audience[P] | None = None
+        self._addresses: Counter[str] = Counter()
 
     def add(self, member: Member[P]) -> None:
         """Put ``member`` (who has a nickname) in the room."""
         assert member.nick is not None
         self.members[name_key(member.nick)] = member
         member.room = self
-        self._peers = None
+        self.changed()
+        self._addresses[member.address] += 1
 
     def remove(self, member: Member[P]) -> None:
         """Take ``member`` out of the room."""
         assert member.nick is not None
         del self.members[name_key(member.nick)]
         member.room = None
-        self._peers = None
+        self.changed()
+        addresses = self._addresses
+        addresses[member.address] -= 1
+        if not addresses[member.address]:
+            del addresses[member.address]
+
+    def held_by(self, address: str) -> bool:
+        """Whether everyone in the room comes from ``address``."""
+        return len(self._addresses) == 1 and address in self._addresses
 
     def rename(self, member: Member[P], old_nick: str) -> None:
         """``member`` was called ``old_nick`` and now has a new nickname."""
         del self.members[name_key(old_nick)]
         assert member.nick is not None
         self.members[name_key(member.nick)] = member
-        self._peers = None
+        self.changed()
 
-    def peers(self) -> tuple[P, ...]:
-        """Everyone in the room (kept until the membership changes)."""
-        if self._peers is None:
-            self._peers = tuple(member.peer for member in self.members.values())
-        return self._peers
+    def changed(self) -> None:
+        """Who is in the room, or how one of them wants events rendered, changed."""
+        self._audience = None
 
-    def others(self, member: Member[P]) -> tuple[P, ...]:
+    def audience(self) -> Audience[P]:
+        """Everyone in the room now, grouped by rendering (kept until the membership changes)."""
+        if self._audience is None:
+            self._audience = group(self.members.values())
+        return self._audience
+
+    def others(self, member: Member[P]) -> Audience[P]:
         """Everyone in the room but ``member``."""
-        return tuple(m.peer for m in self.members.values() if m is not member)
+        return group(m for m in self.members.values() if m is not member)
 
     def nicks(self) -> list[str]:
         """The members' nicknames, sorted without regard to case."""
-        return sorted((m.nick for m in self.members.values() if m.nick), key=name_key)
+        return sorted((m.nick for m in self.members.values() if m.nick), key=str.casefold)

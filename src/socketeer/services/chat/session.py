@@ -7,11 +7,15 @@ written once at the end of the pass, so a busy room costs one write per
 member per pass, not one per line.
 
 One slow member never stalls the others: writes never wait, and a member
-whose unsent output passes ``max_queue`` bytes (it stopped reading, or its
-socket buffer is full) is told, taken out of the chat at once, and closed;
-if it still has not read its backlog after :data:`DROP_LINGER` seconds, the
-connection is dropped.  The kernel's send buffer per member is fixed at
-:data:`SEND_BUFFER` so the kernel cannot hide megabytes of backlog.
+whose unsent output would pass ``max_queue`` bytes (it stopped reading, or
+its socket buffer is full) is told, taken out of the chat at once, and
+closed; if it still has not read its backlog after :data:`DROP_LINGER`
+seconds, the connection is dropped.  The kernel's send buffer per member is
+fixed at :data:`SEND_BUFFER` so the kernel cannot hide megabytes of backlog.
+
+Many slow members together are bounded too: when the unsent output of all
+members would pass ``max_queue_total`` bytes, the members with the largest
+backlogs are cut off at once, their backlogs discarded, until it fits.
 """
 
 from __future__ import annotations
@@ -24,15 +28,27 @@ from collections.abc import Iterable
 from ...host import Host
 from ...service import Service
 from ...session import Session
-from .protocol import ChatProtocol, ChatSettings, Delivery
+from ...stream import ByteStream
+from .addresses import member_address
+from .protocol import ChatProtocol, ChatSettings
+from .rendering import Delivery, deliveries
 from .room import Member
 
-__all__ = ["DEFAULT_MAX_QUEUE", "DROP_LINGER", "ChatService", "ChatSession", "Outbox"]
+__all__ = [
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_MAX_QUEUE_TOTAL",
+    "DROP_LINGER",
+    "ChatService",
+    "ChatSession",
+    "Outbox",
+]
 
 log = logging.getLogger("socketeer.server")
 
 #: Unsent bytes a member may have waiting before it counts as not reading.
 DEFAULT_MAX_QUEUE = 256 * 1024
+#: Unsent bytes all members together may have waiting.
+DEFAULT_MAX_QUEUE_TOTAL = 64 * 1024 * 1024
 #: Seconds a dropped member gets to read what it was sent before the connection is cut.
 DROP_LINGER = 5.0
 #: The kernel's send buffer per member.  Fixed, so that the kernel does not grow it
@@ -41,17 +57,33 @@ SEND_BUFFER = 64 * 1024
 
 
 class Outbox:
-    """Deliveries gathered during one pass of the event loop, written at its end."""
+    """Deliveries gathered during one pass of the event loop, written at its end.
 
-    def __init__(self, max_queue: int) -> None:
+    Keeps each member's unsent bytes under ``max_queue`` and all members'
+    together under ``max_queue_total``.
+    """
+
+    def __init__(self, max_queue: int, max_queue_total: int = DEFAULT_MAX_QUEUE_TOTAL) -> None:
+        if max_queue < 1 or max_queue_total < 1:
+            raise ValueError("max_queue and max_queue_total must be at least 1 byte")
         self.max_queue = max_queue
+        self.max_queue_total = max_queue_total
         self._dirty: list[ChatSession] = []
         self._scheduled = False
+        #: Each member with unsent bytes, and how many there were when last looked at.
+        self._queued: dict[ChatSession, int] = {}
+        #: The sum of ``_queued``: never less than the bytes really waiting.
+        self._total = 0
 
-    def post(self, deliveries: Iterable[Delivery[ChatSession]]) -> None:
+    @property
+    def queued(self) -> int:
+        """Unsent bytes of all members, as last looked at (at most ``max_queue_total``)."""
+        return self._total
+
+    def post(self, batch: Iterable[Delivery[ChatSession]]) -> None:
         """Queue each delivery's bytes for each of its members."""
         dirty = self._dirty
-        for peers, data in deliveries:
+        for peers, data in batch:
             for session in peers:
                 pending = session.pending
                 if not pending:
@@ -63,25 +95,79 @@ class Outbox:
 
     def flush(self) -> None:
         """Write what every member has pending; drop members that fell too far behind."""
-        limit = self.max_queue
         while self._dirty:
             dirty, self._dirty = self._dirty, []
             behind: list[ChatSession] = []
             for session in dirty:
                 pending = session.pending
-                data = pending[0] if len(pending) == 1 else b"".join(pending)
-                pending.clear()
                 if session.closing:
+                    pending.clear()
                     continue
                 stream = session.stream
-                stream.write(data)
-                if stream.write_buffered > limit:
+                if not self._write(session, stream, pending):
                     behind.append(session)
                 elif session.close_after_flush:
                     stream.close()
             for session in behind:
-                session.drop(f"not reading: more than {limit} bytes waiting to be sent")
+                session.drop(f"not reading: more than {self.max_queue} bytes waiting to be sent")
         self._scheduled = False
+
+    def forget(self, session: ChatSession) -> None:
+        """``session``'s connection is gone: its unsent bytes are no more."""
+        self._total -= self._queued.pop(session, 0)
+
+    def _write(self, session: ChatSession, stream: ByteStream, pending: list[bytes]) -> bool:
+        """Write ``pending`` within the limits; False if the member cannot take it all."""
+        limit = self.max_queue
+        incoming = sum(map(len, pending))
+        before = self._queued.get(session, 0)  # never less than what is waiting
+        if before + incoming > limit or self._total + incoming > self.max_queue_total:
+            before = stream.write_buffered  # look
+            self._note(session, before)
+            if self._total + incoming > self.max_queue_total:
+                self._shed(session, incoming)
+                if stream.closing:
+                    pending.clear()
+                    return True
+        fits = True
+        if before + incoming <= limit:
+            stream.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        else:  # as much as the member takes now, and up to max_queue more
+            for data in pending:
+                stream.write(data)
+                if stream.write_buffered > limit:
+                    fits = False
+                    break
+        pending.clear()
+        after = stream.write_buffered
+        if after or before:
+            self._note(session, after)
+        return fits
+
+    def _note(self, session: ChatSession, waiting: int) -> None:
+        queued = self._queued
+        self._total += waiting - queued.get(session, 0)
+        if waiting:
+            queued[session] = waiting
+        else:
+            queued.pop(session, None)
+
+    def _shed(self, writing: ChatSession, incoming: int) -> None:
+        """Make room for ``incoming`` more bytes: look again, then cut the biggest backlogs."""
+        for session in list(self._queued):
+            self._note(session, 0 if session.closing else session.stream.write_buffered)
+        budget = self.max_queue_total
+        queued = self._queued
+        for session in sorted(queued, key=queued.__getitem__, reverse=True):
+            if self._total + incoming <= budget:
+                return
+            backlog = queued[session]
+            session.cut(
+                f"server output over {budget} bytes; {backlog} were waiting for this member"
+            )
+            self.forget(session)
+            if session is writing:
+                return
 
 
 class ChatSession(Session):
@@ -101,19 +187,25 @@ class ChatSession(Session):
     # asyncio callbacks ------------------------------------------------------------
 
     def started(self) -> None:
-        self.stream.set_send_buffer(SEND_BUFFER)
-        self._member, deliveries = self._chat.connect(self, time.time())
-        self._outbox.post(deliveries)
+        stream = self.stream
+        stream.set_send_buffer(SEND_BUFFER)
+        self._member, events = self._chat.connect(
+            self,
+            self.host.now(),
+            time.time(),
+            member_address((stream.address, 0) if stream.address else None),
+        )
+        self._outbox.post(deliveries(events))
 
     def data_received(self, data: bytes) -> None:
         member = self._member
         if member is None or member.gone:
             return
         try:
-            deliveries = self._chat.receive(member, data, time.time())
-            if deliveries:  # a whole line arrived: the member is not idle
+            events = self._chat.receive(member, data, self.host.now(), time.time())
+            if events:  # a whole line arrived: the member is not idle
                 self.messages += 1
-            self._outbox.post(deliveries)
+            self._outbox.post(deliveries(events))
         except Exception:
             log.exception("chat session with %s failed", self.peer)
             self.abort("internal server error")
@@ -124,16 +216,19 @@ class ChatSession(Session):
     def eof_received(self) -> bool:
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(self._chat.end_of_input(member, time.time()))
+            self._outbox.post(
+                deliveries(self._chat.end_of_input(member, self.host.now(), time.time()))
+            )
         self._close_when_written()
         return True  # closed above, once the replies are written
 
     def ended(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
+        self._outbox.forget(self)
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(self._chat.disconnect(member, time.time()))
+            self._outbox.post(deliveries(self._chat.disconnect(member, time.time())))
 
     # closing ----------------------------------------------------------------------
 
@@ -147,12 +242,12 @@ class ChatSession(Session):
         """Take the member out of the chat (telling the room why), tell it, then close."""
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(self._chat.disconnect(member, time.time(), reason))
+            self._outbox.post(deliveries(self._chat.disconnect(member, time.time(), reason)))
         super().abort(reason)
 
     def notify_failure(self, reason: str) -> None:
         if not self.closing:
-            self.stream.write(self._chat.error_line(time.time(), reason))
+            self.stream.write(self._chat.error_line(time.time(), reason, self._member))
 
     def drop(self, reason: str) -> None:
         """The member fell too far behind: tell it, close, and cut it off if it stays silent."""
@@ -162,13 +257,22 @@ class ChatSession(Session):
         loop = asyncio.get_running_loop()
         self._linger = loop.call_later(DROP_LINGER, self.kill)
 
+    def cut(self, reason: str) -> None:
+        """Take the member out of the chat (telling the room why) and drop its backlog now."""
+        member = self._member
+        if member is not None and not member.gone:
+            self._outbox.post(deliveries(self._chat.disconnect(member, time.time(), reason)))
+        log.info("cutting off %s: %s", self.peer, reason)
+        self.kill()
+
 
 class ChatService(Service):
     """A chat server: rooms, nicknames, private messages, history, flood and backlog limits.
 
     ``max_queue`` is how many unsent bytes a member may have waiting before it
-    is disconnected as not reading.  One ChatService is one chat: run it in
-    one process (its rooms live in memory).
+    is disconnected as not reading; ``max_queue_total`` how many all members
+    together may have before the ones furthest behind are cut off.  One
+    ChatService is one chat: run it in one process (its rooms live in memory).
     """
 
     name = "chat"
@@ -176,18 +280,30 @@ class ChatService(Service):
     datagrams = False
 
     def __init__(
-        self, settings: ChatSettings | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE
+        self,
+        settings: ChatSettings | None = None,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_queue_total: int = DEFAULT_MAX_QUEUE_TOTAL,
     ) -> None:
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1 byte")
+        self._outbox = Outbox(max_queue, max_queue_total)
         self.settings = settings or ChatSettings()
         self.chat: ChatProtocol[ChatSession] = ChatProtocol(self.settings)
-        self._outbox = Outbox(max_queue)
 
     @property
     def max_queue(self) -> int:
         """Unsent bytes a member may have waiting before it is disconnected."""
         return self._outbox.max_queue
+
+    @property
+    def max_queue_total(self) -> int:
+        """Unsent bytes all members together may have waiting."""
+        return self._outbox.max_queue_total
+
+    @property
+    def queued(self) -> int:
+        """Unsent bytes of all members, as last looked at."""
+        return self._outbox.queued
 
     def new_session(self, host: Host) -> ChatSession:
         return ChatSession(host, self.chat, self._outbox)

@@ -1,0 +1,35 @@
+"""Which address a member comes from, for limits that are per address.
+
+One person with many connections should count once.  An IPv4 member counts
+by its address; an IPv6 member by its /64 network, since one host is usually
+given a whole /64; an IPv4 address mapped into IPv6 (``::ffff:1.2.3.4``) as
+that IPv4 address.  Members over Unix sockets all come from ``unix``.
+Sans-IO: it only reads the socket address it is given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+__all__ = ["UNIX", "member_address"]
+
+#: Where every member over a Unix socket comes from.
+UNIX = "unix"
+#: The IPv6 prefix length one host is counted by.
+IPV6_PREFIX = 64
+
+
+def member_address(peername: object) -> str:
+    """The address a member at ``peername`` (as ``getpeername()`` gives it) counts as."""
+    if not (isinstance(peername, tuple) and len(peername) >= 2 and isinstance(peername[0], str)):
+        return UNIX
+    host = peername[0].partition("%")[0]  # a link-local address's zone
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
