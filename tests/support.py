@@ -7,6 +7,7 @@ import os
 import resource
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -102,6 +103,14 @@ class ServerProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._stderr_file.close()
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    """Everything a socket receives until the peer closes (the socket's timeout applies)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
 
 
 def read_line(stream: IO[bytes], deadline: float) -> bytes:

@@ -11,21 +11,13 @@ from pathlib import Path
 import pytest
 
 from socketeer import Connection, Endpoint, Handler, LengthPrefixCodec, Service
-from support import WAIT, ServeInThread
+from support import WAIT, ServeInThread, recv_all
 
 
 def tcp(endpoint: Endpoint) -> socket.socket:
     sock = socket.create_connection((endpoint.connect_host, endpoint.port), timeout=WAIT)
     sock.settimeout(WAIT)
     return sock
-
-
-def recv_all(sock: socket.socket) -> bytes:
-    """Everything until the server closes."""
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    return data
 
 
 def greet_lines(conn: Connection, names: list[str]) -> list[bytes]:

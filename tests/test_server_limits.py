@@ -23,7 +23,7 @@ from socketeer.services import GreetService
 from socketeer.services.files import FilesService
 from socketeer.services.files.client import FilesClient, FilesError
 from socketeer.tasks import MessageStream, task_service
-from support import WAIT, ServeInThread, ThreadedServer, wait_until
+from support import WAIT, ServeInThread, ThreadedServer, recv_all, wait_until
 
 LOOPBACK = parse_endpoint("127.0.0.1:0")
 
@@ -39,13 +39,6 @@ def connect(endpoint: Endpoint, source: str = "127.0.0.1") -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    data = b""
-    while chunk := sock.recv(4096):
-        data += chunk
-    return data
 
 
 # slow senders -------------------------------------------------------------------------
@@ -72,7 +65,7 @@ def test_a_byte_at_a_time_without_a_whole_line_is_closed_as_idle(
             readable, _, _ = select.select([trickler], [], [], 0.1)
             if readable:
                 closed_after = time.monotonic() - started
-                assert read_until_closed(trickler) == b"error: idle for 0.4 seconds\n"
+                assert recv_all(trickler) == b"error: idle for 0.4 seconds\n"
                 break
         assert closed_after is not None, "a client trickling bytes was never closed"
         assert closed_after < 1.5
@@ -90,9 +83,7 @@ def test_max_conns_per_ip_refuses_the_next_one_from_that_address_only(
         assert first.recv(100) == b"welcome!\n"
         assert second.recv(100) == b"welcome!\n"
         with connect(endpoint) as third:
-            assert read_until_closed(third) == (
-                b"error: too many connections from 127.0.0.1 (at most 2)\n"
-            )
+            assert recv_all(third) == (b"error: too many connections from 127.0.0.1 (at most 2)\n")
         with connect(endpoint, source="127.0.0.2") as other:
             assert other.recv(100) == b"welcome!\n"
     # the count goes down when they leave
