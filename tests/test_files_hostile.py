@@ -76,6 +76,23 @@ def test_a_huge_request_after_hello_is_refused_at_its_header(share: Share) -> No
     assert "1048576-byte limit" in error.message
 
 
+def test_max_message_sets_the_files_request_limit(tmp_path: Path) -> None:
+    threaded = ThreadedServer(
+        FilesService(tmp_path), ["127.0.0.1:0"], ServerConfig(max_message_size=4096)
+    )
+    (endpoint,) = threaded.start()
+    try:
+        with tcp_connect(endpoint) as sock:
+            sock.sendall(frame(Hello()))
+            sock.sendall((5000).to_bytes(4, "big") + bytes(100))
+            welcome, error = replies(sock)
+        assert isinstance(welcome, Welcome)
+        assert isinstance(error, Error)
+        assert "4096-byte limit" in error.message
+    finally:
+        threaded.stop()
+
+
 # --- no upload byte before a login ----------------------------------------------------
 
 
