@@ -56,10 +56,10 @@ class SizeType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
         unit = text[-1:] if text[-1:] in self._UNITS else ""
         number = text[: len(text) - len(unit)]
         if not number.isdigit() or int(number) == 0:
-            self.fail(f"{value!r} is not a size (examples: 65536, 64K, 16M)", param, ctx)
+            self.fail(f'"{value}" is not a size (examples: 65536, 64K, 16M)', param, ctx)
         size = int(number) * self._UNITS[unit]
         if size >= 2**32:  # a length prefix has four bytes
-            self.fail(f"{value!r} is too large (at most 4G - 1)", param, ctx)
+            self.fail(f'"{value}" is too large (at most 4G - 1)', param, ctx)
         return size
 
 
