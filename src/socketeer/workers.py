@@ -26,6 +26,7 @@ from . import loop
 from .binding import BoundSocket, bind_endpoint, remove_unix_socket
 from .endpoint import Endpoint
 from .errors import BindError, SocketeerError
+from .quantity import quantity
 from .server import Server, ServerConfig, serve
 from .service import Service
 
@@ -117,7 +118,9 @@ def _await_workers(ready: multiprocessing.queues.Queue[tuple[str, str]], count: 
         try:
             status, message = ready.get(timeout=_READY_TIMEOUT)
         except queue.Empty:
-            raise BindError(f"workers did not start within {_READY_TIMEOUT:g} seconds") from None
+            raise BindError(
+                f"workers did not start within {quantity(_READY_TIMEOUT, 'second')}"
+            ) from None
         if status == "error":
             raise BindError(message)
 
