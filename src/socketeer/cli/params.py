@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import click
 
 from ..endpoint import Endpoint, Transport, parse_endpoint
 from ..errors import EndpointError
+from ..logs import announce, log_to_stderr
 
 __all__ = [
     "ENCODING",
@@ -77,16 +75,4 @@ def encoding_problem(exc: LookupError) -> click.BadParameter:
 
 def setup_logging(quiet: bool, level: str) -> None:
     """Log to stderr with timestamps; ``quiet`` keeps warnings and errors only."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
-
-
-def announce(endpoints: Sequence[Endpoint], stream: Any = None) -> None:
-    """Print ``listening on ENDPOINT`` for each endpoint, and flush."""
-    for endpoint in endpoints:
-        click.echo(f"listening on {endpoint}", file=stream)
-    (stream or sys.stdout).flush()
+    log_to_stderr("warning" if quiet else level)
