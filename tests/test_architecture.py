@@ -26,6 +26,8 @@ SANS_IO = [
     "socketeer.datagram",
     "socketeer.throttle",
     "socketeer.transcode",
+    "socketeer.conversation",
+    "socketeer.quantity",
     "socketeer.services.greet",
     "socketeer.services.echo",
     "socketeer.services.files.messages",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -235,6 +236,21 @@ def test_workers_share_the_port(serve_process: ServeProcess, tmp_path: Path) -> 
     assert server.stop() == 0
     assert not path.exists()
     assert children_of(server.proc.pid) == []
+
+
+def test_worker_logs_say_which_worker_took_each_connection(serve_process: ServeProcess) -> None:
+    server = serve_process("serve", "greet", "127.0.0.1:0", "--workers", "2")
+    ports = set()
+    for _ in range(10):
+        with Connection.connect(server.endpoints[0], timeout=WAIT) as conn:
+            assert conn.recvline() == b"welcome!"
+            ports.add(conn.sock.getsockname()[1])
+    assert server.stop() == 0
+    logged = re.findall(
+        r" INFO \[worker ([12])\] connection from 127\.0\.0\.1:(\d+)", server.stderr()
+    )
+    assert {int(port) for _, port in logged} == ports
+    assert {worker for worker, _ in logged} <= {"1", "2"}
 
 
 def test_workers_report_a_bind_failure(serve_process: ServeProcess) -> None:

@@ -157,3 +157,35 @@ def test_async_closed_keeps_partial(serve_in_thread: ServeInThread) -> None:
             raise AssertionError("expected ConnectionClosed")
 
     assert run(talk()) == b"welcome!\n"
+
+
+def test_errors_name_what_was_awaited_in_words(serve_in_thread: ServeInThread) -> None:
+    """No Python reprs (``b'\\n'``) and no ``1 seconds`` in what people read."""
+    _, (endpoint,) = serve_in_thread("echo")
+    with Connection.connect(endpoint, timeout=1) as conn:
+        conn.send(b"x")
+        with pytest.raises(Timeout) as waited:
+            conn.recvline()
+        assert str(waited.value) == f"no line ending from {endpoint} within 1 second"
+        conn.shutdown_write()
+        with pytest.raises(ConnectionClosed) as closed:
+            conn.recvuntil(b"> ")
+        assert str(closed.value) == (
+            f'{endpoint} closed the connection before the delimiter "> " arrived (1 byte received)'
+        )
+
+
+def test_async_errors_name_what_was_awaited_in_words(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread("echo")
+
+    async def talk() -> str:
+        async with await AsyncConnection.connect(endpoint, timeout=1) as conn:
+            await conn.send(b"x\r")
+            conn.shutdown_write()
+            with pytest.raises(ConnectionClosed) as closed:
+                await conn.recvuntil(b"\r\n")
+            return str(closed.value)
+
+    assert run(talk()) == (
+        f"{endpoint} closed the connection before a line ending arrived (2 bytes received)"
+    )

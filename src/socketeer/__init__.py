@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         Timeout,
     )
     from .framing import AutoCodec, Codec, LengthPrefixCodec, LineCodec, RawCodec, make_codec
+    from .logs import announce, log_to_stderr
     from .server import Server, ServerConfig, serve
     from .service import Handler, Service
     from .tasks import MessageStream, TaskService, task_service
@@ -56,6 +57,7 @@ _EXPORTS = {
         ["AutoCodec", "Codec", "LengthPrefixCodec", "LineCodec", "RawCodec", "make_codec"],
         ".framing",
     ),
+    **dict.fromkeys(["announce", "log_to_stderr"], ".logs"),
     **dict.fromkeys(["Server", "ServerConfig", "serve"], ".server"),
     **dict.fromkeys(["Handler", "Service"], ".service"),
     **dict.fromkeys(["MessageStream", "TaskService", "task_service"], ".tasks"),
@@ -91,6 +93,8 @@ __all__ = [
     "TaskService",
     "Timeout",
     "__version__",
+    "announce",
+    "log_to_stderr",
     "make_codec",
     "parse_endpoint",
     "serve",

@@ -38,6 +38,8 @@ from .errors import (
     translate_os_error,
 )
 from .framing import DEFAULT_MAX_LINE_LENGTH, Codec, LengthPrefixCodec, ReceiveBuffer
+from .quantity import quantity
+from .visible import visible
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncConnection", "Connection"]
 
@@ -47,6 +49,13 @@ _READ_SIZE = 256 * 1024
 
 def _endpoint(target: str | Endpoint) -> Endpoint:
     return target if isinstance(target, Endpoint) else parse_endpoint(target)
+
+
+def _delimiter_name(delimiter: bytes) -> str:
+    """How an error names what it waited for: ``a line ending``, ``the delimiter "> "``."""
+    if delimiter in (b"\n", b"\r\n"):
+        return "a line ending"
+    return f'the delimiter "{visible(delimiter.decode("utf-8", "surrogateescape"))}"'
 
 
 def _as_bytes(data: bytes | str, encoding: str) -> bytes:
@@ -75,12 +84,15 @@ class _Reading:
         partial = self._buffer.take()
         return ConnectionClosed(
             f"{self.endpoint} closed the connection before {want} arrived "
-            f"({len(partial)} bytes received)",
+            f"({quantity(len(partial), 'byte')} received)",
             partial,
         )
 
     def _timeout_error(self, want: str) -> Timeout:
-        return Timeout(f"no {want} from {self.endpoint} within {self.timeout:g} seconds")
+        what = want.removeprefix("a ").removeprefix("the ")  # "no line ending", "no message"
+        return Timeout(
+            f"no {what} from {self.endpoint} within {quantity(self.timeout or 0, 'second')}"
+        )
 
     def _take_message(self) -> bytes | None:
         """A message already complete, after feeding what is buffered to the codec."""
@@ -174,7 +186,7 @@ class Connection(_Reading):
         """Return everything up to and including ``delimiter``."""
         delim = _as_bytes(delimiter, self.encoding)
         while (found := self._buffer.take_until(delim, limit, "data before the delimiter")) is None:
-            self._fill(f"{delim!r}")
+            self._fill(_delimiter_name(delim))
         return found
 
     def recvline(self, delimiter: bytes = b"\n", limit: int = DEFAULT_MAX_LINE_LENGTH) -> bytes:
@@ -184,7 +196,7 @@ class Connection(_Reading):
     def recvexactly(self, size: int) -> bytes:
         """Return exactly ``size`` bytes, or raise ConnectionClosed with what arrived."""
         while (found := self._buffer.take_exactly(size)) is None:
-            self._fill(f"{size} bytes")
+            self._fill(quantity(size, "byte"))
         return found
 
     def recv_message(self) -> bytes:
@@ -326,7 +338,7 @@ class AsyncConnection(_Reading):
         """Return everything up to and including ``delimiter``."""
         delim = _as_bytes(delimiter, self.encoding)
         while (found := self._buffer.take_until(delim, limit, "data before the delimiter")) is None:
-            await self._fill(f"{delim!r}")
+            await self._fill(_delimiter_name(delim))
         return found
 
     async def recvline(
@@ -338,7 +350,7 @@ class AsyncConnection(_Reading):
     async def recvexactly(self, size: int) -> bytes:
         """Return exactly ``size`` bytes, or raise ConnectionClosed with what arrived."""
         while (found := self._buffer.take_exactly(size)) is None:
-            await self._fill(f"{size} bytes")
+            await self._fill(quantity(size, "byte"))
         return found
 
     async def recv_message(self) -> bytes:

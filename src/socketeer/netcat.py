@@ -1,5 +1,4 @@
-"""netcat modes: ``connect`` and ``listen`` move bytes between stdin/stdout and a socket;
-``send`` is the classic one-shot client (greeting, then a reply per message).
+"""netcat modes: ``connect`` and ``listen`` move bytes between stdin/stdout and a socket.
 
 These are the I/O edge of the command line; they take file descriptors and
 callables so tests can drive them without a terminal.
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .binding import BoundSocket, bind_endpoint, remove_unix_socket
-from .client import AsyncConnection, Connection
+from .client import AsyncConnection
 from .endpoint import Endpoint, describe_peer
 from .errors import (
     ConnectError,
@@ -28,11 +27,10 @@ from .errors import (
     describe_os_error,
     translate_os_error,
 )
-from .framing import Framing, make_codec
-from .service import TextCodec
+from .quantity import quantity
 from .transcode import Transcoder
 
-__all__ = ["Encodings", "connect", "listen", "send_messages"]
+__all__ = ["Encodings", "connect", "listen"]
 
 _CHUNK = 64 * 1024
 
@@ -190,12 +188,12 @@ async def _send_stdin(
             writer.write_eof()
     except TimeoutError:
         raise Timeout(
-            f"cannot send to {peer}: nothing accepted for {idle_timeout:g} seconds"
+            f"cannot send to {peer}: nothing accepted for {quantity(idle_timeout or 0, 'second')}"
         ) from None
     except OSError as exc:
         raise ConnectionClosed(
             f"cannot send to {peer}: {describe_os_error(exc)} before all of stdin was sent "
-            f"({sent} bytes sent)"
+            f"({quantity(sent, 'byte')} sent)"
         ) from None
 
 
@@ -212,7 +210,9 @@ async def _receive(
             async with asyncio.timeout(idle_timeout):
                 data = await reader.read(_CHUNK)
         except TimeoutError:
-            raise Timeout(f"no data from {peer} within {idle_timeout:g} seconds") from None
+            raise Timeout(
+                f"no data from {peer} within {quantity(idle_timeout or 0, 'second')}"
+            ) from None
         except OSError as exc:
             raise translate_os_error(exc, "receive from", peer) from None
         if not data:
@@ -269,7 +269,9 @@ async def _connect_udp(
             except TimeoutError:
                 if stdin_done.is_set():
                     return
-                raise Timeout(f"nothing from {endpoint} for {idle_timeout:g} seconds") from None
+                raise Timeout(
+                    f"nothing from {endpoint} for {quantity(idle_timeout or 0, 'second')}"
+                ) from None
             if isinstance(item, OSError):
                 raise translate_os_error(item, "send to", endpoint, ConnectError)
             if isinstance(item, tuple):
@@ -502,67 +504,3 @@ async def _listen_udp(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         transport.close()
-
-
-def send_messages(
-    endpoint: Endpoint,
-    messages: Sequence[str],
-    *,
-    framing: Framing,
-    encoding: str,
-    timeout: float,
-    greeting_wait: float,
-    show: Callable[[str], None],
-) -> None:
-    """Connect, show the greeting if one comes within ``greeting_wait``, then send
-    each message and show its reply.  A server that closes after the last
-    message (``exit``) is a normal end; one that closes earlier is an error.
-
-    Messages are sent in ``encoding`` (characters it lacks become ``?``);
-    replies are decoded from it, undecodable bytes kept as surrogate escapes.
-    """
-    codec = make_codec(framing)
-    text = TextCodec(encoding)
-    with Connection.connect(endpoint, timeout=timeout, codec=codec, encoding=encoding) as conn:
-        if endpoint.is_stream and greeting_wait > 0:
-            conn.sock.settimeout(greeting_wait)
-            with contextlib.suppress(Timeout, ConnectionClosed):
-                greeting = conn.recv_message() if framing == "length" else conn.recv()
-                show(_display(greeting, text))
-            conn.sock.settimeout(timeout)
-        for number, message in enumerate(messages, 1):
-            payload = text.encode(message)
-            if framing == "line":
-                conn.sendline(payload)
-            elif framing == "length":
-                conn.send_message(payload)
-            else:
-                conn.send(payload)
-            reply = _reply(conn, framing)
-            if reply is None:
-                if number < len(messages):
-                    raise ConnectionClosed(
-                        f"{endpoint} closed the connection after {number} "
-                        f"of {len(messages)} messages"
-                    )
-                return
-            show(_display(reply, text))
-
-
-def _reply(conn: Connection, framing: Framing) -> bytes | None:
-    """The reply to one message, or None if the server closed instead of replying."""
-    try:
-        if framing == "line":
-            return conn.recvline()
-        if framing == "length":
-            return conn.recv_message()
-    except ConnectionClosed as exc:
-        return exc.partial or None
-    reply = conn.recv()
-    if not reply and conn.endpoint.is_stream:
-        return None
-    return reply
-
-
-def _display(data: bytes, text: TextCodec) -> str:
-    return text.decode(data).rstrip("\r\n")

@@ -28,6 +28,7 @@ from .endpoint import Endpoint, describe_peer
 from .framing import Framing
 from .host import DEFAULT_MIN_RATE, SessionLimits
 from .idle import IdleSweep
+from .quantity import quantity
 from .service import Service
 from .session import Session, StreamSession, as_protocol, handler_session
 from .stream import peer_address
@@ -293,7 +294,7 @@ class Server:
     async def _sweep_idle(self, sweep: IdleSweep) -> None:
         """Close sessions that sent no whole message (or moved too few bytes) for the timeout."""
         loop = asyncio.get_running_loop()
-        reason = f"idle for {sweep.timeout:g} seconds"
+        reason = f"idle for {quantity(sweep.timeout, 'second')}"
         while True:
             await asyncio.sleep(sweep.interval)
             for session in sweep.sweep(list(self._sessions), loop.time()):

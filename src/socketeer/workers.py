@@ -26,6 +26,8 @@ from . import loop
 from .binding import BoundSocket, bind_endpoint, remove_unix_socket
 from .endpoint import Endpoint
 from .errors import BindError, SocketeerError
+from .logs import mark_worker
+from .quantity import quantity
 from .server import Server, ServerConfig, serve
 from .service import Service
 
@@ -62,10 +64,10 @@ def run_workers(
         processes = [
             ctx.Process(
                 target=_worker_main,
-                args=(service, concrete, worker_config, inherited, ready, use_uvloop),
-                name=f"socketeer-worker-{n}",
+                args=(n, service, concrete, worker_config, inherited, ready, use_uvloop),
+                name=f"worker {n}",
             )
-            for n in range(count)
+            for n in range(1, count + 1)
         ]
         for process in processes:
             process.start()
@@ -87,6 +89,7 @@ def run_workers(
 
 
 def _worker_main(
+    number: int,
     service: Service,
     endpoints: list[Endpoint],
     config: ServerConfig,
@@ -97,6 +100,7 @@ def _worker_main(
     # The parent relays the terminal's Ctrl-C as SIGTERM; ignoring SIGINT here
     # keeps one keypress from counting twice.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mark_worker(number)
     server = Server(service, endpoints, config, inherited=inherited)
     try:
         loop.run(
@@ -117,7 +121,9 @@ def _await_workers(ready: multiprocessing.queues.Queue[tuple[str, str]], count: 
         try:
             status, message = ready.get(timeout=_READY_TIMEOUT)
         except queue.Empty:
-            raise BindError(f"workers did not start within {_READY_TIMEOUT:g} seconds") from None
+            raise BindError(
+                f"workers did not start within {quantity(_READY_TIMEOUT, 'second')}"
+            ) from None
         if status == "error":
             raise BindError(message)
 

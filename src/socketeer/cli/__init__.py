@@ -30,7 +30,13 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="socketeer")
 def cli() -> None:
-    """Socket servers and clients: greet, echo, and netcat modes.
+    """Socket servers and clients, from the command line.
+
+    \b
+    serve greet|echo|files|chat  run a server ('socketeer serve SERVICE --help')
+    connect, listen, send        netcat modes: a socket to stdin and stdout
+    ls, get, put, mkdir, rm      list, download, upload, delete on a files server
+    chat                         join a chat server
 
     \b
     Endpoints: HOST:PORT, :PORT, [::1]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
@@ -51,6 +57,20 @@ for _command in (
     rm_command,
 ):
     cli.add_command(_command)
+
+
+def _describe_read_tokens(*commands: click.Command) -> None:
+    """``--token`` on commands that only read: say what it does there."""
+    for command in commands:
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name == "token":
+                param.help = (
+                    f"The server's write token (default: ${param.envvar}).  Reading needs "
+                    "none; one given to a server that accepts uploads must be right."
+                )
+
+
+_describe_read_tokens(ls_command, get_command)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -8,8 +8,9 @@ from typing import TextIO
 import click
 
 from .. import loop, netcat
+from ..conversation import SEND_FRAMINGS, SendFraming
 from ..endpoint import Endpoint
-from ..framing import Framing
+from ..send import REPLY_PAUSE, send_messages
 from ..service import TextCodec
 from .params import ENCODING, ENDPOINT, SECONDS, announce, encoding_problem
 
@@ -134,7 +135,15 @@ def listen_command(
 @click.argument("endpoint", type=ENDPOINT)
 @click.argument("messages", nargs=-1, required=True)
 @click.option(
-    "--framing", type=click.Choice(["line", "raw", "length"]), default="line", show_default=True
+    "--framing",
+    type=click.Choice(SEND_FRAMINGS),
+    default="auto",
+    show_default=True,
+    help="How messages are sent and replies end over a stream.  auto: from what the server "
+    "sends first (a 4-byte length: length; else a reply ends with a newline or a "
+    f"{REPLY_PAUSE:g} s pause, and messages go as lines unless the server's first reply "
+    "lacked a newline); line: lines; raw: bare messages, replies end with a pause; "
+    "length: 4-byte big-endian length prefixes.",
 )
 @ENCODING
 @click.option(
@@ -154,17 +163,24 @@ def listen_command(
 def send_command(
     endpoint: Endpoint,
     messages: tuple[str, ...],
-    framing: Framing,
+    framing: SendFraming,
     encoding: str,
     timeout: float,
     greeting_wait: float,
 ) -> None:
-    """Send each MESSAGE to ENDPOINT and print each reply (and any greeting)."""
+    """Send each MESSAGE to ENDPOINT and print each reply (and any greeting).
+
+    Replies are printed as they arrive, one per message.  A server that
+    closes after the last message (exit) is a normal end.  A reply that is
+    an "error: ..." line ends the command with exit 1 and the reason on
+    stderr.  Over UDP each MESSAGE is one datagram and the next datagram
+    back is its reply (no greeting, no framing).
+    """
     try:
         TextCodec(encoding)
     except LookupError as exc:
         raise encoding_problem(exc) from None
-    netcat.send_messages(
+    send_messages(
         endpoint,
         messages,
         framing=framing,

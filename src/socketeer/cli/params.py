@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import click
 
 from ..endpoint import Endpoint, Transport, parse_endpoint
 from ..errors import EndpointError
+from ..logs import announce, log_to_stderr
 
 __all__ = [
     "ENCODING",
@@ -56,10 +54,10 @@ class SizeType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
         unit = text[-1:] if text[-1:] in self._UNITS else ""
         number = text[: len(text) - len(unit)]
         if not number.isdigit() or int(number) == 0:
-            self.fail(f"{value!r} is not a size (examples: 65536, 64K, 16M)", param, ctx)
+            self.fail(f'"{value}" is not a size (examples: 65536, 64K, 16M)', param, ctx)
         size = int(number) * self._UNITS[unit]
         if size >= 2**32:  # a length prefix has four bytes
-            self.fail(f"{value!r} is too large (at most 4G - 1)", param, ctx)
+            self.fail(f'"{value}" is too large (at most 4G - 1)', param, ctx)
         return size
 
 
@@ -77,16 +75,4 @@ def encoding_problem(exc: LookupError) -> click.BadParameter:
 
 def setup_logging(quiet: bool, level: str) -> None:
     """Log to stderr with timestamps; ``quiet`` keeps warnings and errors only."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
-
-
-def announce(endpoints: Sequence[Endpoint], stream: Any = None) -> None:
-    """Print ``listening on ENDPOINT`` for each endpoint, and flush."""
-    for endpoint in endpoints:
-        click.echo(f"listening on {endpoint}", file=stream)
-    (stream or sys.stdout).flush()
+    log_to_stderr("warning" if quiet else level)

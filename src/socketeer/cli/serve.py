@@ -14,16 +14,69 @@ import click
 from .. import loop
 from ..datagram import DatagramLimits
 from ..endpoint import Endpoint, parse_endpoint
-from ..framing import FRAMINGS, Framing
+from ..framing import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_LINE_LENGTH, FRAMINGS, Framing
 from ..server import Server, ServerConfig, serve
 from ..service import Service
 from ..services import EchoService, GreetService
+from ..services.chat import ChatSettings
+from ..services.files.connection import MAX_CONTROL_BEFORE_HELLO, MAX_REQUEST_SIZE
 from ..workers import run_workers
 from .params import ENCODING, ENDPOINT, SECONDS, SizeType, announce, encoding_problem, setup_logging
 
-__all__ = ["ServeOptions", "run_server", "serve_group", "server_options"]
+__all__ = [
+    "SERVICE_DEFAULTS",
+    "ServeOptions",
+    "ServiceDefaults",
+    "run_server",
+    "serve_group",
+    "server_options",
+    "size_text",
+]
 
 DEFAULT_ENDPOINT = "127.0.0.1:1234"
+
+
+def size_text(size: int) -> str:
+    """A byte count the way ``--max-message`` takes it: ``64K``, ``16M``, ``1000``."""
+    for unit, scale in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
+@dataclass(frozen=True)
+class ServiceDefaults:
+    """Where the ``serve`` commands differ: each service's defaults, in one place.
+
+    The commands' help and the README's limits table are checked against it.
+    """
+
+    #: The framing when ``--framing`` is not given; None: the protocol fixes it.
+    framing: Framing | None
+    #: ``--idle-timeout`` when not given (seconds; 0 = never).
+    idle_timeout: float
+    #: What ``--max-message`` limits when not given, in words.
+    max_message: str
+    #: Whether the service runs over UDP (so ``--udp-rate`` and ``--udp-burst`` apply).
+    datagrams: bool
+
+
+_STREAM_MESSAGES = (
+    f"{size_text(DEFAULT_MAX_LINE_LENGTH)} (line and auto framing), "
+    f"{size_text(DEFAULT_MAX_FRAME_SIZE)} (raw, length)"
+)
+SERVICE_DEFAULTS: dict[str, ServiceDefaults] = {
+    "greet": ServiceDefaults(GreetService.default_framing, 300.0, _STREAM_MESSAGES, True),
+    "echo": ServiceDefaults(EchoService.default_framing, 300.0, _STREAM_MESSAGES, True),
+    "files": ServiceDefaults(
+        None,
+        300.0,
+        f"{size_text(MAX_REQUEST_SIZE)} a request "
+        f"({size_text(MAX_CONTROL_BEFORE_HELLO)} before the hello)",
+        False,
+    ),
+    "chat": ServiceDefaults(None, 0.0, f"{size_text(ChatSettings.max_line_length)} a line", False),
+}
 
 
 @dataclass(frozen=True)
@@ -92,7 +145,7 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         "--max-message",
         type=SizeType(),
         default=None,
-        help="Largest message (default: 64K for lines, 16M for frames, 1M for files requests).",
+        help="Largest message (default: the service's).",
     ),
     click.option(
         "--grace",
@@ -183,7 +236,32 @@ def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = Tr
     loop.run(serve(Server(service, where, config), on_ready=announce), use_uvloop=use_uvloop)
 
 
-@click.group("serve")
+class _ServeGroup(click.Group):
+    """``serve``: each service's command gets its own defaults and help from SERVICE_DEFAULTS."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        super().add_command(cmd, name)
+        defaults = SERVICE_DEFAULTS.get(name or cmd.name or "")
+        if defaults is not None:
+            _describe(cmd, defaults)
+
+
+def _describe(command: click.Command, defaults: ServiceDefaults) -> None:
+    """Make the shared server options of ``command`` true for its service."""
+    for param in command.params:
+        if not isinstance(param, click.Option):
+            continue
+        if param.name == "idle_timeout":
+            param.default = defaults.idle_timeout
+        elif param.name == "max_message":
+            param.help = f"Largest message; default: {defaults.max_message}."
+        elif param.name == "framing":
+            param.help = f"Message framing (default: {defaults.framing})."
+        elif param.name in ("udp_rate", "udp_burst"):
+            param.hidden = not defaults.datagrams
+
+
+@click.group("serve", cls=_ServeGroup)
 def serve_group() -> None:
     """Serve a service on every ENDPOINT (default 127.0.0.1:1234).
 
