@@ -64,6 +64,7 @@ _EXPORTS = {
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
+#: The version of socketeer (the package metadata and ``socketeer --version`` read it here).
 __version__ = "0.1.0"
 
 __all__ = [

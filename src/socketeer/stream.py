@@ -130,6 +130,7 @@ class TransportStream:
             drained.set_result(None)
 
     async def drain(self) -> None:
+        """Wait while the transport's buffer is over its high-water mark; raise once it closes."""
         if self._paused and not self.transport.is_closing():
             if self._drained is None:
                 self._drained = asyncio.get_running_loop().create_future()

@@ -53,6 +53,7 @@ class Disconnected:
     retry_in: float | None
 
 
+#: What :meth:`ChatClient.events` yields: a line, or news of the connection.
 ChatEvent = ChatLine | Connected | Disconnected
 
 

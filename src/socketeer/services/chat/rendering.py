@@ -151,7 +151,9 @@ class JsonForm(Form):
         raise TypeError(f"not a chat event: {event!r}")
 
 
+#: The line format of :mod:`.lines`, for nc and telnet.
 TEXT = TextForm()
+#: One JSON object a line, for programs.
 JSON = JsonForm()
 #: The renderings a member may ask for (``/format NAME``), by name.
 FORMATS: dict[str, Form] = {form.name: form for form in (TEXT, JSON)}

@@ -25,6 +25,7 @@ __all__ = [
     "split_remote",
 ]
 
+#: Bytes (UTF-8) one name in a path may have, as on most file systems.
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 #: Names a path may have below the shared directory (``a/b/c`` has 3).
