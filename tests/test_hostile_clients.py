@@ -8,14 +8,19 @@ and spend no more than a small, fixed amount on the attacker.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import struct
+import tracemalloc
+from collections.abc import Callable
 
 import pytest
 
-from hosts import FakeHost, MemoryTransport
+from hosts import FakeHost, MemoryTransport, start
+from socketeer.framing import Framing, make_codec
 from socketeer.services import GreetService
+from socketeer.tasks import MessageStream, task_service
 from support import WAIT, ServeInThread
 
 #: Empty lines in one burst: each is a whole message that greet answers.
@@ -73,3 +78,85 @@ def test_a_reset_after_a_burst_of_lines_costs_no_log_flood(
             got += chunk
     warnings = [r for r in caplog.records if r.name == "asyncio"]
     assert len(warnings) < 10, f"{len(warnings)} asyncio warnings, e.g. {warnings[0].getMessage()}"
+
+
+# a service that awaits, and a client that floods it ------------------------------------
+
+
+def _held_by(action: Callable[[], object]) -> int:
+    """Bytes of Python objects that ``action`` allocated and still holds."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        action()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("framing", ["line", "auto"])
+def test_one_read_of_tiny_lines_does_not_fill_a_task_sessions_inbox(framing: Framing) -> None:
+    async def never_reads(stream: MessageStream) -> None:
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        host = FakeHost()
+        session = task_service(never_reads, framing=framing).new_session(host)
+        transport = start(session)
+        burst = b"ab\n" * 40_000  # one read: 120 KB, 40,000 messages
+        held = _held_by(lambda: session.data_received(burst))
+        assert not transport.reading
+        assert held < 64 * 1024, f"{held // 1024} KiB held for 40,000 unread messages"
+        for task in host.tasks:
+            task.cancel()
+        await asyncio.wait(host.tasks, timeout=WAIT)
+
+    asyncio.run(main())
+
+
+def _reads(burst: bytes, size: int, at_newlines: bool) -> list[bytes]:
+    """``burst`` cut into reads of about ``size`` bytes (each ending a line if asked)."""
+    reads, start = [], 0
+    while start < len(burst):
+        end = min(start + size, len(burst))
+        if at_newlines and end < len(burst):
+            end = burst.rindex(b"\n", start, end) + 1
+        reads.append(burst[start:end])
+        start = end
+    return reads
+
+
+@pytest.mark.parametrize("framing", ["line", "length", "raw", "auto"])
+def test_a_task_handler_gets_every_message_of_a_flood_in_order(framing: Framing) -> None:
+    got: list[bytes] = []
+
+    async def slow(stream: MessageStream) -> None:
+        async for message in stream:
+            got.append(message)
+            await asyncio.sleep(0)
+
+    codec = make_codec(framing)
+    sent = [str(n).encode() for n in range(20_000)]
+    burst = b"".join(sent) if framing == "raw" else b"".join(codec.encode(m) for m in sent)
+
+    async def main() -> None:
+        host = FakeHost()
+        session = task_service(slow, framing=framing).new_session(host)
+        transport = start(session)
+        for data in _reads(burst, 50_000, at_newlines=framing in ("line", "auto")):
+            await asyncio.wait_for(_reading(transport), WAIT)
+            session.data_received(data)
+        session.eof_received()
+        await asyncio.wait(host.tasks, timeout=WAIT)
+
+    asyncio.run(main())
+    if framing == "raw":  # one message per read: the bytes are all there, in order
+        assert b"".join(got) == burst
+    else:
+        assert got == sent
+
+
+async def _reading(transport: MemoryTransport) -> None:
+    while not transport.reading:
+        await asyncio.sleep(0)
