@@ -121,7 +121,10 @@ class StreamSession(Session):
     # asyncio callbacks -------------------------------------------------------------
 
     def started(self) -> None:
-        self._write = self.stream.write  # the hot path: the transport's own method
+        stream = self._stream
+        assert stream is not None
+        self._write = stream.write  # the hot path: the transport's own methods
+        self._closing = stream.transport.is_closing
         self._send(self._handler.opened())
 
     def data_received(self, data: bytes) -> None:
@@ -162,12 +165,15 @@ class StreamSession(Session):
     def _handle(self, messages: Sequence[bytes]) -> None:
         handler = self._handler
         write, encode = self._write, self._codec.encode
+        closing = self._closing
         try:
             for message in messages:
                 for reply in handler.received(message):
                     write(encode(reply))
                 if handler.finished:
                     self.close()
+                    return
+                if closing():  # a broken connection: every further write would log a warning
                     return
         except ProtocolError as exc:
             self.abort(str(exc))

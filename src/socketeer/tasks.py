@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from .errors import ConnectionClosed, FrameTooLarge, ProtocolError
-from .framing import Codec, Framing, make_codec
+from .framing import AutoCodec, Codec, Framing, RawCodec, make_codec
 from .host import Host, Task
 from .service import Service
 from .session import Session
@@ -37,6 +37,27 @@ __all__ = ["MessageStream", "TaskService", "task_service"]
 
 #: Whole messages waiting for the handler before the session stops reading.
 INBOX_HIGH = 64
+#: Bytes of messages waiting for the handler before the session stops reading.
+INBOX_BYTES = 64 * 1024
+#: Bytes given to a line or length codec at a time: one read of tiny messages (up to
+#: 256 KiB, some 85,000 two-byte lines) is parsed only as fast as the handler takes them.
+SLICE = 2048
+
+
+def _next_piece(codec: Codec, data: bytes, start: int) -> bytes:
+    """What to give ``codec`` next of ``data`` from ``start``: SLICE bytes where it can.
+
+    A raw codec (and auto once it chose raw) takes one read as one message, so
+    it gets all of it; auto takes its first piece to choose, so a read that ends
+    a line is cut just after a line ending, and it still chooses lines.
+    """
+    end = start + SLICE
+    if isinstance(codec, RawCodec) or (isinstance(codec, AutoCodec) and codec.mode == "raw"):
+        end = len(data)
+    elif isinstance(codec, AutoCodec) and codec.mode == "undecided":
+        cut = data.rfind(b"\n", start, end) + 1 if data.endswith(b"\n") else 0
+        end = cut if cut > start else len(data)
+    return data if start == 0 and end >= len(data) else data[start:end]
 
 
 class MessageStream:
@@ -85,6 +106,9 @@ class TaskSession(Session):
         self._service = service
         self.codec = codec
         self._inbox: deque[bytes] = deque()
+        self._inbox_bytes = 0
+        self._unparsed = b""
+        self._parsed = 0  # how much of ``_unparsed`` the codec has had
         self._ended = False
         self._problem: ProtocolError | None = None
         self._arrived: asyncio.Future[None] | None = None
@@ -95,26 +119,53 @@ class TaskSession(Session):
         self._task = self.host.spawn(self._run(), f"{self._service.name} session with {self.peer}")
 
     def data_received(self, data: bytes) -> None:
-        try:
-            messages = self.codec.feed(data)
-        except FrameTooLarge as exc:
-            messages, self._problem = exc.messages, exc
-        except ProtocolError as exc:
-            messages, self._problem = [], exc
-        self.messages += len(messages)
-        self._inbox.extend(messages)
+        if self._unparsed:  # only if the transport delivers after pause_reading()
+            data = self._unparsed[self._parsed :] + data
+        self._unparsed, self._parsed = data, 0
+        self._parse()
         if self._problem is not None:
             self.stream.pause_reading()
-        elif len(self._inbox) >= INBOX_HIGH and not self._paused:
+        elif (self._unparsed or self._inbox_full()) and not self._paused:
             self._paused = True
             self.stream.pause_reading()
         self._wake()
 
+    def _inbox_full(self, share: int = 1) -> bool:
+        """Whether the inbox holds ``1/share`` of what it may before reading pauses."""
+        return len(self._inbox) >= INBOX_HIGH // share or self._inbox_bytes >= INBOX_BYTES // share
+
+    def _parse(self, bounded: bool = True) -> None:
+        """Give the codec what arrived, a slice at a time, until the inbox is full.
+
+        ``_unparsed`` is empty, or holds bytes from ``_parsed`` on that the codec has not had.
+        """
+        inbox, codec, data, done = self._inbox, self.codec, self._unparsed, self._parsed
+        while done < len(data) and self._problem is None and not (bounded and self._inbox_full()):
+            piece = _next_piece(codec, data, done)
+            done += len(piece)
+            try:
+                messages = codec.feed(piece)
+            except FrameTooLarge as exc:
+                messages, self._problem = exc.messages, exc
+            except ProtocolError as exc:
+                messages, self._problem = [], exc
+            self.messages += len(messages)
+            self._inbox_bytes += sum(map(len, messages))
+            inbox.extend(messages)
+        if done == len(data):
+            self._unparsed, done = b"", 0
+        self._parsed = done
+
     def eof_received(self) -> bool:
-        try:
-            self._inbox.extend(self.codec.end())
-        except ProtocolError as exc:
-            self._problem = exc
+        self._parse(bounded=False)
+        if self._problem is None:
+            try:
+                last = self.codec.end()
+            except ProtocolError as exc:
+                self._problem = exc
+            else:
+                self._inbox_bytes += sum(map(len, last))
+                self._inbox.extend(last)
         self._ended = True
         self._wake()
         return True  # the handler may still be answering: it closes when done
@@ -140,9 +191,12 @@ class TaskSession(Session):
             self._arrived = asyncio.get_running_loop().create_future()
             await self._arrived
         message = self._inbox.popleft()
-        if self._paused and len(self._inbox) < INBOX_HIGH // 2 and not self.closing:
-            self._paused = False
-            self.stream.resume_reading()
+        self._inbox_bytes -= len(message)
+        if not self._inbox_full(share=2):
+            self._parse()
+            if self._paused and not self._unparsed and self._problem is None and not self.closing:
+                self._paused = False
+                self.stream.resume_reading()
         return message
 
     async def _run(self) -> None:
