@@ -8,13 +8,16 @@ what a terminal shows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -279,10 +282,9 @@ def test_get_and_put_a_snapshot(share: Share, work: Path) -> None:
     (share.root / "tree" / "sub" / "also-empty").mkdir()
     original = snapshot(share.root / "tree")
 
-    succeeds("get", "-r", "--no-verify", share.endpoint, "tree", work / "copy")  # becomes the copy
+    succeeds("get", "-r", "--no-verify", share.endpoint, "tree/", work / "copy")  # its contents
     assert snapshot(work / "copy") == original
-    (work / "into").mkdir()
-    succeeds("get", "-r", share.endpoint, "tree", work / "into")  # a directory: goes inside
+    succeeds("get", "-r", share.endpoint, "tree", work / "into")  # under its own name
     assert snapshot(work / "into") == {
         "tree": None,
         **{f"tree/{k}": v for k, v in original.items()},
@@ -381,6 +383,80 @@ def test_a_server_that_is_not_a_files_server_is_named_in_one_line(
     greet = serve_process("serve", "greet", "127.0.0.1:0")
     result = socketeer("ls", str(greet.endpoints[0]))
     assert_one_line_error(result, 1, "is not a files server (it said 'welcome!')")
+
+
+class NotAFilesServer:
+    """The tutorials' servers, one connection after another: each reads one recv() and answers.
+
+    ``answer`` maps what arrived to the reply (b"" sends nothing); then the
+    connection closes.
+    """
+
+    def __init__(self, answer: Callable[[bytes], bytes]) -> None:
+        self._answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(WAIT)
+        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        for _ in range(20):
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(WAIT)
+                with contextlib.suppress(OSError):
+                    conn.sendall(self._answer(conn.recv(1024)))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept
+        self._listener.close()
+        self._thread.join(WAIT)
+
+
+def downloader(root: Path) -> Callable[[bytes], bytes]:
+    """The classic file server: the request is a file name; a missing file gets nothing."""
+
+    def answer(name: bytes) -> bytes:
+        try:
+            return (root / name.decode(errors="replace")).read_bytes()
+        except (OSError, ValueError):
+            return b""
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        pytest.param(None, "it closed the connection without answering", id="downloader"),
+        pytest.param(lambda request: request, "its answer is not the files protocol's", id="echo"),
+    ],
+)
+def test_every_files_command_names_a_server_that_is_not_a_files_server(
+    work: Path, answer: Callable[[bytes], bytes] | None, said: str
+) -> None:
+    write(work / "mine.txt", b"mine\n")
+    server = NotAFilesServer(answer or downloader(work))
+    try:
+        for command in (
+            ("ls", server.endpoint),
+            ("get", server.endpoint, "notes.txt"),
+            ("get", server.endpoint, "notes.txt", "-"),
+            ("put", work / "mine.txt", server.endpoint),
+            ("mkdir", server.endpoint, "new"),
+            ("rm", server.endpoint, "mine.txt"),
+        ):
+            result = socketeer(*command, token=TOKEN, cwd=work)
+            assert_one_line_error(result, 1, f"{server.endpoint} is not a files server ({said})")
+            assert result.stdout == b""
+    finally:
+        server.close()
+    assert sorted(snapshot(work)) == ["mine.txt"]
 
 
 def test_failures_are_one_line_exit_1(share: Share, work: Path) -> None:
