@@ -12,20 +12,20 @@ import contextlib
 import json
 import logging
 import os
-import pty
-import select
 import shutil
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from files_commands import on_a_terminal, size_of, socketeer, succeeds, user_directory
+from relay import StallingRelay
 from shares import TOKEN, ServeShare, Share, digest, sha256, snapshot, write
-from socketeer import Endpoint
 from socketeer.cli import cli
 from socketeer.cli import files as files_cli
 from socketeer.services.files import FilesService
@@ -42,91 +42,12 @@ needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd
 pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
 
-# --- running the commands -------------------------------------------------------------
-
-
-def environment(token: str | None = None) -> dict[str, str]:
-    """This process's environment, with SOCKETEER_TOKEN set to ``token`` or removed."""
-    env = {name: value for name, value in os.environ.items() if name != "SOCKETEER_TOKEN"}
-    if token is not None:
-        env["SOCKETEER_TOKEN"] = token
-    return env
-
-
-def socketeer(
-    *args: str | Path | Endpoint, token: str | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``socketeer ARGS`` with stdout and stderr piped (not a terminal)."""
-    result = subprocess.run(
-        socketeer_command(*map(str, args)),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=environment(token),
-        cwd=cwd,
-        timeout=WAIT,
-        check=False,
-    )
-    assert b"Traceback" not in result.stderr, result.stderr.decode()
-    return result
-
-
-def succeeds(
-    *args: str | Path | Endpoint, token: str | None = None, cwd: Path | None = None
-) -> str:
-    """Run a command that must succeed quietly; return its stdout."""
-    result = socketeer(*args, token=token, cwd=cwd)
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stderr == b"", "nothing on stderr when it is not a terminal"
-    return result.stdout.decode()
-
-
-def on_a_terminal(
-    *args: str | Path | Endpoint, token: str | None = None, cwd: Path | None = None
-) -> str:
-    """Run ``socketeer ARGS`` with stdout and stderr on a pseudo-terminal; return what it showed."""
-    main, secondary = pty.openpty()
-    env = {**environment(token), "COLUMNS": "200", "TERM": "xterm"}
-    proc = subprocess.Popen(
-        socketeer_command(*map(str, args)),
-        stdin=subprocess.DEVNULL,
-        stdout=secondary,
-        stderr=secondary,
-        env=env,
-        cwd=cwd,
-    )
-    os.close(secondary)
-    shown = b""
-    deadline = time.monotonic() + WAIT
-    try:
-        while True:
-            ready, _, _ = select.select([main], [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
-                proc.kill()
-                raise AssertionError(f"the command did not finish; it showed {shown!r}")
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # EIO: every process holding the terminal has ended
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(main)
-    assert proc.wait(WAIT) == 0, shown.decode(errors="replace")
-    text = shown.decode(errors="replace")
-    assert "Traceback" not in text, text
-    return text
-
-
 # --- a share served in this process ---------------------------------------------------
 
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    """The user's current directory."""
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
+    return user_directory(tmp_path)
 
 
 def sent_log(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
@@ -265,75 +186,10 @@ def test_serve_files_as_a_process(
 # --- resume after a killed command ----------------------------------------------------
 
 
-class StallingProxy:
-    """A TCP relay to ``target`` that stops passing bytes one way after ``limit`` of them.
-
-    It stands for a network that hangs in the middle of a transfer, so that
-    a command can be killed at a known point.
-    """
-
-    def __init__(self, target: str, limit: int, *, upload: bool) -> None:
-        host, port = target.rsplit(":", 1)
-        self._target = (host, int(port))
-        self._limit = limit
-        self._upload = upload
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(WAIT)
-        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._sockets = [self._listener]
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        try:
-            client, _ = self._listener.accept()
-        except OSError:
-            return
-        server = socket.create_connection(self._target, WAIT)
-        self._sockets += [client, server]
-        for source, sink, limited in (
-            (client, server, self._upload),
-            (server, client, not self._upload),
-        ):
-            source.settimeout(WAIT)
-            pump = threading.Thread(target=self._pump, args=(source, sink, limited), daemon=True)
-            pump.start()
-            self._threads.append(pump)
-
-    def _pump(self, source: socket.socket, sink: socket.socket, limited: bool) -> None:
-        budget = self._limit if limited else None
-        try:
-            while budget is None or budget > 0:
-                data = source.recv(65536 if budget is None else min(65536, budget))
-                if not data:
-                    sink.shutdown(socket.SHUT_WR)
-                    return
-                sink.sendall(data)
-                if budget is not None:
-                    budget -= len(data)
-        except OSError:
-            return
-
-    def close(self) -> None:
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv or accept
-            sock.close()
-        for thread in self._threads:
-            thread.join(WAIT)
-
-
-def size_of(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
 def test_killed_get_resumes(share: Share, work: Path) -> None:
     data = write(share.root / "big.bin", os.urandom(24 * MIB))
     partial = work / ".big.bin.socketeer-part"
-    proxy = StallingProxy(str(share.endpoint), 10 * MIB, upload=False)
+    proxy = StallingRelay(str(share.endpoint), 10 * MIB, upload=False)
     try:
         proc = subprocess.Popen(
             socketeer_command("get", proxy.endpoint, "big.bin"),
@@ -367,7 +223,7 @@ def test_killed_put_resumes_and_the_target_appears_only_when_complete(
     data = write(work / "big.bin", os.urandom(24 * MIB))
     old = write(share.root / "big.bin", b"the old version\n")
     partial = share.root / ".big.bin.socketeer-part"
-    proxy = StallingProxy(str(share.endpoint), 10 * MIB, upload=True)
+    proxy = StallingRelay(str(share.endpoint), 10 * MIB, upload=True)
     try:
         proc = subprocess.Popen(
             socketeer_command("put", str(work / "big.bin"), proxy.endpoint, "--token", TOKEN),
@@ -426,10 +282,9 @@ def test_get_and_put_a_snapshot(share: Share, work: Path) -> None:
     (share.root / "tree" / "sub" / "also-empty").mkdir()
     original = snapshot(share.root / "tree")
 
-    succeeds("get", "-r", "--no-verify", share.endpoint, "tree", work / "copy")  # becomes the copy
+    succeeds("get", "-r", "--no-verify", share.endpoint, "tree/", work / "copy")  # its contents
     assert snapshot(work / "copy") == original
-    (work / "into").mkdir()
-    succeeds("get", "-r", share.endpoint, "tree", work / "into")  # a directory: goes inside
+    succeeds("get", "-r", share.endpoint, "tree", work / "into")  # under its own name
     assert snapshot(work / "into") == {
         "tree": None,
         **{f"tree/{k}": v for k, v in original.items()},
@@ -528,6 +383,80 @@ def test_a_server_that_is_not_a_files_server_is_named_in_one_line(
     greet = serve_process("serve", "greet", "127.0.0.1:0")
     result = socketeer("ls", str(greet.endpoints[0]))
     assert_one_line_error(result, 1, "is not a files server (it said 'welcome!')")
+
+
+class NotAFilesServer:
+    """The tutorials' servers, one connection after another: each reads one recv() and answers.
+
+    ``answer`` maps what arrived to the reply (b"" sends nothing); then the
+    connection closes.
+    """
+
+    def __init__(self, answer: Callable[[bytes], bytes]) -> None:
+        self._answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(WAIT)
+        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        for _ in range(20):
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(WAIT)
+                with contextlib.suppress(OSError):
+                    conn.sendall(self._answer(conn.recv(1024)))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept
+        self._listener.close()
+        self._thread.join(WAIT)
+
+
+def downloader(root: Path) -> Callable[[bytes], bytes]:
+    """The classic file server: the request is a file name; a missing file gets nothing."""
+
+    def answer(name: bytes) -> bytes:
+        try:
+            return (root / name.decode(errors="replace")).read_bytes()
+        except (OSError, ValueError):
+            return b""
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        pytest.param(None, "it closed the connection without answering", id="downloader"),
+        pytest.param(lambda request: request, "its answer is not the files protocol's", id="echo"),
+    ],
+)
+def test_every_files_command_names_a_server_that_is_not_a_files_server(
+    work: Path, answer: Callable[[bytes], bytes] | None, said: str
+) -> None:
+    write(work / "mine.txt", b"mine\n")
+    server = NotAFilesServer(answer or downloader(work))
+    try:
+        for command in (
+            ("ls", server.endpoint),
+            ("get", server.endpoint, "notes.txt"),
+            ("get", server.endpoint, "notes.txt", "-"),
+            ("put", work / "mine.txt", server.endpoint),
+            ("mkdir", server.endpoint, "new"),
+            ("rm", server.endpoint, "mine.txt"),
+        ):
+            result = socketeer(*command, token=TOKEN, cwd=work)
+            assert_one_line_error(result, 1, f"{server.endpoint} is not a files server ({said})")
+            assert result.stdout == b""
+    finally:
+        server.close()
+    assert sorted(snapshot(work)) == ["mine.txt"]
 
 
 def test_failures_are_one_line_exit_1(share: Share, work: Path) -> None:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success (and a server stopped by SIGINT/SIGTERM), 1 a runtime
 failure (cannot bind, connection refused, timeout, the peer broke off),
-2 a usage error (bad option, malformed endpoint), 130 interrupted client.
+2 a usage error (bad option, malformed endpoint), 130 interrupted client,
+141 the reader of stdout went away (``| head``), as for ``cat``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .. import __version__
 from ..errors import SocketeerError
 from ..visible import visible
 from .chat import chat_command
-from .files import get_command, ls_command, mkdir_command, put_command, rm_command
+from .files import EXIT_BROKEN_PIPE, get_command, ls_command, mkdir_command, put_command, rm_command
 from .netcat import connect_command, listen_command, send_command
 from .serve import serve_group
 
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except BrokenPipeError:
         # stdout went away (``| head``): stop quietly, like other filters.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(EXIT_FAILURE) from None
+        raise SystemExit(EXIT_BROKEN_PIPE) from None
     except OSError as exc:
         _fail(str(exc), EXIT_FAILURE)
     except Exception as exc:

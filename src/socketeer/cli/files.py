@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import BinaryIO
 
 import click
 
 from ..endpoint import Endpoint
 from ..services.files import FilesService
-from ..services.files.client import FilesClient, FilesError, TransferProgress, TransferResult
+from ..services.files.client import FilesClient, FilesError
 from ..services.files.messages import Entry
 from ..services.files.paths import join_remote
 from .params import ENDPOINT, SECONDS
+from .reporter import Reporter
 from .serve import ServeOptions, run_server, serve_group, server_options
 
 __all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
 
+#: The exit status of ``get ... -`` whose reader went away (128 + SIGPIPE, as for ``cat``).
+EXIT_BROKEN_PIPE = 141
+SPOOL_CHUNK = 1024 * 1024
 TOKEN_ENV = "SOCKETEER_TOKEN"
 TOKEN = click.option(
     "--token",
@@ -38,7 +45,7 @@ TIMEOUT = click.option(
     show_default=True,
     help="Seconds to connect, and to wait for the server at any point.",
 )
-QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries.")
+QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bars, summaries or notices.")
 
 
 @serve_group.command("files")
@@ -77,46 +84,20 @@ def serve_files(
     run_server(service, options, use_uvloop=False)
 
 
-# progress ------------------------------------------------------------------------------
-
-
-class _Reporter:
-    """Progress bars and one summary line per file, on a terminal unless quiet.
-
-    rich is imported only when there is a terminal to draw on.
-    """
-
-    def __init__(self, quiet: bool) -> None:
-        self.active = not quiet and sys.stderr.isatty()
-        self._console: Any = None
-        if self.active:
-            from rich.console import Console
-
-            self._console = Console(stderr=True, highlight=False)
-
-    @contextmanager
-    def bars(self) -> Iterator[TransferProgress]:
-        if not self.active:
-            yield TransferProgress()
-            return
-        from .progress import progress_bars
-
-        with progress_bars(self._console) as progress:
-            yield progress
-
-    def done(self, result: TransferResult, verb: str) -> None:
-        if not self.active:
-            return
-        if result.skipped:
-            self._console.print(f"{result.remote}: up to date")
-            return
-        resumed = f", resumed at {result.resumed_from:,}" if result.resumed_from else ""
-        check = ", SHA-256 verified" if result.sha256 else ""
-        self._console.print(f"{result.remote}: {verb} {result.size:,} bytes{resumed}{check}")
-
-
 def _remote_name(remote: str) -> str:
     return PurePosixPath(remote).name
+
+
+def _contents_only(path: str) -> bool:
+    """Whether a directory named so stands for its contents (rsync: ``photos/``, ``.``)."""
+    return path in ("", ".") or path.endswith(("/", "/."))
+
+
+def _make_local_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FilesError(f"{path}: {exc.strerror or exc}", "io") from None
 
 
 # ls --------------------------------------------------------------------------------------
@@ -164,7 +145,7 @@ def ls_command(
 @click.command("get")
 @click.argument("endpoint", type=ENDPOINT)
 @click.argument("remote")
-@click.argument("local", type=click.Path(path_type=Path), required=False)
+@click.argument("local", required=False)
 @click.option("-r", "--recursive", is_flag=True, help="Fetch a whole directory.")
 @click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check.")
 @click.option("--no-resume", is_flag=True, help="Start over instead of continuing a partial file.")
@@ -175,7 +156,7 @@ def ls_command(
 def get_command(
     endpoint: Endpoint,
     remote: str,
-    local: Path | None,
+    local: str | None,
     recursive: bool,
     no_verify: bool,
     no_resume: bool,
@@ -184,46 +165,79 @@ def get_command(
     token: str | None,
     timeout: float,
 ) -> None:
-    """Download REMOTE from ENDPOINT to LOCAL (default: its name, here).
+    """Download REMOTE from ENDPOINT to LOCAL (default: here; - writes it to stdout).
 
-    An interrupted download continues when the same command is run again.
-    Files with the remote size and modification time already are skipped.
+    \b
+    A directory (-r), like rsync, whether LOCAL exists or not:
+      get -r EP photos  backup    ->  backup/photos/...
+      get -r EP photos/ backup    ->  backup/...  (REMOTE ending in / or .: its contents)
+    A file goes into LOCAL when LOCAL ends in / or is a directory:
+      get    EP a.txt   backup/   ->  backup/a.txt
+      get    EP a.txt   b.txt     ->  b.txt
+      get    EP a.txt   -         ->  stdout
+    Missing local directories are made.  An interrupted download continues
+    when the same command is run again.  Files with the remote size and
+    modification time already are skipped.
     """
-    reporter = _Reporter(quiet)
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    to_stdout = local == "-"
+    if to_stdout and recursive:
+        raise click.UsageError("-r cannot write to stdout (-)")
+    reporter = Reporter(quiet, upload=False, stream=to_stdout)
+    with (
+        FilesClient.connect(endpoint, token=token, timeout=timeout) as client,
+        reporter.watching(),
+    ):
         entry = client.stat(remote)
-        name = _remote_name(remote) or "files"
-        # Like scp: an existing directory receives REMOTE under its own name.
-        target = local / name if local is not None and local.is_dir() else local or Path(name)
-        if entry.type == "dir":
-            if not recursive:
-                raise FilesError(f"{remote or '/'}: is a directory (use -r)", "not-a-file")
-            pairs = _remote_tree(client, remote, target)
-        elif entry.type == "file":
-            pairs = [(remote, target)]
-        else:
+        if entry.type == "dir" and not recursive:
+            raise FilesError(f"{remote or '/'}: is a directory (use -r)", "not-a-file")
+        if entry.type not in ("dir", "file"):
             raise FilesError(f"{remote}: not a regular file", "not-a-file")
-        with reporter.bars() as progress:
-            for source, destination in pairs:
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                result = client.download(
-                    source,
-                    destination,
-                    verify=not no_verify,
-                    resume=not no_resume,
-                    force=force,
-                    progress=progress,
-                )
-                reporter.done(result, "received")
+        if to_stdout:
+            _get_to_stdout(client, remote, verify=not no_verify, reporter=reporter)
+            return
+        for source, destination in _get_pairs(client, remote, entry, local or "."):
+            _make_local_dir(destination.parent)
+            result = client.download(
+                source,
+                destination,
+                verify=not no_verify,
+                resume=not no_resume,
+                force=force,
+                progress=reporter,
+            )
+            reporter.done(result)
+
+
+def _get_pairs(
+    client: FilesClient, remote: str, entry: Entry, local: str
+) -> list[tuple[str, Path]]:
+    """(remote file, local file) for each file ``get`` fetches."""
+    name, target = _remote_name(remote), Path(local)
+    if entry.type == "dir":
+        return _remote_tree(client, remote, target if _contents_only(remote) else target / name)
+    into = local.endswith("/") or target.is_dir()
+    return [(remote, target / name if into else target)]
+
+
+def _get_to_stdout(client: FilesClient, remote: str, *, verify: bool, reporter: Reporter) -> None:
+    stdout = sys.stdout.buffer
+    try:
+        result = client.download_to(remote, stdout, verify=verify, progress=reporter)
+        stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as a filter SIGPIPE ends does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(EXIT_BROKEN_PIPE) from None
+    reporter.done(result)
 
 
 def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[str, Path]]:
-    target.mkdir(parents=True, exist_ok=True)
+    _make_local_dir(target)
     pairs = []
     for path, entry in client.walk(remote):
         local = target.joinpath(*PurePosixPath(path).relative_to(remote or ".").parts)
         if entry.type == "dir":
-            local.mkdir(parents=True, exist_ok=True)
+            _make_local_dir(local)
         elif entry.type == "file":
             pairs.append((path, local))
     return pairs
@@ -233,7 +247,7 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 
 
 @click.command("put")
-@click.argument("local", type=click.Path(exists=True, path_type=Path))
+@click.argument("local", type=click.Path(exists=True, allow_dash=True))
 @click.argument("endpoint", type=ENDPOINT)
 @click.argument("remote", default="")
 @click.option("-r", "--recursive", is_flag=True, help="Send a whole directory.")
@@ -244,7 +258,7 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 @TOKEN
 @TIMEOUT
 def put_command(
-    local: Path,
+    local: str,
     endpoint: Endpoint,
     remote: str,
     recursive: bool,
@@ -257,38 +271,95 @@ def put_command(
 ) -> None:
     """Upload LOCAL to ENDPOINT as REMOTE (default: its name, in the shared directory).
 
-    REMOTE ending in / is a directory to put LOCAL in.  A remote directory
-    that does not exist is an error, like scp, unless -p makes it.  Needs
-    the server's token (--token or $SOCKETEER_TOKEN).  An interrupted
-    upload continues when the same command is run again.
+    \b
+    A directory (-r), like rsync, whether REMOTE exists or not:
+      put -r photos  EP backup    ->  backup/photos/...
+      put -r photos/ EP backup    ->  backup/...  (LOCAL ending in / or .: its contents)
+    A file goes into REMOTE when REMOTE ends in / or is a remote directory:
+      put a.txt      EP docs/     ->  docs/a.txt
+      put a.txt      EP b.txt     ->  b.txt
+      put -          EP b.txt     ->  b.txt, from stdin
+    A remote directory that a file goes into and that does not exist is an
+    error, like scp, unless -p makes it (-r makes what it needs).  Needs the
+    server's token (--token or $SOCKETEER_TOKEN).  An interrupted upload
+    continues when the same command is run again.  Stdin is read to its end
+    first (into a temporary file, unless it is a file itself): an upload
+    announces its size.
     """
-    reporter = _Reporter(quiet)
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
-        target = remote
-        if not remote or remote.endswith("/") or _is_remote_dir(client, remote):
-            target = join_remote(remote, local.resolve().name)
-        if local.is_dir():
-            if not recursive:
-                raise FilesError(f"{local}: is a directory (use -r)", "not-a-file")
-            pairs = _local_tree(client, local, target)
-        else:
-            pairs = [(local, target)]
-        with reporter.bars() as progress:
-            for source, destination in pairs:
-                try:
-                    result = client.upload(
-                        source,
-                        destination,
-                        verify=not no_verify,
-                        force=force,
-                        parents=parents,
-                        progress=progress,
-                    )
-                except FilesError as exc:
-                    if exc.code == "not-found" and not parents:
-                        raise FilesError(f"{exc} (-p makes it)", exc.code) from None
-                    raise
-                reporter.done(result, "sent")
+    from_stdin = local == "-"
+    if from_stdin and recursive:
+        raise click.UsageError("-r cannot read a directory from stdin (-)")
+    if from_stdin and (not remote or remote.endswith("/")):
+        raise click.UsageError("put - needs a remote file name: put - ENDPOINT NAME")
+    reporter = Reporter(quiet, upload=True, stream=from_stdin)
+    with (
+        _stdin_as_file(from_stdin) as stdin,  # before connecting: it may take a while
+        FilesClient.connect(endpoint, token=token, timeout=timeout) as client,
+        reporter.watching(),
+    ):
+        pairs: Sequence[tuple[Path | BinaryIO, str]] = (
+            [(stdin, remote)] if stdin is not None else _put_pairs(client, local, remote, recursive)
+        )
+        for source, destination in pairs:
+            try:
+                result = client.upload(
+                    source,
+                    destination,
+                    verify=not no_verify,
+                    force=force,
+                    parents=parents,
+                    progress=reporter,
+                )
+            except FilesError as exc:
+                if exc.code == "not-found" and not parents:
+                    raise FilesError(f"{exc} (-p makes it)", exc.code) from None
+                raise
+            reporter.done(result)
+
+
+def _put_pairs(
+    client: FilesClient, local: str, remote: str, recursive: bool
+) -> list[tuple[Path, str]]:
+    """(local file, remote file) for each file ``put`` sends."""
+    path = Path(local)
+    name = path.resolve().name
+    if path.is_dir():
+        if not recursive:
+            raise FilesError(f"{local}: is a directory (use -r)", "not-a-file")
+        return _local_tree(
+            client, path, remote if _contents_only(local) else join_remote(remote, name)
+        )
+    if not remote or remote.endswith("/") or _is_remote_dir(client, remote):
+        return [(path, join_remote(remote, name))]
+    return [(path, remote)]
+
+
+@contextmanager
+def _stdin_as_file(wanted: bool) -> Iterator[BinaryIO | None]:
+    """Stdin as a regular file from its start: itself if it is one, else a spooled copy.
+
+    None unless ``wanted``.
+    """
+    if not wanted:
+        yield None
+        return
+    stdin = sys.stdin.buffer
+    try:
+        regular = stat.S_ISREG(os.fstat(stdin.fileno()).st_mode) and stdin.tell() == 0
+    except (OSError, ValueError):
+        regular = False
+    if regular:
+        yield stdin
+        return
+    with tempfile.TemporaryFile(prefix="socketeer-put-") as spool:
+        try:
+            shutil.copyfileobj(stdin, spool, SPOOL_CHUNK)
+            spool.flush()
+        except OSError as exc:
+            raise FilesError(
+                f"keeping stdin in a temporary file failed: {exc.strerror or exc}", "io"
+            ) from None
+        yield spool
 
 
 def _is_remote_dir(client: FilesClient, remote: str) -> bool:

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 
 from ..services.files.client import TransferProgress
+from ..visible import visible
 
 __all__ = ["progress_bars"]
 
@@ -29,7 +30,7 @@ class _RichProgress(TransferProgress):
         self._task: TaskID | None = None
 
     def begin(self, name: str, total: int, done: int) -> None:
-        self._task = self._progress.add_task(name, total=total, completed=done)
+        self._task = self._progress.add_task(visible(name), total=total, completed=done)
 
     def advance(self, count: int) -> None:
         if self._task is not None:
@@ -45,7 +46,7 @@ class _RichProgress(TransferProgress):
 def progress_bars(console: Console) -> Iterator[TransferProgress]:
     """Bars drawn on ``console`` while the block runs, gone when it ends."""
     progress = Progress(
-        TextColumn("{task.description}", style="bold"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),

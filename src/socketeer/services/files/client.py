@@ -8,8 +8,12 @@ Downloads and uploads resume by default: a download continues from the
 partial file (``.NAME.socketeer-part``) beside its target, an upload from
 the server's partial.  Every transfer is verified with SHA-256 unless
 ``verify=False``; a resumed transfer whose result does not verify is done
-once more from the start.  A file is only ever renamed into place complete
-and verified.
+once more from the start (``TransferProgress.restart`` says so).  A file is
+only ever renamed into place complete and verified.
+
+:meth:`FilesClient.download_to` writes a download to a stream (stdout)
+instead; :meth:`FilesClient.upload` also sends an open file, such as stdin
+spooled to a temporary file (the protocol announces an upload's size first).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO, Self, TypeVar
 
 from ... import __version__
 from ...client import Connection
@@ -61,6 +65,7 @@ SLOT = 2 * 1024 * 1024  # four of them stay in cache; 4 MiB ones made receiving 
 SLOTS = 4
 SEND_SLICE = 8 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
+_Reply = TypeVar("_Reply", bound=Message)
 
 
 class FilesError(SocketeerError):
@@ -83,18 +88,32 @@ class TransferProgress:
     def end(self) -> None:
         """The transfer is over, one way or another."""
 
+    def restart(self, name: str) -> None:
+        """A resumed transfer of ``name`` did not verify: it is done again from the start."""
+
 
 @dataclass(frozen=True)
 class TransferResult:
     """What a download or upload did."""
 
     remote: str
-    local: Path
+    local: Path | None  # None: a stream or an open file (download_to, upload)
     size: int
     sent: int  # bytes moved by this call
     resumed_from: int
     skipped: bool = False
     sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """A file being uploaded: from where, to where, stamped how, hashed or not."""
+
+    file: BinaryIO
+    local: Path | None
+    remote: str
+    mtime: float | None
+    verify: bool
 
 
 class FilesClient:
@@ -125,25 +144,39 @@ class FilesClient:
 
     def _hello(self, token: str | None) -> None:
         self._send(Hello(token=token, client=f"socketeer {__version__}"))
-        first = self._recv()
+        try:
+            first = self._recv()
+        except ConnectionClosed:
+            first = b""
+        if not first:  # the classic downloader takes the hello for a file name and hangs up
+            raise self._not_files_server("it closed the connection without answering")
         if first.startswith(b"error: "):  # refused before the protocol began (server busy)
             line = first.split(b"\n", 1)[0][len(b"error: ") :]
             raise FilesError(f"{self.endpoint} refused: {line.decode(errors='replace')}", "busy")
-        if first and first[:1] != b"\x00":  # every frame the protocol allows starts so
+        if first[:1] != b"\x00":  # every frame the protocol allows starts so
             said = first.split(b"\n", 1)[0][:40].decode(errors="replace")
-            raise FilesError(f"{self.endpoint} is not a files server (it said {said!r})", "version")
+            raise self._not_files_server(f"it said {said!r}")
         self._conn.receive_data(first)
-        reply = self._next()
+        try:
+            reply = self._next()
+        except ConnectionClosed:
+            raise self._not_files_server("it hung up in the middle of its answer") from None
+        except FilesError:  # a frame that is not the protocol's
+            raise self._not_files_server("its answer is not the files protocol's") from None
         if isinstance(reply, Error):
             raise FilesError(f"{self.endpoint} refused: {reply.message}", reply.code)
         if not isinstance(reply, Welcome):
-            raise FilesError(f"{self.endpoint} did not answer as a files server", "bad-request")
+            op = reply.op if isinstance(reply, Message) else "file bytes"
+            raise self._not_files_server(f"it answered {op!r}")
         if reply.version != VERSION:
             raise FilesError(
                 f"{self.endpoint} speaks files protocol version {reply.version}, not {VERSION}",
                 "version",
             )
         self.writable, self.server = reply.writable, reply.server
+
+    def _not_files_server(self, why: str) -> FilesError:
+        return FilesError(f"{self.endpoint} is not a files server ({why})", "version")
 
     def close(self) -> None:
         """Close the connection."""
@@ -181,6 +214,12 @@ class FilesClient:
     def _lost(self, exc: OSError | None = None) -> SocketeerError:
         reason = f": {exc.strerror or exc}" if exc is not None else ""
         return ConnectionClosed(f"connection to {self.endpoint} lost{reason}")
+
+    def _lost_during(self, remaining: int, still: str) -> SocketeerError:
+        """The connection broke off in the middle of a file: say how much was ``still`` due."""
+        return ConnectionClosed(
+            f"connection to {self.endpoint} lost with {remaining:,} bytes still {still}"
+        )
 
     def _next(self) -> Message | Data:
         """The server's next message (or raw bytes, during a download)."""
@@ -274,10 +313,34 @@ class FilesClient:
         partial = local.with_name(partial_name(local.name))
         result = self._download(remote, local, partial, verify, resume, progress)
         if result is None:  # a resumed download did not verify: once more from scratch
+            progress.restart(remote)
             result = self._download(remote, local, partial, verify, False, progress)
             if result is None:
                 raise FilesError(f"{remote}: SHA-256 mismatch after download", "mismatch")
         return result
+
+    def download_to(
+        self,
+        remote: str,
+        stream: BinaryIO,
+        *,
+        verify: bool = True,
+        progress: TransferProgress | None = None,
+    ) -> TransferResult:
+        """Write ``remote`` to ``stream`` (stdout, say) as it arrives, hashing it on the way.
+
+        Nothing is resumed or skipped.  When the whole file does not verify,
+        :class:`FilesError` (``mismatch``) is raised after its bytes were
+        written: the reader must throw them away.
+        """
+        progress = progress or TransferProgress()
+        header = self._get(remote, 0, verify)
+        hasher = hashlib.sha256() if verify else None
+        self._receive(remote, stream, header, hasher, progress)
+        digest = hasher.hexdigest() if hasher is not None else None
+        if _mismatch(digest, self._reply(Done, "end of download")):
+            raise FilesError(f"{remote}: SHA-256 mismatch; what was written is wrong", "mismatch")
+        return TransferResult(remote, None, header.size, header.length, 0, sha256=digest)
 
     def _download(
         self,
@@ -293,39 +356,28 @@ class FilesClient:
         except OSError as exc:
             raise FilesError(f"{partial}: {exc.strerror or exc}", "io") from None
         with file:
-            offset = os.fstat(file.fileno()).st_size
-            self._send(Get(remote, offset, verify))
-            header = self._next()
-            if isinstance(header, Error):
-                raise FilesError(header.message, header.code)
-            if not isinstance(header, FileHeader):
-                raise FilesError(f"unexpected reply to get: {header!r}", "bad-request")
+            header = self._get(remote, os.fstat(file.fileno()).st_size, verify)
             offset = header.offset
             file.truncate(offset)
             file.seek(offset)
             hasher = hashlib.sha256() if verify else None
             if hasher is not None and offset:
                 hash_file(file, offset, hasher)
-            progress.begin(remote, header.size, offset)
+            self._receive(remote, file, header, hasher, progress)
             try:
-                self._receive_into(file, header.length, hasher, progress)
-            finally:
-                progress.end()
-            trailer = self._next()
-            if isinstance(trailer, Error):
-                if trailer.code == "changed":
+                trailer = self._reply(Done, "end of download")
+            except FilesError as exc:
+                if exc.code == "changed":
                     partial.unlink(missing_ok=True)
-                raise FilesError(trailer.message, trailer.code)
-            if not isinstance(trailer, Done):
-                raise FilesError(f"unexpected end of download: {trailer!r}", "bad-request")
+                raise
             digest = hasher.hexdigest() if hasher is not None else None
-            if digest is not None and trailer.sha256 is not None and digest != trailer.sha256:
+            if _mismatch(digest, trailer):
                 partial.unlink(missing_ok=True)
                 if offset:
                     return None
                 raise FilesError(
-                    f"{remote}: SHA-256 mismatch (server {trailer.sha256[:16]}..., "
-                    f"received {digest[:16]}...); the partial file was removed",
+                    f"{remote}: SHA-256 mismatch (server {str(trailer.sha256)[:16]}..., "
+                    f"received {str(digest)[:16]}...); the partial file was removed",
                     "mismatch",
                 )
             try:
@@ -341,16 +393,45 @@ class FilesClient:
             raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
         return TransferResult(remote, local, header.size, header.length, offset, sha256=digest)
 
-    def _receive_into(
+    def _get(self, remote: str, offset: int, verify: bool) -> FileHeader:
+        """Ask for ``remote`` from ``offset``; the server's header (it may start over at 0)."""
+        self._send(Get(remote, offset, verify))
+        return self._reply(FileHeader, "reply to get")
+
+    def _reply(self, kind: type[_Reply], what: str) -> _Reply:
+        """The server's next message, which must be a ``kind``; an error is raised."""
+        reply = self._next()
+        if isinstance(reply, Error):
+            raise FilesError(reply.message, reply.code)
+        if not isinstance(reply, kind):
+            raise FilesError(f"unexpected {what}: {reply!r}", "bad-request")
+        return reply
+
+    def _receive(
         self,
+        remote: str,
         file: BinaryIO,
-        length: int,
+        header: FileHeader,
         hasher: hashlib._Hash | None,
         progress: TransferProgress,
     ) -> None:
-        """Receive ``length`` raw bytes: this thread reads the socket, others hash and write."""
+        progress.begin(remote, header.size, header.offset)
+        try:
+            self._receive_into(file, hasher, progress)
+        finally:
+            progress.end()
+
+    def _receive_into(
+        self, file: BinaryIO, hasher: hashlib._Hash | None, progress: TransferProgress
+    ) -> None:
+        """Receive the announced raw bytes: this thread reads the socket, others hash and write.
+
+        When the transfer breaks off (a lost connection, Ctrl-C), what did
+        arrive is still written, so that a partial file holds all of it.
+        """
         conn = self._conn
         sink = _Sink(file, hasher)
+        filled = 0
         try:
             while conn.raw_remaining and conn.buffered():  # bytes that came with the header
                 event = conn.next_event()
@@ -360,31 +441,34 @@ class FilesClient:
             while conn.raw_remaining:
                 view = sink.slot()
                 want = min(len(view), conn.raw_remaining)
-                filled = 0
                 while filled < want:
-                    try:
-                        got = self._sock.recv_into(view[filled:want])
-                    except TimeoutError:
-                        raise Timeout(f"timed out waiting for {self.endpoint}") from None
-                    except OSError as exc:
-                        raise self._lost(exc) from None
-                    if not got:
-                        raise ConnectionClosed(
-                            f"connection to {self.endpoint} lost after "
-                            f"{conn.raw_remaining - want + filled} bytes were still to come"
-                        )
+                    got = self._recv_raw(view[filled:want], conn.raw_remaining - filled)
                     filled += got
                     progress.advance(got)
                 conn.received_raw(filled)
-                sink.commit(filled)
+                count, filled = filled, 0
+                sink.commit(count)
         finally:
+            if filled:
+                sink.commit(filled)
             sink.close()
+
+    def _recv_raw(self, view: memoryview, remaining: int) -> int:
+        try:
+            got = self._sock.recv_into(view)
+        except TimeoutError:
+            raise Timeout(f"timed out waiting for {self.endpoint}") from None
+        except OSError:
+            raise self._lost_during(remaining, "to come") from None
+        if not got:
+            raise self._lost_during(remaining, "to come")
+        return got
 
     # uploads ------------------------------------------------------------------------
 
     def upload(
         self,
-        local: Path,
+        local: Path | BinaryIO,
         remote: str,
         *,
         verify: bool = True,
@@ -394,53 +478,67 @@ class FilesClient:
     ) -> TransferResult:
         """Send ``local`` to ``remote``, resuming the server's partial, verified by the server.
 
-        ``parents``: make the remote directories it goes into first, if missing.
+        ``local`` is a path (the remote file gets its modification time) or
+        an open regular file, sent whole (the remote file is stamped when it
+        arrives).  A stream of unknown size, such as stdin, must be copied to
+        a temporary file first: an upload announces its size.  ``parents``:
+        make the remote directories it goes into first, if missing.
         """
         progress = progress or TransferProgress()
         directory = str(PurePosixPath(remote).parent)
         if parents and directory != ".":
             self.mkdir(directory, parents=True)
-        result = self._upload(local, remote, verify, force, progress)
-        if result is None:
-            result = self._upload(local, remote, verify, True, progress)
-            if result is None:
-                raise FilesError(f"{remote}: SHA-256 mismatch after upload", "mismatch")
-        return result
-
-    def _upload(
-        self, local: Path, remote: str, verify: bool, force: bool, progress: TransferProgress
-    ) -> TransferResult | None:
+        if not isinstance(local, Path):
+            return self._upload(_Outgoing(local, None, remote, None, verify), force, progress)
         try:
             file = open(local, "rb")  # noqa: SIM115
         except OSError as exc:
             raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
         with file:
-            before = os.fstat(file.fileno())
-            reply = self._request(Put(remote, before.st_size, before.st_mtime, verify, force))
-            if isinstance(reply, Ok):
-                return TransferResult(remote, local, before.st_size, 0, 0, skipped=True)
-            if not isinstance(reply, Ready):
-                raise FilesError(f"unexpected reply to put: {reply!r}", "bad-request")
-            offset = reply.offset
-            hashing = _Hashing(file, before.st_size) if verify else None
-            progress.begin(remote, before.st_size, offset)
-            try:
-                self._send_raw(file, offset, before.st_size - offset, progress)
-            finally:
-                progress.end()
-            digest = hashing.result() if hashing is not None else None
-            after = os.fstat(file.fileno())
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-                self.close()
-                raise FilesError(f"{local}: changed while it was being sent; run again", "changed")
-            self._send(Done(digest))
-            result = self._next()
-            if isinstance(result, Error):
-                if result.code == "mismatch" and offset and not force:
-                    return None
-                raise FilesError(result.message, result.code)
-            if not isinstance(result, Ok):
-                raise FilesError(f"unexpected reply to an upload: {result!r}", "bad-request")
+            mtime = os.fstat(file.fileno()).st_mtime
+            return self._upload(_Outgoing(file, local, remote, mtime, verify), force, progress)
+
+    def _upload(self, out: _Outgoing, force: bool, progress: TransferProgress) -> TransferResult:
+        result = self._send_file(out, force, progress)
+        if result is None:  # a resumed upload did not verify: once more from scratch
+            progress.restart(out.remote)
+            result = self._send_file(out, True, progress)
+            if result is None:
+                raise FilesError(f"{out.remote}: SHA-256 mismatch after upload", "mismatch")
+        return result
+
+    def _send_file(
+        self, out: _Outgoing, force: bool, progress: TransferProgress
+    ) -> TransferResult | None:
+        file, local, remote, verify = out.file, out.local, out.remote, out.verify
+        before = os.fstat(file.fileno())
+        reply = self._request(Put(remote, before.st_size, out.mtime, verify, force))
+        if isinstance(reply, Ok):
+            return TransferResult(remote, local, before.st_size, 0, 0, skipped=True)
+        if not isinstance(reply, Ready):
+            raise FilesError(f"unexpected reply to put: {reply!r}", "bad-request")
+        offset = reply.offset
+        hashing = _Hashing(file, before.st_size) if verify else None
+        progress.begin(remote, before.st_size, offset)
+        try:
+            self._send_raw(file, offset, before.st_size - offset, progress)
+        finally:
+            progress.end()
+        digest = hashing.result() if hashing is not None else None
+        after = os.fstat(file.fileno())
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            self.close()
+            raise FilesError(
+                f"{local or remote}: changed while it was being sent; run again", "changed"
+            )
+        self._send(Done(digest))
+        result = self._next()
+        if isinstance(result, Error):
+            if result.code == "mismatch" and offset and not force:
+                return None
+            raise FilesError(result.message, result.code)
+        if not isinstance(result, Ok):
+            raise FilesError(f"unexpected reply to an upload: {result!r}", "bad-request")
         return TransferResult(
             remote, local, before.st_size, before.st_size - offset, offset, sha256=digest
         )
@@ -453,10 +551,15 @@ class FilesClient:
             piece = min(SEND_SLICE, count - sent)
             try:
                 done = self._sock.sendfile(file, offset + sent, piece)
-            except TimeoutError:
-                raise Timeout(f"timed out sending to {self.endpoint}") from None
-            except OSError as exc:
-                raise self._failure_during_upload(exc) from None
+            except BaseException as exc:
+                # sendfile leaves the file's position after what it got out before it stopped.
+                moved = max(file.tell() - offset - sent, 0)
+                progress.advance(moved)
+                if isinstance(exc, TimeoutError):
+                    raise Timeout(f"timed out sending to {self.endpoint}") from None
+                if isinstance(exc, OSError):
+                    raise self._failure_during_upload(count - sent - moved) from None
+                raise
             if done == 0:
                 self.close()
                 raise FilesError("local file shrank while it was being sent; run again", "changed")
@@ -464,7 +567,7 @@ class FilesClient:
             self._conn.sent_raw(done)
             progress.advance(done)
 
-    def _failure_during_upload(self, exc: OSError) -> SocketeerError:
+    def _failure_during_upload(self, remaining: int) -> SocketeerError:
         """The server stopped the upload: read its reason if it sent one."""
         data = b""
         try:
@@ -476,7 +579,7 @@ class FilesClient:
         reply = _last_error(data)
         if isinstance(reply, Error):
             return FilesError(reply.message, reply.code)
-        return self._lost(exc)
+        return self._lost_during(remaining, "to send")
 
 
 def _same(local: Path, entry: Entry) -> bool:
@@ -485,6 +588,11 @@ def _same(local: Path, entry: Entry) -> bool:
     except OSError:
         return False
     return st.st_size == entry.size and abs(st.st_mtime - entry.mtime) < 1e-6
+
+
+def _mismatch(digest: str | None, trailer: Done) -> bool:
+    """Whether a download's ``digest`` is not the one its ``done`` carries (both known)."""
+    return digest is not None and trailer.sha256 is not None and digest != trailer.sha256
 
 
 def _last_error(data: bytes) -> Message | None:
@@ -500,6 +608,13 @@ def _last_error(data: bytes) -> Message | None:
         except ProtocolError:
             break
     return found
+
+
+def _write_failure(exc: OSError) -> Exception:
+    """What writing a download failed with: a reader gone from a pipe stays BrokenPipeError."""
+    if isinstance(exc, BrokenPipeError):
+        return exc
+    return FilesError(f"writing the download failed: {exc.strerror or exc}", "io")
 
 
 class _Sink:
@@ -545,7 +660,7 @@ class _Sink:
         try:
             self._file.flush()
         except OSError as exc:
-            raise FilesError(f"writing the download failed: {exc.strerror or exc}", "io") from None
+            raise _write_failure(exc) from None
 
 
 class _Worker:
@@ -581,7 +696,7 @@ class _Worker:
 
     def check(self) -> None:
         if isinstance(self._error, OSError):
-            raise FilesError(f"writing the download failed: {self._error.strerror}", "io")
+            raise _write_failure(self._error)
         if self._error is not None:
             raise self._error
 

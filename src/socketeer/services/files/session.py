@@ -543,7 +543,10 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             finally:
                 if hashing is not None and not hashing.done():
                     hashing.cancel()
-        log.info("%s: sent %r (%d bytes from %d)", self.peer, request.path, length, offset)
+        if offset:
+            log.info("%s: sent %r (%d bytes from %d)", self.peer, request.path, length, offset)
+        else:
+            log.info("%s: sent %r (%d bytes)", self.peer, request.path, length)
         self._write(conn.send(Done(digest)))
 
     async def _sendfile(self, file: BinaryIO, offset: int, length: int) -> int:
@@ -618,7 +621,16 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             upload.abandon()
             self._store.release(upload.target)
             self._return_buffers()
-        log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
+        if upload.offset:
+            log.info(
+                "%s: received %r (%d bytes, resumed from %d)",
+                self.peer,
+                request.path,
+                request.size,
+                upload.offset,
+            )
+        else:
+            log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
         self._write(conn.send(Ok()))
 
     async def _receive_raw(self, conn: FilesConnection, upload: Upload) -> Done:
