@@ -166,6 +166,7 @@ class StreamSession(Session):
         handler = self._handler
         write, encode = self._write, self._codec.encode
         closing = self._closing
+        many = len(messages) > 1  # (one message a read is the common case: no check)
         try:
             for message in messages:
                 for reply in handler.received(message):
@@ -173,7 +174,7 @@ class StreamSession(Session):
                 if handler.finished:
                     self.close()
                     return
-                if closing():  # a broken connection: every further write would log a warning
+                if many and closing():  # broken: every further write would log a warning
                     return
         except ProtocolError as exc:
             self.abort(str(exc))
