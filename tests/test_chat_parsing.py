@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from socketeer.addresses import address_key
 from socketeer.ratelimit import TokenBucket
-from socketeer.services.chat import Backoff, ChatLine, member_address, parse_line
+from socketeer.services.chat import Backoff, ChatLine, parse_line
 from socketeer.services.chat.commands import (
     Act,
     Format,
@@ -318,7 +319,7 @@ def test_backoff_rejects_bad_settings() -> None:
     ],
 )
 def test_members_count_by_host_or_ipv6_network(peername: object, address: str) -> None:
-    assert member_address(peername) == address
+    assert address_key(peername) == address
 
 
 # --- renderings ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hosts import MemoryTransport
 from socketeer import Endpoint, Server, ServerConfig, parse_endpoint, serve
 from socketeer.binding import system_backlog
 from socketeer.service import Service
@@ -232,3 +233,26 @@ def test_a_running_files_service_expires_abandoned_partials(tmp_path: Path) -> N
         assert fresh.exists()
     finally:
         threaded.stop()
+
+
+def test_max_conns_per_ip_counts_an_ipv6_client_by_its_64() -> None:
+    """A host picks any address in its /64: they count as one client."""
+
+    async def main() -> list[bytes]:
+        async with Server(GreetService(), [LOOPBACK], ServerConfig(max_conns_per_ip=2)) as server:
+            said = []
+            for peer in [
+                "2001:db8:1:2::1",
+                "2001:db8:1:2::beef",
+                "2001:db8:1:2:ffff::9",
+                "2001:db8:9::1",
+            ]:
+                transport = MemoryTransport(asyncio.Protocol(), (peer, 5000))
+                server._arrived(transport)
+                said.append(transport.take())
+            return said
+
+    said = asyncio.run(main())
+    assert said[:2] == [b"welcome!\n", b"welcome!\n"]
+    assert said[2] == b"error: too many connections from 2001:db8:1:2::/64 (at most 2)\n"
+    assert said[3] == b"welcome!\n", "another /64 is another client"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
 
+from .addresses import address_key
 from .binding import BoundSocket, bind_endpoint, remove_unix_socket, system_backlog
 from .datagram import DatagramLimits, HandlerDatagrams
 from .endpoint import Endpoint, describe_peer
@@ -158,7 +159,11 @@ class Server:
     # admission ----------------------------------------------------------------------
 
     def verify_request(self, address: str | None) -> str | None:
-        """Whether to take a connection from ``address`` (None: no IP); return why not."""
+        """Whether to take a connection from ``address`` (None: no IP); return why not.
+
+        ``address`` is the client's :func:`~socketeer.addresses.address_key`: an IPv4
+        address, or an IPv6 client's /64 network.
+        """
         if self._cut_short.is_set() or not self._listeners:
             return "server is shutting down"
         config = self.config
@@ -175,7 +180,7 @@ class Server:
 
     def _arrived(self, transport: asyncio.BaseTransport) -> None:
         peername = transport.get_extra_info("peername")
-        address = peer_address(peername)
+        address = address_key(peername) if peer_address(peername) else None
         refusal = self.verify_request(address)
         if refusal is not None:
             log.warning("refused %s: %s", describe_peer(peername), refusal)

@@ -2,7 +2,7 @@
 
 The sans-IO core (:mod:`.protocol`, with :mod:`.commands`, :mod:`.names`,
 :mod:`.room`, :mod:`.incoming`, :mod:`.lines`, :mod:`socketeer.ratelimit`,
-:mod:`.addresses`) decides who receives what, as events (:mod:`.events`);
+:mod:`socketeer.addresses`) decides who receives what, as events (:mod:`.events`);
 :mod:`.rendering` turns them into text or JSON lines; :mod:`.session` runs
 it on a server; :mod:`.client` is
 the member's side for programs.
@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...exports import lazy_exports
-from .addresses import member_address
 from .backoff import Backoff
 from .lines import ChatLine, parse_line
 from .protocol import ChatProtocol, ChatSettings
@@ -44,6 +43,5 @@ __all__ = [
     "ChatSettings",
     "Connected",
     "Disconnected",
-    "member_address",
     "parse_line",
 ]

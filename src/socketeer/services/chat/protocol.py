@@ -109,7 +109,7 @@ class ChatProtocol(Generic[P]):
         """A connection arrived from ``address``: return its member (not yet named) and the welcome.
 
         ``address`` is what per-address limits count by (see
-        :func:`.addresses.member_address`); members given the same one share them.
+        :func:`socketeer.addresses.address_key`); members given the same one share them.
         """
         settings = self.settings
         member = Member(

@@ -25,11 +25,11 @@ import logging
 import time
 from collections.abc import Iterable
 
+from ...addresses import address_key
 from ...host import Host
 from ...service import Service
 from ...session import Session
 from ...stream import ByteStream
-from .addresses import member_address
 from .protocol import ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
 from .room import Member
@@ -193,7 +193,7 @@ class ChatSession(Session):
             self,
             self.host.now(),
             time.time(),
-            member_address((stream.address, 0) if stream.address else None),
+            address_key((stream.address, 0) if stream.address else None),
         )
         self._outbox.post(deliveries(events))
 
