@@ -64,6 +64,9 @@ class MemoryTransport(asyncio.Transport):
         super().__init__()
         self._protocol = protocol
         self._peer = peer
+        #: Set it to have the transport pause writing once this much waits untaken.
+        self.high_water: int | None = None
+        self.writing_paused = False
         self.written = bytearray()
         self.reading = True
         self.closed = False
@@ -78,6 +81,10 @@ class MemoryTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self.closed:
             self.written += data
+            over = self.high_water is not None and len(self.written) > self.high_water
+            if over and not self.writing_paused:
+                self.writing_paused = True
+                self._protocol.pause_writing()
 
     def can_write_eof(self) -> bool:
         return True
@@ -121,6 +128,9 @@ class MemoryTransport(asyncio.Transport):
         """What the session wrote since the last call."""
         data = bytes(self.written)
         self.written.clear()
+        if self.writing_paused:
+            self.writing_paused = False
+            self._protocol.resume_writing()
         return data
 
 

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hosts import FakeClock, FakeHost, MemoryTransport, start
+from socketeer.framing import LengthPrefixCodec
 from socketeer.host import SessionLimits
 from socketeer.idle import IdleSweep
 from socketeer.services import ChatService, EchoService, GreetService
 from socketeer.services.files import FilesService
-from socketeer.services.files.connection import CLIENT, NEED_DATA, Event, FilesConnection
+from socketeer.services.files.connection import (
+    CLIENT,
+    NEED_DATA,
+    Event,
+    FilesConnection,
+    frame,
+)
 from socketeer.services.files.messages import (
     Done,
     Error,
@@ -30,11 +38,13 @@ from socketeer.services.files.messages import (
     Put,
     Ready,
     Welcome,
+    decode,
 )
 from socketeer.session import Session
 from socketeer.tasks import MessageStream, task_service
 
 TIMEOUT = 5.0
+MIB = 1024 * 1024
 
 
 # greet and echo: a handler in a session ---------------------------------------------
@@ -206,6 +216,90 @@ def test_files_session_without_a_socket_and_its_upload_buffers(tmp_path: Path) -
         assert host.released == [session]
 
     asyncio.run(main())
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Let the session run until ``condition`` holds (at most TIMEOUT)."""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not condition():
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def test_a_files_client_that_does_not_read_its_answers_is_not_answered_further(
+    tmp_path: Path,
+) -> None:
+    # A client that sends request after request and reads no answer: the server
+    # stops taking its requests once the connection's buffer is full, instead of
+    # keeping every answer (a listing each) in memory.
+    for number in range(200):
+        (tmp_path / f"{number:04d}-{'x' * 60}").touch()
+    service = FilesService(tmp_path)
+
+    async def main() -> None:
+        host = FakeHost()
+        session = service.new_session(host)
+        transport = start(session)
+        peer = FilesPeer(session, transport)
+        peer.send(Hello())
+        assert isinstance(await peer.next(), Welcome)
+        transport.high_water = 64 * 1024
+        listing = len(frame(Listing("", tuple(service.store.list("")))))
+        sent = 0
+        while transport.reading and sent < 100:
+            session.data_received(frame(List("")))
+            sent += 1
+            taken = sent + 1  # and the hello
+            await until(
+                lambda: session.messages >= taken or not transport.reading,  # noqa: B023
+                "the request to be taken",
+            )
+        assert not transport.reading, f"{sent} requests taken from a client that reads nothing"
+        assert len(transport.written) <= transport.high_water + 2 * listing
+        answers = LengthPrefixCodec().feed(transport.take())
+        assert answers
+        assert all(decode(body).op == "listing" for body in answers)
+        assert transport.reading, "it reads again once the client has taken its answers"
+        transport.close()
+        await asyncio.wait(host.tasks, timeout=TIMEOUT)
+
+    asyncio.run(main())
+
+
+def test_an_upload_without_pool_buffers_holds_one_read_at_a_time(tmp_path: Path) -> None:
+    service = FilesService(tmp_path, allow_upload=True, token="t")
+    held = service.buffers.take(service.buffers.count)  # other uploads hold every buffer
+    data = os.urandom(4 * MIB)
+    piece = 256 * 1024
+
+    async def main() -> None:
+        host = FakeHost()
+        session = service.new_session(host)
+        transport = start(session)
+        peer = FilesPeer(session, transport)
+        peer.send(Hello(token="t"))
+        assert isinstance(await peer.next(), Welcome)
+        peer.send(Put("big.bin", size=len(data)))
+        assert await peer.next() == Ready(0)
+        fed = 0
+        while transport.reading and fed < len(data):  # faster than the disk: it never runs
+            peer.send_raw(data[fed : fed + piece])
+            fed += piece
+        assert fed <= 2 * piece, f"{fed} bytes taken while none could be written"
+        while fed < len(data):
+            await until(lambda: transport.reading, "reading to resume")
+            peer.send_raw(data[fed : fed + piece])
+            fed += piece
+        peer.send(Done(hashlib.sha256(data).hexdigest()))
+        assert await peer.next() == Ok()
+        transport.close()
+        await asyncio.wait(host.tasks, timeout=TIMEOUT)
+
+    asyncio.run(main())
+    service.buffers.give(held)
+    assert (tmp_path / "big.bin").read_bytes() == data
 
 
 def test_a_refused_files_client_gets_a_busy_error_frame(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ POOL_SLOTS = 32
 STALL = 0.05
 #: Where everything else is received (asyncio's own read size).
 SCRATCH = 256 * 1024
+#: Upload bytes queued (copied) before reading pauses, for an upload without pool buffers.
+UNPOOLED_HIGH = SCRATCH
 #: Bytes per sendfile call: the session counts its progress between calls.
 SEND_SLICE = 1024 * 1024
 #: Bytes per read when the loop cannot sendfile (uvloop).
@@ -220,7 +222,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._slot: bytearray | None = None  # the buffer being filled, and how far
         self._filled = 0
         self._into_slot = False  # what get_buffer() last handed out
-        self._paused = False
+        self._paused = False  # reading paused: upload bytes wait for the disk
+        self._unread = False  # reading paused: the client is not reading our replies
         self._eof = False
         self._writable = False
         self._discarding = False
@@ -268,9 +271,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         else:
             self._free.append(self._slot)
         self._slot = None
-        if not self._free and not self._paused and not self.closing:
+        if not self._free and not self._paused:
             self._paused = True  # every buffer waits for the disk
-            self.stream.pause_reading()
+            self._pause_reading()
 
     def _release(self, chunks: list[bytes | memoryview]) -> None:
         """Buffers the disk threads are done with are free again."""
@@ -320,9 +323,11 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     def _queue(self, chunk: bytes | memoryview) -> None:
         self._chunks.append(chunk)
         self._queued += len(chunk)
-        if self._queued > QUEUE_HIGH and not self._paused and not self.closing:
+        # Without the pool's buffers, what waits is copied: one read's worth at a time.
+        high = QUEUE_HIGH if self._lent else UNPOOLED_HIGH
+        if self._queued >= high and not self._paused:
             self._paused = True
-            self.stream.pause_reading()
+            self._pause_reading()
 
     def _take_chunks(self, limit: int | None = None) -> list[bytes | memoryview]:
         """What is queued for the disk (at least one chunk, about ``limit`` bytes if given).
@@ -345,9 +350,28 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         return chunks
 
     def _resume(self) -> None:
-        if self._paused and not self.closing:
+        if self._paused:
             self._paused = False
-            self.stream.resume_reading()
+            if not self._unread and not self.closing:
+                self.stream.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self.closing and not (self._paused and self._unread):
+            self.stream.pause_reading()
+
+    def pause_writing(self) -> None:
+        """The client is not reading what we send: take nothing more from it until it does."""
+        super().pause_writing()
+        if not self._unread:
+            self._unread = True
+            self._pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._unread:
+            self._unread = False
+            if not self._paused and not self.closing:
+                self.stream.resume_reading()
 
     # the task -----------------------------------------------------------------------
 
@@ -439,6 +463,12 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                     return
             elif isinstance(event, Message):
                 await self._answer(conn, event)
+            else:
+                continue
+            # The next request waits until the client has taken this answer: one
+            # that never reads must not pile answers up in the server's memory.
+            with contextlib.suppress(ConnectionClosed):
+                await self.stream.drain()
 
     async def _welcome(self, conn: FilesConnection, hello: Hello) -> bool:
         problem = check_hello(hello)
