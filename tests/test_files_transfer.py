@@ -829,6 +829,18 @@ def test_file_changing_while_sent(share: Share, local: Path, change: str) -> Non
     assert digest(local / "moving.bin") == digest(path)
 
 
+def test_a_file_rewritten_with_its_old_mtime_is_hashed_again(share: Share, local: Path) -> None:
+    # Same size, other bytes, the modification time set back (touch -d, tar x, cp -p):
+    # the server must not answer with the hash it remembers for the old bytes.
+    path = share.root / "same.bin"
+    write(path, b"A" * 100_000, mtime=1_500_000_000)
+    with share.connect(token=None) as client:
+        client.download("same.bin", local / "first.bin")
+        write(path, b"B" * 100_000, mtime=1_500_000_000)
+        client.download("same.bin", local / "second.bin")
+    assert (local / "second.bin").read_bytes() == b"B" * 100_000
+
+
 def test_client_vanishing_mid_download_is_logged(
     share: Share, local: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -120,7 +120,7 @@ class FilesService(Service):
         self._token = token.encode() if token else None
         self.throttle = throttle if throttle is not None else AuthThrottle()
         self.clock = clock
-        self._hashing: dict[tuple[int, int, int, int], asyncio.Future[str]] = {}
+        self._hashing: dict[tuple[int, int, int, int, int], asyncio.Future[str]] = {}
         #: Upload buffers, shared by every session and bounded in all.
         self.buffers = BufferPool(SLOT, POOL_SLOTS)
         #: Where everything but upload bytes is received: one buffer for the whole
@@ -191,7 +191,7 @@ class FilesService(Service):
         with open(fd, "rb") as file:
             return self.store.sha256(file, st)
 
-    def _hashed(self, key: tuple[int, int, int, int], done: asyncio.Future[str]) -> None:
+    def _hashed(self, key: tuple[int, int, int, int, int], done: asyncio.Future[str]) -> None:
         self._hashing.pop(key, None)
         if not done.cancelled() and done.exception() is not None:
             log.warning("hashing a file failed: %s", done.exception())

@@ -96,21 +96,22 @@ def hash_file(file: BinaryIO, end: int | None = None, hasher: hashlib._Hash | No
 
 
 class HashCache:
-    """SHA-256 of files already hashed, keyed by device, inode, size and mtime.
+    """SHA-256 of files already hashed, keyed by device, inode, size, mtime and ctime.
 
-    A file rewritten in place gets a new mtime (and usually size) and is
-    hashed again; twenty clients fetching one file hash it once.
+    A file rewritten in place gets a new ctime, which no one can set back
+    (its mtime can be: ``touch -d``, ``tar x``, ``cp -p``), and is hashed
+    again; twenty clients fetching one file hash it once.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
-        self._known: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
+        self._known: OrderedDict[tuple[int, int, int, int, int], str] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(st: os.stat_result) -> tuple[int, int, int, int]:
+    def key(st: os.stat_result) -> tuple[int, int, int, int, int]:
         """What identifies one version of a file."""
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def get(self, st: os.stat_result) -> str | None:
         """The hash of this version of the file, if known."""
