@@ -82,7 +82,7 @@ names = st.one_of(
     st.binary(max_size=12).map(lambda raw: raw.decode("utf-8", "surrogateescape")),
 )
 counts = st.integers(min_value=0, max_value=2**64)
-mtimes = st.floats(allow_nan=False, allow_infinity=False)
+mtimes = st.floats(-(2.0**63), 2.0**63, exclude_min=True, exclude_max=True)  # a time_t
 digests = st.none() | st.binary(min_size=32, max_size=32).map(bytes.hex)
 entries = st.builds(Entry, names, st.sampled_from(ENTRY_TYPES), counts, mtimes)
 
@@ -152,6 +152,19 @@ def test_missing_fields_take_their_defaults() -> None:
 def test_unknown_fields_are_ignored() -> None:
     body = b'{"op":"list","path":"a","colour":"blue","later":{"x":[1,2]}}'
     assert decode(body) == List("a")
+
+
+@pytest.mark.parametrize("mtime", ["1e19", "-1e19", "1e300", "9223372036854775808"])
+def test_an_mtime_no_file_can_have_is_the_peers_fault(mtime: str) -> None:
+    # os.utime would raise OverflowError once the whole upload had arrived.
+    with pytest.raises(RemoteProtocolError, match="bad 'mtime'"):
+        decode(b'{"op":"put","path":"a","size":1,"mtime":%s}' % mtime.encode())
+    with pytest.raises(RemoteProtocolError, match="bad 'mtime'"):
+        decode(b'{"op":"file","size":1,"mtime":%s,"offset":0,"length":1}' % mtime.encode())
+
+
+def test_the_widest_mtime_a_file_can_have_is_read() -> None:
+    assert decode(b'{"op":"put","path":"a","size":1,"mtime":1e18}') == Put("a", 1, 1e18)
 
 
 def test_an_integer_mtime_reads_as_a_float() -> None:

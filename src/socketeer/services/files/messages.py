@@ -346,14 +346,22 @@ def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
     return Entry(name, kind, size, _number(mtime, bad))
 
 
+#: Times (seconds since the epoch) a file system can hold: a signed 64-bit time_t.
+MAX_TIME = 2.0**63
+
+
 def _number(value: Any, bad: RemoteProtocolError) -> float:
-    """A finite float: Python's json also reads NaN, Infinity, 1e400 and 400-digit integers."""
+    """A time a file may be stamped with.
+
+    Python's json also reads NaN, Infinity, 1e400 and 400-digit integers, and
+    ``os.utime`` refuses finite times past a signed 64-bit ``time_t`` (1e19).
+    """
     if type(value) not in (int, float):
         raise bad
     try:
         number = float(value)
     except OverflowError:
         raise bad from None
-    if not math.isfinite(number):
+    if not math.isfinite(number) or not -MAX_TIME < number < MAX_TIME:
         raise bad
     return number
