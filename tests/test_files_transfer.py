@@ -422,6 +422,16 @@ def test_corrupted_upload_partial_is_sent_again_from_the_start(share: Share, loc
 # --- many clients at once -------------------------------------------------------------
 
 
+def test_an_unverified_upload_does_not_resume_a_partial_it_cannot_check(
+    share: Share, local: Path
+) -> None:
+    data = write(local / "x.bin", os.urandom(MIB))
+    write(partial_of(share.root / "x.bin"), os.urandom(400_000))  # planted, or another file's
+    with share.connect() as client:
+        client.upload(local / "x.bin", "x.bin", verify=False)
+    assert (share.root / "x.bin").read_bytes() == data
+
+
 def test_twenty_concurrent_downloads_while_a_bystander_is_served(share: Share, local: Path) -> None:
     same = write(share.root / "same.bin", os.urandom(8 * MIB + 1))
     others = [write(share.root / f"f{n}.bin", os.urandom(MIB + n)) for n in range(10)]

@@ -419,7 +419,9 @@ class FileStore:
         file = os.fdopen(fd, "a+b")
         try:
             offset = os.fstat(fd).st_size
-            if offset > size:
+            # Unverified, a partial someone else left (or planted) could not be
+            # told from this file's own first bytes: start over.
+            if offset > size or not verify:
                 os.ftruncate(fd, 0)
                 offset = 0
             hasher = hashlib.sha256() if verify else None
