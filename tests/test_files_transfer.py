@@ -931,3 +931,22 @@ def test_hello_with_another_version_is_refused_and_the_port_still_serves(share: 
     assert plain_download(share.endpoint, b"notes.txt\n") == notes
     with share.connect(token=None) as client:
         assert client.stat("notes.txt").size == len(notes)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the server sends a listing over the 16 MiB a client takes; it should refuse "
+    "with a clear error before building it (or page the listing: a protocol addition)",
+)
+def test_a_directory_whose_listing_is_over_the_clients_limit_is_a_clear_error(
+    share: Share,
+) -> None:
+    # 70,000 names of 240 bytes: a 20 MiB listing.  A local user can make one.
+    big = share.root / "big"
+    big.mkdir()
+    for number in range(70_000):
+        os.close(os.open(big / f"{number:06d}{'n' * 234}", os.O_CREAT | os.O_WRONLY))
+    with share.connect(token=None) as client:
+        error = raises_code("too-large", lambda: client.list("big"))
+        assert "big" in str(error)
+        assert client.list("") == [client.stat("big")]  # the connection goes on
