@@ -28,7 +28,7 @@ from relay import StallingRelay
 from shares import TOKEN, ServeShare, Share, digest, sha256, snapshot, write
 from socketeer.cli import cli
 from socketeer.cli import files as files_cli
-from socketeer.services.files import FilesService
+from socketeer.services.files import Entry, FilesService
 from support import (
     WAIT,
     ServeProcess,
@@ -476,3 +476,12 @@ def test_nothing_but_the_shared_files_is_served(share: Share, work: Path, tmp_pa
     assert [json.loads(line)["type"] for line in shown.splitlines()] == ["link"]
     assert_one_line_error(socketeer("get", share.endpoint, "link", cwd=work), 1, "outside")
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("mtime", [1e17, -1e17, 2.0**62])
+def test_ls_shows_a_time_the_c_library_cannot(mtime: float) -> None:
+    # A tmpfs file can carry such a time; ls must still print its line.
+    line = files_cli._format_entry(Entry("far", "file", 1, mtime))
+    assert line.startswith("- ")
+    assert line.endswith(" far")
+    assert f"{mtime:.0f}" in line

@@ -585,3 +585,12 @@ def test_the_hash_cache_forgets_the_least_recently_used(tmp_path: Path) -> None:
     assert cache.get(stats[1]) is None
     assert cache.get(stats[0]) == "zero"
     assert cache.get(stats[2]) == "two"
+
+
+def test_a_64_hex_name_never_shares_a_partial_with_the_long_name_it_hashes() -> None:
+    from socketeer.services.files.paths import partial_name
+
+    long_name = "x" * 250
+    digest = hashlib.sha256(long_name.encode()).hexdigest()
+    assert partial_name(long_name) != partial_name(digest)
+    assert partial_name("notes.txt") == ".notes.txt.socketeer-part"

@@ -933,11 +933,6 @@ def test_hello_with_another_version_is_refused_and_the_port_still_serves(share: 
         assert client.stat("notes.txt").size == len(notes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server sends a listing over the 16 MiB a client takes; it should refuse "
-    "with a clear error before building it (or page the listing: a protocol addition)",
-)
 def test_a_directory_whose_listing_is_over_the_clients_limit_is_a_clear_error(
     share: Share,
 ) -> None:

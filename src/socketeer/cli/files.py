@@ -105,7 +105,10 @@ def _make_local_dir(path: Path) -> None:
 
 def _format_entry(entry: Entry) -> str:
     kind = {"file": "-", "dir": "d", "link": "l", "other": "?", "partial": "p"}[entry.type]
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.mtime))
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.mtime))
+    except (OverflowError, OSError, ValueError):  # a time the C library cannot show
+        when = f"{entry.mtime:>16.0f}"
     suffix = "/" if entry.type == "dir" else ""
     return f"{kind} {entry.size:>14,} {when} {entry.name}{suffix}"
 

@@ -68,15 +68,21 @@ def split_remote(path: str, *, partial_last: bool = False) -> tuple[str, ...]:
     return names
 
 
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
+
+
 def partial_name(name: str) -> str:
     """The name a file being received has until it is complete and verified.
 
     ``.NAME.socketeer-part``; when that would be over :data:`MAX_NAME_BYTES`,
     NAME is replaced by the SHA-256 (hex) of the name, so every name a
-    path may hold has a partial.
+    path may hold has a partial.  A name that is itself 64 hex digits is
+    hashed too, so it never shares a partial with the long name it is the
+    SHA-256 of.
     """
     readable = f".{name}{PARTIAL_SUFFIX}"
-    if len(readable.encode("utf-8", "surrogateescape")) <= MAX_NAME_BYTES:
+    encoded = len(readable.encode("utf-8", "surrogateescape"))
+    if encoded <= MAX_NAME_BYTES and not _SHA256_HEX.fullmatch(name):
         return readable
     digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
     return f".{digest}{PARTIAL_SUFFIX}"

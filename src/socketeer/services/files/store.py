@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import stat as stat_module
 import threading
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .beneath import DIRECTORY, Found, Refused, identity, lookup, walk_tree
-from .messages import Entry, EntryType
+from .messages import MAX_CONTROL_SIZE, Entry, EntryType
 from .paths import MAX_DEPTH, PathRefused, is_partial, partial_name, split_remote
 
 __all__ = ["FileStore", "HashCache", "StoreError", "Upload", "hash_file", "os_error"]
@@ -37,6 +38,12 @@ CHUNK = 1024 * 1024
 RETRIES = 8
 _NOT_FOLLOWED = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 _NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+#: The most a listing may take on the wire: what a client accepts, less room for the rest.
+MAX_LISTING = MAX_CONTROL_SIZE - 64 * 1024
+#: An entry's bytes in a listing besides its name: type, size and mtime with their keys.
+ENTRY_OVERHEAD = 96
 
 
 class StoreError(Exception):
@@ -315,9 +322,17 @@ class FileStore:
         """
         fd, names = self._open(remote, os.O_RDONLY | os.O_DIRECTORY)
         entries = []
+        size = 0  # what the listing will take on the wire, at the most
         try:
             with os.scandir(fd) as scan:
                 for item in scan:
+                    size += len(json.dumps(item.name)) + ENTRY_OVERHEAD
+                    if size > MAX_LISTING:
+                        raise StoreError(
+                            "too-large",
+                            f"{remote or '/'}: too many entries to list at once "
+                            f"(a listing is at most {MAX_LISTING // (1024 * 1024)} MiB)",
+                        )
                     lst = item.stat(follow_symlinks=False)
                     if is_partial(item.name) and stat_module.S_ISREG(lst.st_mode):
                         entries.append(Entry(item.name, "partial", lst.st_size, lst.st_mtime))
