@@ -18,6 +18,7 @@ from socketeer.services.chat import (
     Connected,
     Disconnected,
 )
+from socketeer.services.chat.client import NotAChatServer
 from support import WAIT, ServeInThread
 
 
@@ -184,5 +185,36 @@ def test_the_client_follows_its_nick_and_room_by_code_not_by_wording() -> None:
             "- -!- te voila zoe_",
             "- -!- salle",
         ]
+
+    asyncio.run(main())
+
+
+def test_a_full_chat_server_is_a_chat_server_that_is_retried_and_a_stranger_is_not(
+    serve_in_thread: ServeInThread,
+) -> None:
+    """A chat server over --max-conns refuses in a chat line: the client waits and tries again.
+
+    What answers in its place later, if it is not a chat server, ends the events.
+    """
+    threaded, (endpoint,) = serve_in_thread(ChatService(), max_conns=1)
+
+    async def main() -> None:
+        first = ChatClient(endpoint, "hal")
+        await first.connect()
+        await next_line(first.events(), "you joined")
+        second = ChatClient(endpoint, "ida", backoff=Backoff(initial=0.05, maximum=0.2))
+        await second.connect()
+        events = second.events()
+        refused = await next_line(events, "error: server busy")
+        assert isinstance(refused, ChatLine)
+        assert refused.error
+        drop = await next_line(events, "Disconnected(")  # closed, or reset: it did not read
+        assert isinstance(drop, Disconnected)
+        assert drop.retry_in is not None
+        await asyncio.to_thread(stop, threaded)
+        await first.close()
+        await asyncio.to_thread(serve_in_thread, "greet", [str(endpoint)])
+        with pytest.raises(NotAChatServer, match=r"is not a chat server \(it said 'welcome!'\)"):
+            await next_line(events, "never")
 
     asyncio.run(main())

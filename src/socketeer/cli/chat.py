@@ -145,7 +145,11 @@ _chat_defaults(serve_chat)
 @click.argument("endpoint", type=ENDPOINT)
 @click.option("-n", "--nick", help="Your nickname (default: your login name).")
 @click.option(
-    "--timeout", type=SECONDS, default=10.0, show_default=True, help="Seconds to connect."
+    "--timeout",
+    type=SECONDS,
+    default=10.0,
+    show_default=True,
+    help="Seconds to connect, and for the server to show it is a chat server.",
 )
 @click.option("--no-reconnect", is_flag=True, help="Exit (status 1) when the connection drops.")
 @click.option(
