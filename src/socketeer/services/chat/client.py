@@ -136,10 +136,11 @@ class ChatClient:
         self._wanted = self.nick
         self._tries = 0
         try:
-            await self.send(f"/format {JSON.name}")
-            await self.send(f"/nick {self.nick}")
-            if self.room is not None and self._home is not None and self.room != self._home:
-                await self.send(f"/join {self.room}")
+            with contextlib.suppress(NetworkError):  # what it said before it hung up comes first
+                await self.send(f"/format {JSON.name}")
+                await self.send(f"/nick {self.nick}")
+                if self.room is not None and self._home is not None and self.room != self._home:
+                    await self.send(f"/join {self.room}")
             self._pending = self._welcome(await self._first_line(conn))
         except BaseException:
             await self._drop()
