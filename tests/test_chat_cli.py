@@ -6,13 +6,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import IO
 
 import pytest
 
-from support import WAIT, ServeProcess, read_line, run_cli, socketeer_command
+from support import WAIT, ServeProcess, read_line, recv_all, run_cli, socketeer_command
 
 needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd not installed")
 
@@ -221,3 +224,103 @@ def test_serve_chat_stops_on_sigint_and_logs_members(serve_process: ServeProcess
         assert sock.recv(1000).endswith(b"(/help lists the commands)\n")
         assert server.stop(signal.SIGINT) == 0
     assert "connection from 127.0.0.1:" in server.stderr()
+
+
+SEEDS = Path(__file__).resolve().parent / "seeds"
+
+
+@pytest.fixture
+def seed_server() -> Iterator[Callable[[str], int]]:
+    """Factory: start a seed server program, return its port."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> int:
+        proc = subprocess.Popen(
+            [sys.executable, str(SEEDS / name)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(proc)
+        assert proc.stdout is not None
+        return int(read_line(proc.stdout, time.monotonic() + WAIT))
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait(WAIT)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.parametrize(
+    ("server", "said"),
+    [
+        (["greet"], "it said 'welcome!'"),
+        (["echo"], "it said '/format json'"),
+        (["files", "{share}"], "it said \"error: path '/format json' is absolute;"),
+        ("greet_server.py", "it said 'welcome!"),
+        ("tcp_server.py", "it said 'hi'"),
+    ],
+)
+def test_a_server_that_is_not_a_chat_server_is_named_once_and_not_retried(
+    server: list[str] | str,
+    said: str,
+    serve_process: ServeProcess,
+    seed_server: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    if isinstance(server, str):
+        endpoint = f"127.0.0.1:{seed_server(server)}"
+    else:
+        args = [arg.format(share=tmp_path) for arg in server]
+        endpoint = str(serve_process("serve", *args, "127.0.0.1:0").endpoints[0])
+    started = time.monotonic()
+    result = run_cli("chat", endpoint, "-n", "x")
+    one_line_error(result, 1, f"{endpoint} is not a chat server ({said}")
+    assert time.monotonic() - started < WAIT / 2
+
+
+def hang_up(listener: socket.socket) -> None:
+    """Accept one connection and end it without a word (reading what comes, so no reset)."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(WAIT)
+        conn.shutdown(socket.SHUT_WR)
+        recv_all(conn)
+
+
+def test_a_server_that_says_nothing_or_hangs_up_is_not_a_chat_server() -> None:
+    with socket.socket() as silent, socket.socket() as rude:
+        for listener in (silent, rude):
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+        silent_at = f"127.0.0.1:{silent.getsockname()[1]}"
+        result = run_cli("chat", silent_at, "-n", "x", "--timeout", "0.5")
+        one_line_error(
+            result, 1, f"{silent_at} is not a chat server (it said nothing within 0.5 seconds)"
+        )
+        rude_at = f"127.0.0.1:{rude.getsockname()[1]}"
+        rude.settimeout(WAIT)
+        with ThreadPoolExecutor(1) as pool:
+            hanging_up = pool.submit(hang_up, rude)
+            result = run_cli("chat", rude_at, "-n", "x")
+            hanging_up.result(WAIT)
+        one_line_error(
+            result, 1, f"{rude_at} is not a chat server (it closed the connection without answer"
+        )
+
+
+def test_piped_input_is_said_and_what_the_server_answers_is_printed_up_to_its_bye(
+    serve_process: ServeProcess,
+) -> None:
+    server = serve_process("serve", "chat", "127.0.0.1:0")
+    result = run_cli("chat", str(server.endpoints[0]), "-n", "gil", input=b"hello, everyone\n")
+    assert result.returncode == 0, result.stderr.decode()
+    shown = [line[9:] for line in result.stdout.decode().splitlines()]
+    assert shown[-3:] == [
+        "#lobby -!- you joined #lobby; 1 here: gil",
+        "#lobby <gil> hello, everyone",
+        "- -!- bye",
+    ]

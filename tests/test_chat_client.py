@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,8 +18,10 @@ from socketeer.services.chat import (
     ChatService,
     Connected,
     Disconnected,
+    parse_line,
 )
-from support import WAIT, ServeInThread
+from socketeer.services.chat.client import NotAChatServer
+from support import WAIT, ServeInThread, recv_all
 
 
 async def next_line(events: AsyncIterator[ChatEvent], fragment: str) -> ChatEvent:
@@ -184,5 +187,33 @@ def test_the_client_follows_its_nick_and_room_by_code_not_by_wording() -> None:
             "- -!- te voila zoe_",
             "- -!- salle",
         ]
+
+    asyncio.run(main())
+
+
+def test_a_full_chat_server_refuses_in_a_chat_line(serve_in_thread: ServeInThread) -> None:
+    """So the client takes it for the chat server it is, and retries."""
+    _, (endpoint,) = serve_in_thread(ChatService(), max_conns=1)
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=WAIT) as member:
+        assert b"welcome" in member.recv(1000)
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=WAIT) as refused:
+            line = recv_all(refused).decode()
+    assert parse_line(line).text == "error: server busy: 1 connections already open"
+
+
+def test_a_stranger_in_the_chat_servers_place_ends_the_events(
+    serve_in_thread: ServeInThread,
+) -> None:
+    threaded, (endpoint,) = serve_in_thread(ChatService())
+
+    async def main() -> None:
+        client = ChatClient(endpoint, "ida", backoff=Backoff(initial=0.05, maximum=0.2))
+        await client.connect()
+        events = client.events()
+        await next_line(events, "you joined")
+        await asyncio.to_thread(stop, threaded)
+        await asyncio.to_thread(serve_in_thread, "greet", [str(endpoint)])
+        with pytest.raises(NotAChatServer, match=r"is not a chat server \(it said 'welcome!'\)"):
+            await next_line(events, "never")
 
     asyncio.run(main())

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 from shares import TOKEN, ServeShare
 from socketeer.cli import cli
-from socketeer.cli.chat import DEFAULT_MAX_LINE
 from socketeer.cli.serve import SERVICE_DEFAULTS, ServiceDefaults, serve_group, size_text
 from socketeer.framing import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_LINE_LENGTH
 from socketeer.service import Service
 from socketeer.services import ChatService, EchoService, GreetService
+from socketeer.services.chat import ChatSettings
 from socketeer.services.files import FilesService
 from socketeer.services.files.connection import MAX_REQUEST_SIZE
 from support import run_cli
@@ -62,6 +62,8 @@ def test_serve_help_is_true_for_the_service(name: str) -> None:
         assert not framing, "the protocol fixes the framing"
     else:
         assert defaults.framing == service.default_framing
+    said = option(command, "max_message").help
+    assert said == f"Largest message; default: {defaults.max_message}.", "from SERVICE_DEFAULTS"
     shown = " ".join(help_text("serve", name).split())
     assert f"default: {defaults.max_message.split()[0]}" in shown  # the size in force
     assert "udp" not in shown.lower() or service.datagrams
@@ -72,7 +74,9 @@ def test_the_default_message_limits_are_the_ones_in_force() -> None:
     assert SERVICE_DEFAULTS["greet"].max_message.startswith(size_text(DEFAULT_MAX_LINE_LENGTH))
     assert size_text(DEFAULT_MAX_FRAME_SIZE) in SERVICE_DEFAULTS["echo"].max_message
     assert SERVICE_DEFAULTS["files"].max_message.startswith(f"{size_text(MAX_REQUEST_SIZE)} ")
-    assert SERVICE_DEFAULTS["chat"].max_message == f"{size_text(DEFAULT_MAX_LINE)} a line"
+    assert SERVICE_DEFAULTS["chat"].max_message == (
+        f"{size_text(ChatSettings.max_line_length)} a line"
+    )
 
 
 def limits_table(defaults: dict[str, ServiceDefaults]) -> str:

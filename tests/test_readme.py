@@ -69,6 +69,13 @@ def test_the_readmes_servers_do_not_take_each_others_ports() -> None:
     examples = [port for code in SERVERS for port in set(ports(code))]
     assert len(set(examples)) == len(examples)
     assert not set(examples) & set(served)
+    services: dict[int, set[str]] = {}
+    for block in code_blocks("console") + code_blocks("sh"):
+        for service, port in re.findall(r"socketeer serve (\w+) .*?127\.0\.0\.1:(\d+)", block):
+            if port != "0":
+                services.setdefault(int(port), set()).add(service)
+    shared = {port: names for port, names in services.items() if len(names) > 1}
+    assert not shared, f"one port, two services (address already in use): {shared}"
 
 
 @pytest.mark.parametrize("code", CLIENTS)

@@ -30,10 +30,6 @@ from .serve import ServeOptions, run_server, serve_group, server_options
 
 __all__ = ["chat_command", "serve_chat"]
 
-#: The longest line a member may send when ``--max-message`` is not given.
-DEFAULT_MAX_LINE = 4096
-
-
 # --- the server -------------------------------------------------------------------------
 
 
@@ -104,9 +100,8 @@ def serve_chat(
     """Chat rooms that nc, telnet and `socketeer chat` can join.
 
     Plain lines are said to your room; /help lists the commands.  Lines
-    longer than --max-message (4K here unless given) are refused with a
-    notice.  Members may stay silent as long as they like unless
-    --idle-timeout is given.
+    longer than --max-message are refused with a notice.  Members may stay
+    silent as long as they like unless --idle-timeout is given.
     """
     if options.workers > 1:
         raise click.BadParameter("chat keeps its rooms in one process", param_hint="--workers")
@@ -116,7 +111,7 @@ def serve_chat(
             history=history,
             rate=rate,
             burst=burst,
-            max_line_length=options.max_message or DEFAULT_MAX_LINE,
+            max_line_length=options.max_message or ChatSettings.max_line_length,
             max_rooms=max_rooms,
             max_rooms_per_address=max_rooms_per_address,
         )
@@ -126,18 +121,6 @@ def serve_chat(
     run_server(service, options)
 
 
-def _chat_defaults(command: click.Command) -> None:
-    """Chat members lurk for hours: no idle timeout unless asked; lines are short."""
-    for param in command.params:
-        if isinstance(param, click.Option) and param.name == "idle_timeout":
-            param.default = 0.0
-        elif isinstance(param, click.Option) and param.name == "max_message":
-            param.help = f"Longest line a member may send (default: {DEFAULT_MAX_LINE // 1024}K)."
-
-
-_chat_defaults(serve_chat)
-
-
 # --- the client -------------------------------------------------------------------------
 
 
@@ -145,7 +128,11 @@ _chat_defaults(serve_chat)
 @click.argument("endpoint", type=ENDPOINT)
 @click.option("-n", "--nick", help="Your nickname (default: your login name).")
 @click.option(
-    "--timeout", type=SECONDS, default=10.0, show_default=True, help="Seconds to connect."
+    "--timeout",
+    type=SECONDS,
+    default=10.0,
+    show_default=True,
+    help="Seconds to connect, and for the server to show it is a chat server.",
 )
 @click.option("--no-reconnect", is_flag=True, help="Exit (status 1) when the connection drops.")
 @click.option(

@@ -27,7 +27,10 @@ from ..errors import NetworkError
 from ..services.chat import ChatClient, ChatEvent, ChatLine, Connected, Disconnected
 from ..services.chat.commands import Quit, parse_command
 
-__all__ = ["run_plain", "run_terminal"]
+__all__ = ["QUIT_WAIT", "run_plain", "run_terminal"]
+
+#: Seconds a piped client waits, after its /quit, for the server to close the connection.
+QUIT_WAIT = 5.0
 
 
 class _ConnectionLost(NetworkError):
@@ -197,9 +200,15 @@ async def run_plain(client: ChatClient) -> int:
         sys.stderr.flush()
 
     async def pump() -> None:
+        message = ""
         async for text in _stdin_lines():
-            if text.strip() and not await _send(client, text, status):
-                return
+            if isinstance(parse_command(text), Quit):
+                message = text.partition(" ")[2].strip()
+                break
+            if text.strip():
+                await _send(client, text, status)
+        await client.quit(message)  # and show what the server still says, up to its "bye"
+        await asyncio.wait({shower}, timeout=QUIT_WAIT)
 
     shower = asyncio.create_task(_show_events(client, show))
     pumper = asyncio.create_task(pump())

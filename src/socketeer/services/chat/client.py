@@ -11,6 +11,10 @@ When the connection drops, :meth:`ChatClient.events` yields a
 exponential backoff, yields :class:`Connected`, and asks again for the
 member's nickname and room.  A nickname that is taken gets ``_`` appended,
 as IRC clients do.
+
+:meth:`ChatClient.connect` returns once the server's first line has shown
+it to be a chat server; anything else is :class:`NotAChatServer`, which is
+never retried.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from dataclasses import dataclass, replace
 
 from ...client import AsyncConnection
 from ...endpoint import Endpoint, parse_endpoint
-from ...errors import ConnectionClosed, LocalProtocolError, NetworkError
+from ...errors import (
+    ConnectionClosed,
+    LocalProtocolError,
+    NetworkError,
+    RemoteProtocolError,
+    Timeout,
+)
+from ...quantity import quantity
 from ...visible import visible
 from .backoff import Backoff
 from .events import Notice
@@ -30,7 +41,13 @@ from .lines import NOWHERE, ChatLine, parse_line
 from .names import MAX_NICK_LENGTH, nick_problem
 from .rendering import JSON, TEXT, parse_json
 
-__all__ = ["ChatClient", "ChatEvent", "Connected", "Disconnected"]
+__all__ = [
+    "ChatClient",
+    "ChatEvent",
+    "Connected",
+    "Disconnected",
+    "NotAChatServer",
+]
 
 #: The longest line the client accepts from a server (a /who of a very full room).
 MAX_RECEIVED_LINE = 1024 * 1024
@@ -51,6 +68,16 @@ class Disconnected:
 
     reason: str
     retry_in: float | None
+
+
+class NotAChatServer(RemoteProtocolError):
+    """The server answered, but not as a chat server does; the message says what it said."""
+
+
+#: How a text line of the chat opens: ``HH:MM:SS `` (a 0 stands for any digit).
+_TIME_OPENING = b"00:00:00 "
+#: How much of a stranger's first words a NotAChatServer quotes.
+_QUOTED = 60
 
 
 #: What :meth:`ChatClient.events` yields: a line, or news of the connection.
@@ -85,6 +112,8 @@ class ChatClient:
         self._wanted: str | None = nick  # a nickname asked for and not yet confirmed
         self._tries = 0
         self._closing = False
+        self._welcomed = False  # the server has shown itself a chat server
+        self._pending: list[ChatLine] = []  # its first lines, not yet yielded
 
     @property
     def connected(self) -> bool:
@@ -92,16 +121,72 @@ class ChatClient:
         return self._conn is not None
 
     async def connect(self) -> None:
-        """Connect and ask for the nickname; ConnectError if the server cannot be reached."""
+        """Connect, ask for the nickname, and wait for the server's welcome.
+
+        Raises ConnectError if the server cannot be reached, and
+        NotAChatServer if what answers is not
+        a chat server: its first line is not one of the chat's, or it says
+        nothing within ``connect_timeout`` seconds, or it hangs up without a
+        word (once the server has been a chat server, these two are a
+        Timeout and a ConnectionClosed, so that the client retries).
+        """
         conn = await AsyncConnection.connect(self.endpoint, timeout=self.connect_timeout)
         conn.timeout = None  # a chat may stay quiet for hours
         self._conn = conn
         self._wanted = self.nick
         self._tries = 0
-        await self.send(f"/format {JSON.name}")
-        await self.send(f"/nick {self.nick}")
-        if self.room is not None and self._home is not None and self.room != self._home:
-            await self.send(f"/join {self.room}")
+        try:
+            with contextlib.suppress(NetworkError):  # what it said before it hung up comes first
+                await self.send(f"/format {JSON.name}")
+                await self.send(f"/nick {self.nick}")
+                if self.room is not None and self._home is not None and self.room != self._home:
+                    await self.send(f"/join {self.room}")
+            self._pending = self._welcome(await self._first_line(conn))
+        except BaseException:
+            await self._drop()
+            raise
+        self._welcomed = True
+
+    async def _first_line(self, conn: AsyncConnection) -> bytes:
+        """The server's first line, or as much of it as shows it is not a chat line."""
+        head = b""
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while (opens := _opens_chat_line(head)) is None:
+                    head += await conn.recvexactly(1)
+                if opens:
+                    return head + await conn.recvline(limit=MAX_RECEIVED_LINE)
+        except TimeoutError:
+            if not head:
+                raise self._silent(
+                    Timeout, f"said nothing within {quantity(self.connect_timeout, 'second')}"
+                ) from None
+            return head
+        except ConnectionClosed as exc:
+            if not head + exc.partial:
+                raise self._silent(
+                    ConnectionClosed, "closed the connection without answering"
+                ) from None
+            return head + exc.partial
+        with contextlib.suppress(TimeoutError, NetworkError):  # the rest of its first words
+            async with asyncio.timeout(0.2):
+                head += await conn.recv(_QUOTED)
+        return head
+
+    def _silent(self, kind: type[NetworkError], what: str) -> NetworkError | NotAChatServer:
+        """A server that did not answer: retried if it was a chat server before, else not one."""
+        if self._welcomed:
+            return kind(f"{self.endpoint} {what}")
+        return NotAChatServer(f"{self.endpoint} is not a chat server (it {what})")
+
+    def _welcome(self, raw: bytes) -> list[ChatLine]:
+        """The lines the server's first line shows, if it is a chat server's."""
+        first = raw.split(b"\n", 1)[0].rstrip(b"\r")
+        lines = _parse(first, strict=True)
+        if not lines:
+            said = first.decode("utf-8", "replace")[:_QUOTED]
+            raise NotAChatServer(f"{self.endpoint} is not a chat server (it said {said!r})")
+        return lines
 
     async def send(self, line: str) -> None:
         """Send one line (a message or a command).
@@ -119,6 +204,12 @@ class ChatClient:
     async def events(self) -> AsyncIterator[ChatEvent]:
         """Every line received, parsed, and every drop and reconnection, until :meth:`close`."""
         while self._conn is not None:
+            pending, self._pending = self._pending, []
+            for line in pending:
+                if await self._follow(line):
+                    yield line
+            if self._conn is None:
+                break
             try:
                 raw = await self._conn.recvline(limit=MAX_RECEIVED_LINE)
             except NetworkError as exc:
@@ -134,6 +225,12 @@ class ChatClient:
             for line in _parse(raw):
                 if await self._follow(line):
                     yield line
+
+    async def quit(self, message: str = "") -> None:
+        """Say goodbye (``/quit``) and let :meth:`events` run on until the server closes."""
+        self._closing = True
+        with contextlib.suppress(NetworkError):
+            await self.send(f"/quit {message}".rstrip())
 
     async def close(self, message: str = "") -> None:
         """Say goodbye (``/quit``) and close the connection."""
@@ -158,6 +255,8 @@ class ChatClient:
             delay = self.backoff.next()
             yield Disconnected(reason, delay)
             await asyncio.sleep(delay)
+            if self._closing:
+                return
             try:
                 await self.connect()
             except NetworkError as exc:
@@ -198,8 +297,21 @@ class ChatClient:
         return True
 
 
-def _parse(raw: bytes) -> list[ChatLine]:
-    """The lines one received line shows: a JSON event's, each carrying it, or a text line."""
+def _opens_chat_line(head: bytes) -> bool | None:
+    """Whether a line opening with ``head`` is a chat line (text or JSON); None: undecided."""
+    if head.startswith(b"{"):
+        return True
+    for want, got in zip(_TIME_OPENING, head, strict=False):
+        if got != want and not (want == ord("0") and ord("0") <= got <= ord("9")):
+            return False
+    return True if len(head) >= len(_TIME_OPENING) else None
+
+
+def _parse(raw: bytes, *, strict: bool = False) -> list[ChatLine]:
+    """The lines one received line shows: a JSON event's, each carrying it, or a text line.
+
+    A line in neither format is shown as it came, or, when ``strict``, not at all.
+    """
     text = raw.decode("utf-8", "replace")
     if text.startswith("{"):
         try:
@@ -212,7 +324,7 @@ def _parse(raw: bytes) -> list[ChatLine]:
     try:
         return [parse_line(text)]
     except ValueError:
-        return [ChatLine("", NOWHERE, "notice", None, text)]
+        return [] if strict else [ChatLine("", NOWHERE, "notice", None, text)]
 
 
 def _reason(exc: Exception) -> str:

@@ -30,6 +30,8 @@ from ...host import Host
 from ...service import Service
 from ...session import Session
 from ...stream import ByteStream
+from ...visible import visible
+from .lines import NOWHERE, SERVER, Stamp, format_line
 from .protocol import ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
 from .room import Member
@@ -307,3 +309,7 @@ class ChatService(Service):
 
     def new_session(self, host: Host) -> ChatSession:
         return ChatSession(host, self.chat, self._outbox)
+
+    def refusal(self, reason: str) -> bytes:
+        """A refused member is told in a chat line: ``14:03:07 - -!- error: server busy: ...``."""
+        return format_line(Stamp()(time.time()), NOWHERE, SERVER, f"error: {visible(reason)}")
