@@ -25,6 +25,8 @@ SANS_IO = [
     "socketeer.services.files.buffers",
     "socketeer.ratelimit",
     "socketeer.datagram",
+    "socketeer.services.tftp.packets",
+    "socketeer.services.tftp.transfer",
     "socketeer.throttle",
     "socketeer.transcode",
     "socketeer.conversation",
