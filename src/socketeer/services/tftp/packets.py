@@ -1,6 +1,7 @@
 """TFTP packets (RFC 1350, with RFC 2347 options): strict parsing and building.
 
-:func:`parse` turns one datagram into a :data:`Packet` or raises
+:func:`parse` turns one datagram into a packet (:class:`Request`, :class:`Data`,
+:class:`Ack`, :class:`ErrorPacket` or :class:`OAck`) or raises
 :class:`PacketError`; nothing else escapes it, whatever the bytes.  Each
 packet class builds its own bytes with ``encode()``.
 """
