@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from socketeer.services.tftp.packets import Ack, Data, Request, parse
 from support import ServerProcess, assert_one_line_error, run_cli, socketeer_command
 
 WAIT = 60.0  # seconds any one client may take
@@ -158,3 +160,23 @@ def test_port_69_without_privileges_says_so() -> None:
         command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
     result = subprocess.run(command, capture_output=True, timeout=WAIT, check=False)
     assert_one_line_error(result, 1, "permission denied (port 69 needs root or CAP_NET_BIND")
+
+
+def test_only_an_ack_to_the_transfers_port_moves_it_on(share: tuple[Path, int]) -> None:
+    """A forged ACK to the server's port (which anyone can aim at) sends nothing."""
+    root, port = share
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5.0)
+        sock.sendto(Request(False, "small.bin").encode(), ("127.0.0.1", port))
+        first, tid = sock.recvfrom(65_536)
+        assert parse(first) == Data(1, (root / "small.bin").read_bytes()[:512])
+        assert tid[1] != port
+        sock.sendto(Ack(1).encode(), ("127.0.0.1", port))
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recvfrom(65_536)
+        sock.settimeout(5.0)
+        sock.sendto(Ack(1).encode(), tid)
+        second, source = sock.recvfrom(65_536)
+        assert source == tid
+        assert parse(second) == Data(2, (root / "small.bin").read_bytes()[512:1024])

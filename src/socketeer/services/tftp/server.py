@@ -10,7 +10,10 @@ No reflection: until a peer has answered (an ACK of the first DATA or OACK,
 or the first DATA of an upload), it gets exactly one datagram for each
 request datagram, and nothing on a timer.  Its answer validates it
 (:meth:`~socketeer.datagram.DatagramCore.validate`); from then on the
-transfer runs at its own pace, outside the per-address reply rate.
+transfer runs at its own pace, outside the per-address reply rate.  Only
+an answer sent to the transfer's own port counts (see
+:attr:`~socketeer.datagram.DatagramCore.at_reply_port`): that port number
+reaches nobody but a receiver at the peer's address.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class TftpServer(DatagramCore[TftpPeer]):
         except PacketError as exc:
             if data[:2] in (b"\x00\x01", b"\x00\x02") and peer.transfer is None:
                 self._refuse(peer, ErrorPacket(ErrorCode.ILLEGAL_OPERATION, str(exc)), now)
-            elif peer.transfer is not None and peer.validated:
+            elif peer.transfer is not None and peer.validated and self.at_reply_port:
                 self._end(peer, peer.transfer.abort(ErrorCode.ILLEGAL_OPERATION, str(exc)), now)
             return
         transfer = peer.transfer
@@ -111,8 +114,10 @@ class TftpServer(DatagramCore[TftpPeer]):
             elif packet == peer.request:
                 self._send_all(peer, transfer.repeat(now), now)
             return
-        if transfer is None:
-            return  # a stray packet for no transfer: not answered
+        if transfer is None or not self.at_reply_port:
+            # A stray packet, or one sent to the server's port rather than the
+            # transfer's: only a receiver of the transfer's replies knows that port.
+            return
         replies = transfer.receive(packet, now)
         if transfer.heard and not peer.validated:
             self.validate(peer)
