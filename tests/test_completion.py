@@ -78,6 +78,7 @@ def test_protocol_completes_subcommands_and_services(path_with_socketeer: str) -
         "plain,echo",
         "plain,files",
         "plain,greet",
+        "plain,tftp",
     ]
     assert "plain,--framing" in complete("socketeer serve echo --fr", 3, path_with_socketeer)
 
