@@ -101,4 +101,4 @@ def test_bash_completes_after_sourcing_the_readme_line(path_with_socketeer: str)
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["chat", "echo", "files", "greet"]
+    assert result.stdout.split() == ["chat", "echo", "files", "greet", "tftp"]
