@@ -27,6 +27,7 @@ SANS_IO = [
     "socketeer.datagram",
     "socketeer.services.tftp.packets",
     "socketeer.services.tftp.transfer",
+    "socketeer.services.tftp.client",
     "socketeer.throttle",
     "socketeer.transcode",
     "socketeer.conversation",
