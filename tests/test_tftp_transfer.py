@@ -28,6 +28,7 @@ from socketeer.services.tftp.transfer import (
     Receiver,
     Sender,
     Transfer,
+    negotiate,
 )
 from test_datagram import CLIENT, SERVER, FakeNet
 
@@ -314,3 +315,39 @@ def test_garbage_from_a_stranger_is_not_answered(tmp_path: Path) -> None:
         assert exchange(server, data) == []
     with pytest.raises(PacketError):
         parse(b"\x00\x09junk")
+
+
+@pytest.mark.parametrize(
+    ("asked", "granted"),
+    [
+        ({"windowsize": "16"}, {"windowsize": "16"}),
+        ({"windowsize": "1000"}, {"windowsize": "64"}),
+        ({"blksize": "65464", "windowsize": "64"}, {"blksize": "65464", "windowsize": "16"}),
+        ({"blksize": "4", "windowsize": "0", "timeout": "300"}, {}),
+        ({"blksize": "100000", "tsize": "0"}, {"blksize": "65464", "tsize": "5"}),
+    ],
+)
+def test_options_are_lowered_to_what_the_server_allows(
+    asked: dict[str, str], granted: dict[str, str]
+) -> None:
+    """A window never holds more than 1 MiB, whatever the client asks."""
+    _, accepted = negotiate(asked, Settings(), 5)
+    assert accepted == granted
+
+
+class Unreadable(io.RawIOBase):
+    def read(self, size: int = -1, /) -> bytes:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_file_that_cannot_be_read_ends_its_transfer_with_an_error(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 2000)
+    server = tftp_server(tmp_path)
+    exchange(server, Request(False, "f").encode())
+    peer = server.peer(CLIENT)
+    assert peer is not None
+    assert isinstance(peer.transfer, Sender)
+    peer.transfer._source = Unreadable()  # the disk fails under the transfer
+    (error,) = exchange(server, Ack(1).encode(), 0.1)
+    assert parse(error) == ErrorPacket(0, "cannot read the file: Input/output error")
+    assert exchange(server, Ack(1).encode(), 0.2) == []

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -112,17 +114,25 @@ class TftpServer(DatagramCore[TftpPeer]):
             if transfer is None:
                 self._start(peer, packet, now)
             elif packet == peer.request:
-                self._send_all(peer, transfer.repeat(now), now)
+                self._send_all(peer, self._step(transfer, transfer.repeat, now), now)
             return
         if transfer is None or not self.at_reply_port:
             # A stray packet, or one sent to the server's port rather than the
             # transfer's: only a receiver of the transfer's replies knows that port.
             return
-        replies = transfer.receive(packet, now)
+        replies = self._step(transfer, functools.partial(transfer.receive, packet), now)
         if transfer.heard and not peer.validated:
             self.validate(peer)
         self._send_all(peer, replies, now)
         self._settle(peer, now)
+
+    @staticmethod
+    def _step(transfer: Transfer, step: Callable[[float], list[bytes]], now: float) -> list[bytes]:
+        """Run one step of ``transfer``; a file that cannot be read ends it with an ERROR."""
+        try:
+            return step(now)
+        except OSError as exc:
+            return transfer.abort(ErrorCode.NOT_DEFINED, f"cannot read the file: {exc.strerror}")
 
     def _send_all(self, peer: TftpPeer, datagrams: list[bytes], now: float) -> None:
         for datagram in datagrams:
@@ -166,7 +176,7 @@ class TftpServer(DatagramCore[TftpPeer]):
             visible(request.filename),
             request.mode,
         )
-        self._send_all(peer, transfer.start(now), now)
+        self._send_all(peer, self._step(transfer, transfer.start, now), now)
 
     def _read(self, peer: TftpPeer, request: Request, now: float) -> Transfer:
         file, st = self.store.open_file(request.filename)
@@ -238,7 +248,7 @@ class TftpServer(DatagramCore[TftpPeer]):
         for peer in list(self._peers.values()):
             transfer = peer.transfer
             if transfer is not None:
-                self._send_all(peer, transfer.handle_timer(now), now)
+                self._send_all(peer, self._step(transfer, transfer.handle_timer, now), now)
                 self._settle(peer, now, forget=True)
 
     def _settle(self, peer: TftpPeer, now: float, *, forget: bool = False) -> None:

@@ -49,6 +49,8 @@ __all__ = [
 BLOCKS = 65_536
 #: The retransmission interval doubles after each retry, up to this many times the timeout.
 MAX_BACKOFF = 8
+#: A window holds at most this many bytes (the sender keeps it for retransmission).
+MAX_WINDOW_BYTES = 1024 * 1024
 
 
 class Source(Protocol):
@@ -116,7 +118,8 @@ def negotiate(
 
     ``tsize`` is the file's size for a read (None: not known, as in
     netascii); a write's tsize is echoed.  Values out of range are ignored
-    (RFC 2348, 2349, 7440), larger ones lowered to the server's maximum;
+    (RFC 2348, 2349, 7440), larger ones lowered to the server's maximum
+    (a window to at most :data:`MAX_WINDOW_BYTES`);
     unknown options are ignored; a malformed number raises :class:`OptionError`.
     """
     accepted: dict[str, str] = {}
@@ -140,7 +143,7 @@ def negotiate(
             accepted["tsize"] = str(tsize)
     window = _number(options, "windowsize")
     if window is not None and 1 <= window <= 65_535:
-        window = min(window, settings.max_windowsize)
+        window = min(window, settings.max_windowsize, max(1, MAX_WINDOW_BYTES // blksize))
         accepted["windowsize"] = str(window)
     else:
         window = 1
