@@ -180,3 +180,21 @@ def test_only_an_ack_to_the_transfers_port_moves_it_on(share: tuple[Path, int]) 
         second, source = sock.recvfrom(65_536)
         assert source == tid
         assert parse(second) == Data(2, (root / "small.bin").read_bytes()[512:1024])
+
+
+def test_curl_over_ipv6(tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    curl = tool("curl")
+    root = tmp_path / "root"
+    root.mkdir()
+    data = os.urandom(10_000)
+    (root / "f").write_bytes(data)
+    server = ServerProcess(["serve", "tftp", str(root), "udp://[::1]:0"], tmp_path / "stderr")
+    try:
+        (endpoint,) = server.wait_listening()
+        result = run([curl, "-sS", f"tftp://[::1]:{endpoint.port}/f", "-o", "got"], tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "got").read_bytes() == data
+    finally:
+        assert server.stop() == 0
