@@ -78,6 +78,7 @@ def test_protocol_completes_subcommands_and_services(path_with_socketeer: str) -
         "plain,echo",
         "plain,files",
         "plain,greet",
+        "plain,tftp",
     ]
     assert "plain,--framing" in complete("socketeer serve echo --fr", 3, path_with_socketeer)
 
@@ -100,4 +101,4 @@ def test_bash_completes_after_sourcing_the_readme_line(path_with_socketeer: str)
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["chat", "echo", "files", "greet"]
+    assert result.stdout.split() == ["chat", "echo", "files", "greet", "tftp"]

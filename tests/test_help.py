@@ -18,6 +18,7 @@ from socketeer.services import ChatService, EchoService, GreetService
 from socketeer.services.chat import ChatSettings
 from socketeer.services.files import FilesService
 from socketeer.services.files.connection import MAX_REQUEST_SIZE
+from socketeer.services.tftp.service import TftpService
 from support import run_cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -26,6 +27,7 @@ SERVICE_CLASSES: dict[str, type[Service]] = {
     "echo": EchoService,
     "files": FilesService,
     "chat": ChatService,
+    "tftp": TftpService,
 }
 
 

@@ -35,6 +35,8 @@ from support import WAIT, read_line
 README = Path(__file__).resolve().parent.parent / "README.md"
 NOTES = bytes(range(256)) * 4096  # the README's ls shows notes.txt with 1,048,576 bytes
 PHOTO = "cat.jpg"
+#: What the README's TFTP example serves (a boot file of a few blocks).
+BOOT = bytes(range(256)) * 9
 
 #: Commands a person types into: the lines of the README's transcript that are typed.
 TYPED = {"nc 127.0.0.1 1234": ["alice", "exit"]}
@@ -109,6 +111,8 @@ class Walk:
         (self.work / "src").mkdir(parents=True)
         (self.work / "src" / "hello.py").write_text("print('hello')\n")
         (self.work / "report.pdf").write_bytes(b"%PDF-1.7\n")
+        (self.work / "boot").mkdir()
+        (self.work / "boot" / "pxelinux.0").write_bytes(BOOT)
         self.sock = root / "echo.sock"
         self.env = dict(os.environ, HOME=str(self.home))
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
@@ -219,6 +223,7 @@ def has_ipv6_loopback() -> bool:
     return True
 
 
+@pytest.mark.skipif(shutil.which("tftp") is None, reason="the README uses tftp (tftp-hpa)")
 @pytest.mark.skipif(shutil.which("nc") is None, reason="the README uses nc (netcat-openbsd)")
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="the README serves on [::1]")
 def test_the_readme_followed_line_by_line(tmp_path: Path) -> None:
@@ -244,6 +249,7 @@ def test_the_readme_followed_line_by_line(tmp_path: Path) -> None:
     assert (walk.work / "backup" / PHOTO).exists(), "get -r photos/ backup"
     assert (shared / "photos" / "report.pdf").read_bytes() == b"%PDF-1.7\n"
     assert (shared / "src.tar").stat().st_size > 0
+    assert (walk.work / "pxelinux.0").read_bytes() == BOOT, "tftp get pxelinux.0"
     assert ran
 
 
@@ -251,4 +257,4 @@ def test_every_console_command_is_walked() -> None:
     """A new kind of command in the README is either run by the walk or said not to be."""
     for step in steps():
         first = re.sub(r"^(\w+=\S+ )+", "", step.command).split()[0]
-        assert first in {"socketeer", "nc", "echo", "tar"}, step.command
+        assert first in {"socketeer", "nc", "echo", "tar", "tftp"}, step.command

@@ -152,6 +152,10 @@ class DatagramCore(ABC, Generic[PeerT]):
 
     def __init__(self, limits: DatagramLimits | None = None) -> None:
         self.limits = limits or DatagramLimits()
+        #: Whether the datagram being handled arrived at the port the replies to its
+        #: sender leave from (the I/O layer sets it; a peer socket's port is known only
+        #: to a receiver of those replies).
+        self.at_reply_port = True
         # Least recently heard from first.
         self._peers: OrderedDict[Address, PeerT] = OrderedDict()
         self._outgoing: list[tuple[bytes, Address]] = []

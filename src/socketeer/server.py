@@ -234,8 +234,11 @@ class Server:
         return self.endpoints
 
     def _datagram_endpoint(self) -> DatagramEndpoint:
-        core = HandlerDatagrams(self.service, self.config.udp_limits)
-        return DatagramEndpoint(core, clock=asyncio.get_running_loop().time)
+        limits = self.config.udp_limits
+        core = self.service.datagram_core(limits) or HandlerDatagrams(self.service, limits)
+        return DatagramEndpoint(
+            core, clock=asyncio.get_running_loop().time, peer_sockets=self.service.peer_sockets
+        )
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give sessions ``grace`` seconds to end, then close the rest."""

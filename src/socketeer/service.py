@@ -16,6 +16,7 @@ from .framing import Framing
 from .visible import visible
 
 if TYPE_CHECKING:
+    from .datagram import DatagramCore, DatagramLimits
     from .host import Host
 
 __all__ = ["Handler", "Service", "TextCodec"]
@@ -91,6 +92,12 @@ class Service(ABC):
     default_framing: Framing = "auto"
     #: Whether the service also makes sense over UDP (one datagram = one message).
     datagrams: bool = True
+    #: Whether each UDP peer is answered from a socket of its own (TFTP's transfer IDs).
+    peer_sockets: bool = False
+
+    def datagram_core(self, limits: DatagramLimits) -> DatagramCore[Any] | None:
+        """The core serving this service on a UDP endpoint; None: one handler per datagram."""
+        return None
 
     def new_handler(self) -> Handler:
         """Return the protocol logic for a new session (or for one datagram over UDP)."""

@@ -70,7 +70,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         self._transmit()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        self._receive(data, addr)
+        self._receive(data, addr, at_reply_port=addr not in self._sockets)
         self._transmit()
 
     def error_received(self, exc: Exception) -> None:
@@ -99,7 +99,8 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         assert self._clock is not None
         return self._clock()
 
-    def _receive(self, data: bytes, addr: Address) -> None:
+    def _receive(self, data: bytes, addr: Address, *, at_reply_port: bool) -> None:
+        self.core.at_reply_port = at_reply_port
         try:
             self.core.receive_datagram(data, addr, self._now())
         except Exception:
@@ -194,7 +195,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
             except OSError as exc:  # ICMP port unreachable and the like
                 log.debug("datagram error from %s: %s", describe_peer(addr), exc)
                 break
-            self._receive(data, addr)
+            self._receive(data, addr, at_reply_port=True)
             self._transmit()
             if self._sockets.get(addr) is not sock:  # the core forgot the peer
                 break

@@ -22,6 +22,7 @@ from .chat import chat_command
 from .files import EXIT_BROKEN_PIPE, get_command, ls_command, mkdir_command, put_command, rm_command
 from .netcat import connect_command, listen_command, send_command
 from .serve import serve_group
+from .tftp import serve_tftp  # noqa: F401  (registers serve tftp)
 
 __all__ = ["cli", "main"]
 
@@ -34,7 +35,7 @@ def cli() -> None:
     """Socket servers and clients, from the command line.
 
     \b
-    serve greet|echo|files|chat  run a server ('socketeer serve SERVICE --help')
+    serve greet|echo|files|chat|tftp  run a server ('socketeer serve SERVICE --help')
     connect, listen, send        netcat modes: a socket to stdin and stdout
     ls, get, put, mkdir, rm      list, download, upload, delete on a files server
     chat                         join a chat server

@@ -25,6 +25,7 @@ from ..services.files.paths import join_remote
 from .params import ENDPOINT, SECONDS
 from .reporter import Reporter
 from .serve import ServeOptions, run_server, serve_group, server_options
+from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get
 
 __all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
 
@@ -146,8 +147,8 @@ def ls_command(
 
 
 @click.command("get")
-@click.argument("endpoint", type=ENDPOINT)
-@click.argument("remote")
+@click.argument("endpoint", type=EndpointOrTftpUrl())
+@click.argument("remote", required=False)
 @click.argument("local", required=False)
 @click.option("-r", "--recursive", is_flag=True, help="Fetch a whole directory.")
 @click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check.")
@@ -157,8 +158,8 @@ def ls_command(
 @TOKEN
 @TIMEOUT
 def get_command(
-    endpoint: Endpoint,
-    remote: str,
+    endpoint: Endpoint | TftpUrl,
+    remote: str | None,
     local: str | None,
     recursive: bool,
     no_verify: bool,
@@ -181,7 +182,14 @@ def get_command(
     Missing local directories are made.  An interrupted download continues
     when the same command is run again.  Files with the remote size and
     modification time already are skipped.
+
+    get tftp://HOST[:PORT]/FILE [LOCAL] downloads from a TFTP server.
     """
+    if isinstance(endpoint, TftpUrl):
+        tftp_get(endpoint, remote, timeout, quiet)
+        return
+    if remote is None:
+        raise click.UsageError("Missing argument 'REMOTE'.")
     to_stdout = local == "-"
     if to_stdout and recursive:
         raise click.UsageError("-r cannot write to stdout (-)")

@@ -20,6 +20,7 @@ from ..service import Service
 from ..services import EchoService, GreetService
 from ..services.chat import ChatSettings
 from ..services.files.connection import MAX_CONTROL_BEFORE_HELLO, MAX_REQUEST_SIZE
+from ..services.tftp.packets import MAX_BLKSIZE
 from ..workers import run_workers
 from .params import ENCODING, ENDPOINT, SECONDS, SizeType, announce, encoding_problem, setup_logging
 
@@ -76,6 +77,7 @@ SERVICE_DEFAULTS: dict[str, ServiceDefaults] = {
         False,
     ),
     "chat": ServiceDefaults(None, 0.0, f"{size_text(ChatSettings.max_line_length)} a line", False),
+    "tftp": ServiceDefaults(None, 0.0, f"{size_text(MAX_BLKSIZE + 4)} a packet", True),
 }
 
 

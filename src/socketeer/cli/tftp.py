@@ -1,0 +1,176 @@
+"""``socketeer serve tftp`` serves a directory over TFTP; ``get tftp://`` downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, cast
+from urllib.parse import unquote, urlsplit
+
+import click
+
+from ..endpoint import Endpoint, parse_endpoint
+from ..errors import BindError
+from ..services.tftp.download import download
+from ..services.tftp.packets import MAX_BLKSIZE, MIN_BLKSIZE
+from ..services.tftp.service import TftpService
+from ..services.tftp.transfer import Settings
+from .params import SECONDS, EndpointType
+from .serve import ServeOptions, run_server, serve_group, server_options
+
+__all__ = [
+    "DEFAULT_TFTP_ENDPOINT",
+    "EndpointOrTftpUrl",
+    "TftpUrl",
+    "parse_tftp_url",
+    "serve_tftp",
+    "tftp_get",
+]
+
+DEFAULT_TFTP_ENDPOINT = "udp://127.0.0.1:6969"
+#: Ports below this need privileges to bind.
+PRIVILEGED_PORTS = 1024
+
+
+@serve_group.command("tftp")
+@click.argument(
+    "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR"
+)
+@server_options(framing=False)
+@click.option("--allow-upload", is_flag=True, help="Accept write requests (new files only).")
+@click.option(
+    "--max-blksize",
+    type=click.IntRange(MIN_BLKSIZE, MAX_BLKSIZE),
+    default=MAX_BLKSIZE,
+    show_default=True,
+    help="Largest block size a client may ask for.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=5,
+    show_default=True,
+    help="Retransmissions before a silent client's transfer is abandoned.",
+)
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=1.0,
+    show_default=True,
+    help="Seconds before the first retransmission (doubling after each, up to 8x).",
+)
+def serve_tftp(
+    options: ServeOptions,
+    directory: Path,
+    allow_upload: bool,
+    max_blksize: int,
+    retries: int,
+    timeout: float,
+) -> None:
+    """Serve DIR over TFTP (default endpoint udp://127.0.0.1:6969).
+
+    Read requests in octet and netascii mode; write requests only with
+    --allow-upload, and never over an existing file.  Options: blksize,
+    timeout, tsize, windowsize.  See docs/tftp.md.
+    """
+    where = options.endpoints or (parse_endpoint(DEFAULT_TFTP_ENDPOINT),)
+    if any(endpoint.transport != "udp" for endpoint in where):
+        raise click.BadParameter("TFTP runs over UDP: use udp://HOST:PORT", param_hint="ENDPOINTS")
+    if timeout <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--timeout")
+    settings = Settings(max_blksize=max_blksize, timeout=timeout, retries=retries)
+    service = TftpService(directory, allow_upload=allow_upload, settings=settings)
+    try:
+        run_server(service, dataclasses.replace(options, endpoints=tuple(where)))
+    except BindError as exc:
+        low = [e for e in where if e.port is not None and 0 < e.port < PRIVILEGED_PORTS]
+        if low and "permission denied" in str(exc):
+            raise BindError(
+                f"{exc} (port {low[0].port} needs root or CAP_NET_BIND_SERVICE; "
+                f"the default, {DEFAULT_TFTP_ENDPOINT}, does not)"
+            ) from None
+        raise
+
+
+@dataclass(frozen=True)
+class TftpUrl:
+    """``tftp://HOST[:PORT]/PATH`` as typed."""
+
+    host: str
+    port: int
+    path: str
+
+
+#: The options ``get tftp://`` asks for: blocks that fit an Ethernet frame, the size.
+GET_OPTIONS = {"blksize": "1428", "tsize": "0", "windowsize": "8"}
+
+
+def parse_tftp_url(text: str) -> TftpUrl:
+    """``text`` as a TFTP URL (port 69 when not given); ValueError if it is not one."""
+    parts = urlsplit(text)
+    if parts.scheme.lower() != "tftp" or not parts.hostname:
+        raise ValueError(f"{text!r} is not tftp://HOST[:PORT]/FILE")
+    port = parts.port or 69
+    path = unquote(parts.path).lstrip("/")
+    if not path:
+        raise ValueError(f"{text!r} names no file: tftp://HOST[:PORT]/FILE")
+    return TftpUrl(parts.hostname, port, path)
+
+
+class EndpointOrTftpUrl(EndpointType):
+    """An endpoint, or a ``tftp://`` URL (see :func:`parse_tftp_url`)."""
+
+    def convert(  # type: ignore[override]
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Endpoint | TftpUrl:
+        if isinstance(value, TftpUrl) or not str(value).lower().startswith("tftp://"):
+            return super().convert(value, param, ctx)
+        try:
+            return parse_tftp_url(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _retries_within(seconds: float) -> int:
+    """How many retries (after 1 s, doubling to 8 s) fit in ``seconds`` of silence."""
+    retries, waited = 0, 1.0
+    while waited < seconds:
+        retries += 1
+        waited += min(2.0**retries, 8.0)
+    return retries
+
+
+def tftp_get(url: TftpUrl, local: str | None, timeout: float, quiet: bool) -> None:
+    """Download ``url`` to ``local`` (default: its name here; ``-``: stdout)."""
+    name = PurePosixPath(url.path).name
+    retries = _retries_within(timeout)
+
+    def fetch(dest: BinaryIO) -> int:
+        coroutine = download(
+            url.host, url.port, url.path, dest, options=GET_OPTIONS, retries=retries
+        )
+        return asyncio.run(coroutine)
+
+    if local == "-":
+        fetch(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(local or name)
+    if target.is_dir() or (local or "").endswith("/"):
+        target = target / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed when complete: never half a file.
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{name}.", delete=False) as part:
+        try:
+            size = fetch(cast(BinaryIO, part))
+        except BaseException:
+            os.unlink(part.name)
+            raise
+    os.replace(part.name, target)
+    if not quiet:
+        click.echo(f"got {target} ({size} bytes)", err=True)
