@@ -105,6 +105,22 @@ class ServerProcess:
         self._stderr_file.close()
 
 
+#: The tutorial programs, runnable (typos and ports fixed only).
+SEEDS = Path(__file__).parent / "seeds"
+
+
+def run_seed(name: str, *args: str, input: bytes | None = None) -> str:
+    """Run a tutorial program to its end; return what it printed."""
+    result = subprocess.run(
+        [sys.executable, str(SEEDS / name), *args],
+        input=input,
+        capture_output=True,
+        timeout=WAIT,
+        check=True,
+    )
+    return result.stdout.decode()
+
+
 def recv_all(sock: socket.socket) -> bytes:
     """Everything a socket receives until the peer closes (the socket's timeout applies)."""
     data = b""

@@ -18,27 +18,17 @@ import pytest
 from netcat_peers import ListenProcess, Peer, Received, read_to_end
 from socketeer import Connection
 from support import (
+    SEEDS,
     WAIT,
     ServeProcess,
     assert_one_line_error,
     read_line,
     run_cli,
+    run_seed,
     socketeer_command,
 )
 
-SEEDS = Path(__file__).parent / "seeds"
 needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd not installed")
-
-
-def run_seed(name: str, *args: str, input: bytes | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, str(SEEDS / name), *args],
-        input=input,
-        capture_output=True,
-        timeout=WAIT,
-        check=True,
-    )
-    return result.stdout.decode()
 
 
 # --- serve -----------------------------------------------------------------------------

@@ -15,20 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import WAIT, ServeProcess, assert_one_line_error, read_line, run_cli
-
-SEEDS = Path(__file__).parent / "seeds"
-
-
-def run_seed(name: str, *args: str, input: bytes | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, str(SEEDS / name), *args],
-        input=input,
-        capture_output=True,
-        timeout=WAIT,
-        check=True,
-    )
-    return result.stdout.decode()
+from support import SEEDS, WAIT, ServeProcess, assert_one_line_error, read_line, run_cli, run_seed
 
 
 @pytest.mark.parametrize(
