@@ -39,13 +39,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from files import end_process, filesystem_type, spawn
+from files import SOURCE_NAME, Workspace, end_process, filesystem_type, spawn, workspace
 from machine import (
     CLIENT_CPU,
     SERVER_CPU,
@@ -68,7 +67,6 @@ from report import head, spread, table, write_report
 HERE = Path(__file__).resolve().parent
 MB = 1_000_000
 CHUNK = 16 * 1024 * 1024
-SOURCE_NAME = "source.bin"
 START_TIMEOUT = 10.0  # seconds for a server to bind its port
 SAMPLE_INTERVAL = 0.02  # seconds between readings of a server's children's CPU time
 MIN_RATE = 1 * MB  # a download slower than this (bytes/s) counts as hung
@@ -131,27 +129,6 @@ def sha256_of(path: Path) -> str:
         while chunk := file.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def workspace(tmp: Path, size: int) -> Iterator[tuple[Path, Path, str]]:
-    """A fresh directory with the random source (served) and one for copies; removed after."""
-    top = Path(tempfile.mkdtemp(prefix="socketeer-tftp-bench-", dir=tmp))
-    try:
-        served, received = top / "served", top / "received"
-        served.mkdir()
-        received.mkdir()
-        digest = hashlib.sha256()
-        with open(served / SOURCE_NAME, "wb") as file:
-            left = size
-            while left > 0:
-                block = os.urandom(min(CHUNK, left))
-                file.write(block)
-                digest.update(block)
-                left -= len(block)
-        yield served, received, digest.hexdigest()
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def free_udp_port() -> int:
@@ -324,9 +301,7 @@ def download(server: Server, case: str, received: Path, size: int, sha256: str) 
 
 
 def run_round(
-    served: Path,
-    received: Path,
-    sha256: str,
+    space: Workspace,
     args: argparse.Namespace,
     results: Results,
     budget: NoiseBudget,
@@ -335,7 +310,7 @@ def run_round(
     """Every case against both servers, the server that goes first alternating by round."""
     turn = (round_no - 1) % len(SERVERS)
     for name in SERVERS[turn:] + SERVERS[:turn]:
-        with serving(name, served) as server:
+        with serving(name, space.served) as server:
             for case in CASES:
 
                 def show(sample: Sample, noisy: bool, case: Case = case, name: str = name) -> None:
@@ -348,7 +323,7 @@ def run_round(
                     )
 
                 def measure(server: Server = server, case: Case = case) -> Sample:
-                    return download(server, case.key, received, args.size, sha256)
+                    return download(server, case.key, space.received, args.size, space.sha256)
 
                 sample, _ = quietest(
                     measure, lambda s: s.other_cpu, budget, args.noisy, args.retries, show
@@ -530,9 +505,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: Results = {}
     budget = NoiseBudget.from_args(args)
     try:
-        with workspace(args.tmp, args.size) as (served, received, sha256):
+        with workspace(args.tmp, args.size) as space:
             for round_no in range(1, args.rounds + 1):
-                run_round(served, received, sha256, args, results, budget, round_no)
+                run_round(space, args, results, budget, round_no)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
