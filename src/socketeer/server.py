@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
 
-from .addresses import address_key
+from .addresses import UNIX, address_key
 from .binding import BoundSocket, bind_endpoint, remove_unix_socket, system_backlog
 from .datagram import DatagramLimits, HandlerDatagrams
 from .endpoint import Endpoint, describe_peer
@@ -31,8 +31,7 @@ from .host import DEFAULT_MIN_RATE, SessionLimits
 from .idle import IdleSweep
 from .quantity import quantity
 from .service import Service
-from .session import Session, StreamSession, as_protocol, handler_session
-from .stream import peer_address
+from .session import Session, StreamSession, handler_session
 from .udp import DatagramEndpoint
 
 __all__ = ["Server", "ServerConfig", "serve"]
@@ -180,7 +179,8 @@ class Server:
 
     def _arrived(self, transport: asyncio.BaseTransport) -> None:
         peername = transport.get_extra_info("peername")
-        address = address_key(peername) if peer_address(peername) else None
+        key = address_key(peername)
+        address = None if key == UNIX else key
         refusal = self.verify_request(address)
         if refusal is not None:
             log.warning("refused %s: %s", describe_peer(peername), refusal)
@@ -188,12 +188,13 @@ class Server:
             transport.close()
             return
         try:
-            session = as_protocol(self.service.new_session(self))
+            session = self.service.new_session(self)
+            if not isinstance(session, Session):
+                raise TypeError(f"a session must be a Session, not {type(session).__name__}")
         except Exception:
             log.exception("%s could not start a session", self.service.name)
             transport.close()
             return
-        assert isinstance(session, Session)
         self._sessions[session] = address
         if address is not None:
             self._per_address[address] = self._per_address.get(address, 0) + 1

@@ -196,10 +196,3 @@ def handler_session(host: Host, service: Service) -> StreamSession:
     limits = host.limits
     codec = make_codec(limits.framing or service.default_framing, limits.max_message_size)
     return StreamSession(host, service.new_handler(), codec)
-
-
-def as_protocol(session: object) -> asyncio.BaseProtocol:
-    """``session`` as the asyncio protocol a service promised it would be."""
-    if not isinstance(session, asyncio.BaseProtocol):
-        raise TypeError(f"a session must be an asyncio protocol, not {type(session).__name__}")
-    return session
