@@ -395,3 +395,21 @@ def test_a_task_session_refuses_an_oversized_message(pieces: list[bytes]) -> Non
         assert transport.closed
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("peer", "key"),
+    [
+        (("192.0.2.7", 5000), "192.0.2.7"),
+        (("2001:db8:1:2::beef", 5000, 0, 0), "2001:db8:1:2::/64"),
+        ("/tmp/client.sock", "unix"),
+    ],
+)
+def test_a_stream_says_who_its_peer_counts_as_for_per_address_limits(
+    peer: object, key: str
+) -> None:
+    # login bans (files), rooms per address (chat) and --max-conns-per-ip all use it
+    session = EchoService().new_session(FakeHost())
+    transport = MemoryTransport(session, peer)  # type: ignore[arg-type]
+    session.connection_made(transport)
+    assert session.stream.address_key == key

@@ -22,6 +22,7 @@ import contextlib
 import socket
 from typing import BinaryIO, Protocol, cast
 
+from .addresses import address_key
 from .endpoint import describe_peer
 from .errors import ConnectionClosed
 
@@ -35,6 +36,8 @@ class ByteStream(Protocol):
     peer: str
     #: The peer's IP address, or None where there is none (Unix sockets).
     address: str | None
+    #: Who the peer counts as for per-address limits (:func:`~socketeer.addresses.address_key`).
+    address_key: str
     #: Whether :meth:`sendfile` can send from the page cache without copying.
     can_sendfile: bool
     #: Whether :meth:`half_close` is possible (not over TLS).
@@ -107,6 +110,7 @@ class TransportStream:
         peername = transport.get_extra_info("peername")
         self.peer = describe_peer(peername)
         self.address = peer_address(peername)
+        self.address_key = address_key(peername)
         self.can_half_close = transport.can_write_eof()
         self.can_sendfile = self.can_half_close  # TLS transports copy through the loop
         self.write = transport.write  # the hot path: the transport's own method

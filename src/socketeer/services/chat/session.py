@@ -25,7 +25,6 @@ import logging
 import time
 from collections.abc import Iterable
 
-from ...addresses import address_key
 from ...host import Host
 from ...service import Service
 from ...session import Session
@@ -195,7 +194,7 @@ class ChatSession(Session):
             self,
             self.host.now(),
             time.time(),
-            address_key((stream.address, 0) if stream.address else None),
+            stream.address_key,
         )
         self._outbox.post(deliveries(events))
 

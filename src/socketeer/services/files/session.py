@@ -504,8 +504,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         return True
 
     def _address(self) -> str:
-        """Who failed logins are counted against: the client's host (one for Unix sockets)."""
-        return self.stream.address or "unix"
+        """Who failed logins are counted against: the client's host, an IPv6 client's /64
+        (a host may pick any address in it), one for all Unix sockets."""
+        return self.stream.address_key
 
     async def _answer(self, conn: FilesConnection, request: Message) -> None:
         try:
