@@ -47,6 +47,11 @@ SANS_IO = [
     "socketeer.services.chat.protocol",
     "socketeer.services.chat.rendering",
     "socketeer.services.chat.room",
+    "socketeer.http.access",
+    "socketeer.http.detect",
+    "socketeer.http.listing",
+    "socketeer.http.targets",
+    "socketeer.http.validators",
 ]
 # Modules that do I/O, wait on a clock or run an event loop.
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "time"}

@@ -18,6 +18,7 @@ from typing import BinaryIO
 import click
 
 from ..endpoint import Endpoint
+from ..logs import announce_browsable
 from ..services.files import FilesService
 from ..services.files.client import FilesClient, FilesError
 from ..services.files.messages import Entry
@@ -75,14 +76,15 @@ def serve_files(
     """Share DIR: list, stat, download; with --allow-upload also upload, mkdir, delete.
 
     Speaks socketeer's files protocol (see `socketeer get`), and on the same
-    port serves plain downloads: `echo NAME | nc -N HOST PORT > NAME`.
+    port serves plain downloads (`echo NAME | nc -N HOST PORT > NAME`) and
+    browsers, curl and wget over HTTP: open the printed http:// address.
     """
     if allow_upload and not token:
         raise click.UsageError(f"--allow-upload needs a token: --token or ${TOKEN_ENV}")
     service = FilesService(
         directory, allow_upload=allow_upload, token=token, partial_ttl=partial_ttl
     )
-    run_server(service, options, use_uvloop=False)
+    run_server(service, options, use_uvloop=False, on_ready=announce_browsable)
 
 
 def _remote_name(remote: str) -> str:

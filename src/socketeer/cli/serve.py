@@ -209,11 +209,18 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = True) -> None:
+def run_server(
+    service: Service,
+    options: ServeOptions,
+    *,
+    use_uvloop: bool = True,
+    on_ready: Callable[[list[Endpoint]], None] = announce,
+) -> None:
     """Serve ``service`` as ``options`` say until SIGINT/SIGTERM.
 
     ``use_uvloop=False`` for services that need asyncio's own loop (zero-copy
-    ``sendfile``); ``--no-uvloop`` turns it off for any service.
+    ``sendfile``); ``--no-uvloop`` turns it off for any service.  ``on_ready``
+    says where the server listens (``announce``, and a browser's address).
     """
     setup_logging(options.quiet, options.log_level)
     config = ServerConfig(
@@ -233,9 +240,9 @@ def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = Tr
     use_uvloop = use_uvloop and not options.no_uvloop
     logging.getLogger("socketeer.server").debug("event loop: %s", loop.loop_name(use_uvloop))
     if options.workers > 1:
-        code = run_workers(service, where, config, options.workers, announce, use_uvloop)
+        code = run_workers(service, where, config, options.workers, on_ready, use_uvloop)
         raise SystemExit(code)
-    loop.run(serve(Server(service, where, config), on_ready=announce), use_uvloop=use_uvloop)
+    loop.run(serve(Server(service, where, config), on_ready=on_ready), use_uvloop=use_uvloop)
 
 
 class _ServeGroup(click.Group):

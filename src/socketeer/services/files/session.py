@@ -25,6 +25,9 @@ from typing import BinaryIO
 from ... import __version__
 from ...errors import ConnectionClosed, ProtocolError
 from ...host import Host, Task
+from ...http.connection import HttpConnection
+from ...http.detect import is_request_line
+from ...http.files import FilesWeb
 from ...service import Service
 from ...session import Session
 from ...throttle import AuthThrottle
@@ -126,6 +129,8 @@ class FilesService(Service):
         #: Where everything but upload bytes is received: one buffer for the whole
         #: service, since each read is copied out before the next one starts.
         self.scratch = memoryview(bytearray(SCRATCH))
+        #: Browsers, curl and wget on the same port (a first line that is an HTTP request).
+        self.web = FilesWeb(self)
 
     def new_session(self, host: Host) -> FilesSession:
         return FilesSession(host, self)
@@ -228,6 +233,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._writable = False
         self._discarding = False
         self._writing: asyncio.Future[tuple[None, None]] | None = None
+        self._web: HttpConnection | None = None  # the connection turned out to speak HTTP
 
     # bytes in -----------------------------------------------------------------------
 
@@ -283,6 +289,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 chunk.release()
 
     def data_received(self, data: bytes) -> None:
+        if self._web is not None:
+            self._web.feed(data)
+            return
         if self._discarding:
             self._wakeup.set()
             return
@@ -309,6 +318,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        if self._web is not None:
+            self._web.feed_eof()
         if self._conn is not None:
             self._conn.receive_data(b"")
         self._wakeup.set()
@@ -424,17 +435,25 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         log.info("%s: %s", self.peer, reason)
 
     def notify_failure(self, reason: str) -> None:
+        if self._web is not None:
+            self._web.failed(reason)
+            return
         self._refuse(reason)
 
     # plain downloads ----------------------------------------------------------------
 
     async def _plain_download(self, request: PlainRequest) -> None:
         name = None
+        opening: list[bytes] = []
         while name is None:
             for chunk in self._take_chunks():
-                name = request.feed(bytes(chunk))
+                opening.append(bytes(chunk))
+                name = request.feed(opening[-1])
             if name is None and (self._eof or not await self._wait(PLAIN_QUIET)):
                 name = request.end() if self._eof or not self._chunks else None
+        if is_request_line(name.encode("utf-8", "surrogateescape")):
+            await self._serve_http(opening)
+            return
         self.messages += 1
         log.info("%s: plain download of %r", self.peer, name)
         try:
@@ -446,6 +465,17 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             sent = await self._sendfile(file, 0, st.st_size)
         if sent < st.st_size:
             log.warning("%s: %r shrank while it was being sent", self.peer, name)
+
+    async def _serve_http(self, opening: list[bytes]) -> None:
+        """The first line was an HTTP request: serve the connection as HTTP from here on."""
+        self._web = web = HttpConnection(self.stream, self, self._service.web)
+        for data in opening:
+            web.feed(data)
+        for chunk in self._take_chunks():
+            web.feed(bytes(chunk))
+        if self._eof:
+            web.feed_eof()
+        await web.run()
 
     # the protocol -------------------------------------------------------------------
 

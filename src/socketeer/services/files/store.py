@@ -377,7 +377,14 @@ class FileStore:
     # writing --------------------------------------------------------------------------
 
     def upload(
-        self, remote: str, size: int, mtime: float | None, verify: bool, force: bool
+        self,
+        remote: str,
+        size: int,
+        mtime: float | None,
+        verify: bool,
+        force: bool,
+        *,
+        resume: bool = False,
     ) -> Upload | None:
         """Start receiving ``remote``; None when the target already holds this file.
 
@@ -386,6 +393,8 @@ class FileStore:
         continued: the upload's offset is its size, and what it holds is
         hashed first so the whole file is verified at the end.  A partial
         another upload holds (in any process) makes this one ``busy``.
+        ``resume``: an unverified upload continues its partial too (the
+        client says where it stands, as HTTP's chunked uploads do).
         """
         names = self._names(remote)
         if not names:
@@ -415,7 +424,7 @@ class FileStore:
             directory = os.dup(found.dir_fd)
             target = self.root.joinpath(*found.names)
         try:
-            return self._open_partial(directory, target, remote, size, mtime, verify)
+            return self._open_partial(directory, target, remote, size, mtime, verify, resume)
         except BaseException:
             os.close(directory)
             raise
@@ -428,6 +437,7 @@ class FileStore:
         size: int,
         mtime: float | None,
         verify: bool,
+        resume: bool = False,
     ) -> Upload:
         partial = target.with_name(partial_name(target.name))
         fd = _claim_partial(directory, partial.name, remote)
@@ -436,7 +446,7 @@ class FileStore:
             offset = os.fstat(fd).st_size
             # Unverified, a partial someone else left (or planted) could not be
             # told from this file's own first bytes: start over.
-            if offset > size or not verify:
+            if offset > size or not (verify or resume):
                 os.ftruncate(fd, 0)
                 offset = 0
             hasher = hashlib.sha256() if verify else None
