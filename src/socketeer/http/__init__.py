@@ -5,5 +5,5 @@ is served as HTTP by :class:`~.connection.HttpConnection`, which drives the
 sans-IO ``h11`` library over the session's
 :class:`~socketeer.stream.ByteStream`.  The sans-IO pieces (request
 targets, ranges and validators, listings, authorization) are tested with
-plain values; :mod:`.files` serves a share, :mod:`.chat` a chat.
+plain values; :mod:`.files` serves a share.
 """

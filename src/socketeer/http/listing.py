@@ -102,7 +102,7 @@ def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
         rows.append(
             f'<tr><td><a href="{escape(_href(parent, directory=True) if parent else "/")}">'
-            "../</a></td><td></td><td></td><td></td></tr>"
+            '../</a></td><td class="size"></td><td class="when"></td><td></td></tr>'
         )
     for entry in _sorted(entries, view):
         is_dir = entry.type == "dir"
