@@ -19,7 +19,8 @@ labelled with the service's name:
 ``socketeer_errors_total``                errors logged (failed sessions and handlers)
 ========================================  ================================================
 
-Bytes over Unix sockets are not counted.  The HTTP side is as small as a
+Bytes over TCP are the kernel's counts of sequence space (an end of stream
+adds one); bytes over Unix sockets are not counted.  The HTTP side is as small as a
 health check needs: one request per connection, a head of at most 8 KiB
 read within 5 seconds, ``GET`` and ``HEAD`` only.
 """

@@ -2,6 +2,7 @@
 
 ``tcpi_bytes_acked`` (sent and acknowledged) and ``tcpi_bytes_received``
 have been in ``struct tcp_info`` since Linux 4.1 and 4.2, at fixed offsets.
+They count sequence space, so an end of stream (FIN) adds one byte.
 Reading them costs one system call per connection when it closes, instead of
 an addition on every read and write.  Elsewhere (Unix sockets, other
 systems, a closed socket) the count is (0, 0).
