@@ -11,6 +11,10 @@ datagrams (the peer sends the rest of its exchange to that port) reach the
 core under the peer's address as if they had come to the bound socket; the
 socket closes when the core forgets the peer.  At most ``max_peer_sockets``
 are open at once; beyond that peers are answered from the bound socket.
+
+``admit`` decides, for every datagram, whether its source may be heard at
+all (``--allow``/``--deny``): a datagram it refuses is dropped without a
+word, before the core sees it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     ``clock`` gives the ``now`` passed to the core (the loop's clock by
     default).  While the kernel's send buffer is full, outgoing datagrams are
     dropped rather than queued: UDP may lose them anyway, and a flood must
-    not grow the server's memory.
+    not grow the server's memory.  ``admit(addr)`` False drops a datagram
+    from ``addr`` unread.  The endpoint counts the datagrams and bytes it
+    takes and the bytes it sends.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         clock: Callable[[], float] | None = None,
         peer_sockets: bool = False,
         max_peer_sockets: int = 1024,
+        admit: Callable[[Address], bool] | None = None,
     ) -> None:
         self.core = core
         self.transport: asyncio.DatagramTransport | None = None
@@ -59,6 +66,10 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._admit = admit
+        self.datagrams_received = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
 
     # asyncio callbacks -------------------------------------------------------------
 
@@ -100,6 +111,10 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         return self._clock()
 
     def _receive(self, data: bytes, addr: Address, *, at_reply_port: bool) -> None:
+        if self._admit is not None and not self._admit(addr):
+            return
+        self.datagrams_received += 1
+        self.bytes_received += len(data)
         self.core.at_reply_port = at_reply_port
         try:
             self.core.receive_datagram(data, addr, self._now())
@@ -122,6 +137,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
                 self.transport.sendto(data, addr)
             else:
                 self._send_on(sock, data, addr)
+            self.bytes_sent += len(data)
         for addr in core.forgotten():
             if not core.watch(addr):  # unless the peer came back in the same step
                 self._close_socket(addr)

@@ -7,11 +7,13 @@ import logging
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
 from .. import loop
+from ..access import AccessError, AccessSources, parse_network
 from ..datagram import DatagramLimits
 from ..endpoint import Endpoint, parse_endpoint
 from ..framing import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_LINE_LENGTH, FRAMINGS, Framing
@@ -22,6 +24,7 @@ from ..services.chat import ChatSettings
 from ..services.files.connection import MAX_CONTROL_BEFORE_HELLO, MAX_REQUEST_SIZE
 from ..services.tftp.packets import MAX_BLKSIZE
 from ..workers import run_workers
+from .config import CONFIG
 from .params import ENCODING, ENDPOINT, SECONDS, SizeType, announce, encoding_problem, setup_logging
 
 __all__ = [
@@ -99,10 +102,73 @@ class ServeOptions:
     no_uvloop: bool
     quiet: bool
     log_level: str
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    allow_file: tuple[Path, ...] = ()
+    deny_file: tuple[Path, ...] = ()
+    proxy_protocol: bool = False
+    health: Endpoint | None = None
+
+    @property
+    def access(self) -> AccessSources:
+        """Where the allow and deny lists come from."""
+        return AccessSources(self.allow, self.deny, self.allow_file, self.deny_file)
+
+
+class CidrType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """A network (``10.0.0.0/8``) or one address, checked as it is typed."""
+
+    name = "cidr"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            parse_network(str(value))
+        except AccessError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+_RULES_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.argument("endpoints", nargs=-1, type=ENDPOINT),
+    CONFIG,
+    click.option(
+        "--allow",
+        type=CidrType(),
+        multiple=True,
+        help="Take clients only from this network (CIDR; repeatable).",
+    ),
+    click.option(
+        "--deny",
+        type=CidrType(),
+        multiple=True,
+        help="Refuse clients from this network (CIDR; repeatable); wins over --allow.",
+    ),
+    click.option(
+        "--allow-file",
+        type=_RULES_FILE,
+        multiple=True,
+        help="--allow each CIDR in this file (one a line, # comments; reread on SIGHUP).",
+    ),
+    click.option(
+        "--deny-file",
+        type=_RULES_FILE,
+        multiple=True,
+        help="--deny each CIDR in this file (one a line, # comments; reread on SIGHUP).",
+    ),
+    click.option(
+        "--proxy-protocol",
+        is_flag=True,
+        help="Connections start with a PROXY header (v1 or v2) from a load balancer.",
+    ),
+    click.option(
+        "--health",
+        type=ENDPOINT,
+        default=None,
+        help="Serve GET /healthz and /metrics (Prometheus) over HTTP here.",
+    ),
     click.option(
         "--max-conns",
         type=click.IntRange(min=1),
@@ -232,7 +298,22 @@ def run_server(
         udp_limits=DatagramLimits(rate=options.udp_rate, burst=options.udp_burst),
         idle_timeout=options.idle_timeout or None,
         grace=options.grace,
+        access=options.access,
+        proxy_protocol=options.proxy_protocol,
+        health=options.health,
     )
+    try:
+        options.access.load()
+    except AccessError as exc:
+        raise click.UsageError(str(exc)) from None
+    if options.health is not None:
+        if options.health.transport == "udp":
+            raise click.BadParameter("HTTP runs over TCP or a Unix socket", param_hint="--health")
+        if options.workers > 1:
+            raise click.BadParameter(
+                "one process answers for its own counts: run --health with one worker",
+                param_hint="--health",
+            )
     where = list(options.endpoints) or [parse_endpoint(DEFAULT_ENDPOINT)]
     if not service.datagrams and any(e.transport == "udp" for e in where):
         raise click.BadParameter(f"{service.name} does not run over UDP", param_hint="ENDPOINTS")
@@ -242,7 +323,14 @@ def run_server(
     if options.workers > 1:
         code = run_workers(service, where, config, options.workers, on_ready, use_uvloop)
         raise SystemExit(code)
-    loop.run(serve(Server(service, where, config), on_ready=on_ready), use_uvloop=use_uvloop)
+    server = Server(service, where, config)
+
+    def ready(endpoints: list[Endpoint]) -> None:
+        on_ready(endpoints)
+        for endpoint in server.health_endpoints:
+            click.echo(f"health on {endpoint}")
+
+    loop.run(serve(server, on_ready=ready), use_uvloop=use_uvloop)
 
 
 class _ServeGroup(click.Group):
