@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -32,6 +33,7 @@ from .idle import IdleSweep
 from .quantity import quantity
 from .service import Service
 from .session import Session, StreamSession, handler_session
+from .tls import ServerTLS, accept_tls, alpn
 from .udp import DatagramEndpoint
 
 __all__ = ["Server", "ServerConfig", "serve"]
@@ -64,6 +66,8 @@ class ServerConfig:
     reuse_port: bool = False
     backlog: int | None = None
     udp_limits: DatagramLimits = field(default_factory=DatagramLimits)
+    #: The certificate of ``tls://`` endpoints (see :mod:`socketeer.tls`).
+    tls: ServerTLS | None = None
 
     @property
     def limits(self) -> SessionLimits:
@@ -74,13 +78,14 @@ class ServerConfig:
 class _Doorway(asyncio.Protocol):
     """Every new connection's first protocol: the server admits it or refuses it."""
 
-    __slots__ = ("_server",)
+    __slots__ = ("_server", "_tls")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, tls: ssl.SSLContext | None = None) -> None:
         self._server = server
+        self._tls = tls
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._server._arrived(transport)
+        self._server._arrived(transport, self._tls)
 
 
 class Server:
@@ -177,7 +182,7 @@ class Server:
             return f"too many connections from {address} (at most {per_ip})"
         return None
 
-    def _arrived(self, transport: asyncio.BaseTransport) -> None:
+    def _arrived(self, transport: asyncio.BaseTransport, tls: ssl.SSLContext | None = None) -> None:
         peername = transport.get_extra_info("peername")
         key = address_key(peername)
         address = None if key == UNIX else key
@@ -199,9 +204,27 @@ class Server:
         if address is not None:
             self._per_address[address] = self._per_address.get(address, 0) + 1
         self._all_gone.clear()
+        if tls is not None:  # admitted: the handshake counts toward --max-conns
+            self._handshake(transport, session, tls)
+            return
         log.info("connection from %s", describe_peer(peername))
         transport.set_protocol(session)
         session.connection_made(transport)
+
+    def _handshake(
+        self, transport: asyncio.BaseTransport, session: Session, tls: ssl.SSLContext
+    ) -> None:
+        peer = describe_peer(transport.get_extra_info("peername"))
+        timeout = self.config.tls.handshake_timeout if self.config.tls else 10.0
+        handshake = accept_tls(
+            transport,
+            session,
+            tls,
+            timeout,
+            on_failure=lambda: self.release(session),
+            on_success=lambda: log.info("connection from %s (TLS)", peer),
+        )
+        self.spawn(handshake, name=f"TLS handshake with {peer}")
 
     # starting and stopping ----------------------------------------------------------
 
@@ -216,8 +239,11 @@ class Server:
                 self._bound += bind_endpoint(endpoint, reuse_port=self.config.reuse_port)
             for bound in self._bound:
                 if bound.requested.is_stream:
+                    tls = self._tls_context() if bound.requested.tls else None
                     listener = await loop.create_server(
-                        lambda: _Doorway(self), sock=bound.sock, backlog=backlog
+                        lambda tls=tls: _Doorway(self, tls),  # type: ignore[misc]
+                        sock=bound.sock,
+                        backlog=backlog,
                     )
                     self._listeners.append(listener)
                 else:
@@ -233,6 +259,11 @@ class Server:
             sweep = IdleSweep(self.config.idle_timeout, self.config.min_rate)
             self._sweeper = loop.create_task(self._sweep_idle(sweep))
         return self.endpoints
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self.config.tls is None:
+            raise ValueError("a tls:// endpoint needs ServerConfig.tls (a certificate and key)")
+        return self.config.tls.context([alpn(self.service.name)])
 
     def _datagram_endpoint(self) -> DatagramEndpoint:
         limits = self.config.udp_limits

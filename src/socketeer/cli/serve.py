@@ -7,6 +7,7 @@ import logging
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +24,7 @@ from ..services.files.connection import MAX_CONTROL_BEFORE_HELLO, MAX_REQUEST_SI
 from ..services.tftp.packets import MAX_BLKSIZE
 from ..workers import run_workers
 from .params import ENCODING, ENDPOINT, SECONDS, SizeType, announce, encoding_problem, setup_logging
+from .tls import SERVER_TLS_OPTIONS, announce_fingerprint, server_tls
 
 __all__ = [
     "SERVICE_DEFAULTS",
@@ -99,6 +101,9 @@ class ServeOptions:
     no_uvloop: bool
     quiet: bool
     log_level: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_client_ca: Path | None
 
 
 _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
@@ -175,6 +180,7 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         default="info",
         show_default=True,
     ),
+    *SERVER_TLS_OPTIONS,
 ]
 _FRAMING: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
     "--framing", type=click.Choice(FRAMINGS), help="Message framing (default: the service's)."
@@ -216,6 +222,8 @@ def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = Tr
     ``sendfile``); ``--no-uvloop`` turns it off for any service.
     """
     setup_logging(options.quiet, options.log_level)
+    where = list(options.endpoints) or [parse_endpoint(DEFAULT_ENDPOINT)]
+    tls = server_tls(where, options.tls_cert, options.tls_key, options.tls_client_ca)
     config = ServerConfig(
         framing=options.framing,
         max_message_size=options.max_message,
@@ -225,17 +233,22 @@ def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = Tr
         udp_limits=DatagramLimits(rate=options.udp_rate, burst=options.udp_burst),
         idle_timeout=options.idle_timeout or None,
         grace=options.grace,
+        tls=tls,
     )
-    where = list(options.endpoints) or [parse_endpoint(DEFAULT_ENDPOINT)]
     if not service.datagrams and any(e.transport == "udp" for e in where):
         raise click.BadParameter(f"{service.name} does not run over UDP", param_hint="ENDPOINTS")
     _raise_fd_limit()
     use_uvloop = use_uvloop and not options.no_uvloop
     logging.getLogger("socketeer.server").debug("event loop: %s", loop.loop_name(use_uvloop))
+
+    def ready(endpoints: list[Endpoint]) -> None:
+        announce(endpoints)
+        announce_fingerprint(tls)
+
     if options.workers > 1:
-        code = run_workers(service, where, config, options.workers, announce, use_uvloop)
+        code = run_workers(service, where, config, options.workers, ready, use_uvloop)
         raise SystemExit(code)
-    loop.run(serve(Server(service, where, config), on_ready=announce), use_uvloop=use_uvloop)
+    loop.run(serve(Server(service, where, config), on_ready=ready), use_uvloop=use_uvloop)
 
 
 class _ServeGroup(click.Group):
