@@ -189,7 +189,8 @@ class Server:
         refusal = self.verify_request(address)
         if refusal is not None:
             log.warning("refused %s: %s", describe_peer(peername), refusal)
-            cast(asyncio.Transport, transport).write(self.service.refusal(refusal))
+            if tls is None:  # a TLS client would read plain text as a broken handshake
+                cast(asyncio.Transport, transport).write(self.service.refusal(refusal))
             transport.close()
             return
         try:
@@ -214,6 +215,8 @@ class Server:
     def _handshake(
         self, transport: asyncio.BaseTransport, session: Session, tls: ssl.SSLContext
     ) -> None:
+        # Until the handshake task runs, the ClientHello must stay in the kernel.
+        cast(asyncio.Transport, transport).pause_reading()
         peer = describe_peer(transport.get_extra_info("peername"))
         timeout = self.config.tls.handshake_timeout if self.config.tls else 10.0
         handshake = accept_tls(

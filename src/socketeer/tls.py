@@ -149,6 +149,9 @@ async def accept_tls(
 ) -> None:
     """Run the server's handshake on an admitted connection, then start ``session`` on it.
 
+    The caller pauses reading on ``transport`` when it admits the connection,
+    so that nothing the client sends is lost before this runs.
+
     A handshake that fails or takes longer than ``timeout`` seconds is
     logged in one line and the connection closed; ``on_failure`` then
     releases what admission took.
@@ -195,6 +198,8 @@ def _handshake_problem(exc: BaseException, timeout: float) -> str:
         return "the client does not speak TLS" if exc.reason in _NOT_TLS else reason
     if isinstance(exc, TimeoutError | ConnectionAbortedError):
         return f"not finished within {timeout:g} seconds"
+    if isinstance(exc, ConnectionResetError | ssl.SSLEOFError):
+        return "the client closed the connection during the handshake"
     if isinstance(exc, OSError):
         return describe_os_error(exc)
     return str(exc) or type(exc).__name__

@@ -173,7 +173,10 @@ def chat_command(
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not plain
     from .chat_terminal import run_plain, run_terminal  # prompt_toolkit: only when chatting
 
-    code = loop.run(run_terminal(client) if terminal else run_plain(client))
+    code = loop.run(
+        run_terminal(client) if terminal else run_plain(client),
+        use_uvloop=not endpoint.tls,  # see run_server: TLS on asyncio's loop
+    )
     if code:
         raise SystemExit(code)
 

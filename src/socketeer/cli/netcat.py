@@ -99,7 +99,8 @@ def connect_command(
             out=sys.stdout.buffer,
             encodings=encodings,
             tls=tls,
-        )
+        ),
+        use_uvloop=not endpoint.tls,  # see run_server: TLS on asyncio's loop
     )
 
 

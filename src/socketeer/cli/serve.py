@@ -238,7 +238,8 @@ def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = Tr
     if not service.datagrams and any(e.transport == "udp" for e in where):
         raise click.BadParameter(f"{service.name} does not run over UDP", param_hint="ENDPOINTS")
     _raise_fd_limit()
-    use_uvloop = use_uvloop and not options.no_uvloop
+    # uvloop 0.23's TLS stalls handshakes that negotiate ALPN or fail: TLS runs on asyncio's.
+    use_uvloop = use_uvloop and not options.no_uvloop and tls is None
     logging.getLogger("socketeer.server").debug("event loop: %s", loop.loop_name(use_uvloop))
 
     def ready(endpoints: list[Endpoint]) -> None:
