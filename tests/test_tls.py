@@ -11,6 +11,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -357,7 +358,9 @@ def test_close_notify_is_greets_end_of_stream_and_everything_sent_is_answered(
 
 
 @pytest.fixture
-def files_over_tls(tmp_path: Path, certs: Certificates) -> tuple[ThreadedServer, Path, str]:
+def files_over_tls(
+    tmp_path: Path, certs: Certificates
+) -> Iterator[tuple[ThreadedServer, Path, str]]:
     root = tmp_path / "share"
     root.mkdir()
     service = FilesService(root, allow_upload=True, token=TOKEN, partial_ttl=0)
