@@ -55,6 +55,8 @@ SANS_IO = [
     "socketeer.http.listing",
     "socketeer.http.targets",
     "socketeer.http.validators",
+    "socketeer.known_hosts",
+    "socketeer.state",
 ]
 # Modules that do I/O, wait on a clock or run an event loop.
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "time"}

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -37,6 +38,7 @@ from .session import Session, StreamSession, handler_session
 from .stats import ServerStats
 from .stream import peer_address
 from .tcpinfo import tcp_bytes
+from .tls import ServerTLS, accept_tls, alpn
 from .udp import DatagramEndpoint
 
 if TYPE_CHECKING:
@@ -81,6 +83,8 @@ class ServerConfig:
     proxy_protocol: bool = False
     proxy_timeout: float = 5.0
     health: Endpoint | None = None
+    #: The certificate of ``tls://`` endpoints (see :mod:`socketeer.tls`).
+    tls: ServerTLS | None = None
 
     @property
     def limits(self) -> SessionLimits:
@@ -91,13 +95,14 @@ class ServerConfig:
 class _Doorway(asyncio.Protocol):
     """Every new connection's first protocol: the server admits it or refuses it."""
 
-    __slots__ = ("_server",)
+    __slots__ = ("_server", "_tls")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, tls: ssl.SSLContext | None = None) -> None:
         self._server = server
+        self._tls = tls
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._server._arrived(cast(asyncio.Transport, transport))
+        self._server._arrived(cast(asyncio.Transport, transport), tls=self._tls)
 
 
 class Server:
@@ -243,10 +248,11 @@ class Server:
         )
         return True
 
-    def _doorway(self) -> asyncio.Protocol:
+    def _doorway(self, tls: ssl.SSLContext | None) -> Callable[[], asyncio.Protocol]:
+        """The first protocol of each connection on a listener (``tls``: a ``tls://`` one)."""
         if not self.config.proxy_protocol:
-            return _Doorway(self)
-        return ProxyDoorway(
+            return lambda: _Doorway(self, tls)
+        return lambda: ProxyDoorway(
             self._arrived,
             self._header_refused,
             self._waiting_for_header,
@@ -258,11 +264,16 @@ class Server:
         self.stats.refused["proxy_header"] += 1
 
     def _arrived(
-        self, transport: asyncio.Transport, peername: object = None, data: bytes = b""
+        self,
+        transport: asyncio.Transport,
+        peername: object = None,
+        data: bytes = b"",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """Admit or refuse the client at ``peername`` (None: the transport's peer).
 
-        ``data`` came after a PROXY header: the session gets it first.
+        ``data`` came after a PROXY header: the session gets it first.  On a
+        ``tls://`` listener (``tls``) an admitted client's handshake comes next.
         """
         if peername is None:
             peername = transport.get_extra_info("peername")
@@ -278,7 +289,8 @@ class Server:
         if refusal is not None:
             log.warning("refused %s: %s", describe_peer(peername), refusal)
             self.stats.refused["limit"] += 1
-            transport.write(self.service.refusal(refusal))
+            if tls is None:  # a TLS client would read plain text as a broken handshake
+                transport.write(self.service.refusal(refusal))
             transport.close()
             return
         try:
@@ -294,11 +306,31 @@ class Server:
         if address is not None:
             self._per_address[address] = self._per_address.get(address, 0) + 1
         self._all_gone.clear()
+        if tls is not None:  # admitted: the handshake counts toward --max-conns
+            self._handshake(transport, session, tls)
+            return
         log.info("connection from %s", describe_peer(peername))
         transport.set_protocol(session)
         session.connection_made(transport, peername)
         if data and not session.closing:
             feed(session, data)
+
+    def _handshake(
+        self, transport: asyncio.BaseTransport, session: Session, tls: ssl.SSLContext
+    ) -> None:
+        # Until the handshake task runs, the ClientHello must stay in the kernel.
+        cast(asyncio.Transport, transport).pause_reading()
+        peer = describe_peer(transport.get_extra_info("peername"))
+        timeout = self.config.tls.handshake_timeout if self.config.tls else 10.0
+        handshake = accept_tls(
+            transport,
+            session,
+            tls,
+            timeout,
+            on_failure=lambda: self.release(session),
+            on_success=lambda: log.info("connection from %s (TLS)", peer),
+        )
+        self.spawn(handshake, name=f"TLS handshake with {peer}")
 
     # starting and stopping ----------------------------------------------------------
 
@@ -313,8 +345,11 @@ class Server:
                 self._bound += bind_endpoint(endpoint, reuse_port=self.config.reuse_port)
             for bound in self._bound:
                 if bound.requested.is_stream:
+                    tls = self._tls_context() if bound.requested.tls else None
                     listener = await loop.create_server(
-                        self._doorway, sock=bound.sock, backlog=backlog
+                        self._doorway(tls),
+                        sock=bound.sock,
+                        backlog=backlog,
                     )
                     self._listeners.append(listener)
                 else:
@@ -336,6 +371,11 @@ class Server:
             sweep = IdleSweep(self.config.idle_timeout, self.config.min_rate)
             self._sweeper = loop.create_task(self._sweep_idle(sweep))
         return self.endpoints
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self.config.tls is None:
+            raise ValueError("a tls:// endpoint needs ServerConfig.tls (a certificate and key)")
+        return self.config.tls.context([alpn(self.service.name)])
 
     def _datagram_endpoint(self) -> DatagramEndpoint:
         limits = self.config.udp_limits

@@ -42,7 +42,7 @@ def cli() -> None:
 
     \b
     Endpoints: HOST:PORT, :PORT, [::1]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
-    unix:///path/to.sock.  Port 0 picks a free port.
+    unix:///path/to.sock, tls://HOST:PORT.  Port 0 picks a free port.
     """
 
 

@@ -24,9 +24,11 @@ from ..services.chat import (
     ChatSettings,
 )
 from ..services.chat.names import nick_problem
+from ..tls import ClientTLS, alpn
 from ..visible import visible
 from .params import ENDPOINT, SECONDS, SizeType
 from .serve import ServeOptions, run_server, serve_group, server_options
+from .tls import client_tls_options
 
 __all__ = ["chat_command", "serve_chat"]
 
@@ -141,8 +143,14 @@ def serve_chat(
     help="Read lines from stdin, print lines as received, no colours "
     "(the default when stdin or stdout is not a terminal).",
 )
+@client_tls_options(alpn("chat"))
 def chat_command(
-    endpoint: Endpoint, nick: str | None, timeout: float, no_reconnect: bool, plain: bool
+    endpoint: Endpoint,
+    nick: str | None,
+    timeout: float,
+    no_reconnect: bool,
+    plain: bool,
+    tls: ClientTLS,
 ) -> None:
     """Join the chat at ENDPOINT as NICK.
 
@@ -159,11 +167,16 @@ def chat_command(
         raise click.BadParameter(
             f'"{visible(nick)}" cannot be a nickname: {problem}', param_hint="--nick"
         )
-    client = ChatClient(endpoint, nick, reconnect=not no_reconnect, connect_timeout=timeout)
+    client = ChatClient(
+        endpoint, nick, reconnect=not no_reconnect, connect_timeout=timeout, tls=tls
+    )
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not plain
     from .chat_terminal import run_plain, run_terminal  # prompt_toolkit: only when chatting
 
-    code = loop.run(run_terminal(client) if terminal else run_plain(client))
+    code = loop.run(
+        run_terminal(client) if terminal else run_plain(client),
+        use_uvloop=not endpoint.tls,  # see run_server: TLS on asyncio's loop
+    )
     if code:
         raise SystemExit(code)
 

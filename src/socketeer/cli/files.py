@@ -23,10 +23,12 @@ from ..services.files import FilesService
 from ..services.files.client import FilesClient, FilesError
 from ..services.files.messages import Entry
 from ..services.files.paths import join_remote
+from ..tls import ClientTLS, alpn
 from .params import ENDPOINT, SECONDS
 from .reporter import Reporter
 from .serve import ServeOptions, run_server, serve_group, server_options
 from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get
+from .tls import client_tls_options
 
 __all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
 
@@ -125,6 +127,7 @@ def _format_entry(entry: Entry) -> str:
 )
 @TOKEN
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def ls_command(
     endpoint: Endpoint,
     remote: str,
@@ -132,13 +135,14 @@ def ls_command(
     show_all: bool,
     token: str | None,
     timeout: float,
+    tls: ClientTLS,
 ) -> None:
     """List the remote directory REMOTE (default: the shared directory) on ENDPOINT.
 
     Partial files (type `p`, `partial` in JSON) are uploads not finished
     yet; `rm` deletes them.
     """
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client:
         entry = client.stat(remote)
         entries = client.list(remote, partials=show_all) if entry.type == "dir" else [entry]
     for item in entries:
@@ -159,6 +163,7 @@ def ls_command(
 @QUIET
 @TOKEN
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def get_command(
     endpoint: Endpoint | TftpUrl,
     remote: str | None,
@@ -170,6 +175,7 @@ def get_command(
     quiet: bool,
     token: str | None,
     timeout: float,
+    tls: ClientTLS,
 ) -> None:
     """Download REMOTE from ENDPOINT to LOCAL (default: here; - writes it to stdout).
 
@@ -197,7 +203,7 @@ def get_command(
         raise click.UsageError("-r cannot write to stdout (-)")
     reporter = Reporter(quiet, upload=False, stream=to_stdout)
     with (
-        FilesClient.connect(endpoint, token=token, timeout=timeout) as client,
+        FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client,
         reporter.watching(),
     ):
         entry = client.stat(remote)
@@ -270,6 +276,7 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 @QUIET
 @TOKEN
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def put_command(
     local: str,
     endpoint: Endpoint,
@@ -281,6 +288,7 @@ def put_command(
     quiet: bool,
     token: str | None,
     timeout: float,
+    tls: ClientTLS,
 ) -> None:
     """Upload LOCAL to ENDPOINT as REMOTE (default: its name, in the shared directory).
 
@@ -307,7 +315,7 @@ def put_command(
     reporter = Reporter(quiet, upload=True, stream=from_stdin)
     with (
         _stdin_as_file(from_stdin) as stdin,  # before connecting: it may take a while
-        FilesClient.connect(endpoint, token=token, timeout=timeout) as client,
+        FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client,
         reporter.watching(),
     ):
         pairs: Sequence[tuple[Path | BinaryIO, str]] = (
@@ -408,11 +416,17 @@ def _local_tree(client: FilesClient, local: Path, target: str) -> list[tuple[Pat
 @click.option("-p", "--parents", is_flag=True, help="Make missing parents; no error if it exists.")
 @TOKEN
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def mkdir_command(
-    endpoint: Endpoint, remote: str, parents: bool, token: str | None, timeout: float
+    endpoint: Endpoint,
+    remote: str,
+    parents: bool,
+    token: str | None,
+    timeout: float,
+    tls: ClientTLS,
 ) -> None:
     """Make the directory REMOTE on ENDPOINT (needs the token)."""
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client:
         client.mkdir(remote, parents)
 
 
@@ -422,9 +436,15 @@ def mkdir_command(
 @click.option("-r", "--recursive", is_flag=True, help="Delete a directory and everything in it.")
 @TOKEN
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def rm_command(
-    endpoint: Endpoint, remote: str, recursive: bool, token: str | None, timeout: float
+    endpoint: Endpoint,
+    remote: str,
+    recursive: bool,
+    token: str | None,
+    timeout: float,
+    tls: ClientTLS,
 ) -> None:
     """Delete the file or directory REMOTE on ENDPOINT (needs the token)."""
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    with FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client:
         client.delete(remote, recursive)

@@ -26,6 +26,7 @@ from ..services.tftp.packets import MAX_BLKSIZE
 from ..workers import run_workers
 from .config import CONFIG
 from .params import ENCODING, ENDPOINT, SECONDS, SizeType, announce, encoding_problem, setup_logging
+from .tls import SERVER_TLS_OPTIONS, announce_fingerprint, server_tls
 
 __all__ = [
     "SERVICE_DEFAULTS",
@@ -108,6 +109,9 @@ class ServeOptions:
     deny_file: tuple[Path, ...] = ()
     proxy_protocol: bool = False
     health: Endpoint | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
     @property
     def access(self) -> AccessSources:
@@ -241,6 +245,7 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         default="info",
         show_default=True,
     ),
+    *SERVER_TLS_OPTIONS,
 ]
 _FRAMING: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
     "--framing", type=click.Choice(FRAMINGS), help="Message framing (default: the service's)."
@@ -289,6 +294,8 @@ def run_server(
     says where the server listens (``announce``, and a browser's address).
     """
     setup_logging(options.quiet, options.log_level)
+    where = list(options.endpoints) or [parse_endpoint(DEFAULT_ENDPOINT)]
+    tls = server_tls(where, options.tls_cert, options.tls_key, options.tls_client_ca)
     config = ServerConfig(
         framing=options.framing,
         max_message_size=options.max_message,
@@ -301,6 +308,7 @@ def run_server(
         access=options.access,
         proxy_protocol=options.proxy_protocol,
         health=options.health,
+        tls=tls,
     )
     try:
         options.access.load()
@@ -314,22 +322,29 @@ def run_server(
                 "one process answers for its own counts: run --health with one worker",
                 param_hint="--health",
             )
-    where = list(options.endpoints) or [parse_endpoint(DEFAULT_ENDPOINT)]
+    if options.proxy_protocol and tls is not None:
+        raise click.BadParameter(
+            "not with tls:// endpoints: end TLS at the balancer, or serve TLS without PROXY headers",
+            param_hint="--proxy-protocol",
+        )
     if not service.datagrams and any(e.transport == "udp" for e in where):
         raise click.BadParameter(f"{service.name} does not run over UDP", param_hint="ENDPOINTS")
     _raise_fd_limit()
-    use_uvloop = use_uvloop and not options.no_uvloop
+    # uvloop 0.23's TLS stalls handshakes that negotiate ALPN or fail: TLS runs on asyncio's.
+    use_uvloop = use_uvloop and not options.no_uvloop and tls is None
     logging.getLogger("socketeer.server").debug("event loop: %s", loop.loop_name(use_uvloop))
-    if options.workers > 1:
-        code = run_workers(service, where, config, options.workers, on_ready, use_uvloop)
-        raise SystemExit(code)
+
     server = Server(service, where, config)
 
     def ready(endpoints: list[Endpoint]) -> None:
         on_ready(endpoints)
+        announce_fingerprint(tls)
         for endpoint in server.health_endpoints:
             click.echo(f"health on {endpoint}")
 
+    if options.workers > 1:
+        code = run_workers(service, where, config, options.workers, ready, use_uvloop)
+        raise SystemExit(code)
     loop.run(serve(server, on_ready=ready), use_uvloop=use_uvloop)
 
 

@@ -34,6 +34,7 @@ from ...errors import (
     Timeout,
 )
 from ...quantity import quantity
+from ...tls import ClientTLS, alpn
 from ...visible import visible
 from .backoff import Backoff
 from .events import Notice
@@ -84,6 +85,11 @@ _QUOTED = 60
 ChatEvent = ChatLine | Connected | Disconnected
 
 
+def _plain_tcp(endpoint: Endpoint) -> Endpoint | None:
+    """``endpoint`` if it is plain TCP (where a TLS server may be what answers), else None."""
+    return endpoint if endpoint.transport == "tcp" and not endpoint.tls else None
+
+
 class ChatClient:
     """One member of a chat server, reconnecting with backoff when the connection drops."""
 
@@ -95,6 +101,7 @@ class ChatClient:
         reconnect: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        tls: ClientTLS | None = None,
     ) -> None:
         problem = nick_problem(nick)
         if problem:
@@ -107,6 +114,8 @@ class ChatClient:
         self.reconnect = reconnect
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
+        #: How a ``tls://`` server is trusted (see :class:`~socketeer.tls.ClientTLS`).
+        self.tls = tls or ClientTLS(alpn=(alpn("chat"),))
         self._conn: AsyncConnection | None = None
         self._home: str | None = None  # where the server puts newcomers
         self._wanted: str | None = nick  # a nickname asked for and not yet confirmed
@@ -130,7 +139,9 @@ class ChatClient:
         word (once the server has been a chat server, these two are a
         Timeout and a ConnectionClosed, so that the client retries).
         """
-        conn = await AsyncConnection.connect(self.endpoint, timeout=self.connect_timeout)
+        conn = await AsyncConnection.connect(
+            self.endpoint, timeout=self.connect_timeout, tls=self.tls
+        )
         conn.timeout = None  # a chat may stay quiet for hours
         self._conn = conn
         self._wanted = self.nick
@@ -165,7 +176,13 @@ class ChatClient:
         except ConnectionClosed as exc:
             if not head + exc.partial:
                 raise self._silent(
-                    ConnectionClosed, "closed the connection without answering"
+                    ConnectionClosed,
+                    "closed the connection without answering"
+                    + (
+                        " (if it speaks TLS, use tls://)"
+                        if self.endpoint == _plain_tcp(self.endpoint)
+                        else ""
+                    ),
                 ) from None
             return head + exc.partial
         with contextlib.suppress(TimeoutError, NetworkError):  # the rest of its first words

@@ -33,6 +33,7 @@ from ...client import Connection
 from ...endpoint import Endpoint
 from ...errors import ConnectionClosed, FrameTooLarge, ProtocolError, SocketeerError, Timeout
 from ...framing import LengthPrefixCodec
+from ...tls import ClientTLS, alpn
 from .connection import CLIENT, CLOSED, NEED_DATA, ClosedMidMessage, Data, FilesConnection
 from .messages import (
     MAX_CONTROL_SIZE,
@@ -116,6 +117,13 @@ class _Outgoing:
     verify: bool
 
 
+def _closed_without_answering(endpoint: Endpoint) -> str:
+    """Why a server that hung up at once is not a files server (a TLS port, perhaps)."""
+    if endpoint.tls or endpoint.transport != "tcp":
+        return "it closed the connection without answering"
+    return "it closed the connection without answering; if it speaks TLS, use tls://"
+
+
 class FilesClient:
     """A connection to a files server.  Create it with :meth:`connect`."""
 
@@ -131,10 +139,19 @@ class FilesClient:
 
     @classmethod
     def connect(
-        cls, target: str | Endpoint, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        target: str | Endpoint,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        tls: ClientTLS | None = None,
     ) -> Self:
-        """Connect and say hello; ``token`` is needed for writes."""
-        client = cls(Connection.connect(target, timeout))
+        """Connect and say hello; ``token`` is needed for writes.
+
+        ``tls`` says how a ``tls://`` server is trusted (see :class:`~socketeer.tls.ClientTLS`).
+        """
+        tls = tls or ClientTLS(alpn=(alpn("files"),))
+        client = cls(Connection.connect(target, timeout, tls=tls))
         try:
             client._hello(token)
         except BaseException:
@@ -149,7 +166,7 @@ class FilesClient:
         except ConnectionClosed:
             first = b""
         if not first:  # the classic downloader takes the hello for a file name and hangs up
-            raise self._not_files_server("it closed the connection without answering")
+            raise self._not_files_server(_closed_without_answering(self.endpoint))
         if first.startswith(b"error: "):  # refused before the protocol began (server busy)
             line = first.split(b"\n", 1)[0][len(b"error: ") :]
             raise FilesError(f"{self.endpoint} refused: {line.decode(errors='replace')}", "busy")

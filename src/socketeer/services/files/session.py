@@ -323,7 +323,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         if self._conn is not None:
             self._conn.receive_data(b"")
         self._wakeup.set()
-        return True  # keep the transport open: the answer may still be on its way
+        # Keep the transport open: the answer may still be on its way.  TLS cannot (the
+        # peer's close_notify ends the connection), and asyncio warns if asked to.
+        return self.stream.can_half_close
 
     def ended(self, exc: Exception | None) -> None:
         if self._task is not None and not self._task.done():
