@@ -324,7 +324,7 @@ def run_server(
             )
     if options.proxy_protocol and tls is not None:
         raise click.BadParameter(
-            "not with tls:// endpoints: end TLS at the balancer, or serve TLS without PROXY headers",
+            "not with tls:// endpoints: end TLS at the balancer, or use TLS without PROXY",
             param_hint="--proxy-protocol",
         )
     if not service.datagrams and any(e.transport == "udp" for e in where):
