@@ -41,12 +41,14 @@ SANS_IO = [
     "socketeer.services.chat.backoff",
     "socketeer.services.chat.commands",
     "socketeer.services.chat.events",
+    "socketeer.services.chat.history",
     "socketeer.services.chat.incoming",
     "socketeer.services.chat.lines",
     "socketeer.services.chat.names",
     "socketeer.services.chat.protocol",
     "socketeer.services.chat.rendering",
     "socketeer.services.chat.room",
+    "socketeer.services.chat.state",
 ]
 # Modules that do I/O, wait on a clock or run an event loop.
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "time"}

@@ -117,7 +117,7 @@ def test_every_command_over_the_wire(
     serve_in_thread: ServeInThread, where: str, tmp_path: Path
 ) -> None:
     address = f"unix://{tmp_path}/chat.sock" if where == "unix" else where
-    _, (endpoint,) = serve_in_thread(chat_service(), [address])
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0), [address])
     alice = Member(endpoint, "alice")
     bob = Member(endpoint, "bob")
     assert alice.expect("joined") == ["#lobby -!- bob joined #lobby"]
@@ -138,18 +138,24 @@ def test_every_command_over_the_wire(
     assert alice.line() == "#lobby -!- bob is now known as robert"
     alice.say("/join dev")
     assert alice.line() == "#dev -!- you joined #dev; 1 here: alice"
-    assert bob.line() == "#lobby -!- alice left #lobby"
     bob.say("/rooms")
-    assert bob.line() == "- -!- rooms: #dev (1), #lobby (1)"
+    assert bob.line() == "- -!- rooms: #dev (1), #lobby (2)"
+    alice.say("/online")
+    assert alice.line() == "- -!- 2 online: alice (#lobby, #dev), robert (#lobby)"
+    alice.say("/switch lobby")
+    assert alice.line() == "#lobby -!- you now talk in #lobby"
     alice.say("/leave")
-    assert alice.line() == "#dev -!- you left #dev; /join ROOM to join one"
+    assert alice.line() == "#lobby -!- you left #lobby; you talk in #dev"
+    assert bob.line() == "#lobby -!- alice left #lobby"
     alice.say("/help")
     assert (
-        alice.expect("/format text|json")[0]
+        alice.expect("/ping [TOKEN]")[0]
         == "- -!- commands (anything else is said to your room):"
     )
     alice.say("/bogus")
     assert alice.line() == '- -!- error: unknown command "/bogus"; /help lists the commands'
+    alice.say("/ping 7")
+    assert alice.line() == "- -!- pong 7"
     bob.say("/quit time for lunch")
     assert bob.line() == "- -!- bye"
     with pytest.raises(EOFError):
