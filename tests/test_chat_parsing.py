@@ -83,7 +83,6 @@ words = st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_
         ("/msg bob", Invalid("usage: /msg NAME TEXT")),
         ("/me", Invalid("usage: /me ACTION")),
         ("/who else", Who("else")),
-        ("/who", Who()),
         ("/who *", Online()),
         ("/online", Online()),
         ("/who a b", Invalid("usage: /who [ROOM]")),

@@ -149,8 +149,7 @@ def test_every_command_over_the_wire(
     assert bob.line() == "#lobby -!- alice left #lobby"
     alice.say("/help")
     assert (
-        alice.expect("/ping [TOKEN]")[0]
-        == "- -!- commands (anything else is said to your room):"
+        alice.expect("/ping [TOKEN]")[0] == "- -!- commands (anything else is said to your room):"
     )
     alice.say("/bogus")
     assert alice.line() == '- -!- error: unknown command "/bogus"; /help lists the commands'
