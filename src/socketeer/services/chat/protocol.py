@@ -156,21 +156,40 @@ class ChatProtocol(Generic[P]):
     def receive(
         self, member: Member[P], data: bytes, now: float, wall: float
     ) -> list[Addressed[P]]:
-        """``member`` sent ``data``: act on every line it completes."""
+        """``member`` sent ``data``: act on every line it completes.
+
+        After a line that joins a room whose history is on its way, the
+        member's further lines are held (:attr:`Member.held`) until it
+        arrives, so that what it sees comes in the order it asked; the I/O
+        layer stops reading from it meanwhile.
+        """
         out: list[Addressed[P]] = []
-        for line in member.splitter.feed(data):
-            if member.gone:
-                break
-            self._line(member, line, now, wall, out)
+        self._act_on(member, member.splitter.feed(data), now, wall, out)
         return out
+
+    def _act_on(
+        self,
+        member: Member[P],
+        lines: list[str | Overlong],
+        now: float,
+        wall: float,
+        out: list[Addressed[P]],
+    ) -> None:
+        for number, line in enumerate(lines):
+            if member.gone:
+                return
+            if member.held is not None:
+                member.held += lines[number:]
+                return
+            self._line(member, line, now, wall, out)
+        if member.held is None and member.input_ended and not member.gone:
+            out += self.disconnect(member, wall)
 
     def end_of_input(self, member: Member[P], now: float, wall: float) -> list[Addressed[P]]:
         """``member`` will send nothing more: act on a last unfinished line, then let it go."""
         out: list[Addressed[P]] = []
-        for line in member.splitter.end():
-            if not member.gone:
-                self._line(member, line, now, wall, out)
-        out += self.disconnect(member, wall)
+        member.input_ended = True
+        self._act_on(member, member.splitter.end(), now, wall, out)
         return out
 
     def disconnect(self, member: Member[P], wall: float, reason: str = "") -> list[Addressed[P]]:
@@ -204,8 +223,13 @@ class ChatProtocol(Generic[P]):
         loads, self._loads = self._loads, []
         return loads
 
-    def history_loaded(self, room: Room[P], past: list[Line], wall: float) -> list[Addressed[P]]:
-        """``room``'s history arrived: show it to those who joined while it was on its way."""
+    def history_loaded(
+        self, room: Room[P], past: list[Line], now: float, wall: float
+    ) -> list[Addressed[P]]:
+        """``room``'s history arrived: show it to those who joined while it was on its way.
+
+        Then act on the lines they sent meanwhile (see :meth:`receive`).
+        """
         out: list[Addressed[P]] = []
         if not room.loading:
             return out
@@ -221,6 +245,10 @@ class ChatProtocol(Generic[P]):
         for member, joined in waiting:
             if room.members.get(name_key(member.nick or "")) is member:
                 self._welcome_in(member, room, joined, out)
+            member.loading -= 1
+            if not member.loading and member.held is not None:
+                held, member.held = member.held, None
+                self._act_on(member, held, now, wall, out)
         return out
 
     def _new_room(self, name: str) -> Room[P]:
@@ -500,6 +528,9 @@ class ChatProtocol(Generic[P]):
         joined = Notice(wall, room.name, "joined", text, data)
         if room.loading:
             room.waiting.append((member, joined))
+            member.loading += 1
+            if member.held is None:
+                member.held = []
         else:
             self._welcome_in(member, room, joined, out)
 
@@ -546,7 +577,6 @@ class ChatProtocol(Generic[P]):
             out.append((room.audience(), left))
         elif room.key != self._default_room:
             del self._rooms[room.key]
-            room.waiting.clear()
 
     def _leave(
         self, member: Member[P], typed: str | None, wall: float, out: list[Addressed[P]]

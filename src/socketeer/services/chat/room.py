@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 from ...ratelimit import TokenBucket
 from .events import Notice
 from .history import RecentLines
-from .incoming import LineSplitter
+from .incoming import LineSplitter, Overlong
 from .names import name_key
 from .rendering import TEXT, Audience, Form, group
 
@@ -30,7 +30,10 @@ class Member(Generic[P]):
         "finished",
         "form",
         "gone",
+        "held",
+        "input_ended",
         "landing",
+        "loading",
         "nick",
         "peer",
         "room",
@@ -64,6 +67,13 @@ class Member(Generic[P]):
         self.finished = False
         #: No longer in the chat.
         self.gone = False
+        #: Lines received while a room it joined had its history on the way, not yet
+        #: acted on; None when lines are acted on as they come.
+        self.held: list[str | Overlong] | None = None
+        #: How many rooms it joined have their history on the way.
+        self.loading = 0
+        #: Its input ended (acted on once the held lines are).
+        self.input_ended = False
 
     def __repr__(self) -> str:
         return f"<Member {self.nick or '(no nickname)'} in {self.room.name if self.room else '-'}>"

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from ...host import Host
 from ...service import Service
@@ -213,17 +213,30 @@ class ChatSession(Session):
             log.exception("chat session with %s failed", self.peer)
             self.abort("internal server error")
             return
+        if member.held is not None:  # until the history of a room it joined arrives
+            self.stream.pause_reading()
         if member.finished:
             self._close_when_written()
 
     def eof_received(self) -> bool:
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(
-                deliveries(self._chat.end_of_input(member, self.host.now(), time.time()))
-            )
+            self._post(self._chat.end_of_input(member, self.host.now(), time.time()))
+            if member.held is not None:
+                return True  # closed by resumed(), once its held lines are acted on
         self._close_when_written()
         return True  # closed above, once the replies are written
+
+    def resumed(self) -> None:
+        """The history this member waited for arrived and its held lines were acted on."""
+        member = self._member
+        if member is None or self.closing:
+            return
+        self._post([])
+        if member.held is None:
+            self.stream.resume_reading()
+        if member.finished or member.gone:
+            self._close_when_written()
 
     def ended(self, exc: Exception | None) -> None:
         if self._linger is not None:
@@ -238,7 +251,8 @@ class ChatSession(Session):
         self._outbox.post(deliveries(events))
         chat = self._chat
         for room in chat.take_loads():
-            self.host.spawn(load_history(chat, room, self._outbox), f"history of {room.name}")
+            loading = load_history(chat, room, self.host.now, self._outbox)
+            self.host.spawn(loading, f"history of {room.name}")
 
     # closing ----------------------------------------------------------------------
 
@@ -277,7 +291,10 @@ class ChatSession(Session):
 
 
 async def load_history(
-    chat: ChatProtocol[ChatSession], room: Room[ChatSession], outbox: Outbox | None = None
+    chat: ChatProtocol[ChatSession],
+    room: Room[ChatSession],
+    now: Callable[[], float] = time.monotonic,
+    outbox: Outbox | None = None,
 ) -> None:
     """Fetch ``room``'s history from the chat's state and show it to who is waiting for it."""
     assert chat.state is not None
@@ -286,9 +303,12 @@ async def load_history(
     except Exception:
         log.exception("cannot read the history of %s", room.name)
         past = []
-    events = chat.history_loaded(room, past, time.time())
+    sessions = [member.peer for member, _ in room.waiting]
+    events = chat.history_loaded(room, past, now(), time.time())
     if outbox is not None:
         outbox.post(deliveries(events))
+    for session in sessions:
+        session.resumed()
 
 
 class ChatService(Service):
