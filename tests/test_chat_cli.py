@@ -95,8 +95,6 @@ def test_two_nc_sessions_and_a_socketeer_client_talk_in_one_room(
     carol = Talker(socketeer_command("chat", f"127.0.0.1:{port}", "--nick", "carol"))
     talkers.append(carol)
     assert carol.expect("you joined") == [
-        "- -!- welcome to socketeer chat! choose a nickname: type it, or /nick NAME"
-        " (/help lists the commands)",
         "- -!- you are now known as carol",
         "#lobby -!- you joined #lobby; 3 here: alice, bob, carol",
     ]
@@ -324,3 +322,22 @@ def test_piped_input_is_said_and_what_the_server_answers_is_printed_up_to_its_by
         "#lobby <gil> hello, everyone",
         "- -!- bye",
     ]
+
+
+def test_piped_lines_all_come_back_before_the_client_exits(serve_process: ServeProcess) -> None:
+    server = serve_process("serve", "chat", "127.0.0.1:0", "--rate", "20", "--burst", "3")
+    lines = "".join(f"line {n}\n" for n in range(15)).encode()
+    result = subprocess.run(
+        socketeer_command("chat", str(server.endpoints[0]), "--nick", "piper"),
+        input=lines,
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = [line[9:] for line in result.stdout.decode().splitlines()]
+    assert [line for line in shown if "<piper>" in line] == [
+        f"#lobby <piper> line {n}" for n in range(15)
+    ], "none dropped by the rate limit"
+    assert shown[-1] == "- -!- bye"
+    assert "welcome" not in result.stdout.decode(), "--nick answers the prompt for a nickname"
