@@ -124,6 +124,7 @@ class ChatProtocol(Generic[P]):
         self, settings: ChatSettings | None = None, state: ChatState | None = None
     ) -> None:
         self.settings = settings = settings or ChatSettings()
+        #: What keeps the rooms' histories (None: each room's lasts while the room does).
         self.state = state
         #: Every room, by the key of its name (see :func:`.names.name_key`).
         self._rooms: dict[str, Room[P]] = {}

@@ -336,6 +336,7 @@ class ChatService(Service):
     ) -> None:
         self._outbox = Outbox(max_queue, max_queue_total)
         self.settings = settings = settings or ChatSettings()
+        #: What keeps the rooms' histories.
         self.state = state or MemoryState(settings.history, settings.history_bytes)
         self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state)
 

@@ -2,7 +2,7 @@
 
 One thread owns the database connection and does every read and write, in
 the order they were asked for, so a read sees every line appended before it.
-:meth:`SQLiteState.append` only puts the line on the thread's queue (a
+``SQLiteState.append()`` only puts the line on the thread's queue (a
 ``SimpleQueue``, no lock held by the loop); the thread takes everything
 waiting and writes it in one transaction, so under load many lines share a
 commit.  After each batch it trims the rooms it wrote to their bounds (lines
