@@ -208,6 +208,16 @@ def test_usage_errors_are_one_line_exit_2(tmp_path: object) -> None:
     one_line_error(run_cli("chat", "nowhere", "-n", "x"), 2, "expected HOST:PORT")
 
 
+def test_a_state_directory_that_cannot_be_used_is_one_line_exit_1(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    one_line_error(
+        run_cli("serve", "chat", "127.0.0.1:0", "--state", str(blocker / "chat")),
+        1,
+        "cannot keep the chat's state in",
+    )
+
+
 def test_connection_refused_is_exit_1() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

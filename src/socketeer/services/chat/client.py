@@ -351,7 +351,9 @@ class ChatClient:
             return
         if rate <= 0:
             return
-        bucket = TokenBucket(float(rate), burst, self._connected_at)
+        # With a margin: the server counts lines when it reads them, and lines sent
+        # apart may be read together when it falls behind.
+        bucket = TokenBucket(float(rate) * 0.9, max(1, burst // 2), self._connected_at)
         for sent in self._sent:
             bucket.allow(sent)
         self._bucket = bucket
