@@ -27,6 +27,12 @@ def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     return home
 
 
+@pytest.fixture(autouse=True)
+def _data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers started by a test keep their state (chat history) in a directory of its own."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture
 def serve_in_thread() -> Iterator[ServeInThread]:
     """Factory: ``serve_in_thread("greet", ["127.0.0.1:0"], **config) -> (server, endpoints)``."""

@@ -44,6 +44,7 @@ SANS_IO = [
     "socketeer.services.chat.backoff",
     "socketeer.services.chat.commands",
     "socketeer.services.chat.events",
+    "socketeer.services.chat.history",
     "socketeer.services.chat.incoming",
     "socketeer.services.chat.lines",
     "socketeer.services.chat.names",
@@ -57,6 +58,7 @@ SANS_IO = [
     "socketeer.http.validators",
     "socketeer.known_hosts",
     "socketeer.state",
+    "socketeer.services.chat.state",
 ]
 # Modules that do I/O, wait on a clock or run an event loop.
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "time"}

@@ -10,7 +10,9 @@ lines from stdin and prints the lines it receives, plainly.
 from __future__ import annotations
 
 import getpass
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -24,6 +26,7 @@ from ..services.chat import (
     ChatSettings,
 )
 from ..services.chat.names import nick_problem
+from ..services.chat.state import DEFAULT_HISTORY_BYTES, ChatState, MemoryState
 from ..tls import ClientTLS, alpn
 from ..visible import visible
 from .params import ENDPOINT, SECONDS, SizeType
@@ -35,6 +38,22 @@ __all__ = ["chat_command", "serve_chat"]
 # --- the server -------------------------------------------------------------------------
 
 
+def default_state_dir() -> Path:
+    """Where ``serve chat`` keeps its state unless told: the user's data directory."""
+    data = os.environ.get("XDG_DATA_HOME") or ""
+    base = Path(data) if os.path.isabs(data) else Path.home() / ".local" / "share"
+    return base / "socketeer" / "chat"
+
+
+def chat_state(where: str, lines: int, size: int) -> ChatState:
+    """The chat's state as ``--state`` names it: ``none`` (memory only) or a directory."""
+    if where == "none":
+        return MemoryState(lines, size)
+    from ..services.chat.sqlite_state import SQLiteState  # sqlite3: only when it is used
+
+    return SQLiteState(Path(where).expanduser(), lines, size)
+
+
 @serve_group.command("chat")
 @server_options(framing=False)
 @click.option(
@@ -43,6 +62,19 @@ __all__ = ["chat_command", "serve_chat"]
     default=50,
     show_default=True,
     help="Lines a member joining a room is shown.",
+)
+@click.option(
+    "--history-bytes",
+    type=SizeType(),
+    default=str(DEFAULT_HISTORY_BYTES // 1024) + "K",
+    show_default=True,
+    help="Bytes of history kept per room at most (the oldest lines go first).",
+)
+@click.option(
+    "--state",
+    metavar="DIR|none",
+    help="Where the rooms' history is kept, so that it survives a restart (SQLite); "
+    "none: in memory only.  [default: $XDG_DATA_HOME/socketeer/chat]",
 )
 @click.option(
     "--rate",
@@ -87,23 +119,34 @@ __all__ = ["chat_command", "serve_chat"]
     show_default=True,
     help="Rooms members from one address (IPv6: one /64) may create and have to themselves.",
 )
+@click.option(
+    "--max-rooms-per-member",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Rooms one member may be in at once.",
+)
 @click.option("--room", default="lobby", show_default=True, help="The room newcomers land in.")
 def serve_chat(
     options: ServeOptions,
     history: int,
+    history_bytes: int,
+    state: str | None,
     rate: float,
     burst: int,
     max_queue: int,
     max_queue_total: int,
     max_rooms: int,
     max_rooms_per_address: int,
+    max_rooms_per_member: int,
     room: str,
 ) -> None:
     """Chat rooms that nc, telnet and `socketeer chat` can join.
 
-    Plain lines are said to your room; /help lists the commands.  Lines
-    longer than --max-message are refused with a notice.  Members may stay
-    silent as long as they like unless --idle-timeout is given.
+    Plain lines are said to your room; /join adds a room, /help lists the
+    commands.  Lines longer than --max-message are refused with a notice.
+    Members may stay silent as long as they like unless --idle-timeout is
+    given.  The rooms' history is kept in --state and survives a restart.
     """
     if options.workers > 1:
         raise click.BadParameter("chat keeps its rooms in one process", param_hint="--workers")
@@ -111,15 +154,20 @@ def serve_chat(
         settings = ChatSettings(
             default_room=room,
             history=history,
+            history_bytes=history_bytes,
             rate=rate,
             burst=burst,
             max_line_length=options.max_message or ChatSettings.max_line_length,
             max_rooms=max_rooms,
             max_rooms_per_address=max_rooms_per_address,
+            max_rooms_per_member=max_rooms_per_member,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--room") from None
-    service = ChatService(settings, max_queue=max_queue, max_queue_total=max_queue_total)
+    kept = chat_state(state or str(default_state_dir()), history, history_bytes)
+    service = ChatService(
+        settings, max_queue=max_queue, max_queue_total=max_queue_total, state=kept
+    )
     run_server(service, options)
 
 

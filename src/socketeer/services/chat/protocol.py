@@ -28,18 +28,23 @@ from .commands import (
     Leave,
     Msg,
     Nick,
+    Online,
+    Ping,
     Quit,
     Rooms,
     Say,
+    Switch,
     Who,
     parse_command,
 )
 from .events import Acted, History, Joined, Left, Notice, Private, Renamed, Said
+from .history import Line, RecentLines
 from .incoming import LineSplitter, Overlong
 from .lines import NOWHERE
 from .names import name_key, nick_problem, room_name
 from .rendering import FORMATS, TEXT, Addressed, Audience, Delivery, group
 from .room import Member, Room
+from .state import DEFAULT_HISTORY_BYTES, ChatState
 
 __all__ = ["Addressed", "ChatProtocol", "ChatSettings", "Delivery"]
 
@@ -51,6 +56,10 @@ WELCOME = (
 )
 #: How many names "you joined" lists before saying how many more there are.
 JOIN_NAMES = 20
+#: How many of a member's rooms ``/online`` lists before saying how many more there are.
+ONLINE_ROOMS = 10
+#: How much of a name that is not one an error quotes.
+QUOTED_NAME = 64
 
 
 def _to(member: Member[P]) -> Audience[P]:
@@ -63,43 +72,68 @@ class ChatSettings:
     """The chat's rules.
 
     ``default_room`` is where members land after choosing a nickname.
-    ``history`` is how many lines a joining member is shown.  ``rate`` lines
-    a second (0: no limit) with bursts of ``burst`` is how fast a member may
+    ``history`` is how many lines a joining member is shown, and
+    ``history_bytes`` how many bytes of them at most.  ``rate`` lines a
+    second (0: no limit) with bursts of ``burst`` is how fast a member may
     send.  A line over ``max_line_length`` bytes is refused.  At most
-    ``max_rooms`` rooms exist at once, and members from one address may not
-    create a room while ``max_rooms_per_address`` rooms have only them in it.
+    ``max_rooms`` rooms exist at once, members from one address may not
+    create a room while ``max_rooms_per_address`` rooms have only them in it,
+    and a member is in at most ``max_rooms_per_member`` rooms at once.
     """
 
     default_room: str = "lobby"
     history: int = 50
+    history_bytes: int = DEFAULT_HISTORY_BYTES
     rate: float = 5.0
     burst: int = 10
     max_line_length: int = 4096
     max_rooms: int = 1000
     max_rooms_per_address: int = 10
+    max_rooms_per_member: int = 100
 
     def __post_init__(self) -> None:
         problem = room_name(self.default_room)[1]
         if problem:
             raise ValueError(f"default room {self.default_room!r}: {problem}")
-        for name in ("history", "rate"):
+        for name in ("history", "history_bytes", "rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        for name in ("burst", "max_line_length", "max_rooms", "max_rooms_per_address"):
+        for name in (
+            "burst",
+            "max_line_length",
+            "max_rooms",
+            "max_rooms_per_address",
+            "max_rooms_per_member",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 
 
 class ChatProtocol(Generic[P]):
-    """Every member and room of one chat; each method returns the events it causes."""
+    """Every member and room of one chat; each method returns the events it causes.
 
-    def __init__(self, settings: ChatSettings | None = None) -> None:
+    ``state`` keeps what lasts beyond connections (:mod:`.state`): each line
+    said is appended to it, and a room coming into use takes its history
+    from it.  When the state does not have a room's history at hand, the
+    room is ``loading``: :meth:`take_loads` hands it to the I/O layer, which
+    fetches the history and gives it back with :meth:`history_loaded`.
+    Without a state, a room's history lasts while the room exists.
+    """
+
+    def __init__(
+        self, settings: ChatSettings | None = None, state: ChatState | None = None
+    ) -> None:
         self.settings = settings = settings or ChatSettings()
-        default = Room[P](room_name(settings.default_room)[0], settings.history)
-        self._default_room = name_key(default.name)
+        #: What keeps the rooms' histories (None: each room's lasts while the room does).
+        self.state = state
         #: Every room, by the key of its name (see :func:`.names.name_key`).
-        self._rooms: dict[str, Room[P]] = {self._default_room: default}
+        self._rooms: dict[str, Room[P]] = {}
         self._members: dict[str, Member[P]] = {}
+        #: Rooms whose history the I/O layer is to fetch.
+        self._loads: list[Room[P]] = []
+        #: How many rooms have only members from one address in them, by address.
+        self._held: dict[str, int] = {}
+        self._default_room = self._new_room(room_name(settings.default_room)[0]).key
 
     # what the I/O layer calls -----------------------------------------------------
 
@@ -123,21 +157,40 @@ class ChatProtocol(Generic[P]):
     def receive(
         self, member: Member[P], data: bytes, now: float, wall: float
     ) -> list[Addressed[P]]:
-        """``member`` sent ``data``: act on every line it completes."""
+        """``member`` sent ``data``: act on every line it completes.
+
+        After a line that joins a room whose history is on its way, the
+        member's further lines are held (:attr:`Member.held`) until it
+        arrives, so that what it sees comes in the order it asked; the I/O
+        layer stops reading from it meanwhile.
+        """
         out: list[Addressed[P]] = []
-        for line in member.splitter.feed(data):
-            if member.gone:
-                break
-            self._line(member, line, now, wall, out)
+        self._act_on(member, member.splitter.feed(data), now, wall, out)
         return out
+
+    def _act_on(
+        self,
+        member: Member[P],
+        lines: list[str | Overlong],
+        now: float,
+        wall: float,
+        out: list[Addressed[P]],
+    ) -> None:
+        for number, line in enumerate(lines):
+            if member.gone:
+                return
+            if member.held is not None:
+                member.held += lines[number:]
+                return
+            self._line(member, line, now, wall, out)
+        if member.held is None and member.input_ended and not member.gone:
+            out += self.disconnect(member, wall)
 
     def end_of_input(self, member: Member[P], now: float, wall: float) -> list[Addressed[P]]:
         """``member`` will send nothing more: act on a last unfinished line, then let it go."""
         out: list[Addressed[P]] = []
-        for line in member.splitter.end():
-            if not member.gone:
-                self._line(member, line, now, wall, out)
-        out += self.disconnect(member, wall)
+        member.input_ended = True
+        self._act_on(member, member.splitter.end(), now, wall, out)
         return out
 
     def disconnect(self, member: Member[P], wall: float, reason: str = "") -> list[Addressed[P]]:
@@ -163,6 +216,58 @@ class ChatProtocol(Generic[P]):
         """Who is in ``room`` (``#name`` or ``name``); empty if there is no such room."""
         found = self._rooms.get(name_key(room_name(room)[0]))
         return found.nicks() if found else []
+
+    # history from the chat's state ---------------------------------------------------
+
+    def take_loads(self) -> list[Room[P]]:
+        """The rooms whose history is to be fetched from the state (each handed out once)."""
+        loads, self._loads = self._loads, []
+        return loads
+
+    def history_loaded(
+        self, room: Room[P], past: list[Line], now: float, wall: float
+    ) -> list[Addressed[P]]:
+        """``room``'s history arrived: show it to those who joined while it was on its way.
+
+        Then act on the lines they sent meanwhile (see :meth:`receive`).
+        """
+        out: list[Addressed[P]] = []
+        if not room.loading:
+            return out
+        room.loading = False
+        said_meanwhile = list(room.history)
+        settings = self.settings
+        room.history = RecentLines(settings.history, settings.history_bytes)
+        for line in past:
+            room.history.append(line if line.room == room.name else _moved(line, room.name))
+        for line in said_meanwhile:
+            room.history.append(line)
+        waiting, room.waiting = room.waiting, []
+        for member, joined in waiting:
+            if room.members.get(name_key(member.nick or "")) is member:
+                self._welcome_in(member, room, joined, out)
+            member.loading -= 1
+            if not member.loading and member.held is not None:
+                held, member.held = member.held, None
+                self._act_on(member, held, now, wall, out)
+        return out
+
+    def _new_room(self, name: str) -> Room[P]:
+        """Make the room called ``name``, with its history from the state."""
+        settings = self.settings
+        history = RecentLines(settings.history, settings.history_bytes)
+        room = Room[P](name, history)
+        self._rooms[room.key] = room
+        state = self.state
+        if state is not None:
+            past = state.cached(room.key)
+            if past is None:
+                room.loading = True
+                self._loads.append(room)
+            else:
+                for line in past:
+                    history.append(line if line.room == name else _moved(line, name))
+        return room
 
     # one line -----------------------------------------------------------------------
 
@@ -206,12 +311,19 @@ class ChatProtocol(Generic[P]):
                 self._name(member, name, wall, out)
             case Join(room):
                 self._join(member, room, wall, out)
-            case Leave():
-                self._leave(member, wall, out)
+            case Leave(room):
+                self._leave(member, room, wall, out)
+            case Switch(room):
+                self._switch(member, room, wall, out)
             case Rooms():
                 self._list_rooms(member, wall, out)
-            case Who():
-                self._who(member, wall, out)
+            case Who(room):
+                self._who(member, room, wall, out)
+            case Online():
+                self._online(member, wall, out)
+            case Ping(token):
+                text = f"pong {token}".rstrip()
+                out.append((_to(member), Notice(wall, NOWHERE, "pong", text, {"token": token})))
             case Msg(nick, text):
                 self._msg(member, nick, text, wall, out)
             case Help():
@@ -231,9 +343,7 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "no-room", "you are in no room; /join ROOM to join one", out)
             return
         assert member.nick is not None
-        event = Said(wall, room.name, member.nick, visible(text))
-        room.history.append(event)
-        out.append((room.audience(), event))
+        self._record(room, Said(wall, room.name, member.nick, visible(text)), out)
 
     def _act(self, member: Member[P], text: str, wall: float, out: list[Addressed[P]]) -> None:
         if not self._named(member, wall, out):
@@ -243,9 +353,14 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "no-room", "you are in no room; /join ROOM to join one", out)
             return
         assert member.nick is not None
-        event = Acted(wall, room.name, member.nick, visible(text))
-        room.history.append(event)
-        out.append((room.audience(), event))
+        self._record(room, Acted(wall, room.name, member.nick, visible(text)), out)
+
+    def _record(self, room: Room[P], line: Line, out: list[Addressed[P]]) -> None:
+        """``line`` was said in ``room``: keep it in the history, and tell the room."""
+        room.history.append(line)
+        if self.state is not None:
+            self.state.append(room.key, line)
+        out.append((room.audience(), line))
 
     def _msg(
         self, member: Member[P], nick: str, text: str, wall: float, out: list[Addressed[P]]
@@ -290,31 +405,39 @@ class ChatProtocol(Generic[P]):
             del self._members[name_key(old)]
         self._members[key] = member
         text = f"you are now known as {nick}"
-        out.append((_to(member), Notice(wall, NOWHERE, "nick", text, {"nick": nick})))
+        settings = self.settings
+        data = {"nick": nick, "rate": settings.rate, "burst": settings.burst}
+        out.append((_to(member), Notice(wall, NOWHERE, "nick", text, data)))
         if old is None:
-            self._enter(member, self._rooms[self._default_room], wall, out)
+            landing = member.landing
+            member.landing = None
+            if landing is None:
+                self._enter(member, self._rooms[self._default_room], wall, out)
+            for name in landing or ():
+                self._join(member, name, wall, out)
             return
-        room = member.room
-        if room is not None:
+        for room in member.rooms.values():
             room.rename(member, old)
             others = room.others(member)
             if others:
                 out.append((others, Renamed(wall, room.name, old, nick)))
 
     def _join(self, member: Member[P], typed: str, wall: float, out: list[Addressed[P]]) -> None:
-        if not self._named(member, wall, out):
+        name = self._room_name(member, typed, wall, out)
+        if name is None:
             return
-        name, problem = room_name(typed)
-        if problem:
-            shown = visible(typed)
-            reply = f'"{shown}" cannot be a room: {problem}'
-            self._error(member, wall, "room-invalid", reply, out, room=shown)
-            return
-        old = member.room
         key = name_key(name)
-        if old is not None and name_key(old.name) == key:
-            reply = f"you are already in {old.name}"
-            self._error(member, wall, "room-same", reply, out, room=old.name)
+        if member.nick is None:
+            self._land(member, name, wall, out)
+            return
+        room = member.rooms.get(key)
+        if room is not None:
+            self._talk_in(member, room, wall, out)
+            return
+        limit = self.settings.max_rooms_per_member
+        if len(member.rooms) >= limit:
+            reply = f"you are in {limit} rooms already; /leave one first"
+            self._error(member, wall, "too-many-joined", reply, out, limit=limit)
             return
         room = self._rooms.get(key)
         if room is None:
@@ -323,28 +446,48 @@ class ChatProtocol(Generic[P]):
                 code, reply, limit = refusal
                 self._error(member, wall, code, reply, out, limit=limit)
                 return
-            room = self._rooms[key] = Room(name, self.settings.history)
-        if old is not None:
-            self._exit(member, old, Left(wall, old.name, member.nick or "", "left"), out)
+            room = self._new_room(name)
         self._enter(member, room, wall, out)
 
-    def _no_new_room(self, member: Member[P]) -> tuple[str, str, int] | None:
-        """Why ``member`` may not create a room now (code, text, limit), or None if it may.
+    def _room_name(
+        self, member: Member[P], typed: str, wall: float, out: list[Addressed[P]]
+    ) -> str | None:
+        """The room ``typed`` names, or None after telling ``member`` why it names none."""
+        name, problem = room_name(typed)
+        if problem:
+            shown = visible(typed[:QUOTED_NAME]) + ("..." if len(typed) > QUOTED_NAME else "")
+            reply = f'"{shown}" cannot be a room: {problem}'
+            self._error(member, wall, "room-invalid", reply, out, room=shown)
+            return None
+        return name
 
-        The room ``member`` leaves by moving counts no more if it empties.
-        """
+    def _land(
+        self, member: Member[P], name: str | None, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        """Before its nickname: ``member`` will join ``name`` (None: no room) once named."""
+        landing = member.landing if member.landing is not None else []
+        if name is None:
+            landing = []
+        elif name_key(name) not in map(name_key, landing):
+            limit = self.settings.max_rooms_per_member
+            if len(landing) >= limit:
+                reply = f"you are in {limit} rooms already; /leave one first"
+                self._error(member, wall, "too-many-joined", reply, out, limit=limit)
+                return
+            landing.append(name)
+        member.landing = landing
+        where = ", ".join(landing) if landing else "no room"
+        text = f"once you have a nickname you will join {where}"
+        out.append((_to(member), Notice(wall, NOWHERE, "landing", text, {"rooms": list(landing)})))
+
+    def _no_new_room(self, member: Member[P]) -> tuple[str, str, int] | None:
+        """Why ``member`` may not create a room now (code, text, limit), or None if it may."""
         settings = self.settings
-        default = self._default_room
-        old = member.room
-        emptied = int(old is not None and len(old.members) == 1 and name_key(old.name) != default)
-        if len(self._rooms) - emptied >= settings.max_rooms:
+        if len(self._rooms) >= settings.max_rooms:
             limit = settings.max_rooms
             return "too-many-rooms", f"there are {limit} rooms already; /rooms lists them", limit
-        address = member.address
         limit = settings.max_rooms_per_address
-        rooms = self._rooms.items()
-        held = sum(room.held_by(address) for key, room in rooms if key != default) - emptied
-        if held >= limit:
+        if self._held.get(member.address, 0) >= limit:
             reply = (
                 f"your address already has {limit} rooms to itself;"
                 " join a room others are in, or leave one of yours"
@@ -352,41 +495,120 @@ class ChatProtocol(Generic[P]):
             return "too-many-rooms-per-address", reply, limit
         return None
 
+    def _hold(self, room: Room[P], before: str | None) -> None:
+        """Count the rooms each address has to itself: ``room`` was held by ``before``."""
+        if room.key == self._default_room:
+            return
+        after = room.holder()
+        if after == before:
+            return
+        held = self._held
+        if before is not None:
+            held[before] -= 1
+            if not held[before]:
+                del held[before]
+        if after is not None:
+            held[after] = held.get(after, 0) + 1
+
     def _enter(
         self, member: Member[P], room: Room[P], wall: float, out: list[Addressed[P]]
     ) -> None:
         assert member.nick is not None
         if room.members:
             out.append((room.audience(), Joined(wall, room.name, member.nick)))
+        before = room.holder()
         room.add(member)
-        me = _to(member)
-        if room.history:
-            out.append((me, History(room.name, tuple(room.history))))
+        self._hold(room, before)
+        member.room = room
         nicks = room.nicks()
         listed = ", ".join(nicks[:JOIN_NAMES])
         if len(nicks) > JOIN_NAMES:
             listed += f" and {len(nicks) - JOIN_NAMES} more (/who lists everyone)"
         text = f"you joined {room.name}; {len(nicks)} here: {listed}"
         data = {"room": room.name, "nicks": nicks, "count": len(nicks)}
-        out.append((me, Notice(wall, room.name, "joined", text, data)))
+        joined = Notice(wall, room.name, "joined", text, data)
+        if room.loading:
+            room.waiting.append((member, joined))
+            member.loading += 1
+            if member.held is None:
+                member.held = []
+        else:
+            self._welcome_in(member, room, joined, out)
 
-    def _exit(self, member: Member[P], room: Room[P], left: Left, out: list[Addressed[P]]) -> None:
-        room.remove(member)
-        if room.members:
-            out.append((room.audience(), left))
-        elif (key := name_key(room.name)) != self._default_room:
-            del self._rooms[key]
+    @staticmethod
+    def _welcome_in(
+        member: Member[P], room: Room[P], joined: Notice, out: list[Addressed[P]]
+    ) -> None:
+        """Show ``member``, who joined ``room``, its history, then ``joined``."""
+        me = _to(member)
+        if room.history:
+            out.append((me, History(room.name, tuple(room.history))))
+        out.append((me, joined))
 
-    def _leave(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
+    def _talk_in(
+        self, member: Member[P], room: Room[P], wall: float, out: list[Addressed[P]]
+    ) -> None:
+        member.room = room
+        text = f"you now talk in {room.name}"
+        out.append((_to(member), Notice(wall, room.name, "switched", text, {"room": room.name})))
+
+    def _switch(self, member: Member[P], typed: str, wall: float, out: list[Addressed[P]]) -> None:
         if not self._named(member, wall, out):
             return
-        room = member.room
-        if room is None:
-            self._error(member, wall, "no-room", "you are in no room", out)
+        name = self._room_name(member, typed, wall, out)
+        if name is None:
             return
-        self._exit(member, room, Left(wall, room.name, member.nick or "", "left"), out)
-        text = f"you left {room.name}; /join ROOM to join one"
-        out.append((_to(member), Notice(wall, room.name, "left", text, {"room": room.name})))
+        room = member.rooms.get(name_key(name))
+        if room is None:
+            self._not_in(member, name, wall, out)
+            return
+        self._talk_in(member, room, wall, out)
+
+    def _not_in(self, member: Member[P], name: str, wall: float, out: list[Addressed[P]]) -> None:
+        reply = f"you are not in {name}; /join {name} to join it"
+        self._error(member, wall, "not-in-room", reply, out, room=name)
+
+    def _exit(self, member: Member[P], room: Room[P], left: Left, out: list[Addressed[P]]) -> None:
+        before = room.holder()
+        room.remove(member)
+        self._hold(room, before)
+        if member.room is room:
+            member.room = next(reversed(member.rooms.values()), None)
+        if room.members:
+            out.append((room.audience(), left))
+        elif room.key != self._default_room:
+            del self._rooms[room.key]
+
+    def _leave(
+        self, member: Member[P], typed: str | None, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        if member.nick is None:
+            if typed is None:
+                self._land(member, None, wall, out)
+            else:
+                self._named(member, wall, out)
+            return
+        if typed is None:
+            room = member.room
+            if room is None:
+                self._error(member, wall, "no-room", "you are in no room", out)
+                return
+        else:
+            name = self._room_name(member, typed, wall, out)
+            if name is None:
+                return
+            room = member.rooms.get(name_key(name))
+            if room is None:
+                self._not_in(member, name, wall, out)
+                return
+        self._exit(member, room, Left(wall, room.name, member.nick, "left"), out)
+        now_in = member.room
+        if now_in is None:
+            text = f"you left {room.name}; you are in no room now (/join ROOM to join one)"
+        else:
+            text = f"you left {room.name}; you talk in {now_in.name}"
+        data = {"room": room.name, "current": now_in.name if now_in else None}
+        out.append((_to(member), Notice(wall, room.name, "left", text, data)))
 
     def _depart(
         self, member: Member[P], wall: float, how: Literal["quit", "disconnected"], reason: str
@@ -395,9 +617,8 @@ class ChatProtocol(Generic[P]):
         member.gone = True
         if member.nick is not None:
             del self._members[name_key(member.nick)]
-            if member.room is not None:
-                left = Left(wall, member.room.name, member.nick, how, reason)
-                self._exit(member, member.room, left, out)
+            for room in list(member.rooms.values()):
+                self._exit(member, room, Left(wall, room.name, member.nick, how, reason), out)
         return out
 
     def _quit(self, member: Member[P], text: str, wall: float, out: list[Addressed[P]]) -> None:
@@ -413,8 +634,8 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "format-unknown", reply, out, formats=list(FORMATS))
             return
         member.form = form
-        if member.room is not None:
-            member.room.changed()
+        for room in member.rooms.values():
+            room.changed()
         text = f"lines are now sent as {form.name}"
         out.append((_to(member), Notice(wall, NOWHERE, "format", text, {"format": form.name})))
 
@@ -426,17 +647,50 @@ class ChatProtocol(Generic[P]):
         data = {"rooms": [{"room": room.name, "count": len(room.members)} for room in rooms]}
         out.append((_to(member), Notice(wall, NOWHERE, "rooms", f"rooms: {listed}", data)))
 
-    def _who(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
+    def _who(
+        self, member: Member[P], typed: str | None, wall: float, out: list[Addressed[P]]
+    ) -> None:
         if not self._named(member, wall, out):
             return
-        room = member.room
-        if room is None:
-            self._error(member, wall, "no-room", "you are in no room; /rooms lists them", out)
-            return
+        if typed is None:
+            room = member.room
+            if room is None:
+                reply = "you are in no room; /rooms lists them"
+                self._error(member, wall, "no-room", reply, out)
+                return
+        else:
+            name = self._room_name(member, typed, wall, out)
+            if name is None:
+                return
+            found = self._rooms.get(name_key(name))
+            if found is None:
+                reply = f"there is no room called {name}; /rooms lists them"
+                self._error(member, wall, "no-such-room", reply, out, room=name)
+                return
+            room = found
         nicks = room.nicks()
         text = f"{len(nicks)} in {room.name}: {', '.join(nicks)}"
         data = {"room": room.name, "nicks": nicks}
         out.append((_to(member), Notice(wall, room.name, "who", text, data)))
+
+    def _online(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
+        if not self._named(member, wall, out):
+            return
+        online = sorted(self._members.values(), key=lambda m: (m.nick or "").casefold())
+        listed = []
+        members = []
+        for someone in online:
+            rooms = [room.name for room in someone.rooms.values()]
+            members.append(
+                {"nick": someone.nick, "rooms": rooms[:ONLINE_ROOMS], "count": len(rooms)}
+            )
+            shown = ", ".join(rooms[:ONLINE_ROOMS]) or "no room"
+            if len(rooms) > ONLINE_ROOMS:
+                shown += f" and {len(rooms) - ONLINE_ROOMS} more"
+            listed.append(f"{someone.nick} ({shown})")
+        text = f"{len(online)} online: {', '.join(listed)}"
+        data = {"members": members, "count": len(online)}
+        out.append((_to(member), Notice(wall, NOWHERE, "online", text, data)))
 
     def _help(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
         width = max(len(usage) for usage, _ in COMMAND_HELP)
@@ -464,3 +718,12 @@ class ChatProtocol(Generic[P]):
         **data: object,
     ) -> None:
         out.append((_to(member), Notice(wall, NOWHERE, code, text, data, error=True)))
+
+
+def _moved(line: Line, room: str) -> Line:
+    """``line`` as said in ``room`` (a room whose name was first written another way)."""
+    return (
+        Said(line.time, room, line.nick, line.text)
+        if isinstance(line, Said)
+        else Acted(line.time, room, line.nick, line.text)
+    )

@@ -21,9 +21,10 @@ backlogs are cut off at once, their backlogs discarded, until it fits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from ...host import Host
 from ...service import Service
@@ -31,9 +32,10 @@ from ...session import Session
 from ...stream import ByteStream
 from ...visible import visible
 from .lines import NOWHERE, SERVER, Stamp, format_line
-from .protocol import ChatProtocol, ChatSettings
+from .protocol import Addressed, ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
-from .room import Member
+from .room import Member, Room
+from .state import ChatState, MemoryState
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -196,7 +198,7 @@ class ChatSession(Session):
             time.time(),
             stream.address_key,
         )
-        self._outbox.post(deliveries(events))
+        self._post(events)
 
     def data_received(self, data: bytes) -> None:
         member = self._member
@@ -206,22 +208,35 @@ class ChatSession(Session):
             events = self._chat.receive(member, data, self.host.now(), time.time())
             if events:  # a whole line arrived: the member is not idle
                 self.messages += 1
-            self._outbox.post(deliveries(events))
+            self._post(events)
         except Exception:
             log.exception("chat session with %s failed", self.peer)
             self.abort("internal server error")
             return
+        if member.held is not None:  # until the history of a room it joined arrives
+            self.stream.pause_reading()
         if member.finished:
             self._close_when_written()
 
     def eof_received(self) -> bool:
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(
-                deliveries(self._chat.end_of_input(member, self.host.now(), time.time()))
-            )
+            self._post(self._chat.end_of_input(member, self.host.now(), time.time()))
+            if member.held is not None:
+                return True  # closed by resumed(), once its held lines are acted on
         self._close_when_written()
         return True  # closed above, once the replies are written
+
+    def resumed(self) -> None:
+        """The history this member waited for arrived and its held lines were acted on."""
+        member = self._member
+        if member is None or self.closing:
+            return
+        self._post([])
+        if member.held is None:
+            self.stream.resume_reading()
+        if member.finished or member.gone:
+            self._close_when_written()
 
     def ended(self, exc: Exception | None) -> None:
         if self._linger is not None:
@@ -229,7 +244,15 @@ class ChatSession(Session):
         self._outbox.forget(self)
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(deliveries(self._chat.disconnect(member, time.time())))
+            self._post(self._chat.disconnect(member, time.time()))
+
+    def _post(self, events: list[Addressed[ChatSession]]) -> None:
+        """Queue the deliveries of ``events``; fetch the history of rooms that came into use."""
+        self._outbox.post(deliveries(events))
+        chat = self._chat
+        for room in chat.take_loads():
+            loading = load_history(chat, room, self.host.now, self._outbox)
+            self.host.spawn(loading, f"history of {room.name}")
 
     # closing ----------------------------------------------------------------------
 
@@ -243,7 +266,7 @@ class ChatSession(Session):
         """Take the member out of the chat (telling the room why), tell it, then close."""
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(deliveries(self._chat.disconnect(member, time.time(), reason)))
+            self._post(self._chat.disconnect(member, time.time(), reason))
         super().abort(reason)
 
     def notify_failure(self, reason: str) -> None:
@@ -262,9 +285,30 @@ class ChatSession(Session):
         """Take the member out of the chat (telling the room why) and drop its backlog now."""
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(deliveries(self._chat.disconnect(member, time.time(), reason)))
+            self._post(self._chat.disconnect(member, time.time(), reason))
         log.info("cutting off %s: %s", self.peer, reason)
         self.kill()
+
+
+async def load_history(
+    chat: ChatProtocol[ChatSession],
+    room: Room[ChatSession],
+    now: Callable[[], float] = time.monotonic,
+    outbox: Outbox | None = None,
+) -> None:
+    """Fetch ``room``'s history from the chat's state and show it to who is waiting for it."""
+    assert chat.state is not None
+    try:
+        past = await chat.state.recent(room.key)
+    except Exception:
+        log.exception("cannot read the history of %s", room.name)
+        past = []
+    sessions = [member.peer for member, _ in room.waiting]
+    events = chat.history_loaded(room, past, now(), time.time())
+    if outbox is not None:
+        outbox.post(deliveries(events))
+    for session in sessions:
+        session.resumed()
 
 
 class ChatService(Service):
@@ -272,7 +316,9 @@ class ChatService(Service):
 
     ``max_queue`` is how many unsent bytes a member may have waiting before it
     is disconnected as not reading; ``max_queue_total`` how many all members
-    together may have before the ones furthest behind are cut off.  One
+    together may have before the ones furthest behind are cut off.  ``state``
+    keeps the rooms' histories (:mod:`.state`; by default in memory, for as
+    long as the process runs): the server starts it and closes it.  One
     ChatService is one chat: run it in one process (its rooms live in memory).
     """
 
@@ -286,10 +332,24 @@ class ChatService(Service):
         *,
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_queue_total: int = DEFAULT_MAX_QUEUE_TOTAL,
+        state: ChatState | None = None,
     ) -> None:
         self._outbox = Outbox(max_queue, max_queue_total)
-        self.settings = settings or ChatSettings()
-        self.chat: ChatProtocol[ChatSession] = ChatProtocol(self.settings)
+        self.settings = settings = settings or ChatSettings()
+        #: What keeps the rooms' histories.
+        self.state = state or MemoryState(settings.history, settings.history_bytes)
+        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Open the chat's state and fetch the default room's history; close it at the end."""
+        await self.state.start()
+        try:
+            for room in self.chat.take_loads():
+                await load_history(self.chat, room)
+            yield
+        finally:
+            await self.state.close()
 
     @property
     def max_queue(self) -> int:
