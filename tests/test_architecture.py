@@ -29,6 +29,8 @@ SANS_IO = [
     "socketeer.services.tftp.transfer",
     "socketeer.services.tftp.client",
     "socketeer.throttle",
+    "socketeer.accounts",
+    "socketeer.passwords",
     "socketeer.transcode",
     "socketeer.conversation",
     "socketeer.quantity",

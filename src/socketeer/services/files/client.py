@@ -128,22 +128,38 @@ class FilesClient:
         self.writable = False
         #: The server's name and version, from its welcome.
         self.server = ""
+        #: The account this connection is logged in as (None: none).
+        self.user: str | None = None
 
     @classmethod
     def connect(
-        cls, target: str | Endpoint, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        target: str | Endpoint,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        user: str | None = None,
+        password: str | None = None,
     ) -> Self:
-        """Connect and say hello; ``token`` is needed for writes."""
+        """Connect and say hello; ``token`` is needed for writes.
+
+        On a server with accounts, ``user`` and ``password`` log in; a
+        server that does not log the connection in as ``user`` is refused
+        (``unauthorized``).
+        """
         client = cls(Connection.connect(target, timeout))
         try:
-            client._hello(token)
+            client._hello(token, user, password)
         except BaseException:
             client.close()
             raise
         return client
 
-    def _hello(self, token: str | None) -> None:
-        self._send(Hello(token=token, client=f"socketeer {__version__}"))
+    def _hello(
+        self, token: str | None, user: str | None = None, password: str | None = None
+    ) -> None:
+        hello = Hello(token=token, client=f"socketeer {__version__}", user=user, password=password)
+        self._send(hello)
         try:
             first = self._recv()
         except ConnectionClosed:
@@ -173,7 +189,12 @@ class FilesClient:
                 f"{self.endpoint} speaks files protocol version {reply.version}, not {VERSION}",
                 "version",
             )
-        self.writable, self.server = reply.writable, reply.server
+        self.writable, self.server, self.user = reply.writable, reply.server, reply.user
+        if user is not None and reply.user is None:
+            raise FilesError(
+                f"{self.endpoint} did not log in {user} (a server without accounts)",
+                "unauthorized",
+            )
 
     def _not_files_server(self, why: str) -> FilesError:
         return FilesError(f"{self.endpoint} is not a files server ({why})", "version")
