@@ -95,6 +95,7 @@ class ChatClient:
         reconnect: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        password: str | None = None,
     ) -> None:
         problem = nick_problem(nick)
         if problem:
@@ -107,6 +108,7 @@ class ChatClient:
         self.reconnect = reconnect
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
+        self._password = password  # for a registered nickname: sent as PASS first
         self._conn: AsyncConnection | None = None
         self._home: str | None = None  # where the server puts newcomers
         self._wanted: str | None = nick  # a nickname asked for and not yet confirmed
@@ -138,6 +140,8 @@ class ChatClient:
         try:
             with contextlib.suppress(NetworkError):  # what it said before it hung up comes first
                 await self.send(f"/format {JSON.name}")
+                if self._password is not None:
+                    await self.send(f"PASS {self._password}")
                 await self.send(f"/nick {self.nick}")
                 if self.room is not None and self._home is not None and self.room != self._home:
                     await self.send(f"/join {self.room}")
@@ -288,6 +292,8 @@ class ChatClient:
                     self._home = self.room
             case "left":
                 self.room = None
+            case "login-failed":
+                self.reconnect = False  # trying again would only get the address banned
             case "nick-taken" if self._wanted is not None:
                 self._tries += 1
                 if self._tries <= ALTERNATE_NICKS and len(self._wanted) < MAX_NICK_LENGTH:

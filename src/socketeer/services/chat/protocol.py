@@ -20,12 +20,14 @@ from ...ratelimit import TokenBucket
 from ...visible import visible
 from .commands import (
     COMMAND_HELP,
+    LOGIN_HELP,
     Act,
     Format,
     Help,
     Invalid,
     Join,
     Leave,
+    Login,
     Msg,
     Nick,
     Quit,
@@ -37,6 +39,7 @@ from .commands import (
 from .events import Acted, History, Joined, Left, Notice, Private, Renamed, Said
 from .incoming import LineSplitter, Overlong
 from .lines import NOWHERE
+from .logins import LoginCheck, Registry, pass_line
 from .names import name_key, nick_problem, room_name
 from .rendering import FORMATS, TEXT, Addressed, Audience, Delivery, group
 from .room import Member, Room
@@ -93,7 +96,12 @@ class ChatSettings:
 class ChatProtocol(Generic[P]):
     """Every member and room of one chat; each method returns the events it causes."""
 
-    def __init__(self, settings: ChatSettings | None = None) -> None:
+    def __init__(
+        self, settings: ChatSettings | None = None, registry: Registry | None = None
+    ) -> None:
+        #: Registered nicknames (a users file), or None: every nickname is free.
+        self.registry = registry
+        self._checks: list[LoginCheck[P]] = []
         self.settings = settings = settings or ChatSettings()
         default = Room[P](room_name(settings.default_room)[0], settings.history)
         self._default_room = name_key(default.name)
@@ -140,6 +148,46 @@ class ChatProtocol(Generic[P]):
         out += self.disconnect(member, wall)
         return out
 
+    def take_checks(self) -> list[LoginCheck[P]]:
+        """Passwords to check (slow: in a thread), asked for since the last call.
+
+        Answer each with :meth:`checked`; until then the member's lines wait.
+        """
+        checks, self._checks = self._checks, []
+        return checks
+
+    def checked(
+        self, member: Member[P], check: LoginCheck[P], refusal: str | None, now: float, wall: float
+    ) -> list[Addressed[P]]:
+        """The answer to ``check``: None if the password was right, else why it was refused.
+
+        Then the lines that waited for it are acted on.
+        """
+        out: list[Addressed[P]] = []
+        held, member.held = member.held or [], None
+        if member.gone:
+            return out
+        account = self.registry.accounts.find(check.name) if self.registry else None
+        if refusal is None and account is not None:
+            member.account = account.name
+            if member.nick == account.name:
+                text = f"you are logged in as {account.name}"
+                out.append((_to(member), Notice(wall, NOWHERE, "logged-in", text)))
+            else:
+                self._name(member, account.name, wall, out)
+        else:
+            shown = visible(check.name)
+            reason = refusal or "wrong password"
+            self._error(member, wall, "login-failed", f"{shown}: {reason}", out, nick=shown)
+        for index, line in enumerate(held):
+            if member.gone:
+                break
+            if member.held is not None:  # another check began: the rest waits for it
+                member.held.extend(held[index:])
+                break
+            self._line(member, line, now, wall, out)
+        return out
+
     def disconnect(self, member: Member[P], wall: float, reason: str = "") -> list[Addressed[P]]:
         """``member``'s connection is gone (or being closed because of ``reason``)."""
         if member.gone:
@@ -179,6 +227,13 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "line-too-long", text, out, limit=line.limit)
             return
         if not line.strip():
+            return
+        if member.held is not None:  # a password is being checked: wait for it
+            member.held.append(line)
+            return
+        password = pass_line(line)
+        if password is not None and (member.nick is None or self.registry is not None):
+            self._pass(member, password, wall, out)
             return
         command = parse_command(line)
         if not isinstance(command, Quit) and not member.bucket.allow(now):
@@ -220,6 +275,8 @@ class ChatProtocol(Generic[P]):
                 self._quit(member, text, wall, out)
             case Format(name):
                 self._format(member, name, wall, out)
+            case Login(name, password):
+                self._login(member, name, password, out, wall)
             case Invalid(reason, code):
                 self._error(member, wall, code, reason, out)
 
@@ -277,6 +334,8 @@ class ChatProtocol(Generic[P]):
             reply = f'you are already called "{nick}"'
             self._error(member, wall, "nick-same", reply, out, nick=nick)
             return
+        if self._needs_login(member, nick, wall, out):
+            return
         key = name_key(nick)
         holder = self._members.get(key)
         if holder is not None and holder is not member and holder.nick is not None:
@@ -300,6 +359,62 @@ class ChatProtocol(Generic[P]):
             others = room.others(member)
             if others:
                 out.append((others, Renamed(wall, room.name, old, nick)))
+
+    # registered nicknames --------------------------------------------------------
+
+    def _needs_login(
+        self, member: Member[P], nick: str, wall: float, out: list[Addressed[P]]
+    ) -> bool:
+        """Whether ``nick`` cannot be taken yet: a password is due (or being checked)."""
+        registry = self.registry
+        if registry is None:
+            return False
+        account = registry.accounts.find(nick)
+        if account is None:
+            if registry.registered_only:
+                reply = (
+                    "this chat takes registered nicknames only:"
+                    " /login NAME PASSWORD (or PASS PASSWORD before the nickname)"
+                )
+                self._error(member, wall, "nick-unregistered", reply, out, nick=nick)
+                return True
+            return False
+        if member.account == account.name:
+            return False
+        if member.password is not None:
+            password, member.password = member.password, None
+            self._begin_check(member, nick, password)
+            return True
+        reply = (
+            f'the nickname "{nick}" is registered: /login {nick} PASSWORD'
+            " (or PASS PASSWORD before the nickname)"
+        )
+        self._error(member, wall, "nick-registered", reply, out, nick=nick)
+        return True
+
+    def _pass(self, member: Member[P], password: str, wall: float, out: list[Addressed[P]]) -> None:
+        if self.registry is None:
+            reply = "this chat has no accounts; choose a nickname"
+            self._error(member, wall, "no-accounts", reply, out)
+        elif member.nick is not None:
+            reply = "PASS comes before the nickname; now use /login NAME PASSWORD"
+            self._error(member, wall, "usage", reply, out)
+        else:
+            member.password = password
+            text = "password noted: now your (registered) nickname"
+            out.append((_to(member), Notice(wall, NOWHERE, "pass", text)))
+
+    def _login(
+        self, member: Member[P], name: str, password: str, out: list[Addressed[P]], wall: float
+    ) -> None:
+        if self.registry is None:
+            self._error(member, wall, "no-accounts", "this chat has no accounts", out)
+            return
+        self._begin_check(member, name, password)
+
+    def _begin_check(self, member: Member[P], name: str, password: str) -> None:
+        member.held = []
+        self._checks.append(LoginCheck(member.peer, name, password))
 
     def _join(self, member: Member[P], typed: str, wall: float, out: list[Addressed[P]]) -> None:
         if not self._named(member, wall, out):
@@ -439,10 +554,11 @@ class ChatProtocol(Generic[P]):
         out.append((_to(member), Notice(wall, room.name, "who", text, data)))
 
     def _help(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
-        width = max(len(usage) for usage, _ in COMMAND_HELP)
+        listed = (*COMMAND_HELP, LOGIN_HELP) if self.registry is not None else COMMAND_HELP
+        width = max(len(usage) for usage, _ in listed)
         lines = ["commands (anything else is said to your room):"]
-        lines += [f"{usage.ljust(width)}  {what}" for usage, what in COMMAND_HELP]
-        data = {"commands": [{"usage": usage, "what": what} for usage, what in COMMAND_HELP]}
+        lines += [f"{usage.ljust(width)}  {what}" for usage, what in listed]
+        data = {"commands": [{"usage": usage, "what": what} for usage, what in listed]}
         out.append((_to(member), Notice(wall, NOWHERE, "help", "\n".join(lines), data)))
 
     # replies ------------------------------------------------------------------------

@@ -24,12 +24,15 @@ class Member(Generic[P]):
     """One connection to the chat: who it is, where it is, how fast it may talk."""
 
     __slots__ = (
+        "account",
         "address",
         "bucket",
         "finished",
         "form",
         "gone",
+        "held",
         "nick",
+        "password",
         "peer",
         "room",
         "splitter",
@@ -55,6 +58,12 @@ class Member(Generic[P]):
         self.finished = False
         #: No longer in the chat.
         self.gone = False
+        #: The account the member logged in to (its name), if any.
+        self.account: str | None = None
+        #: A ``PASS`` line's password, for the nickname still to come.
+        self.password: str | None = None
+        #: Lines that arrived while a password was being checked (None: none is).
+        self.held: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"<Member {self.nick or '(no nickname)'} in {self.room.name if self.room else '-'}>"
