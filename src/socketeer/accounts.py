@@ -38,6 +38,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .passwords import PasswordHash, hash_password, parse_hash
@@ -54,6 +55,7 @@ __all__ = [
     "account_name_problem",
     "parse_rights",
     "parse_users",
+    "read_users",
     "rights_text",
     "rule_path",
     "users_entry",
@@ -324,6 +326,24 @@ def parse_users(text: str, source: str = "users file") -> Accounts:
             raise lines.error((*where, "password"), f"{name!r}: {exc}") from None
         accounts[name] = Account(name, password, _rules(lines, where, entry, password=True))
     return Accounts(accounts, anonymous)
+
+
+def read_users(path: Path) -> Accounts:
+    """The accounts in the users file at ``path`` (at most :data:`MAX_USERS_FILE` bytes)."""
+    source = str(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_USERS_FILE + 1)
+    except OSError as exc:
+        raise UsersFileError(source, None, exc.strerror or str(exc)) from None
+    if len(data) > MAX_USERS_FILE:
+        raise UsersFileError(source, None, f"over {MAX_USERS_FILE // 2**20} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UsersFileError(source, line, "not UTF-8 text") from None
+    return parse_users(text, source)
 
 
 def users_entry(name: str, hashed: str) -> str:

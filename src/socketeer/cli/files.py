@@ -17,17 +17,22 @@ from typing import BinaryIO
 
 import click
 
+from ..accounts import Accounts
 from ..endpoint import Endpoint
 from ..services.files import FilesService
 from ..services.files.client import FilesClient, FilesError
 from ..services.files.messages import Entry
 from ..services.files.paths import join_remote
-from .params import ENDPOINT, SECONDS
+from .login import USER, USERS, credentials
+from .params import SECONDS, EndpointType
 from .reporter import Reporter
 from .serve import ServeOptions, run_server, serve_group, server_options
 from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get
 
 __all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
+
+#: A files server's endpoint, which may open with the user to log in as (``alice@HOST:PORT``).
+ENDPOINT = EndpointType(users=True)
 
 #: The exit status of ``get ... -`` whose reader went away (128 + SIGPIPE, as for ``cat``).
 EXIT_BROKEN_PIPE = 141
@@ -58,6 +63,7 @@ QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bars, summ
     "--allow-upload", is_flag=True, help="Accept uploads, mkdir and delete (need --token)."
 )
 @TOKEN
+@USERS
 @click.option(
     "--partial-ttl",
     type=SECONDS,
@@ -70,19 +76,35 @@ def serve_files(
     directory: Path,
     allow_upload: bool,
     token: str | None,
+    users: Accounts | None,
     partial_ttl: float,
 ) -> None:
     """Share DIR: list, stat, download; with --allow-upload also upload, mkdir, delete.
 
     Speaks socketeer's files protocol (see `socketeer get`), and on the same
     port serves plain downloads: `echo NAME | nc -N HOST PORT > NAME`.
+    With --users, clients log in (--user) and get their rights per path
+    (plain downloads then get what anonymous users may read); the token
+    of --allow-upload --token still allows everything.
     """
     if allow_upload and not token:
         raise click.UsageError(f"--allow-upload needs a token: --token or ${TOKEN_ENV}")
     service = FilesService(
-        directory, allow_upload=allow_upload, token=token, partial_ttl=partial_ttl
+        directory,
+        allow_upload=allow_upload,
+        token=token,
+        partial_ttl=partial_ttl,
+        accounts=users,
     )
     run_server(service, options, use_uvloop=False)
+
+
+def _connect(
+    endpoint: Endpoint, token: str | None, user: str | None, timeout: float
+) -> FilesClient:
+    """Connect, logged in as ``user`` (or ``USER@`` of the endpoint) if one is given."""
+    name, password = credentials(user)
+    return FilesClient.connect(endpoint, token=token, timeout=timeout, user=name, password=password)
 
 
 def _remote_name(remote: str) -> str:
@@ -122,6 +144,7 @@ def _format_entry(entry: Entry) -> str:
     "-a", "--all", "show_all", is_flag=True, help="Also partial files of unfinished uploads."
 )
 @TOKEN
+@USER
 @TIMEOUT
 def ls_command(
     endpoint: Endpoint,
@@ -129,6 +152,7 @@ def ls_command(
     as_json: bool,
     show_all: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
 ) -> None:
     """List the remote directory REMOTE (default: the shared directory) on ENDPOINT.
@@ -136,7 +160,7 @@ def ls_command(
     Partial files (type `p`, `partial` in JSON) are uploads not finished
     yet; `rm` deletes them.
     """
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    with _connect(endpoint, token, user, timeout) as client:
         entry = client.stat(remote)
         entries = client.list(remote, partials=show_all) if entry.type == "dir" else [entry]
     for item in entries:
@@ -147,7 +171,7 @@ def ls_command(
 
 
 @click.command("get")
-@click.argument("endpoint", type=EndpointOrTftpUrl())
+@click.argument("endpoint", type=EndpointOrTftpUrl(users=True))
 @click.argument("remote", required=False)
 @click.argument("local", required=False)
 @click.option("-r", "--recursive", is_flag=True, help="Fetch a whole directory.")
@@ -156,6 +180,7 @@ def ls_command(
 @click.option("--force", is_flag=True, help="Fetch even files that look up to date.")
 @QUIET
 @TOKEN
+@USER
 @TIMEOUT
 def get_command(
     endpoint: Endpoint | TftpUrl,
@@ -167,6 +192,7 @@ def get_command(
     force: bool,
     quiet: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
 ) -> None:
     """Download REMOTE from ENDPOINT to LOCAL (default: here; - writes it to stdout).
@@ -195,7 +221,7 @@ def get_command(
         raise click.UsageError("-r cannot write to stdout (-)")
     reporter = Reporter(quiet, upload=False, stream=to_stdout)
     with (
-        FilesClient.connect(endpoint, token=token, timeout=timeout) as client,
+        _connect(endpoint, token, user, timeout) as client,
         reporter.watching(),
     ):
         entry = client.stat(remote)
@@ -267,6 +293,7 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 @click.option("-p", "--parents", is_flag=True, help="Make missing remote directories on the way.")
 @QUIET
 @TOKEN
+@USER
 @TIMEOUT
 def put_command(
     local: str,
@@ -278,6 +305,7 @@ def put_command(
     parents: bool,
     quiet: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
 ) -> None:
     """Upload LOCAL to ENDPOINT as REMOTE (default: its name, in the shared directory).
@@ -305,7 +333,7 @@ def put_command(
     reporter = Reporter(quiet, upload=True, stream=from_stdin)
     with (
         _stdin_as_file(from_stdin) as stdin,  # before connecting: it may take a while
-        FilesClient.connect(endpoint, token=token, timeout=timeout) as client,
+        _connect(endpoint, token, user, timeout) as client,
         reporter.watching(),
     ):
         pairs: Sequence[tuple[Path | BinaryIO, str]] = (
@@ -405,12 +433,18 @@ def _local_tree(client: FilesClient, local: Path, target: str) -> list[tuple[Pat
 @click.argument("remote")
 @click.option("-p", "--parents", is_flag=True, help="Make missing parents; no error if it exists.")
 @TOKEN
+@USER
 @TIMEOUT
 def mkdir_command(
-    endpoint: Endpoint, remote: str, parents: bool, token: str | None, timeout: float
+    endpoint: Endpoint,
+    remote: str,
+    parents: bool,
+    token: str | None,
+    user: str | None,
+    timeout: float,
 ) -> None:
-    """Make the directory REMOTE on ENDPOINT (needs the token)."""
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    """Make the directory REMOTE on ENDPOINT (needs the token, or an account's write right)."""
+    with _connect(endpoint, token, user, timeout) as client:
         client.mkdir(remote, parents)
 
 
@@ -419,10 +453,16 @@ def mkdir_command(
 @click.argument("remote")
 @click.option("-r", "--recursive", is_flag=True, help="Delete a directory and everything in it.")
 @TOKEN
+@USER
 @TIMEOUT
 def rm_command(
-    endpoint: Endpoint, remote: str, recursive: bool, token: str | None, timeout: float
+    endpoint: Endpoint,
+    remote: str,
+    recursive: bool,
+    token: str | None,
+    user: str | None,
+    timeout: float,
 ) -> None:
-    """Delete the file or directory REMOTE on ENDPOINT (needs the token)."""
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    """Delete the file or directory REMOTE on ENDPOINT (needs the token, or the delete right)."""
+    with _connect(endpoint, token, user, timeout) as client:
         client.delete(remote, recursive)
