@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from socketeer.passwords import hash_password
 from socketeer.services.files import FilesService
 from socketeer.services.files.client import FilesClient, FilesError
 from socketeer.throttle import AuthThrottle
-from support import WAIT, ThreadedServer
+from support import WAIT, ThreadedServer, recv_all
 
 pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
@@ -347,3 +348,16 @@ def test_the_service_keeps_checking_passwords_in_threads(served: Share) -> None:
         return await asyncio.gather(*(asyncio.to_thread(one) for _ in range(10)))
 
     assert asyncio.run(many()) == ["alice"] * 10
+
+
+def test_plain_downloads_get_only_what_anyone_may_read(served: Share) -> None:
+    def plain(name: str) -> bytes:
+        with socket.create_connection((served.endpoint.host, served.endpoint.port), WAIT) as sock:
+            sock.sendall(name.encode() + b"\n")
+            return recv_all(sock)
+
+    assert plain("public/readme.txt") == b"hello\n"
+    refusal = plain("alice/notes.txt")
+    assert refusal.startswith(b"error: ")
+    assert b"anonymous users may not read" in refusal
+    assert b"alice's notes" not in refusal

@@ -461,8 +461,15 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 name = request.end() if self._eof or not self._chunks else None
         self.messages += 1
         log.info("%s: plain download of %r", self.peer, name)
+        accounts = self._service.accounts
+        # With accounts, a plain download is anonymous: it gets what anyone may read.
+        opener = (
+            self._store.open_file
+            if accounts is None
+            else Access(self._store, accounts, None).open_file
+        )
         try:
-            file, st = await asyncio.to_thread(self._store.open_file, name)
+            file, st = await asyncio.to_thread(opener, name)
         except StoreError as exc:
             self._write(f"error: {visible(str(exc))}\n".encode())
             return
