@@ -26,7 +26,7 @@ whether they are the same file (see :meth:`Accounts.rights`).
 
 Account names are ASCII letters, digits, ``_``, ``.`` and ``-`` (at most 24,
 so every account name is also a chat nickname); two accounts whose names
-look alike (``alice``, ``Alice``, ``aIice``) are refused, and a login finds
+look alike (``alice``, ``Alice``, ``a1ice``) are refused, and a login finds
 its account by the same likeness.
 """
 
