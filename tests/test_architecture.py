@@ -45,6 +45,7 @@ SANS_IO = [
     "socketeer.services.chat.events",
     "socketeer.services.chat.incoming",
     "socketeer.services.chat.lines",
+    "socketeer.services.chat.logins",
     "socketeer.services.chat.names",
     "socketeer.services.chat.protocol",
     "socketeer.services.chat.rendering",
