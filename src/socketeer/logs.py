@@ -19,7 +19,7 @@ from typing import TextIO
 
 from .endpoint import Endpoint
 
-__all__ = ["announce", "announce_browsable", "browser_address", "log_to_stderr", "mark_worker"]
+__all__ = ["announce", "announce_browser", "browser_address", "log_to_stderr", "mark_worker"]
 
 _DATE = "%Y-%m-%d %H:%M:%S"
 
@@ -63,7 +63,8 @@ def announce(endpoints: Sequence[Endpoint], stream: TextIO | None = None) -> Non
 
 
 def browser_address(endpoint: Endpoint) -> str | None:
-    """The ``http://`` address a browser opens for a TCP endpoint (None for others)."""
+    """The ``http://`` (``https://`` for ``tls://``) address a browser opens for a TCP
+    endpoint (None for others)."""
     if endpoint.transport != "tcp":
         return None
     host = endpoint.host or "localhost"
@@ -71,13 +72,13 @@ def browser_address(endpoint: Endpoint) -> str | None:
         host = "localhost"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{endpoint.port}/"
+    scheme = "https" if endpoint.tls else "http"
+    return f"{scheme}://{host}:{endpoint.port}/"
 
 
-def announce_browsable(endpoints: Sequence[Endpoint], stream: TextIO | None = None) -> None:
-    """:func:`announce`, then ``open http://HOST:PORT/ in a browser`` for the first TCP one."""
+def announce_browser(endpoints: Sequence[Endpoint], stream: TextIO | None = None) -> None:
+    """``open http://HOST:PORT/ in a browser`` for the first TCP endpoint."""
     out = stream or sys.stdout
-    announce(endpoints, out)
     for endpoint in endpoints:
         address = browser_address(endpoint)
         if address is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from .. import loop
+from ..accounts import Accounts
 from ..endpoint import Endpoint
 from ..services.chat import (
     DEFAULT_MAX_QUEUE,
@@ -25,15 +26,20 @@ from ..services.chat import (
     ChatService,
     ChatSettings,
 )
+from ..services.chat.logins import Registry
 from ..services.chat.names import nick_problem
 from ..services.chat.state import DEFAULT_HISTORY_BYTES, ChatState, MemoryState
 from ..tls import ClientTLS, alpn
 from ..visible import visible
-from .params import ENDPOINT, SECONDS, SizeType
+from .login import USER, USERS, credentials
+from .params import SECONDS, EndpointType, SizeType
 from .serve import ServeOptions, run_server, serve_group, server_options
 from .tls import client_tls_options
 
 __all__ = ["chat_command", "serve_chat"]
+
+#: A chat server's endpoint, which may open with the user to log in as (``alice@HOST:PORT``).
+ENDPOINT = EndpointType(users=True)
 
 # --- the server -------------------------------------------------------------------------
 
@@ -127,6 +133,12 @@ def chat_state(where: str, lines: int, size: int) -> ChatState:
     help="Rooms one member may be in at once.",
 )
 @click.option("--room", default="lobby", show_default=True, help="The room newcomers land in.")
+@USERS
+@click.option(
+    "--registered-only",
+    is_flag=True,
+    help="Only the nicknames of --users accounts, after their password.",
+)
 def serve_chat(
     options: ServeOptions,
     history: int,
@@ -140,6 +152,8 @@ def serve_chat(
     max_rooms_per_address: int,
     max_rooms_per_member: int,
     room: str,
+    users: Accounts | None,
+    registered_only: bool,
 ) -> None:
     """Chat rooms that nc, telnet and `socketeer chat` can join.
 
@@ -147,7 +161,11 @@ def serve_chat(
     commands.  Lines longer than --max-message are refused with a notice.
     Members may stay silent as long as they like unless --idle-timeout is
     given.  The rooms' history is kept in --state and survives a restart.
+    With --users, an account's nickname needs its password (/login NAME
+    PASSWORD, or PASS PASSWORD before the nickname).
     """
+    if registered_only and users is None:
+        raise click.UsageError("--registered-only needs --users FILE")
     if options.workers > 1:
         raise click.BadParameter("chat keeps its rooms in one process", param_hint="--workers")
     try:
@@ -165,8 +183,13 @@ def serve_chat(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--room") from None
     kept = chat_state(state or str(default_state_dir()), history, history_bytes)
+    registry = Registry(users, registered_only) if users is not None else None
     service = ChatService(
-        settings, max_queue=max_queue, max_queue_total=max_queue_total, state=kept
+        settings,
+        max_queue=max_queue,
+        max_queue_total=max_queue_total,
+        state=kept,
+        registry=registry,
     )
     run_server(service, options)
 
@@ -176,7 +199,8 @@ def serve_chat(
 
 @click.command("chat")
 @click.argument("endpoint", type=ENDPOINT)
-@click.option("-n", "--nick", help="Your nickname (default: your login name).")
+@click.option("-n", "--nick", help="Your nickname (default: --user, or your login name).")
+@USER
 @click.option(
     "--timeout",
     type=SECONDS,
@@ -195,6 +219,7 @@ def serve_chat(
 def chat_command(
     endpoint: Endpoint,
     nick: str | None,
+    user: str | None,
     timeout: float,
     no_reconnect: bool,
     plain: bool,
@@ -209,14 +234,20 @@ def chat_command(
     """
     if endpoint.transport == "udp":
         raise click.BadParameter("chat runs over TCP or Unix sockets", param_hint="ENDPOINT")
-    nick = nick or _login_name()
+    user, password = credentials(user)
+    nick = nick or user or _login_name()
     problem = nick_problem(nick)
     if problem:
         raise click.BadParameter(
             f'"{visible(nick)}" cannot be a nickname: {problem}', param_hint="--nick"
         )
     client = ChatClient(
-        endpoint, nick, reconnect=not no_reconnect, connect_timeout=timeout, tls=tls
+        endpoint,
+        nick,
+        reconnect=not no_reconnect,
+        connect_timeout=timeout,
+        tls=tls,
+        password=password,
     )
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not plain
     from .chat_terminal import run_plain, run_terminal  # prompt_toolkit: only when chatting

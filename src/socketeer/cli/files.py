@@ -17,20 +17,24 @@ from typing import BinaryIO
 
 import click
 
+from ..accounts import Accounts
 from ..endpoint import Endpoint
-from ..logs import announce_browsable
 from ..services.files import FilesService
 from ..services.files.client import FilesClient, FilesError
 from ..services.files.messages import Entry
 from ..services.files.paths import join_remote
 from ..tls import ClientTLS, alpn
-from .params import ENDPOINT, SECONDS
+from .login import USER, USERS, credentials
+from .params import SECONDS, EndpointType
 from .reporter import Reporter
 from .serve import ServeOptions, run_server, serve_group, server_options
 from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get
 from .tls import client_tls_options
 
 __all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
+
+#: A files server's endpoint, which may open with the user to log in as (``alice@HOST:PORT``).
+ENDPOINT = EndpointType(users=True)
 
 #: The exit status of ``get ... -`` whose reader went away (128 + SIGPIPE, as for ``cat``).
 EXIT_BROKEN_PIPE = 141
@@ -61,6 +65,7 @@ QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bars, summ
     "--allow-upload", is_flag=True, help="Accept uploads, mkdir and delete (need --token)."
 )
 @TOKEN
+@USERS
 @click.option(
     "--partial-ttl",
     type=SECONDS,
@@ -73,6 +78,7 @@ def serve_files(
     directory: Path,
     allow_upload: bool,
     token: str | None,
+    users: Accounts | None,
     partial_ttl: float,
 ) -> None:
     """Share DIR: list, stat, download; with --allow-upload also upload, mkdir, delete.
@@ -80,13 +86,30 @@ def serve_files(
     Speaks socketeer's files protocol (see `socketeer get`), and on the same
     port serves plain downloads (`echo NAME | nc -N HOST PORT > NAME`) and
     browsers, curl and wget over HTTP: open the printed http:// address.
+    With --users, clients log in (--user) and get their rights per path
+    (plain downloads then get what anonymous users may read); the token
+    of --allow-upload --token still allows everything.
     """
     if allow_upload and not token:
         raise click.UsageError(f"--allow-upload needs a token: --token or ${TOKEN_ENV}")
     service = FilesService(
-        directory, allow_upload=allow_upload, token=token, partial_ttl=partial_ttl
+        directory,
+        allow_upload=allow_upload,
+        token=token,
+        partial_ttl=partial_ttl,
+        accounts=users,
     )
-    run_server(service, options, use_uvloop=False, on_ready=announce_browsable)
+    run_server(service, options, use_uvloop=False, browsable=True)
+
+
+def _connect(
+    endpoint: Endpoint, token: str | None, user: str | None, timeout: float, tls: ClientTLS
+) -> FilesClient:
+    """Connect, logged in as ``user`` (or ``USER@`` of the endpoint) if one is given."""
+    name, password = credentials(user)
+    return FilesClient.connect(
+        endpoint, token=token, timeout=timeout, tls=tls, user=name, password=password
+    )
 
 
 def _remote_name(remote: str) -> str:
@@ -126,6 +149,7 @@ def _format_entry(entry: Entry) -> str:
     "-a", "--all", "show_all", is_flag=True, help="Also partial files of unfinished uploads."
 )
 @TOKEN
+@USER
 @TIMEOUT
 @client_tls_options(alpn("files"))
 def ls_command(
@@ -134,6 +158,7 @@ def ls_command(
     as_json: bool,
     show_all: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
     tls: ClientTLS,
 ) -> None:
@@ -142,7 +167,7 @@ def ls_command(
     Partial files (type `p`, `partial` in JSON) are uploads not finished
     yet; `rm` deletes them.
     """
-    with FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client:
+    with _connect(endpoint, token, user, timeout, tls) as client:
         entry = client.stat(remote)
         entries = client.list(remote, partials=show_all) if entry.type == "dir" else [entry]
     for item in entries:
@@ -153,7 +178,7 @@ def ls_command(
 
 
 @click.command("get")
-@click.argument("endpoint", type=EndpointOrTftpUrl())
+@click.argument("endpoint", type=EndpointOrTftpUrl(users=True))
 @click.argument("remote", required=False)
 @click.argument("local", required=False)
 @click.option("-r", "--recursive", is_flag=True, help="Fetch a whole directory.")
@@ -162,6 +187,7 @@ def ls_command(
 @click.option("--force", is_flag=True, help="Fetch even files that look up to date.")
 @QUIET
 @TOKEN
+@USER
 @TIMEOUT
 @client_tls_options(alpn("files"))
 def get_command(
@@ -174,6 +200,7 @@ def get_command(
     force: bool,
     quiet: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
     tls: ClientTLS,
 ) -> None:
@@ -203,7 +230,7 @@ def get_command(
         raise click.UsageError("-r cannot write to stdout (-)")
     reporter = Reporter(quiet, upload=False, stream=to_stdout)
     with (
-        FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client,
+        _connect(endpoint, token, user, timeout, tls) as client,
         reporter.watching(),
     ):
         entry = client.stat(remote)
@@ -275,6 +302,7 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 @click.option("-p", "--parents", is_flag=True, help="Make missing remote directories on the way.")
 @QUIET
 @TOKEN
+@USER
 @TIMEOUT
 @client_tls_options(alpn("files"))
 def put_command(
@@ -287,6 +315,7 @@ def put_command(
     parents: bool,
     quiet: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
     tls: ClientTLS,
 ) -> None:
@@ -315,7 +344,7 @@ def put_command(
     reporter = Reporter(quiet, upload=True, stream=from_stdin)
     with (
         _stdin_as_file(from_stdin) as stdin,  # before connecting: it may take a while
-        FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client,
+        _connect(endpoint, token, user, timeout, tls) as client,
         reporter.watching(),
     ):
         pairs: Sequence[tuple[Path | BinaryIO, str]] = (
@@ -415,6 +444,7 @@ def _local_tree(client: FilesClient, local: Path, target: str) -> list[tuple[Pat
 @click.argument("remote")
 @click.option("-p", "--parents", is_flag=True, help="Make missing parents; no error if it exists.")
 @TOKEN
+@USER
 @TIMEOUT
 @client_tls_options(alpn("files"))
 def mkdir_command(
@@ -422,11 +452,12 @@ def mkdir_command(
     remote: str,
     parents: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
     tls: ClientTLS,
 ) -> None:
-    """Make the directory REMOTE on ENDPOINT (needs the token)."""
-    with FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client:
+    """Make the directory REMOTE on ENDPOINT (needs the token, or an account's write right)."""
+    with _connect(endpoint, token, user, timeout, tls) as client:
         client.mkdir(remote, parents)
 
 
@@ -435,6 +466,7 @@ def mkdir_command(
 @click.argument("remote")
 @click.option("-r", "--recursive", is_flag=True, help="Delete a directory and everything in it.")
 @TOKEN
+@USER
 @TIMEOUT
 @client_tls_options(alpn("files"))
 def rm_command(
@@ -442,9 +474,10 @@ def rm_command(
     remote: str,
     recursive: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
     tls: ClientTLS,
 ) -> None:
-    """Delete the file or directory REMOTE on ENDPOINT (needs the token)."""
-    with FilesClient.connect(endpoint, token=token, timeout=timeout, tls=tls) as client:
+    """Delete the file or directory REMOTE on ENDPOINT (needs the token, or the delete right)."""
+    with _connect(endpoint, token, user, timeout, tls) as client:
         client.delete(remote, recursive)

@@ -17,6 +17,7 @@ from ..access import AccessError, AccessSources, parse_network
 from ..datagram import DatagramLimits
 from ..endpoint import Endpoint, parse_endpoint
 from ..framing import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_LINE_LENGTH, FRAMINGS, Framing
+from ..logs import announce_browser
 from ..server import Server, ServerConfig, serve
 from ..service import Service
 from ..services import EchoService, GreetService
@@ -285,13 +286,14 @@ def run_server(
     options: ServeOptions,
     *,
     use_uvloop: bool = True,
-    on_ready: Callable[[list[Endpoint]], None] = announce,
+    browsable: bool = False,
 ) -> None:
     """Serve ``service`` as ``options`` say until SIGINT/SIGTERM.
 
     ``use_uvloop=False`` for services that need asyncio's own loop (zero-copy
-    ``sendfile``); ``--no-uvloop`` turns it off for any service.  ``on_ready``
-    says where the server listens (``announce``, and a browser's address).
+    ``sendfile``); ``--no-uvloop`` turns it off for any service.  Once listening it
+    prints where, the TLS fingerprint, and (``browsable``) the address to open
+    in a browser.
     """
     setup_logging(options.quiet, options.log_level)
     where = list(options.endpoints) or [parse_endpoint(DEFAULT_ENDPOINT)]
@@ -337,8 +339,10 @@ def run_server(
     server = Server(service, where, config)
 
     def ready(endpoints: list[Endpoint]) -> None:
-        on_ready(endpoints)
+        announce(endpoints)
         announce_fingerprint(tls)
+        if browsable:
+            announce_browser(endpoints)
         for endpoint in server.health_endpoints:
             click.echo(f"health on {endpoint}")
 

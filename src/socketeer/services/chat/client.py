@@ -108,6 +108,7 @@ class ChatClient:
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
         tls: ClientTLS | None = None,
+        password: str | None = None,
     ) -> None:
         problem = nick_problem(nick)
         if problem:
@@ -124,6 +125,7 @@ class ChatClient:
         self.connect_timeout = connect_timeout
         #: How a ``tls://`` server is trusted (see :class:`~socketeer.tls.ClientTLS`).
         self.tls = tls or ClientTLS(alpn=(alpn("chat"),))
+        self._password = password  # for a registered nickname: sent as PASS first
         self._conn: AsyncConnection | None = None
         self._wanted: str | None = nick  # a nickname asked for and not yet confirmed
         self._tries = 0
@@ -172,6 +174,8 @@ class ChatClient:
                         await self.send(f"/join {room}")
                     if not rooms:
                         await self.send("/leave")
+                if self._password is not None:
+                    await self.send(f"PASS {self._password}")
                 await self.send(f"/nick {self.nick}")
             self._pending = self._welcome(await self._first_line(conn))
         except BaseException:
@@ -354,6 +358,8 @@ class ChatClient:
                     self.rooms.remove(room)
                 current = data.get("current")
                 self.room = current if isinstance(current, str) else None
+            case "login-failed":
+                self.reconnect = False  # trying again would only get the address banned
             case "nick-taken" if self._wanted is not None:
                 self._tries += 1
                 if self._tries <= ALTERNATE_NICKS and len(self._wanted) < MAX_NICK_LENGTH:

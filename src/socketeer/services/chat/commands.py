@@ -9,10 +9,11 @@ and IRC's names work too (``/part``, ``/list``, ``/names``, ``/exit``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "COMMAND_HELP",
+    "LOGIN_HELP",
     "Act",
     "Command",
     "Format",
@@ -20,6 +21,7 @@ __all__ = [
     "Invalid",
     "Join",
     "Leave",
+    "Login",
     "Msg",
     "Nick",
     "Online",
@@ -108,6 +110,14 @@ class Msg:
 
 
 @dataclass(frozen=True)
+class Login:
+    """``/login NAME PASSWORD``: take the registered nickname NAME."""
+
+    name: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Help:
     """``/help``: list the commands."""
 
@@ -153,6 +163,7 @@ Command = (
     | Quit
     | Format
     | Ping
+    | Login
     | Invalid
 )
 
@@ -173,11 +184,15 @@ COMMAND_HELP: tuple[tuple[str, str], ...] = (
     ("/ping [TOKEN]", "the server answers pong TOKEN once it has acted on your earlier lines"),
 )
 
+#: ``/login``'s usage, which ``/help`` lists on a chat with accounts.
+LOGIN_HELP = ("/login NAME PASSWORD", "take the registered nickname NAME")
+
 _ALIASES = {"part": "leave", "list": "rooms", "names": "who", "exit": "quit"}
 
 
 def _usage(name: str) -> Invalid:
-    usage = next(usage for usage, _ in COMMAND_HELP if usage.split()[0] == f"/{name}")
+    commands = (*COMMAND_HELP, LOGIN_HELP)
+    usage = next(usage for usage, _ in commands if usage.split()[0] == f"/{name}")
     return Invalid(f"usage: {usage}")
 
 
@@ -231,6 +246,9 @@ def parse_command(line: str) -> Command:
         return Msg(words[0], words[1].strip()) if len(words) == 2 else _usage(name)
     if name == "quit":
         return Quit(rest)
+    if name == "login":
+        words = rest.split(None, 1)
+        return Login(words[0], words[1].strip()) if len(words) == 2 else _usage(name)
     if name == "format":
         word = _one_word(name, rest)
         return word if isinstance(word, Invalid) else Format(word.casefold())

@@ -20,12 +20,14 @@ from ...ratelimit import TokenBucket
 from ...visible import visible
 from .commands import (
     COMMAND_HELP,
+    LOGIN_HELP,
     Act,
     Format,
     Help,
     Invalid,
     Join,
     Leave,
+    Login,
     Msg,
     Nick,
     Online,
@@ -41,6 +43,7 @@ from .events import Acted, History, Joined, Left, Notice, Private, Renamed, Said
 from .history import Line, RecentLines
 from .incoming import LineSplitter, Overlong
 from .lines import NOWHERE
+from .logins import LoginCheck, Registry, pass_line
 from .names import name_key, nick_problem, room_name
 from .rendering import FORMATS, TEXT, Addressed, Audience, Delivery, group
 from .room import Member, Room
@@ -118,11 +121,19 @@ class ChatProtocol(Generic[P]):
     room is ``loading``: :meth:`take_loads` hands it to the I/O layer, which
     fetches the history and gives it back with :meth:`history_loaded`.
     Without a state, a room's history lasts while the room exists.
+
+    With a ``registry`` (accounts), registered nicknames need their password.
     """
 
     def __init__(
-        self, settings: ChatSettings | None = None, state: ChatState | None = None
+        self,
+        settings: ChatSettings | None = None,
+        state: ChatState | None = None,
+        registry: Registry | None = None,
     ) -> None:
+        #: Registered nicknames (a users file), or None: every nickname is free.
+        self.registry = registry
+        self._checks: list[LoginCheck[P]] = []
         self.settings = settings = settings or ChatSettings()
         #: What keeps the rooms' histories (None: each room's lasts while the room does).
         self.state = state
@@ -193,6 +204,47 @@ class ChatProtocol(Generic[P]):
         self._act_on(member, member.splitter.end(), now, wall, out)
         return out
 
+    def take_checks(self) -> list[LoginCheck[P]]:
+        """Passwords to check (slow: in a thread), asked for since the last call.
+
+        Answer each with :meth:`checked`; until then the member's lines wait.
+        """
+        checks, self._checks = self._checks, []
+        return checks
+
+    def checked(
+        self, member: Member[P], check: LoginCheck[P], refusal: str | None, now: float, wall: float
+    ) -> list[Addressed[P]]:
+        """The answer to ``check``: None if the password was right, else why it was refused.
+
+        Then the lines that waited for it are acted on.
+        """
+        out: list[Addressed[P]] = []
+        member.checking = False
+        if member.gone:
+            return out
+        account = self.registry.accounts.find(check.name) if self.registry else None
+        if refusal is None and account is not None:
+            member.account = account.name
+            if member.nick == account.name:
+                text = f"you are logged in as {account.name}"
+                out.append((_to(member), Notice(wall, NOWHERE, "logged-in", text)))
+            else:
+                self._name(member, account.name, wall, out)
+        else:
+            shown = visible(check.name)
+            reason = refusal or "wrong password"
+            self._error(member, wall, "login-failed", f"{shown}: {reason}", out, nick=shown)
+        self._resume(member, now, wall, out)
+        return out
+
+    def _resume(self, member: Member[P], now: float, wall: float, out: list[Addressed[P]]) -> None:
+        """Act on ``member``'s held lines once nothing it waits for is on its way."""
+        if member.loading or member.checking or member.held is None:
+            return
+        held, member.held = member.held, None
+        self._act_on(member, held, now, wall, out)
+
     def disconnect(self, member: Member[P], wall: float, reason: str = "") -> list[Addressed[P]]:
         """``member``'s connection is gone (or being closed because of ``reason``)."""
         if member.gone:
@@ -247,9 +299,7 @@ class ChatProtocol(Generic[P]):
             if room.members.get(name_key(member.nick or "")) is member:
                 self._welcome_in(member, room, joined, out)
             member.loading -= 1
-            if not member.loading and member.held is not None:
-                held, member.held = member.held, None
-                self._act_on(member, held, now, wall, out)
+            self._resume(member, now, wall, out)
         return out
 
     def _new_room(self, name: str) -> Room[P]:
@@ -284,6 +334,13 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "line-too-long", text, out, limit=line.limit)
             return
         if not line.strip():
+            return
+        if member.held is not None:  # a password or a history is on its way: wait for it
+            member.held.append(line)
+            return
+        password = pass_line(line)
+        if password is not None and (member.nick is None or self.registry is not None):
+            self._pass(member, password, wall, out)
             return
         command = parse_command(line)
         if not isinstance(command, Quit) and not member.bucket.allow(now):
@@ -332,6 +389,8 @@ class ChatProtocol(Generic[P]):
                 self._quit(member, text, wall, out)
             case Format(name):
                 self._format(member, name, wall, out)
+            case Login(name, password):
+                self._login(member, name, password, out, wall)
             case Invalid(reason, code):
                 self._error(member, wall, code, reason, out)
 
@@ -392,6 +451,8 @@ class ChatProtocol(Generic[P]):
             reply = f'you are already called "{nick}"'
             self._error(member, wall, "nick-same", reply, out, nick=nick)
             return
+        if self._needs_login(member, nick, wall, out):
+            return
         key = name_key(nick)
         holder = self._members.get(key)
         if holder is not None and holder is not member and holder.nick is not None:
@@ -421,6 +482,64 @@ class ChatProtocol(Generic[P]):
             others = room.others(member)
             if others:
                 out.append((others, Renamed(wall, room.name, old, nick)))
+
+    # registered nicknames --------------------------------------------------------
+
+    def _needs_login(
+        self, member: Member[P], nick: str, wall: float, out: list[Addressed[P]]
+    ) -> bool:
+        """Whether ``nick`` cannot be taken yet: a password is due (or being checked)."""
+        registry = self.registry
+        if registry is None:
+            return False
+        account = registry.accounts.find(nick)
+        if account is None:
+            if registry.registered_only:
+                reply = (
+                    "this chat takes registered nicknames only:"
+                    " /login NAME PASSWORD (or PASS PASSWORD before the nickname)"
+                )
+                self._error(member, wall, "nick-unregistered", reply, out, nick=nick)
+                return True
+            return False
+        if member.account == account.name:
+            return False
+        if member.password is not None:
+            password, member.password = member.password, None
+            self._begin_check(member, nick, password)
+            return True
+        reply = (
+            f'the nickname "{nick}" is registered: /login {nick} PASSWORD'
+            " (or PASS PASSWORD before the nickname)"
+        )
+        self._error(member, wall, "nick-registered", reply, out, nick=nick)
+        return True
+
+    def _pass(self, member: Member[P], password: str, wall: float, out: list[Addressed[P]]) -> None:
+        if self.registry is None:
+            reply = "this chat has no accounts; choose a nickname"
+            self._error(member, wall, "no-accounts", reply, out)
+        elif member.nick is not None:
+            reply = "PASS comes before the nickname; now use /login NAME PASSWORD"
+            self._error(member, wall, "usage", reply, out)
+        else:
+            member.password = password
+            text = "password noted: now your (registered) nickname"
+            out.append((_to(member), Notice(wall, NOWHERE, "pass", text)))
+
+    def _login(
+        self, member: Member[P], name: str, password: str, out: list[Addressed[P]], wall: float
+    ) -> None:
+        if self.registry is None:
+            self._error(member, wall, "no-accounts", "this chat has no accounts", out)
+            return
+        self._begin_check(member, name, password)
+
+    def _begin_check(self, member: Member[P], name: str, password: str) -> None:
+        member.checking = True
+        if member.held is None:
+            member.held = []
+        self._checks.append(LoginCheck(member.peer, name, password))
 
     def _join(self, member: Member[P], typed: str, wall: float, out: list[Addressed[P]]) -> None:
         name = self._room_name(member, typed, wall, out)
@@ -693,10 +812,11 @@ class ChatProtocol(Generic[P]):
         out.append((_to(member), Notice(wall, NOWHERE, "online", text, data)))
 
     def _help(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
-        width = max(len(usage) for usage, _ in COMMAND_HELP)
+        listed = (*COMMAND_HELP, LOGIN_HELP) if self.registry is not None else COMMAND_HELP
+        width = max(len(usage) for usage, _ in listed)
         lines = ["commands (anything else is said to your room):"]
-        lines += [f"{usage.ljust(width)}  {what}" for usage, what in COMMAND_HELP]
-        data = {"commands": [{"usage": usage, "what": what} for usage, what in COMMAND_HELP]}
+        lines += [f"{usage.ljust(width)}  {what}" for usage, what in listed]
+        data = {"commands": [{"usage": usage, "what": what} for usage, what in listed]}
         out.append((_to(member), Notice(wall, NOWHERE, "help", "\n".join(lines), data)))
 
     # replies ------------------------------------------------------------------------

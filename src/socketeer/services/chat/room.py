@@ -25,8 +25,11 @@ class Member(Generic[P]):
     """One connection to the chat: who it is, where it is, how fast it may talk."""
 
     __slots__ = (
+        "account",
+        "account",
         "address",
         "bucket",
+        "checking",
         "finished",
         "form",
         "gone",
@@ -35,6 +38,7 @@ class Member(Generic[P]):
         "landing",
         "loading",
         "nick",
+        "password",
         "peer",
         "room",
         "rooms",
@@ -67,13 +71,20 @@ class Member(Generic[P]):
         self.finished = False
         #: No longer in the chat.
         self.gone = False
-        #: Lines received while a room it joined had its history on the way, not yet
-        #: acted on; None when lines are acted on as they come.
+        #: Lines received while a room it joined had its history on the way, or while
+        #: its password was being checked, not yet acted on; None when lines are
+        #: acted on as they come.
         self.held: list[str | Overlong] | None = None
         #: How many rooms it joined have their history on the way.
         self.loading = 0
         #: Its input ended (acted on once the held lines are).
         self.input_ended = False
+        #: Its password is being checked (its lines wait in :attr:`held`).
+        self.checking = False
+        #: The account the member logged in to (its name), if any.
+        self.account: str | None = None
+        #: A ``PASS`` line's password, for the nickname still to come.
+        self.password: str | None = None
 
     def __repr__(self) -> str:
         return f"<Member {self.nick or '(no nickname)'} in {self.room.name if self.room else '-'}>"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 
@@ -30,8 +31,10 @@ from ...host import Host
 from ...service import Service
 from ...session import Session
 from ...stream import ByteStream
+from ...throttle import AuthThrottle
 from ...visible import visible
 from .lines import NOWHERE, SERVER, Stamp, format_line
+from .logins import LoginCheck, Registry
 from .protocol import Addressed, ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
 from .room import Member, Room
@@ -57,6 +60,10 @@ DROP_LINGER = 5.0
 #: The kernel's send buffer per member.  Fixed, so that the kernel does not grow it
 #: to megabytes for a member that stopped reading: ``max_queue`` decides instead.
 SEND_BUFFER = 64 * 1024
+#: Password checks (scrypt: 16 MiB and tens of ms each) the chat runs at once.
+CHECKS_AT_ONCE = 2
+#: Characters of a name a log line quotes.
+SHOWN_NAME = 64
 
 
 class Outbox:
@@ -176,10 +183,17 @@ class Outbox:
 class ChatSession(Session):
     """One member's connection."""
 
-    def __init__(self, host: Host, chat: ChatProtocol[ChatSession], outbox: Outbox) -> None:
+    def __init__(
+        self,
+        host: Host,
+        chat: ChatProtocol[ChatSession],
+        outbox: Outbox,
+        logins: Logins | None = None,
+    ) -> None:
         super().__init__(host)
         self._chat = chat
         self._outbox = outbox
+        self._logins = logins
         self._member: Member[ChatSession] | None = None
         self._linger: asyncio.TimerHandle | None = None
         #: Bytes delivered during this pass of the event loop, not yet written.
@@ -218,6 +232,28 @@ class ChatSession(Session):
         if member.finished:
             self._close_when_written()
 
+    def _start_checks(self) -> None:
+        """Check the passwords members gave, each in a task; their lines wait meanwhile."""
+        for check in self._chat.take_checks():
+            check.peer.check_password(check)
+
+    def check_password(self, check: LoginCheck[ChatSession]) -> None:
+        """Check ``check`` in a task; what the member sends next waits for the answer."""
+        logins = self._logins
+        if logins is None or self.closing:
+            return
+        self.stream.pause_reading()
+        self.host.spawn(self._checking(logins, check), f"login check for {self.peer}")
+
+    async def _checking(self, logins: Logins, check: LoginCheck[ChatSession]) -> None:
+        address = self.stream.address_key
+        refusal = await logins.check(check.name, check.password, address, self.peer)
+        member = self._member
+        if member is None or self.closing:
+            return
+        self._post(self._chat.checked(member, check, refusal, self.host.now(), time.time()))
+        self.resumed()
+
     def eof_received(self) -> bool:
         member = self._member
         if member is not None and not member.gone:
@@ -228,7 +264,8 @@ class ChatSession(Session):
         return True  # closed above, once the replies are written
 
     def resumed(self) -> None:
-        """The history this member waited for arrived and its held lines were acted on."""
+        """What this member waited for (a history, a password check) came; its held lines
+        were acted on."""
         member = self._member
         if member is None or self.closing:
             return
@@ -253,6 +290,7 @@ class ChatSession(Session):
         for room in chat.take_loads():
             loading = load_history(chat, room, self.host.now, self._outbox)
             self.host.spawn(loading, f"history of {room.name}")
+        self._start_checks()
 
     # closing ----------------------------------------------------------------------
 
@@ -311,6 +349,52 @@ async def load_history(
         session.resumed()
 
 
+class Logins:
+    """Checks members' passwords: in threads, a few at a time, throttled per address."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        throttle: AuthThrottle | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.throttle = throttle if throttle is not None else AuthThrottle()
+        self.clock = clock
+        self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
+
+    async def check(self, name: str, password: str, address: str, peer: str) -> str | None:
+        """None if ``password`` is the account ``name``'s, else why not.
+
+        A failure is counted against ``address``, logged at warning, and
+        answered late; a banned address is refused at once.
+        """
+        throttle = self.throttle
+        banned = throttle.ban_remaining(address, self.clock())
+        shown = visible(name[:SHOWN_NAME])
+        if banned:
+            log.warning('%s: refused login as "%s": banned', peer, shown)
+            wait = math.ceil(banned)
+            return f"too many failed logins from {visible(address)}; try again in {wait} s"
+        async with self._checks:
+            account = await asyncio.to_thread(self.registry.accounts.authenticate, name, password)
+        if account is not None:
+            throttle.succeeded(address, self.clock())
+            log.info("%s: logged in as %s", peer, account.name)
+            return None
+        failure = throttle.failed(address, self.clock())
+        log.warning('%s: failed login as "%s"', peer, shown)
+        if failure.banned_for:
+            log.warning(
+                "%s: banned for %d s after %d failed logins",
+                peer,
+                math.ceil(failure.banned_for),
+                failure.failures,
+            )
+        await asyncio.sleep(failure.delay)
+        return "wrong password"
+
+
 class ChatService(Service):
     """A chat server: rooms, nicknames, private messages, history, flood and backlog limits.
 
@@ -318,7 +402,9 @@ class ChatService(Service):
     is disconnected as not reading; ``max_queue_total`` how many all members
     together may have before the ones furthest behind are cut off.  ``state``
     keeps the rooms' histories (:mod:`.state`; by default in memory, for as
-    long as the process runs): the server starts it and closes it.  One
+    long as the process runs): the server starts it and closes it.  With a
+    ``registry`` (accounts), registered nicknames need their password; failed
+    logins are throttled per address by ``throttle``.  One
     ChatService is one chat: run it in one process (its rooms live in memory).
     """
 
@@ -333,12 +419,16 @@ class ChatService(Service):
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_queue_total: int = DEFAULT_MAX_QUEUE_TOTAL,
         state: ChatState | None = None,
+        registry: Registry | None = None,
+        throttle: AuthThrottle | None = None,
     ) -> None:
         self._outbox = Outbox(max_queue, max_queue_total)
         self.settings = settings = settings or ChatSettings()
         #: What keeps the rooms' histories.
         self.state = state or MemoryState(settings.history, settings.history_bytes)
-        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state)
+        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state, registry)
+        #: Password checks for registered nicknames (None: no accounts).
+        self.logins = Logins(registry, throttle) if registry is not None else None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -367,7 +457,7 @@ class ChatService(Service):
         return self._outbox.queued
 
     def new_session(self, host: Host) -> ChatSession:
-        return ChatSession(host, self.chat, self._outbox)
+        return ChatSession(host, self.chat, self._outbox, self.logins)
 
     def refusal(self, reason: str) -> bytes:
         """A refused member is told in a chat line: ``14:03:07 - -!- error: server busy: ...``."""

@@ -136,6 +136,8 @@ class FilesClient:
         self.writable = False
         #: The server's name and version, from its welcome.
         self.server = ""
+        #: The account this connection is logged in as (None: none).
+        self.user: str | None = None
 
     @classmethod
     def connect(
@@ -145,22 +147,30 @@ class FilesClient:
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         tls: ClientTLS | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> Self:
         """Connect and say hello; ``token`` is needed for writes.
 
         ``tls`` says how a ``tls://`` server is trusted (see :class:`~socketeer.tls.ClientTLS`).
+        On a server with accounts, ``user`` and ``password`` log in; a
+        server that does not log the connection in as ``user`` is refused
+        (``unauthorized``).
         """
         tls = tls or ClientTLS(alpn=(alpn("files"),))
         client = cls(Connection.connect(target, timeout, tls=tls))
         try:
-            client._hello(token)
+            client._hello(token, user, password)
         except BaseException:
             client.close()
             raise
         return client
 
-    def _hello(self, token: str | None) -> None:
-        self._send(Hello(token=token, client=f"socketeer {__version__}"))
+    def _hello(
+        self, token: str | None, user: str | None = None, password: str | None = None
+    ) -> None:
+        hello = Hello(token=token, client=f"socketeer {__version__}", user=user, password=password)
+        self._send(hello)
         try:
             first = self._recv()
         except ConnectionClosed:
@@ -190,7 +200,12 @@ class FilesClient:
                 f"{self.endpoint} speaks files protocol version {reply.version}, not {VERSION}",
                 "version",
             )
-        self.writable, self.server = reply.writable, reply.server
+        self.writable, self.server, self.user = reply.writable, reply.server, reply.user
+        if user is not None and reply.user is None:
+            raise FilesError(
+                f"{self.endpoint} did not log in {user} (a server without accounts)",
+                "unauthorized",
+            )
 
     def _not_files_server(self, why: str) -> FilesError:
         return FilesError(f"{self.endpoint} is not a files server ({why})", "version")

@@ -53,6 +53,7 @@ ErrorCode = Literal[
     "bad-request",
     "version",
     "unauthorized",
+    "forbidden",
     "banned",
     "read-only",
     "bad-path",
@@ -93,13 +94,16 @@ class Message:
 
 @dataclass(frozen=True)
 class Hello(Message):
-    """The client's opening: protocol name, version, and the write token if it has one."""
+    """The client's opening: protocol name, version, the write token if it has one,
+    and the account it logs in as (``user`` and ``password``) on a server with accounts."""
 
     op: ClassVar[str] = "hello"
     version: int = VERSION
     protocol: str = PROTOCOL_NAME
     token: str | None = None
     client: str = ""
+    user: str | None = None
+    password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,12 +188,14 @@ class Error(Message):
 
 @dataclass(frozen=True)
 class Welcome(Message):
-    """The server accepts the hello: its version, and whether this connection may write."""
+    """The server accepts the hello: its version, whether this connection may write,
+    and the account it is logged in as (None: none)."""
 
     op: ClassVar[str] = "welcome"
     version: int = VERSION
     server: str = ""
     writable: bool = False
+    user: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ... import __version__
+from ...accounts import Account, Accounts
 from ...errors import ConnectionClosed, ProtocolError
 from ...host import Host, Task
 from ...http.connection import HttpConnection
@@ -32,6 +33,7 @@ from ...service import Service
 from ...session import Session
 from ...throttle import AuthThrottle
 from ...visible import visible
+from .access import Access
 from .buffers import BufferPool
 from .connection import (
     CLOSED,
@@ -89,16 +91,23 @@ COPY_CHUNK = 1024 * 1024
 SKIP_LIMIT = 256 * 1024 * 1024
 #: Seconds a cut-short upload's connection waits for the client to close.
 LINGER = 10.0
+#: Password checks (scrypt: 16 MiB and tens of ms each) one service runs at once.
+CHECKS_AT_ONCE = 2
+#: Characters of a user name a log line quotes.
+SHOWN_NAME = 64
 _ZEROS = bytes(1024 * 1024)
 
 
 class FilesService(Service):
     """Share ``root``: read-only, or writable with ``allow_upload`` and a ``token``.
 
-    Wrong tokens are answered late and, repeated, get the address banned
-    (``throttle``, a default :class:`~socketeer.throttle.AuthThrottle`, read
-    against ``clock``).  Partial files of abandoned uploads are deleted
-    after ``partial_ttl`` seconds (0: never).
+    With ``accounts`` (a users file), clients log in and each request is
+    checked against their rights (the token, if any, still allows
+    everything).  Wrong tokens and passwords are answered late and,
+    repeated, get the address banned (``throttle``, a default
+    :class:`~socketeer.throttle.AuthThrottle`, read against ``clock``).
+    Partial files of abandoned uploads are deleted after ``partial_ttl``
+    seconds (0: never).
     """
 
     name = "files"
@@ -114,6 +123,7 @@ class FilesService(Service):
         partial_ttl: float = 86400.0,
         throttle: AuthThrottle | None = None,
         clock: Callable[[], float] = time.monotonic,
+        accounts: Accounts | None = None,
     ) -> None:
         if allow_upload and not token:
             raise ValueError("uploads need a token (--token or SOCKETEER_TOKEN)")
@@ -123,6 +133,9 @@ class FilesService(Service):
         self._token = token.encode() if token else None
         self.throttle = throttle if throttle is not None else AuthThrottle()
         self.clock = clock
+        #: The users file's accounts; None: no accounts (the token decides).
+        self.accounts = accounts
+        self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
         self._hashing: dict[tuple[int, int, int, int, int], asyncio.Future[str]] = {}
         #: Upload buffers, shared by every session and bounded in all.
         self.buffers = BufferPool(SLOT, POOL_SLOTS)
@@ -169,6 +182,14 @@ class FilesService(Service):
                 if removed:
                     log.info("deleted %d partial file(s) untouched for %gs", removed, ttl)
             await asyncio.sleep(min(ttl / 4, 3600.0))
+
+    async def authenticate(self, name: str, password: str) -> Account | None:
+        """The account ``name`` if ``password`` is its password (checked in a thread)."""
+        accounts = self.accounts
+        if accounts is None:
+            return None
+        async with self._checks:  # bounded: each check takes 16 MiB
+            return await asyncio.to_thread(accounts.authenticate, name, password)
 
     def token_matches(self, token: str | None) -> bool:
         """Whether ``token`` is the write token (compared in constant time)."""
@@ -231,6 +252,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._unread = False  # reading paused: the client is not reading our replies
         self._eof = False
         self._writable = False
+        #: The rights of a logged-in (or anonymous) client on a server with accounts;
+        #: None: the token decides (no accounts, or the token was given).
+        self._access: Access | None = None
         self._discarding = False
         self._writing: asyncio.Future[tuple[None, None]] | None = None
         self._web: HttpConnection | None = None  # the connection turned out to speak HTTP
@@ -458,8 +482,15 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             return
         self.messages += 1
         log.info("%s: plain download of %r", self.peer, name)
+        accounts = self._service.accounts
+        # With accounts, a plain download is anonymous: it gets what anyone may read.
+        opener = (
+            self._store.open_file
+            if accounts is None
+            else Access(self._store, accounts, None).open_file
+        )
         try:
-            file, st = await asyncio.to_thread(self._store.open_file, name)
+            file, st = await asyncio.to_thread(opener, name)
         except StoreError as exc:
             self._write(f"error: {visible(str(exc))}\n".encode())
             return
@@ -512,28 +543,58 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 f"too many failed logins from {visible(address)}; "
                 f"try again in {math.ceil(banned)} s",
             )
-        elif problem is None and hello.token is not None and service.allow_upload:
-            if service.token_matches(hello.token):
-                service.throttle.succeeded(address, service.clock())
-            else:
-                failure = service.throttle.failed(address, service.clock())
-                if failure.banned_for:
-                    log.warning(
-                        "%s: banned for %d s after %d failed logins",
-                        self.peer,
-                        math.ceil(failure.banned_for),
-                        failure.failures,
-                    )
-                await asyncio.sleep(failure.delay)
-                problem = Error("unauthorized", "wrong token")
+        account = None
+        if problem is None:
+            problem, account = await self._log_in(hello)
         if problem is not None:
-            level = logging.WARNING if problem.code == "banned" else logging.INFO
+            level = logging.WARNING if problem.code in ("banned", "unauthorized") else logging.INFO
             log.log(level, "%s: refused: %s", self.peer, visible(problem.message))
             self._write(conn.send(problem))
             return False
-        self._writable = hello.token is not None and self._service.allow_upload
-        self._write(conn.send(Welcome(server=f"socketeer {__version__}", writable=self._writable)))
+        everything = hello.token is not None and service.allow_upload
+        accounts = service.accounts
+        if accounts is not None and not everything:
+            self._access = Access(self._store, accounts, account)
+            self._writable = accounts.may_write(account)
+        else:
+            self._writable = everything
+        if account is not None:
+            log.info("%s: logged in as %s", self.peer, account.name)
+        user = account.name if account is not None else None
+        welcome = Welcome(server=f"socketeer {__version__}", writable=self._writable, user=user)
+        self._write(conn.send(welcome))
         return True
+
+    async def _log_in(self, hello: Hello) -> tuple[Error | None, Account | None]:
+        """Check the hello's token and account; a failure is counted, logged and answered late."""
+        service = self._service
+        wrong: Error | None = None
+        account = None
+        given = hello.token is not None and service.allow_upload
+        if given and not service.token_matches(hello.token):
+            wrong = Error("unauthorized", "wrong token")
+        if wrong is None and hello.user is not None:
+            if service.accounts is None:
+                return Error("unauthorized", "this server has no accounts (no --users)"), None
+            account = await service.authenticate(hello.user, hello.password or "")
+            if account is None:
+                shown = visible(hello.user[:SHOWN_NAME])
+                wrong = Error("unauthorized", f'wrong user name or password (user "{shown}")')
+        address, now = self._address(), service.clock()
+        if wrong is None:
+            if hello.token is not None or hello.user is not None:
+                service.throttle.succeeded(address, now)
+            return None, account
+        failure = service.throttle.failed(address, now)
+        if failure.banned_for:
+            log.warning(
+                "%s: banned for %d s after %d failed logins",
+                self.peer,
+                math.ceil(failure.banned_for),
+                failure.failures,
+            )
+        await asyncio.sleep(failure.delay)
+        return wrong, None
 
     def _address(self) -> str:
         """Who failed logins are counted against: the client's host, an IPv6 client's /64
@@ -554,6 +615,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._write(conn.send(reply))
 
     async def _simple(self, request: Message) -> Message:
+        if self._access is not None:
+            return await self._simple_with_rights(self._access, request)
         store = self._store
         if isinstance(request, List):
             entries = await asyncio.to_thread(store.list, request.path)
@@ -568,6 +631,20 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         log.info("%s: %s %r", self.peer, request.op, getattr(request, "path", ""))
         return Ok()
 
+    async def _simple_with_rights(self, access: Access, request: Message) -> Message:
+        """A request other than get and put, checked against the client's rights."""
+        if isinstance(request, List):
+            entries = await asyncio.to_thread(access.list, request.path)
+            return Listing(request.path, tuple(entries))
+        if isinstance(request, Stat):
+            return StatReply(await asyncio.to_thread(access.stat, request.path))
+        if isinstance(request, Mkdir):
+            await asyncio.to_thread(access.mkdir, request.path, request.parents)
+        elif isinstance(request, Delete):
+            await asyncio.to_thread(access.delete, request.path, request.recursive)
+        log.info("%s: %s %r", self.peer, request.op, getattr(request, "path", ""))
+        return Ok()
+
     def _check_writable(self) -> None:
         if not self._service.allow_upload:
             raise StoreError("read-only", "this server is read-only (start it with --allow-upload)")
@@ -579,8 +656,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     # downloads ----------------------------------------------------------------------
 
     async def _send_file(self, conn: FilesConnection, request: Get) -> None:
+        opener = self._store.open_file if self._access is None else self._access.open_file
         try:
-            file, st = await asyncio.to_thread(self._store.open_file, request.path)
+            file, st = await asyncio.to_thread(opener, request.path)
         except StoreError as exc:
             self._write(conn.send(Error(exc.code, visible(str(exc)))))
             return
@@ -656,9 +734,10 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     # uploads ------------------------------------------------------------------------
 
     async def _receive_file(self, conn: FilesConnection, request: Put) -> None:
-        self._check_writable()
+        if self._access is None:
+            self._check_writable()
         upload = await asyncio.to_thread(
-            self._store.upload,
+            self._store.upload if self._access is None else self._access.upload,
             request.path,
             request.size,
             request.mtime,

@@ -303,6 +303,56 @@ class FileStore:
                     # It became a symlink after it was looked at: look again.
         raise StoreError("bad-path", f"{_shown(remote)}: keeps changing; try again")
 
+    def resolve(
+        self, remote: str, *, follow: bool = True, partial_last: bool = False
+    ) -> tuple[tuple[str, ...], os.stat_result | None]:
+        """The names ``remote`` leads to from the shared directory, and what is there.
+
+        Symlinks on the way are followed (and, with ``follow``, a symlink as
+        the last name), so the names are the file's own path, not the way it
+        was named.  Names past the last that exists are kept as given (a
+        directory ``mkdir -p`` would make, an upload's new file); the status is
+        then None.  Refused paths raise :class:`StoreError` as any request would.
+        """
+        names = self._names(remote, partial_last=partial_last)
+        try:
+            with self._lookup(remote, names, follow=follow) as found:
+                return found.names, found.st
+        except StoreError as exc:
+            if exc.code not in ("not-found", "not-a-directory"):
+                raise
+        low, high = 0, len(names) - 1  # names[:low] exists; names[:high + 1] does not
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._exists(remote, names[:middle]):
+                low = middle
+            else:
+                high = middle - 1
+        with self._lookup(remote, names[:low]) as found:
+            return (*found.names, *names[low:]), None
+
+    def _exists(self, remote: str, names: tuple[str, ...]) -> bool:
+        try:
+            with self._lookup(remote, names) as found:
+                return found.st is not None
+        except StoreError as exc:
+            if exc.code not in ("not-found", "not-a-directory"):
+                raise
+            return False
+
+    def same_file(self, first: tuple[str, ...], second: tuple[str, ...]) -> bool | None:
+        """Whether two paths from the shared directory are one file; None if one is missing."""
+        found = []
+        for names in (first, second):
+            try:
+                with lookup(self._root_fd, str(self.root), names, max_depth=MAX_DEPTH) as where:
+                    if where.st is None:
+                        return None
+                    found.append(identity(where.st))
+            except (Refused, OSError):
+                return None
+        return found[0] == found[1]
+
     # reading --------------------------------------------------------------------------
 
     def stat(self, remote: str) -> Entry:
