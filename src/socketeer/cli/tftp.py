@@ -1,4 +1,4 @@
-"""``socketeer serve tftp`` serves a directory over TFTP; ``get tftp://`` downloads."""
+"""``socketeer serve tftp`` serves a directory over TFTP; ``get``/``put tftp://`` transfer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import dataclasses
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
@@ -16,10 +18,10 @@ import click
 
 from ..endpoint import Endpoint, parse_endpoint
 from ..errors import BindError
-from ..services.tftp.download import download
 from ..services.tftp.packets import MAX_BLKSIZE, MIN_BLKSIZE
 from ..services.tftp.service import TftpService
 from ..services.tftp.transfer import Settings
+from ..services.tftp.transfers import Progress, download, upload
 from .params import SECONDS, EndpointType
 from .serve import ServeOptions, run_server, serve_group, server_options
 
@@ -30,6 +32,7 @@ __all__ = [
     "parse_tftp_url",
     "serve_tftp",
     "tftp_get",
+    "tftp_put",
 ]
 
 DEFAULT_TFTP_ENDPOINT = "udp://127.0.0.1:6969"
@@ -108,6 +111,8 @@ class TftpUrl:
 
 #: The options ``get tftp://`` asks for: blocks that fit an Ethernet frame, the size.
 GET_OPTIONS = {"blksize": "1428", "tsize": "0", "windowsize": "8"}
+#: What ``put tftp://`` asks for: the same, and tsize says the file's size.
+PUT_OPTIONS = {"blksize": "1428", "windowsize": "8"}
 
 
 def parse_tftp_url(text: str) -> TftpUrl:
@@ -145,16 +150,51 @@ def _retries_within(seconds: float) -> int:
     return retries
 
 
+@contextmanager
+def _progress(name: str, quiet: bool) -> Iterator[Progress | None]:
+    """A progress bar for ``name`` on a terminal (not with ``quiet``), as a transfer's callback."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    from .progress import progress_bars
+
+    with progress_bars(Console(stderr=True, highlight=False)) as bars:
+        shown = 0
+        begun = False
+
+        def report(done: int, total: int | None) -> None:
+            nonlocal shown, begun
+            if not begun:
+                bars.begin(name, total or 0, 0)
+                begun = True
+            bars.advance(done - shown)
+            shown = done
+
+        try:
+            yield report
+        finally:
+            bars.end()
+
+
 def tftp_get(url: TftpUrl, local: str | None, timeout: float, quiet: bool) -> None:
     """Download ``url`` to ``local`` (default: its name here; ``-``: stdout)."""
     name = PurePosixPath(url.path).name
     retries = _retries_within(timeout)
 
     def fetch(dest: BinaryIO) -> int:
-        coroutine = download(
-            url.host, url.port, url.path, dest, options=GET_OPTIONS, retries=retries
-        )
-        return asyncio.run(coroutine)
+        with _progress(name, quiet) as progress:
+            coroutine = download(
+                url.host,
+                url.port,
+                url.path,
+                dest,
+                options=GET_OPTIONS,
+                retries=retries,
+                progress=progress,
+            )
+            return asyncio.run(coroutine)
 
     if local == "-":
         fetch(sys.stdout.buffer)
@@ -174,3 +214,21 @@ def tftp_get(url: TftpUrl, local: str | None, timeout: float, quiet: bool) -> No
     os.replace(part.name, target)
     if not quiet:
         click.echo(f"got {target} ({size} bytes)", err=True)
+
+
+def tftp_put(url: TftpUrl, source: BinaryIO, size: int, timeout: float, quiet: bool) -> None:
+    """Upload ``size`` bytes from ``source`` (at its start) to ``url``."""
+    options = {**PUT_OPTIONS, "tsize": str(size)}
+    with _progress(PurePosixPath(url.path).name, quiet) as progress:
+        coroutine = upload(
+            url.host,
+            url.port,
+            url.path,
+            source,
+            options=options,
+            retries=_retries_within(timeout),
+            progress=None if progress is None else lambda done, _: progress(done, size),
+        )
+        sent = asyncio.run(coroutine)
+    if not quiet:
+        click.echo(f"put {url.path} ({sent} bytes)", err=True)

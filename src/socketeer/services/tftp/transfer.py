@@ -294,6 +294,8 @@ class Sender(Transfer):
         # Read ahead at most one window, and at most READ_AHEAD bytes.
         self._ahead = min(params.windowsize, max(1, READ_AHEAD // params.blksize))
         self.sent_blocks = 0
+        #: The bytes of the file the peer has acknowledged.
+        self.acked_bytes = 0
 
     def start(self, now: float) -> list[bytes]:
         self._arm(now)
@@ -364,8 +366,8 @@ class Sender(Transfer):
         self.heard = True
         self.retries = 0
         packets = self._packets
-        for index in range(base, acked + 1):
-            packets.pop(index, None)
+        for index in range(base or 1, acked + 1):  # block 0 is the OACK
+            self.acked_bytes += len(packets.pop(index)) - 4
         self._base = acked + 1
         if self._last is not None and acked >= self._last:
             self.outcome = ""
