@@ -232,3 +232,11 @@ def test_socketeer_put_takes_one_file(share: tuple[Path, int], here: Path) -> No
     assert_one_line_error(result, 2, "sends one file")
     result = run_cli("put", str(here), f"tftp://127.0.0.1:{port}/a")
     assert_one_line_error(result, 1, "is a directory")
+
+
+@pytest.mark.parametrize(
+    "option", [["--max-message", "10"], ["--idle-timeout", "5"], ["--max-conns", "3"]]
+)
+def test_serve_tftp_refuses_options_for_connections(tmp_path: Path, option: list[str]) -> None:
+    result = run_cli("serve", "tftp", str(tmp_path), "udp://127.0.0.1:0", *option, timeout=20)
+    assert_one_line_error(result, 2, f"{option[0]}: not for TFTP")

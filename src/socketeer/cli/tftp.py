@@ -20,7 +20,7 @@ from ..endpoint import Endpoint, parse_endpoint
 from ..errors import BindError
 from ..services.tftp.packets import MAX_BLKSIZE, MIN_BLKSIZE
 from ..services.tftp.service import TftpService
-from ..services.tftp.transfer import Settings
+from ..services.tftp.transfer import MAX_TRANSFERS, Settings
 from ..services.tftp.transfers import Progress, download, upload
 from .params import SECONDS, EndpointType
 from .serve import ServeOptions, run_server, serve_group, server_options
@@ -67,6 +67,13 @@ PRIVILEGED_PORTS = 1024
     show_default=True,
     help="Seconds before the first retransmission (doubling after each, up to 8x).",
 )
+@click.option(
+    "--max-transfers",
+    type=click.IntRange(1, MAX_TRANSFERS),
+    default=MAX_TRANSFERS,
+    show_default=True,
+    help="Transfers at once, each on its own port; more are refused (error 0, server busy).",
+)
 def serve_tftp(
     options: ServeOptions,
     directory: Path,
@@ -74,6 +81,7 @@ def serve_tftp(
     max_blksize: int,
     retries: int,
     timeout: float,
+    max_transfers: int,
 ) -> None:
     """Serve DIR over TFTP (default endpoint udp://127.0.0.1:6969).
 
@@ -81,12 +89,20 @@ def serve_tftp(
     --allow-upload, and never over an existing file.  Options: blksize,
     timeout, tsize, windowsize.  See docs/tftp.md.
     """
+    given = _stream_options_given(click.get_current_context())
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)}: not for TFTP, which has no connections or messages "
+            "(see --udp-rate, --timeout, --retries, --max-blksize, --max-transfers)"
+        )
     where = options.endpoints or (parse_endpoint(DEFAULT_TFTP_ENDPOINT),)
     if any(endpoint.transport != "udp" for endpoint in where):
         raise click.BadParameter("TFTP runs over UDP: use udp://HOST:PORT", param_hint="ENDPOINTS")
     if timeout <= 0:
         raise click.BadParameter("must be > 0", param_hint="--timeout")
-    settings = Settings(max_blksize=max_blksize, timeout=timeout, retries=retries)
+    settings = Settings(
+        max_blksize=max_blksize, timeout=timeout, retries=retries, max_transfers=max_transfers
+    )
     service = TftpService(directory, allow_upload=allow_upload, settings=settings)
     try:
         run_server(service, dataclasses.replace(options, endpoints=tuple(where)))
@@ -98,6 +114,20 @@ def serve_tftp(
                 f"the default, {DEFAULT_TFTP_ENDPOINT}, does not)"
             ) from None
         raise
+
+
+#: ``serve`` options for connections and messages, which TFTP over UDP does not have.
+STREAM_OPTIONS = ("max_conns", "max_conns_per_ip", "backlog", "idle_timeout", "max_message")
+
+
+def _stream_options_given(ctx: click.Context) -> list[str]:
+    """The stream-only options the user gave (on the command line or in the environment)."""
+    typed = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return [
+        "--" + name.replace("_", "-")
+        for name in STREAM_OPTIONS
+        if ctx.get_parameter_source(name) in typed
+    ]
 
 
 @dataclass(frozen=True)

@@ -64,13 +64,15 @@ def _store_error(exc: StoreError) -> ErrorPacket:
 class TftpPeer(Peer):
     """One address's state: its transfer, and the file it reads or writes."""
 
-    __slots__ = ("file", "request", "timer_at", "transfer", "upload")
+    __slots__ = ("counted", "file", "request", "timer_at", "transfer", "upload")
 
     def __init__(self, addr: Address, limits: DatagramLimits, now: float) -> None:
         super().__init__(addr, limits, now)
         self.transfer: Transfer | None = None
         #: When this peer's entry in the server's timer heap is due (None: it has none).
         self.timer_at: float | None = None
+        #: Whether the server counts this peer's transfer (until the peer is forgotten).
+        self.counted = False
         self.request: Request | None = None
         self.file: BinaryIO | None = None
         self.upload: Upload | None = None
@@ -99,6 +101,8 @@ class TftpServer(DatagramCore[TftpPeer]):
         self._timer_order = itertools.count()
         # Senders that answered an ACK and may read their next window ahead.
         self._to_prepare: list[Sender] = []
+        #: Transfers now, each until its peer is forgotten (refusals not counted).
+        self.transfers = 0
         # Quick replies sent since the last prepare(), to be counted there.
         self._answered: list[tuple[TftpPeer, list[bytes]]] = []
 
@@ -158,6 +162,7 @@ class TftpServer(DatagramCore[TftpPeer]):
         """After a step of ``transfer``: settle it if over, else keep its timer, read ahead."""
         if transfer.outcome is not None:
             self._settle(peer, now)
+            self._schedule(peer, now)  # forgotten, with its socket, at the next timer
             return
         due = transfer.deadline()
         if due is not None and (peer.timer_at is None or due < peer.timer_at):
@@ -209,6 +214,10 @@ class TftpServer(DatagramCore[TftpPeer]):
 
     def _start(self, peer: TftpPeer, request: Request, now: float) -> None:
         peer.request = request
+        if self.transfers >= self.settings.max_transfers:
+            busy = f"server busy: {self.transfers} transfers at once, try again later"
+            self._refuse(peer, ErrorPacket(ErrorCode.NOT_DEFINED, busy), now)
+            return
         try:
             transfer = (
                 self._upload(peer, request, now)
@@ -225,6 +234,8 @@ class TftpServer(DatagramCore[TftpPeer]):
             self._refuse(peer, ErrorPacket(exc.code, exc.message), now)
             return
         peer.transfer = transfer
+        peer.counted = True
+        self.transfers += 1
         what = "upload" if request.write else "download"
         log.info(
             "tftp %s: %s %r (%s)",
@@ -340,6 +351,9 @@ class TftpServer(DatagramCore[TftpPeer]):
 
     def peer_forgotten(self, peer: TftpPeer) -> None:
         self._close(peer)
+        if peer.counted:
+            peer.counted = False
+            self.transfers -= 1
 
     def close(self) -> None:
         """Stop every transfer and let go of the directory."""

@@ -53,6 +53,10 @@ BLOCKS = 65_536
 MAX_BACKOFF = 8
 #: A window holds at most this many bytes (the sender keeps it for retransmission).
 MAX_WINDOW_BYTES = 1024 * 1024
+#: Transfers at once, by default and at most: each has a socket of its own (see
+#: :class:`~socketeer.udp.DatagramEndpoint`'s ``max_peer_sockets``, 1,024), with room
+#: left for the refusals answered meanwhile.
+MAX_TRANSFERS = 1000
 #: A sender reads at most this many bytes ahead of its window.
 READ_AHEAD = 256 * 1024
 
@@ -86,8 +90,12 @@ class Settings:
     max_windowsize: int = 64
     timeout: float = 1.0
     retries: int = 5
+    #: Transfers running at once; a request beyond them is refused (server busy).
+    max_transfers: int = MAX_TRANSFERS
 
     def __post_init__(self) -> None:
+        if self.max_transfers < 1:
+            raise ValueError("max_transfers must be >= 1")
         if not MIN_BLKSIZE <= self.max_blksize <= MAX_BLKSIZE:
             raise ValueError(f"max_blksize must be {MIN_BLKSIZE}..{MAX_BLKSIZE}")
         if self.max_windowsize < 1:
