@@ -32,8 +32,8 @@ __all__ = ["DatagramEndpoint"]
 
 log = logging.getLogger("socketeer.server")
 
-#: Datagrams read from one peer socket before others get a turn.
-READ_BATCH = 64
+#: The largest datagram read from a peer socket (a larger one is cut short).
+MAX_RECEIVE = 65_536
 
 
 class DatagramEndpoint(asyncio.DatagramProtocol):
@@ -83,6 +83,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self._receive(data, addr, at_reply_port=addr not in self._sockets)
         self._transmit()
+        self._prepare(self._now())
 
     def error_received(self, exc: Exception) -> None:
         log.debug("datagram error: %s", exc)
@@ -141,6 +142,16 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         for addr in core.forgotten():
             if not core.watch(addr):  # unless the peer came back in the same step
                 self._close_socket(addr)
+        self._arm_timer()
+
+    def _prepare(self, now: float) -> None:
+        """Let the core work ahead now that its replies are out; its timer may have moved."""
+        if self.transport is None:
+            return
+        try:
+            self.core.prepare(now)
+        except Exception:
+            log.exception("datagram core failed to prepare")
         self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -203,18 +214,27 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
             log.debug("datagram to %s not sent: %s", describe_peer(addr), exc)
 
     def _readable(self, sock: socket.socket, addr: Address) -> None:
-        for _ in range(READ_BATCH):
-            try:
-                data = sock.recv(65_536)
-            except BlockingIOError:
-                break
-            except OSError as exc:  # ICMP port unreachable and the like
-                log.debug("datagram error from %s: %s", describe_peer(addr), exc)
-                break
+        # One datagram a turn: the loop calls again while more wait, and an
+        # empty socket costs no exception (a transfer in lock-step has one).
+        try:
+            data = sock.recv(MAX_RECEIVE)
+        except OSError as exc:  # ICMP port unreachable and the like
+            log.debug("datagram error from %s: %s", describe_peer(addr), exc)
+            return
+        core = self.core
+        now = self._now()
+        try:
+            replies = core.quick_reply(data, addr, now)
+        except Exception:
+            log.exception("datagram from %s failed", describe_peer(addr))
+            replies = []
+        if replies is None:
             self._receive(data, addr, at_reply_port=True)
-            self._transmit()
-            if self._sockets.get(addr) is not sock:  # the core forgot the peer
-                break
+        else:
+            for reply in replies:  # before anything else: the peer waits for them
+                self._send_on(sock, reply, addr)
+        self._transmit()
+        self._prepare(now)
 
     def _close_socket(self, addr: Address) -> None:
         sock = self._sockets.pop(addr, None)

@@ -28,7 +28,7 @@ from .login import USER, USERS, credentials
 from .params import SECONDS, EndpointType
 from .reporter import Reporter
 from .serve import ServeOptions, run_server, serve_group, server_options
-from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get
+from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get, tftp_put
 from .tls import client_tls_options
 
 __all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
@@ -294,7 +294,7 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 
 @click.command("put")
 @click.argument("local", type=click.Path(exists=True, allow_dash=True))
-@click.argument("endpoint", type=ENDPOINT)
+@click.argument("endpoint", type=EndpointOrTftpUrl(users=True))
 @click.argument("remote", default="")
 @click.option("-r", "--recursive", is_flag=True, help="Send a whole directory.")
 @click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check.")
@@ -307,7 +307,7 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 @client_tls_options(alpn("files"))
 def put_command(
     local: str,
-    endpoint: Endpoint,
+    endpoint: Endpoint | TftpUrl,
     remote: str,
     recursive: bool,
     no_verify: bool,
@@ -335,10 +335,15 @@ def put_command(
     continues when the same command is run again.  Stdin is read to its end
     first (into a temporary file, unless it is a file itself): an upload
     announces its size.
+
+    put LOCAL tftp://HOST[:PORT]/NAME uploads to a TFTP server.
     """
     from_stdin = local == "-"
     if from_stdin and recursive:
         raise click.UsageError("-r cannot read a directory from stdin (-)")
+    if isinstance(endpoint, TftpUrl):
+        _put_tftp(local, endpoint, remote, recursive, timeout, quiet)
+        return
     if from_stdin and (not remote or remote.endswith("/")):
         raise click.UsageError("put - needs a remote file name: put - ENDPOINT NAME")
     reporter = Reporter(quiet, upload=True, stream=from_stdin)
@@ -365,6 +370,27 @@ def put_command(
                     raise FilesError(f"{exc} (-p makes it)", exc.code) from None
                 raise
             reporter.done(result)
+
+
+def _put_tftp(
+    local: str, url: TftpUrl, remote: str, recursive: bool, timeout: float, quiet: bool
+) -> None:
+    """``put LOCAL tftp://HOST:PORT/NAME``: one file (or stdin) to a TFTP server."""
+    if remote or recursive:
+        raise click.UsageError("put LOCAL tftp://HOST[:PORT]/NAME sends one file: no REMOTE, no -r")
+    if local != "-" and Path(local).is_dir():
+        raise FilesError(f"{local}: is a directory", "not-a-file")
+    with _stdin_as_file(local == "-") as stdin:
+        if stdin is not None:
+            stdin.seek(0)
+            tftp_put(url, stdin, os.fstat(stdin.fileno()).st_size, timeout, quiet)
+            return
+        try:
+            source = open(local, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+        with source:
+            tftp_put(url, source, os.fstat(source.fileno()).st_size, timeout, quiet)
 
 
 def _put_pairs(
