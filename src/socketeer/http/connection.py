@@ -43,8 +43,11 @@ INBOX_HIGH, INBOX_LOW = 4 * 1024 * 1024, 1024 * 1024
 DISCARD_LIMIT = 1024 * 1024
 #: Seconds a closing connection keeps draining a body the client still sends.
 LINGER = 2.0
-#: Bytes per sendfile call (progress is counted between calls).
-SEND_SLICE = 1024 * 1024
+#: Bytes per sendfile call at first, and at most (progress is counted between calls).
+SEND_SLICE, MAX_SEND_SLICE = 1024 * 1024, 64 * 1024 * 1024
+#: A sendfile call quicker than this doubles the next one's size; slower than
+#: :data:`SLICE_SLOW` halves it: each call costs the same whatever its size.
+SLICE_QUICK, SLICE_SLOW = 0.05, 0.5
 #: Body bytes handed to the application at a time by :meth:`Exchange.receive_body`.
 BODY_BATCH = 2 * 1024 * 1024
 #: A partly filled body buffer is handed on once the client has paused this long.
@@ -252,17 +255,25 @@ class Exchange:
             return 0
         self._h11.send_with_data_passthrough(h11.Data(data=_Region(count)))  # type: ignore[arg-type]
         stream, activity = self._stream, self._connection.activity
-        sent = 0
+        clock = asyncio.get_running_loop().time
+        sent, piece = 0, SEND_SLICE
         while sent < count:
-            want = min(SEND_SLICE, count - sent)
+            want = min(piece, count - sent)
+            started = clock()
             try:
                 done = await stream.sendfile(file, offset + sent, want)
             except NotImplementedError:  # uvloop, TLS: copy through the loop instead
+                want = min(want, SEND_SLICE)
                 done = await self._copy(file, offset + sent, want)
             activity.transferred += done
             sent += done
             if done < want:
                 break
+            took = clock() - started
+            if took < SLICE_QUICK:
+                piece = min(piece * 2, MAX_SEND_SLICE)
+            elif took > SLICE_SLOW:
+                piece = max(piece // 2, SEND_SLICE)
         if sent < count:  # the file shrank: the framing cannot hold
             raise ConnectionResetError("the file shrank while it was being sent")
         return sent
