@@ -405,6 +405,10 @@ class HttpConnection:
                 self._inbox.appendleft(rest)
                 self._queued += len(rest)
         self._raw_wait()
+        if self._paused and self._queued < INBOX_LOW:  # the inbox went into the body
+            self._paused = False
+            if not self._raw_paused and not self.stream.closing:
+                self.stream.resume_reading()
 
     def _raw_wait(self) -> None:
         """Bytes arrived for the raw body: wake its reader; pause reading while it is full."""
