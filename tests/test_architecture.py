@@ -26,6 +26,7 @@ SANS_IO = [
     "socketeer.stats",
     "socketeer.idle",
     "socketeer.services.files.buffers",
+    "socketeer.http.rawbody",
     "socketeer.ratelimit",
     "socketeer.datagram",
     "socketeer.services.tftp.packets",

@@ -79,3 +79,39 @@ def test_an_idle_connection_costs_at_most_64_kib(
     finally:
         for sock in held:
             sock.close()
+
+
+def keep_alive(host: str, port: int) -> socket.socket:
+    """A connection that asked for one file over HTTP, got it, and now says nothing."""
+    sock = socket.create_connection((host, port), WAIT)
+    sock.settimeout(WAIT)
+    sock.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = b""
+    while not answer.endswith(b"\r\n\r\nhello"):
+        got = sock.recv(65536)
+        assert got, "the server closed a keep-alive connection"
+        answer += got
+    return sock
+
+
+def test_an_idle_http_keep_alive_connection_costs_at_most_64_kib(
+    serve_process: ServeProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "small").write_bytes(b"hello")
+    server = serve_process(
+        "serve", "files", str(tmp_path), "127.0.0.1:0", "--idle-timeout", "0", "-q"
+    )
+    (endpoint,) = server.endpoints
+    pid = server.proc.pid
+    listening = open_sockets(pid)
+    held: list[socket.socket] = []
+    try:
+        held += [keep_alive(endpoint.host, endpoint.port) for _ in range(WARM)]
+        before = settle(pid, listening + WARM)
+        held += [keep_alive(endpoint.host, endpoint.port) for _ in range(IDLE)]
+        after = settle(pid, listening + WARM + IDLE)
+        per_connection = (after - before) / IDLE
+        assert per_connection <= BUDGET, f"{per_connection / 1024:.1f} KiB per idle connection"
+    finally:
+        for sock in held:
+            sock.close()

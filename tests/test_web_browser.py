@@ -127,3 +127,57 @@ def test_a_phone_sized_window_and_a_hostile_file(
     browser.get(page_url(share))
     assert browser.find_elements(By.TAG_NAME, "img") == []
     assert no_alert(browser)
+
+
+def log_in(browser: webdriver.Chrome, share: Share) -> None:
+    browser.get(page_url(share))
+    browser.find_element(By.NAME, "token").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "form[action='/.socketeer/login'] button").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "folder-input"), "the upload form")
+
+
+def listed(driver: webdriver.Chrome) -> list[str]:
+    return [a.text for a in driver.find_elements(By.CSS_SELECTOR, "td.name a")]
+
+
+def test_a_folder_picked_keeps_its_tree(
+    share: Share, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    picked = tmp_path / "album"
+    files = {
+        "album/cover.jpg": os.urandom(3000),
+        "album/disc 1/01.flac": os.urandom(9 * 1024 * 1024),  # two chunks
+        "album/disc 2/notes.txt": b"liner notes",
+    }
+    for name, data in files.items():
+        write(tmp_path / name, data)
+    log_in(browser, share)
+    browser.find_element(By.ID, "folder-input").send_keys(str(picked))
+    wait_for(
+        browser,
+        lambda d: d.find_element(By.ID, "progress").text.count("done") == len(files),
+        "the folder's files to finish",
+    )
+    wait_for(browser, lambda d: "album/" in listed(d), "the folder in the listing")
+    shot(browser, tmp_path, "5-folder-uploaded")
+    for name, data in files.items():
+        assert (share.root / name).read_bytes() == data, name
+    assert not [p for p in share.root.rglob("*") if "part" in p.name]
+
+
+def test_files_dropped_on_the_page_are_uploaded(
+    share: Share, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    log_in(browser, share)
+    # A drop as the page receives it; files made in the page (a real drag needs a desktop).
+    browser.execute_script(
+        """
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(["dropped bytes"], "dropped.txt"));
+        const target = document.getElementById("drop");
+        target.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+        """
+    )
+    wait_for(browser, lambda d: "dropped.txt" in listed(d), "the dropped file in the listing")
+    shot(browser, tmp_path, "6-dropped")
+    assert (share.root / "dropped.txt").read_bytes() == b"dropped bytes"

@@ -19,14 +19,16 @@ import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import BinaryIO, Protocol
 
 import h11
 
 from ..errors import ConnectionClosed
 from ..idle import Activity
+from ..services.files.buffers import BufferPool
 from ..stream import ByteStream
+from .rawbody import RawBody
 from .responses import Headers, HttpError, error_response, reason
 
 __all__ = ["DISCARD_LIMIT", "MAX_HEADER_SIZE", "Exchange", "HttpApp", "HttpConnection"]
@@ -41,8 +43,15 @@ INBOX_HIGH, INBOX_LOW = 4 * 1024 * 1024, 1024 * 1024
 DISCARD_LIMIT = 1024 * 1024
 #: Seconds a closing connection keeps draining a body the client still sends.
 LINGER = 2.0
-#: Bytes per sendfile call (progress is counted between calls).
-SEND_SLICE = 1024 * 1024
+#: Bytes per sendfile call at first, and at most (progress is counted between calls).
+SEND_SLICE, MAX_SEND_SLICE = 1024 * 1024, 64 * 1024 * 1024
+#: A sendfile call quicker than this doubles the next one's size; slower than
+#: :data:`SLICE_SLOW` halves it: each call costs the same whatever its size.
+SLICE_QUICK, SLICE_SLOW = 0.05, 0.5
+#: Body bytes handed to the application at a time by :meth:`Exchange.receive_body`.
+BODY_BATCH = 2 * 1024 * 1024
+#: A partly filled body buffer is handed on once the client has paused this long.
+STALL = 0.05
 
 
 class HttpApp(Protocol):
@@ -104,17 +113,33 @@ class Exchange:
 
     # the request body ---------------------------------------------------------------
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The request body, piece by piece as it arrives."""
+    async def chunks(self, *, raw: bool = False) -> AsyncIterator[bytes]:
+        """The request body, piece by piece as it arrives.
+
+        ``raw``: stop once h11 has given what it holds of a body of known
+        length, and receive the rest past h11 (:meth:`receive_body`).
+        """
         if self.body_done:
             return
         conn = self._h11
         if conn.they_are_waiting_for_100_continue:
             self._stream.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        length = self.headers.get("content-length")
+        rest = int(length) if raw and length is not None and length.isdigit() else None
+        if "transfer-encoding" in self.headers:
+            rest = None
         while True:
-            event = await self._connection.next_event()
+            if rest is None:
+                event = await self._connection.next_event()
+            else:  # what h11 holds, then the rest past it
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    self._connection.start_raw(rest)
+                    return
             if isinstance(event, h11.Data):
                 self._connection.activity.transferred += len(event.data)
+                if rest is not None:
+                    rest -= len(event.data)
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 self.body_done = True
@@ -135,6 +160,72 @@ class Exchange:
                 raise HttpError(413, f"request body over {limit} bytes")
             parts.append(chunk)
         return b"".join(parts)
+
+    async def receive_body(
+        self,
+        write: Callable[[list[bytes | memoryview]], Awaitable[None]],
+        limit: int | None = None,
+    ) -> int:
+        """Hand the whole body to ``write`` in batches; the bytes received.
+
+        413 past ``limit`` bytes.  A body of known length goes past h11,
+        into the connection's pooled buffers where it has them; each batch
+        is only valid until ``write`` returns.
+        """
+        declared = self.headers.get("content-length") or ""
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            raise HttpError(413, f"more bytes than the upload's size ({limit} left)")
+        received = 0
+        batch: list[bytes | memoryview] = []
+        batched = 0
+        async for chunk in self.chunks(raw=True):
+            received += len(chunk)
+            if limit is not None and received > limit:
+                raise HttpError(413, f"more bytes than the upload's size ({limit} left)")
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= BODY_BATCH:
+                await write(batch)
+                batch, batched = [], 0
+        if batch:
+            await write(batch)
+        raw = self._connection.raw
+        if raw is not None:  # the rest of a body of declared length: no more than declared
+            received += await self._receive_raw(raw, write)
+        return received
+
+    async def _receive_raw(
+        self,
+        raw: RawBody,
+        write: Callable[[list[bytes | memoryview]], Awaitable[None]],
+    ) -> int:
+        connection = self._connection
+        received = 0
+        writing: asyncio.Future[None] | None = None
+        try:
+            while True:
+                taken = raw.take(BODY_BATCH)
+                if taken:
+                    received += sum(len(chunk) for chunk in taken)
+                    # Shielded: the buffers are the pool's until the write is over.
+                    writing = asyncio.ensure_future(write(taken))
+                    await asyncio.shield(writing)
+                    writing = None
+                    raw.release(taken)
+                    connection.raw_taken()
+                elif raw.done:
+                    break
+                elif connection.eof:
+                    raise HttpError(400, "the request ended in the middle of its body")
+                else:
+                    await connection.wait_raw()
+        finally:
+            if writing is not None:
+                with contextlib.suppress(BaseException):
+                    await writing
+            connection.end_raw()
+        self.body_done = True
+        return received
 
     # the response -------------------------------------------------------------------
 
@@ -164,17 +255,25 @@ class Exchange:
             return 0
         self._h11.send_with_data_passthrough(h11.Data(data=_Region(count)))  # type: ignore[arg-type]
         stream, activity = self._stream, self._connection.activity
-        sent = 0
+        clock = asyncio.get_running_loop().time
+        sent, piece = 0, SEND_SLICE
         while sent < count:
-            want = min(SEND_SLICE, count - sent)
+            want = min(piece, count - sent)
+            started = clock()
             try:
                 done = await stream.sendfile(file, offset + sent, want)
             except NotImplementedError:  # uvloop, TLS: copy through the loop instead
+                want = min(want, SEND_SLICE)
                 done = await self._copy(file, offset + sent, want)
             activity.transferred += done
             sent += done
             if done < want:
                 break
+            took = clock() - started
+            if took < SLICE_QUICK:
+                piece = min(piece * 2, MAX_SEND_SLICE)
+            elif took > SLICE_SLOW:
+                piece = max(piece // 2, SEND_SLICE)
         if sent < count:  # the file shrank: the framing cannot hold
             raise ConnectionResetError("the file shrank while it was being sent")
         return sent
@@ -221,6 +320,8 @@ class HttpConnection:
         app: HttpApp,
         *,
         max_header_size: int = MAX_HEADER_SIZE,
+        pool: BufferPool | None = None,
+        scratch: memoryview | None = None,
     ) -> None:
         self.stream = stream
         self.activity = activity
@@ -235,11 +336,44 @@ class HttpConnection:
         self.max_header_size = max_header_size
         self._fed = 0  # bytes given to h11 so far
         self._cycle_start = 0  # of them, those before this request's head
+        #: The body being received past h11, if one is.
+        self.raw: RawBody | None = None
+        self._pool = pool
+        self._scratch = scratch if scratch is not None else memoryview(bytearray(64 * 1024))
+        self._into_slot = False
+        self._raw_paused = False
+        self._resync = False  # a body went past h11: the next request needs a fresh h11
+
+    # bytes in, for a buffered protocol ----------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the protocol's next read goes: a pooled buffer during a raw body."""
+        slot = self.raw.slot() if self.raw is not None else None
+        self._into_slot = slot is not None
+        return slot if slot is not None else self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were read into what :meth:`get_buffer` gave."""
+        raw = self.raw
+        if not self._into_slot or raw is None:
+            self.feed(bytes(self._scratch[:nbytes]))
+            return
+        self.activity.transferred += nbytes
+        if raw.filled(nbytes):
+            self._raw_wait()
 
     # bytes in, from the session's protocol callbacks --------------------------------
 
     def feed(self, data: bytes) -> None:
         """Bytes from the client."""
+        raw = self.raw
+        if raw is not None and raw.left:
+            before = len(data)
+            data = raw.add(data)
+            self.activity.transferred += before - len(data)
+            self._raw_wait()
+            if not data:
+                return
         self._inbox.append(data)
         self._queued += len(data)
         if self._queued > INBOX_HIGH and not self._paused and not self.stream.closing:
@@ -251,6 +385,70 @@ class HttpConnection:
         """The client will send nothing more."""
         self._eof = True
         self._wakeup.set()
+
+    @property
+    def eof(self) -> bool:
+        """Whether the client has said it will send nothing more."""
+        return self._eof
+
+    # a body past h11 ----------------------------------------------------------------
+
+    def start_raw(self, length: int) -> None:
+        """Receive the next ``length`` bytes (what h11 has not seen of a body) past h11."""
+        self.raw = raw = RawBody(length, self._pool)
+        while self._inbox and raw.left:
+            data = self._inbox.popleft()
+            self._queued -= len(data)
+            rest = raw.add(data)
+            self.activity.transferred += len(data) - len(rest)
+            if rest:
+                self._inbox.appendleft(rest)
+                self._queued += len(rest)
+        self._raw_wait()
+        if self._paused and self._queued < INBOX_LOW:  # the inbox went into the body
+            self._paused = False
+            if not self._raw_paused and not self.stream.closing:
+                self.stream.resume_reading()
+
+    def _raw_wait(self) -> None:
+        """Bytes arrived for the raw body: wake its reader; pause reading while it is full."""
+        raw = self.raw
+        if raw is not None and raw.full and not self._raw_paused and not self.stream.closing:
+            self._raw_paused = True
+            self.stream.pause_reading()
+        self._wakeup.set()
+
+    def raw_taken(self) -> None:
+        """The application wrote what it took of the raw body: read again if paused for it."""
+        if self._raw_paused and self.raw is not None and not self.raw.full:
+            self._raw_paused = False
+            if not self._paused and not self.stream.closing:
+                self.stream.resume_reading()
+
+    async def wait_raw(self) -> None:
+        """Wait for more of the raw body, or the client's end.
+
+        A buffer fills before its bytes are handed on; once the client has
+        paused for :data:`STALL` seconds, what it holds is handed on as it is.
+        """
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), STALL)
+        except TimeoutError:
+            if self.raw is not None:
+                self.raw.seal()
+
+    def end_raw(self) -> None:
+        """The raw body is over: its buffers go back; a complete one lets h11 start afresh."""
+        raw, self.raw = self.raw, None
+        if raw is None:
+            return
+        self._resync = raw.left == 0
+        raw.close()
+        if self._raw_paused:
+            self._raw_paused = False
+            if not self._paused and not self.stream.closing:
+                self.stream.resume_reading()
 
     async def next_event(self) -> object:
         """The next h11 event from the client (waiting for bytes as needed)."""
@@ -333,6 +531,11 @@ class HttpConnection:
         conn = self.h11
         if conn.our_state is not h11.DONE:
             return False
+        if self._resync:  # the body went past h11: the next request gets a fresh one
+            self._resync = False
+            self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_size)
+            self._fed = self._cycle_start = 0
+            return True
         if conn.their_state is h11.SEND_BODY:
             return False  # answered before the body was read: closed with Connection: close
         if conn.their_state is not h11.DONE:

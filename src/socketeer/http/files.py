@@ -29,7 +29,7 @@ import logging
 import math
 import mimetypes
 import stat as stat_module
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
@@ -72,8 +72,6 @@ log = logging.getLogger("socketeer.server")
 
 #: Bytes a form (login, mkdir) may send.
 FORM_LIMIT = 64 * 1024
-#: Upload bytes gathered before each write to disk.
-WRITE_BATCH = 1024 * 1024
 #: Zip bytes gathered before each send.
 ZIP_BATCH = 1024 * 1024
 #: Reserved at the top of the share for socketeer's own pages and assets.
@@ -467,7 +465,9 @@ class FilesWeb:
                     f"the upload stands at byte {upload.offset}, not {offset}",
                     [("upload-offset", str(upload.offset))],
                 )
-            received = await _write_stream(exchange.chunks(), upload, _left(total, offset))
+            received = await exchange.receive_body(
+                lambda chunks: asyncio.to_thread(upload.write_all, chunks), _left(total, offset)
+            )
             end = offset + received
             if total is None:
                 upload.size = end
@@ -612,25 +612,6 @@ def _part_header(head: bytes, name: bytes) -> bytes:
         if field.strip().lower() == name:
             return value.strip()
     return b""
-
-
-async def _write_stream(chunks: AsyncIterator[bytes], upload: Upload, limit: int | None) -> int:
-    """Write ``chunks`` to the upload's partial in batches; 413 past ``limit`` bytes."""
-    received = 0
-    batch: list[bytes | memoryview] = []
-    batched = 0
-    async for chunk in chunks:
-        received += len(chunk)
-        if limit is not None and received > limit:
-            raise HttpError(413, f"more bytes than the upload's size ({limit} left)")
-        batch.append(chunk)
-        batched += len(chunk)
-        if batched >= WRITE_BATCH:
-            await asyncio.to_thread(upload.write_all, batch)
-            batch, batched = [], 0
-    if batch:
-        await asyncio.to_thread(upload.write_all, batch)
-    return received
 
 
 def _gather(chunks: Iterator[bytes], size: int) -> bytes:

@@ -18,6 +18,7 @@ from html import escape
 from urllib.parse import quote
 
 from ..services.files.messages import Entry
+from ..visible import visible
 
 __all__ = ["SORT_KEYS", "ListingView", "human_size", "listing_json", "render_listing"]
 
@@ -89,7 +90,7 @@ def _breadcrumbs(path: str) -> str:
     names = path.split("/") if path else []
     for index, name in enumerate(names):
         target = _href("/".join(names[: index + 1]), directory=True)
-        crumbs.append(f'<a href="{escape(target)}">{escape(name)}</a>')
+        crumbs.append(f'<a href="{escape(target)}">{escape(visible(name))}</a>')
     return ' <span aria-hidden="true">/</span> '.join(crumbs)
 
 
@@ -107,7 +108,7 @@ def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
     for entry in _sorted(entries, view):
         is_dir = entry.type == "dir"
         href = escape(_href(path, entry.name, directory=is_dir))
-        name = escape(entry.name) + ("/" if is_dir else "")
+        name = escape(visible(entry.name)) + ("/" if is_dir else "")
         size = "" if is_dir else f'<span title="{entry.size} bytes">{human_size(entry.size)}</span>'
         actions = ""
         if not is_dir and entry.type == "file":
@@ -131,8 +132,10 @@ def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
             '<section class="tools" id="tools">'
             f'<form method="post" action="{here}?upload" enctype="multipart/form-data" '
             'id="upload-form">'
-            '<label class="drop" id="drop">Drop files here, or '
-            '<input type="file" name="file" multiple id="file-input"></label>'
+            '<div class="drop" id="drop">Drop files or folders here, or pick '
+            '<label>files <input type="file" name="file" multiple id="file-input"></label> '
+            '<label>a folder <input type="file" name="file" multiple webkitdirectory '
+            'id="folder-input"></label></div>'
             '<button type="submit">Upload</button></form>'
             '<ul id="progress" class="progress" aria-live="polite"></ul>'
             f'<form method="post" action="{here}?mkdir" class="row">'
@@ -152,7 +155,7 @@ def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title>"
+        f"<title>{escape(visible(title))}</title>"
         '<link rel="stylesheet" href="/.socketeer/style.css">'
         '<script src="/.socketeer/files.js" defer></script></head>'
         f'<body data-path="{here}" data-writable="{"1" if view.writable else ""}">'

@@ -9,6 +9,7 @@
   const here = body.dataset.path || "/";
   const form = document.getElementById("upload-form");
   const input = document.getElementById("file-input");
+  const folder = document.getElementById("folder-input");
   const drop = document.getElementById("drop");
   const list = document.getElementById("progress");
   let pending = 0;
@@ -121,21 +122,60 @@
     }
   }
 
+  // A dropped folder: every file below it, named by its path from the folder's parent.
+  async function walk(entry, found) {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      found.push([file, entry.fullPath.replace(/^\/+/, "")]);
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      while (true) { // readEntries gives a batch at a time, then an empty one
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, found);
+      }
+    }
+  }
+
+  function dropped(transfer) {
+    // Entries must be taken while the drop event runs; they are read afterwards.
+    const entries = [];
+    const files = [];
+    for (const item of Array.from(transfer.items || [])) {
+      if (item.kind !== "file") continue;
+      const entry = item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
+      if (entry) entries.push(entry);
+      else if (item.getAsFile()) files.push([item.getAsFile(), ""]);
+    }
+    if (!entries.length && !files.length) {
+      for (const file of Array.from(transfer.files)) files.push([file, ""]);
+    }
+    return { entries, files };
+  }
+
+  function picked(field) {
+    const items = Array.from(field.files).map((file) => [file, file.webkitRelativePath || ""]);
+    field.value = "";
+    uploadAll(items);
+  }
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const items = Array.from(input.files).map((file) => [file, file.webkitRelativePath || ""]);
-    input.value = "";
-    uploadAll(items);
+    picked(input);
+    if (folder) picked(folder);
   });
-  input.addEventListener("change", () => form.requestSubmit());
+  input.addEventListener("change", () => picked(input));
+  if (folder) folder.addEventListener("change", () => picked(folder));
   for (const name of ["dragenter", "dragover"]) {
     drop.addEventListener(name, (event) => { event.preventDefault(); drop.classList.add("over"); });
   }
   for (const name of ["dragleave", "drop"]) {
     drop.addEventListener(name, () => drop.classList.remove("over"));
   }
-  drop.addEventListener("drop", (event) => {
+  drop.addEventListener("drop", async (event) => {
     event.preventDefault();
-    uploadAll(Array.from(event.dataTransfer.files).map((file) => [file, ""]));
+    const { entries, files } = dropped(event.dataTransfer);
+    for (const entry of entries) await walk(entry, files);
+    uploadAll(files);
   });
 })();

@@ -265,6 +265,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._task = self.host.spawn(self._run(), f"files session with {self.peer}")
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._web is not None:
+            return self._web.get_buffer(sizehint)
         conn = self._conn
         self._into_slot = (
             conn is not None
@@ -281,6 +283,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         return memoryview(self._slot)[self._filled : end]
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._web is not None:
+            self._web.buffer_updated(nbytes)
+            return
         if not self._into_slot:
             self.data_received(bytes(self._scratch[:nbytes]))
             return
@@ -501,7 +506,10 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     async def _serve_http(self, opening: list[bytes]) -> None:
         """The first line was an HTTP request: serve the connection as HTTP from here on."""
-        self._web = web = HttpConnection(self.stream, self, self._service.web)
+        service = self._service
+        self._web = web = HttpConnection(
+            self.stream, self, service.web, pool=service.buffers, scratch=self._scratch
+        )
         for data in opening:
             web.feed(data)
         for chunk in self._take_chunks():
