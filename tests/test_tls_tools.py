@@ -23,10 +23,29 @@ def certs(tmp_path: Path) -> Certificates:
 
 def serve_tls(serve_process: ServeProcess, *args: str) -> tuple[ServerProcess, int, str]:
     """``socketeer serve ARGS tls://127.0.0.1:0``: the process, its port, its fingerprint line."""
+    process, lines = serve_tls_lines(serve_process, *args)
+    return process, process.endpoints[0].port, lines[-1]
+
+
+def serve_tls_lines(serve_process: ServeProcess, *args: str) -> tuple[ServerProcess, list[str]]:
+    """The server, and what it printed after ``listening on``, to its fingerprint line."""
     process = serve_process("serve", *args, "tls://127.0.0.1:0")
     assert process.proc.stdout is not None
-    line = read_line(process.proc.stdout, time.monotonic() + WAIT).decode().strip()
-    return process, process.endpoints[0].port, line
+    deadline = time.monotonic() + WAIT
+    lines: list[str] = []
+    while not lines or not lines[-1].startswith("tls fingerprint "):
+        line = read_line(process.proc.stdout, deadline).decode()
+        assert line, f"no fingerprint line after {lines}"
+        lines.append(line.strip())
+    return process, lines
+
+
+def test_a_files_server_over_tls_gives_browsers_its_https_address(
+    serve_process: ServeProcess, tmp_path: Path
+) -> None:
+    process, lines = serve_tls_lines(serve_process, "files", str(tmp_path))
+    port = process.endpoints[0].port
+    assert lines[0] == f"open https://127.0.0.1:{port}/ in a browser"
 
 
 def run(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:

@@ -63,7 +63,7 @@ def announce(endpoints: Sequence[Endpoint], stream: TextIO | None = None) -> Non
 
 
 def browser_address(endpoint: Endpoint) -> str | None:
-    """The ``http://`` address a browser opens for a TCP endpoint (None for others)."""
+    """The address a browser opens for a TCP endpoint, ``https://`` over TLS (None for others)."""
     if endpoint.transport != "tcp":
         return None
     host = endpoint.host or "localhost"
@@ -71,11 +71,12 @@ def browser_address(endpoint: Endpoint) -> str | None:
         host = "localhost"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{endpoint.port}/"
+    scheme = "https" if endpoint.tls else "http"
+    return f"{scheme}://{host}:{endpoint.port}/"
 
 
 def announce_browsable(endpoints: Sequence[Endpoint], stream: TextIO | None = None) -> None:
-    """:func:`announce`, then ``open http://HOST:PORT/ in a browser`` for the first TCP one."""
+    """:func:`announce`, then ``open http(s)://HOST:PORT/ in a browser`` for the first TCP one."""
     out = stream or sys.stdout
     announce(endpoints, out)
     for endpoint in endpoints:
