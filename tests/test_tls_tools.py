@@ -205,3 +205,23 @@ def test_get_refuses_an_unknown_server_without_a_terminal_and_pins_on_request(
     plain = run_cli("ls", f"127.0.0.1:{port}")
     assert plain.returncode == 1
     assert "if it speaks TLS, use tls://" in plain.stderr.decode()
+
+
+def test_get_takes_the_file_in_a_url(serve_process: ServeProcess, tmp_path: Path) -> None:
+    share = tmp_path / "share"
+    (share / "docs").mkdir(parents=True)
+    (share / "docs" / "disk.txt").write_bytes(b"encrypted network disk\n")
+    _, port, line = serve_tls(serve_process, "files", str(share))
+    pin = ["--tls-fingerprint", line.split()[-1]]
+    got = run_cli("get", f"tls://127.0.0.1:{port}/docs/disk.txt", "-", *pin)
+    assert got.stdout == b"encrypted network disk\n", got.stderr
+    into = tmp_path / "private"
+    saved = run_cli("get", f"tls://127.0.0.1:{port}/docs/disk.txt", f"{into}/", *pin)
+    assert saved.returncode == 0, saved.stderr
+    assert (into / "disk.txt").read_bytes() == b"encrypted network disk\n"
+    plain = serve_process("serve", "files", str(share), "127.0.0.1:0")
+    unencrypted = run_cli("get", f"127.0.0.1:{plain.endpoints[0].port}/docs/disk.txt", "-")
+    assert unencrypted.stdout == b"encrypted network disk\n", unencrypted.stderr
+    twice = run_cli("get", f"tls://127.0.0.1:{port}/docs/disk.txt", "disk.txt", "x", *pin)
+    assert twice.returncode == 2
+    assert "named in the URL already" in twice.stderr.decode()
