@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import WAIT, ServeProcess, ServerProcess, read_line, run_cli
+from support import WAIT, ServeProcess, ServerProcess, assert_one_line_error, read_line, run_cli
 from tls_support import Certificates, make_certificates
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -225,3 +225,9 @@ def test_get_takes_the_file_in_a_url(serve_process: ServeProcess, tmp_path: Path
     twice = run_cli("get", f"tls://127.0.0.1:{port}/docs/disk.txt", "disk.txt", "x", *pin)
     assert twice.returncode == 2
     assert "named in the URL already" in twice.stderr.decode()
+
+
+def test_listen_refuses_a_tls_endpoint_instead_of_listening_in_plain_text() -> None:
+    result = run_cli("listen", "tls://127.0.0.1:0", timeout=5)
+    assert_one_line_error(result, 2, "listen has no TLS")
+    assert b"listening on" not in result.stdout + result.stderr
