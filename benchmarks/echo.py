@@ -58,7 +58,7 @@ from report import head, spread, table, write_report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-READY = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+READY = re.compile(r"listening on (?:tls://)?127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
@@ -200,6 +200,7 @@ def run_load(server: RunningServer, conns: int, args: argparse.Namespace) -> dic
             str(args.size),
             "--server-pid",
             str(server.pid),
+            *(["--tls"] if getattr(args, "tls", False) else []),
         ],
         CLIENT_CPU,
     )

@@ -6,6 +6,8 @@ frame received is sent back as it came.  Run one per process::
     python benchmarks/echo_servers.py threading        # (a) socketserver.ThreadingTCPServer
     python benchmarks/echo_servers.py uvloop-protocol  # (b) asyncio.Protocol on uvloop
     python benchmarks/echo_servers.py asyncio-streams  # (c) asyncio streams, default loop
+    python benchmarks/echo_servers.py asyncio-protocol-tls --tls-cert C --tls-key K
+                       # (b)'s Protocol over TLS on asyncio's loop, socketeer's SSLContext
 
 Each binds 127.0.0.1 (port 0 unless ``--port``), prints ``listening on
 127.0.0.1:PORT`` (flushed) once it accepts, and exits 0 on SIGTERM or SIGINT.
@@ -18,8 +20,10 @@ import argparse
 import asyncio
 import signal
 import socketserver
+import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 HEADER = 4
@@ -123,9 +127,9 @@ class FrameEchoProtocol(asyncio.Protocol):
             buffer += data[pos:]
 
 
-async def serve_protocol(host: str, port: int) -> None:
+async def serve_protocol(host: str, port: int, context: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(FrameEchoProtocol, host, port, backlog=1024)
+    server = await loop.create_server(FrameEchoProtocol, host, port, backlog=1024, ssl=context)
     await _serve_until_signal(server, port_of(server), host)
 
 
@@ -134,6 +138,18 @@ def run_uvloop_protocol(host: str, port: int) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve_protocol(host, port))
+
+
+def run_asyncio_protocol_tls(host: str, port: int, cert: Path, key: Path) -> None:
+    """(b)'s Protocol over TLS, with the SSLContext ``socketeer serve echo`` makes.
+
+    asyncio's loop, as socketeer's TLS servers use (uvloop 0.23 stalls TLS
+    handshakes that negotiate ALPN).
+    """
+    from socketeer.tls import ServerTLS, alpn
+
+    context = ServerTLS(cert, key).context([alpn("echo")])
+    asyncio.run(serve_protocol(host, port, context))
 
 
 # (c) asyncio streams (StreamReader.readexactly) on asyncio's default loop ------------
@@ -213,9 +229,16 @@ SERVERS: dict[str, Callable[[str, int], None]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("kind", choices=sorted(SERVERS))
+    parser.add_argument("kind", choices=sorted([*SERVERS, "asyncio-protocol-tls"]))
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate (asyncio-protocol-tls)")
+    parser.add_argument("--tls-key", type=Path, help="PEM key (asyncio-protocol-tls)")
     args = parser.parse_args()
+    if args.kind == "asyncio-protocol-tls":
+        if args.tls_cert is None or args.tls_key is None:
+            parser.error("asyncio-protocol-tls needs --tls-cert and --tls-key")
+        run_asyncio_protocol_tls("127.0.0.1", args.port, args.tls_cert, args.tls_key)
+        return
     SERVERS[args.kind]("127.0.0.1", args.port)
 
 

@@ -414,36 +414,50 @@ def timed_process(
     return Sample.of(wall, nbytes, server_seconds, client_seconds, w)
 
 
-def measure_socat(space: Workspace, placement: str, block: int | None) -> Sample:
-    """socat sends the file to a socat that writes it: the kernel's pipe, no hashing."""
+#: socat's addresses for the plain pipe: where the sender listens, how the receiver connects.
+TCP_PIPE = ("TCP-LISTEN:0,bind=127.0.0.1,reuseaddr", "TCP:127.0.0.1:{port}")
+
+
+def measure_socat(
+    space: Workspace,
+    placement: str,
+    block: int | None,
+    addresses: tuple[str, str] = TCP_PIPE,
+    what: str = "socat",
+) -> Sample:
+    """socat sends the file to a socat that writes it: the kernel's pipe, no hashing.
+
+    ``addresses``: the sender's listening address and the receiver's
+    (``{port}`` is the port the sender got), TCP by default.
+    """
     dest = space.received / "socat.bin"
     blocks = ["-b", str(block)] if block else []
+    listen, connect = addresses
     sender = placed(
-        ["socat", "-d", "-d", "-u", *blocks, f"OPEN:{space.source}",
-         "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr"],
+        ["socat", "-d", "-d", "-u", *blocks, f"OPEN:{space.source}", listen],
         placement,
         SERVER_CPU,
-    )  # fmt: skip
+    )
     server = spawn(sender, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert server.stderr is not None
-        port = read_until(server.stderr, re.compile(r"listening on .*:(\d+)$"), "socat").group(1)
+        port = read_until(server.stderr, re.compile(r"listening on .*:(\d+)$"), what).group(1)
         receiver = placed(
-            ["socat", "-u", *blocks, f"TCP:127.0.0.1:{port}", f"OPEN:{dest},creat,trunc"],
+            ["socat", "-u", *blocks, connect.format(port=port), f"OPEN:{dest},creat,trunc"],
             placement,
             CLIENT_CPU,
         )
         sample = timed_process(
-            receiver, space.size, None, transfer_timeout(space.size), "socat receiver"
+            receiver, space.size, None, transfer_timeout(space.size), f"{what} receiver"
         )
-        code, server_cpu, _ = wait_exit(server, STOP_TIMEOUT, "socat sender")
+        code, server_cpu, _ = wait_exit(server, STOP_TIMEOUT, f"{what} sender")
         if code != 0:
-            raise BenchmarkError(f"socat sender exited with {code}")
+            raise BenchmarkError(f"{what} sender exited with {code}")
     finally:
         end_process(server)
         if server.stderr is not None:
             server.stderr.close()
-    check_copy(space, dest, "socat")
+    check_copy(space, dest, what)
     # The sender's CPU time was counted as other processes': it is ours.
     other = max(0.0, sample.other_cpu - server_cpu / sample.seconds)
     return replace(sample, server_cpu=server_cpu, other_cpu=other)

@@ -2,8 +2,8 @@
 
 ``python benchmarks/loadgen.py PORT --conns 10 --seconds 3 --server-pid PID``
 
-Opens ``--conns`` connections to 127.0.0.1:PORT on uvloop with asyncio
-Protocol clients.  Each connection sends one ``--size`` byte message in a
+Opens ``--conns`` connections (``--tls``: over TLS) to 127.0.0.1:PORT on
+uvloop with asyncio Protocol clients.  Each connection sends one ``--size`` byte message in a
 4-byte big-endian length frame, waits for the whole echo, checks it byte for
 byte (every message carries the connection's random payload and a sequence
 number), and sends the next one.  After ``--warmup`` seconds it measures for
@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -153,10 +154,16 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
     clients: list[EchoClient] = []
     transports: list[asyncio.Transport] = []
 
+    context = None
+    if args.tls:  # any certificate: the server is ours, on loopback
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+
     async def connect(index: int) -> None:
         seed = os.urandom(args.size)
         client = EchoClient(run, args.size, seed)
-        transport, _ = await loop.create_connection(lambda: client, HOST, args.port)
+        transport, _ = await loop.create_connection(lambda: client, HOST, args.port, ssl=context)
         clients.append(client)
         transports.append(transport)
 
@@ -242,6 +249,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=1024, help="message bytes (>= 8)")
     parser.add_argument("--server-pid", type=int, required=True, help="process to charge CPU to")
     parser.add_argument("--max-requests", type=int, default=5_000_000)
+    parser.add_argument("--tls", action="store_true", help="connect over TLS (no ALPN)")
     parser.add_argument("--connect-timeout", type=float, default=10.0)
     parser.add_argument("--drain-timeout", type=float, default=5.0)
     parser.add_argument(

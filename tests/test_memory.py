@@ -1,19 +1,22 @@
 """What an idle connection costs the server: at most 64 KiB of memory, for every service.
 
 A real ``socketeer serve`` process; the test opens connections that say
-nothing and reads the server's resident memory from /proc before and after.
+nothing (over TLS: that finished their handshake, then say nothing) and
+reads the server's resident memory from /proc before and after.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from support import WAIT, ServeProcess
+from support import WAIT, ServeProcess, ServerProcess
 
 #: The most an idle connection may cost the server.
 BUDGET = 64 * 1024
@@ -53,29 +56,19 @@ def settle(pid: int, sockets: int) -> int:
         before = now
 
 
-@pytest.mark.parametrize("service", ["greet", "echo", "files", "chat"])
-def test_an_idle_connection_costs_at_most_64_kib(
-    serve_process: ServeProcess, service: str, tmp_path: Path
-) -> None:
-    args = ["serve", service, "127.0.0.1:0", "--idle-timeout", "0", "-q"]
-    if service == "files":
-        args.insert(2, str(tmp_path))
-    server = serve_process(*args)
-    (endpoint,) = server.endpoints
+def idle_cost(server: ServerProcess, connect: Callable[[], socket.socket]) -> float:
+    """Bytes of the server's memory per idle connection, past the first ``WARM``."""
     pid = server.proc.pid
     listening = open_sockets(pid)
     held: list[socket.socket] = []
     try:
         for _ in range(WARM):
-            held.append(socket.create_connection((endpoint.host, endpoint.port), WAIT))
+            held.append(connect())
         before = settle(pid, listening + WARM)
         for _ in range(IDLE):
-            held.append(socket.create_connection((endpoint.host, endpoint.port), WAIT))
+            held.append(connect())
         after = settle(pid, listening + WARM + IDLE)
-        per_connection = (after - before) / IDLE
-        assert per_connection <= BUDGET, (
-            f"{service}: {per_connection / 1024:.1f} KiB per idle connection"
-        )
+        return (after - before) / IDLE
     finally:
         for sock in held:
             sock.close()
@@ -102,16 +95,46 @@ def test_an_idle_http_keep_alive_connection_costs_at_most_64_kib(
         "serve", "files", str(tmp_path), "127.0.0.1:0", "--idle-timeout", "0", "-q"
     )
     (endpoint,) = server.endpoints
-    pid = server.proc.pid
-    listening = open_sockets(pid)
-    held: list[socket.socket] = []
-    try:
-        held += [keep_alive(endpoint.host, endpoint.port) for _ in range(WARM)]
-        before = settle(pid, listening + WARM)
-        held += [keep_alive(endpoint.host, endpoint.port) for _ in range(IDLE)]
-        after = settle(pid, listening + WARM + IDLE)
-        per_connection = (after - before) / IDLE
-        assert per_connection <= BUDGET, f"{per_connection / 1024:.1f} KiB per idle connection"
-    finally:
-        for sock in held:
-            sock.close()
+    assert endpoint.host is not None
+    host, port = endpoint.host, endpoint.port
+    per_connection = idle_cost(server, lambda: keep_alive(host, port))
+    assert per_connection <= BUDGET, f"{per_connection / 1024:.1f} KiB per idle connection"
+
+
+def serve_args(service: str, endpoint: str, root: Path) -> list[str]:
+    args = ["serve", service, endpoint, "--idle-timeout", "0", "-q"]
+    if service == "files":
+        args.insert(2, str(root))
+    return args
+
+
+@pytest.mark.parametrize("service", ["greet", "echo", "files", "chat"])
+def test_an_idle_connection_costs_at_most_64_kib(
+    serve_process: ServeProcess, service: str, tmp_path: Path
+) -> None:
+    server = serve_process(*serve_args(service, "127.0.0.1:0", tmp_path))
+    (endpoint,) = server.endpoints
+    per_connection = idle_cost(
+        server, lambda: socket.create_connection((endpoint.host, endpoint.port), WAIT)
+    )
+    assert per_connection <= BUDGET, f"{service}: {per_connection / 1024:.1f} KiB per connection"
+
+
+@pytest.mark.parametrize("service", ["greet", "files", "chat"])
+def test_an_idle_tls_connection_costs_at_most_64_kib(
+    serve_process: ServeProcess, service: str, tmp_path: Path
+) -> None:
+    server = serve_process(*serve_args(service, "tls://127.0.0.1:0", tmp_path))
+    (endpoint,) = server.endpoints
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    def connect() -> socket.socket:
+        sock = socket.create_connection((endpoint.host, endpoint.port), WAIT)
+        return context.wrap_socket(sock)  # the handshake is over when this returns
+
+    per_connection = idle_cost(server, connect)
+    assert per_connection <= BUDGET, (
+        f"{service} over TLS: {per_connection / 1024:.1f} KiB per connection"
+    )

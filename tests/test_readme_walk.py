@@ -11,7 +11,8 @@ run.  ``socketeer serve`` commands keep running (the README starts them in
 a terminal of their own, or with ``&``) until a later one takes their port.
 Files the README assumes are there (``~/shared`` with ``notes.txt`` and
 ``photos/``, ``report.pdf`` and ``src/`` in the current directory) are made
-first.  The install itself is tests/test_readme_fresh.py's business.
+first.  A ``tls://`` server's fingerprint, which the README calls ``FP``, is
+the one it prints.  The install itself is tests/test_readme_fresh.py's business.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class Walk:
         self.ports: dict[str, str] = {}
         self.servers: dict[str, subprocess.Popen[bytes]] = {}  # by port (and pid)
         self.services: dict[str, str] = {}  # by port
+        self.fingerprint = "FP"  # the last TLS server's
 
     def local(self, text: str) -> str:
         """The README's text with this machine's ports and paths."""
@@ -130,6 +132,7 @@ class Walk:
                 self.ports[port] = str(free_port(kind))
         for readme, mine in self.ports.items():
             text = re.sub(rf"(127\.0\.0\.1[: ]){readme}\b", rf"\g<1>{mine}", text)
+        text = text.replace("--tls-fingerprint FP", f"--tls-fingerprint {self.fingerprint}")
         return text.replace("/tmp/echo.sock", str(self.sock))
 
     def readme(self, text: str) -> str:
@@ -166,6 +169,11 @@ class Walk:
             raise AssertionError(f"{step.command}: {log.read_text() or said}")
         if step.shown:
             assert normal(said) == normal(step.shown), step.command
+        while "tls://" in command and not said[-1].startswith("tls fingerprint sha256 "):
+            said.append(read_line(proc.stdout, time.monotonic() + WAIT).decode().strip())
+            assert said[-1], f"{step.command}: no fingerprint line in {said}"
+        if "tls://" in command:
+            self.fingerprint = said[-1].split()[-1]
 
     def run(self, step: Step) -> subprocess.CompletedProcess[bytes]:
         command = re.sub(r"\s+#[^'\"]*$", "", step.command)  # the README's comment

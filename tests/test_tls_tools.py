@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import WAIT, ServeProcess, ServerProcess, read_line, run_cli
+from support import WAIT, ServeProcess, ServerProcess, assert_one_line_error, read_line, run_cli
 from tls_support import Certificates, make_certificates
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -23,10 +23,32 @@ def certs(tmp_path: Path) -> Certificates:
 
 def serve_tls(serve_process: ServeProcess, *args: str) -> tuple[ServerProcess, int, str]:
     """``socketeer serve ARGS tls://127.0.0.1:0``: the process, its port, its fingerprint line."""
+    process, lines = serve_tls_lines(serve_process, *args)
+    return process, process.endpoints[0].port, lines[-1]
+
+
+def serve_tls_lines(serve_process: ServeProcess, *args: str) -> tuple[ServerProcess, list[str]]:
+    """The server, and what it printed after ``listening on``, to its fingerprint line."""
     process = serve_process("serve", *args, "tls://127.0.0.1:0")
     assert process.proc.stdout is not None
-    line = read_line(process.proc.stdout, time.monotonic() + WAIT).decode().strip()
-    return process, process.endpoints[0].port, line
+    deadline = time.monotonic() + WAIT
+    lines: list[str] = []
+    while not lines or not lines[-1].startswith("tls fingerprint "):
+        line = read_line(process.proc.stdout, deadline).decode()
+        assert line, f"no fingerprint line after {lines}"
+        lines.append(line.strip())
+    return process, lines
+
+
+def test_a_files_server_over_tls_gives_browsers_its_https_address(
+    serve_process: ServeProcess, tmp_path: Path
+) -> None:
+    process, lines = serve_tls_lines(serve_process, "files", str(tmp_path))
+    port = process.endpoints[0].port
+    assert lines == [lines[-1]]  # the fingerprint comes right after the listening lines
+    assert process.proc.stdout is not None
+    after = read_line(process.proc.stdout, time.monotonic() + WAIT).decode().strip()
+    assert after == f"open https://127.0.0.1:{port}/ in a browser"
 
 
 def run(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -186,3 +208,29 @@ def test_get_refuses_an_unknown_server_without_a_terminal_and_pins_on_request(
     plain = run_cli("ls", f"127.0.0.1:{port}")
     assert plain.returncode == 1
     assert "if it speaks TLS, use tls://" in plain.stderr.decode()
+
+
+def test_get_takes_the_file_in_a_url(serve_process: ServeProcess, tmp_path: Path) -> None:
+    share = tmp_path / "share"
+    (share / "docs").mkdir(parents=True)
+    (share / "docs" / "disk.txt").write_bytes(b"encrypted network disk\n")
+    _, port, line = serve_tls(serve_process, "files", str(share))
+    pin = ["--tls-fingerprint", line.split()[-1]]
+    got = run_cli("get", f"tls://127.0.0.1:{port}/docs/disk.txt", "-", *pin)
+    assert got.stdout == b"encrypted network disk\n", got.stderr
+    into = tmp_path / "private"
+    saved = run_cli("get", f"tls://127.0.0.1:{port}/docs/disk.txt", f"{into}/", *pin)
+    assert saved.returncode == 0, saved.stderr
+    assert (into / "disk.txt").read_bytes() == b"encrypted network disk\n"
+    plain = serve_process("serve", "files", str(share), "127.0.0.1:0")
+    unencrypted = run_cli("get", f"127.0.0.1:{plain.endpoints[0].port}/docs/disk.txt", "-")
+    assert unencrypted.stdout == b"encrypted network disk\n", unencrypted.stderr
+    twice = run_cli("get", f"tls://127.0.0.1:{port}/docs/disk.txt", "disk.txt", "x", *pin)
+    assert twice.returncode == 2
+    assert "named in the URL already" in twice.stderr.decode()
+
+
+def test_listen_refuses_a_tls_endpoint_instead_of_listening_in_plain_text() -> None:
+    result = run_cli("listen", "tls://127.0.0.1:0", timeout=5)
+    assert_one_line_error(result, 2, "listen has no TLS")
+    assert b"listening on" not in result.stdout + result.stderr

@@ -31,6 +31,8 @@ from typing import Any, cast
 from .endpoint import Endpoint, describe_peer
 from .errors import TLSError, describe_os_error
 from .known_hosts import KnownHosts, fingerprint, parse_fingerprint
+from .proxy_doorway import feed
+from .tls_transport import start_tls
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",
@@ -126,19 +128,6 @@ class _Handshaking(asyncio.Protocol):
         self.lost.append(exc)
 
 
-def _deliver(protocol: asyncio.BaseProtocol, data: bytes) -> None:
-    if isinstance(protocol, asyncio.BufferedProtocol):
-        view = memoryview(data)
-        while view:
-            buffer = memoryview(protocol.get_buffer(len(view))).cast("B")
-            count = min(len(buffer), len(view))
-            buffer[:count] = view[:count]
-            protocol.buffer_updated(count)
-            view = view[count:]
-    elif isinstance(protocol, asyncio.Protocol):
-        protocol.data_received(data)
-
-
 async def accept_tls(
     transport: asyncio.BaseTransport,
     session: asyncio.Protocol,
@@ -146,28 +135,26 @@ async def accept_tls(
     timeout: float,
     on_failure: Callable[[], None],
     on_success: Callable[[], None],
+    received: bytes = b"",
 ) -> None:
     """Run the server's handshake on an admitted connection, then start ``session`` on it.
 
     The caller pauses reading on ``transport`` when it admits the connection,
-    so that nothing the client sends is lost before this runs.
+    so that nothing the client sends is lost before this runs; ``received``
+    is the start of the handshake if some was read already (after a PROXY
+    header).
 
     A handshake that fails or takes longer than ``timeout`` seconds is
     logged in one line and the connection closed; ``on_failure`` then
     releases what admission took.
     """
-    loop = asyncio.get_running_loop()
     transport = cast(asyncio.Transport, transport)
     peer = describe_peer(transport.get_extra_info("peername"))
     waiting = _Handshaking()
     transport.set_protocol(waiting)
     try:
-        tls_transport = await loop.start_tls(
-            transport,
-            waiting,
-            context,
-            server_side=True,
-            ssl_handshake_timeout=timeout,
+        tls_transport = await start_tls(
+            transport, waiting, context, timeout=timeout, received=received
         )
     except (OSError, TimeoutError, ConnectionError) as exc:
         log.warning("TLS handshake with %s failed: %s", peer, _handshake_problem(exc, timeout))
@@ -185,7 +172,7 @@ async def accept_tls(
     tls_transport.set_protocol(session)
     session.connection_made(tls_transport)
     for data in waiting.data:
-        _deliver(session, data)
+        feed(session, data)
     if waiting.eof:
         session.eof_received()
     if waiting.lost:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -11,9 +12,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import click
 
@@ -177,8 +178,37 @@ def ls_command(
 # get -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class FileUrl:
+    """``[tls://]HOST:PORT/FILE`` as given to ``get``: the server and the file on it."""
+
+    endpoint: Endpoint
+    path: str
+
+
+_FILE_URL = re.compile(
+    r"(?P<endpoint>(?:(?:tls|tcp)://)?(?:\[[^]]*\]|[^/\[\]]*):[0-9]+)/(?P<path>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class EndpointOrFileUrl(EndpointOrTftpUrl):
+    """What ``get`` downloads from: an endpoint, ``[tls://]HOST:PORT/FILE`` or ``tftp://``."""
+
+    def convert(  # type: ignore[override]
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Endpoint | TftpUrl | FileUrl:
+        if isinstance(value, FileUrl):
+            return value
+        match = _FILE_URL.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            return super().convert(value, param, ctx)
+        endpoint = cast(Endpoint, super().convert(match["endpoint"], param, ctx))
+        return FileUrl(endpoint, match["path"])
+
+
 @click.command("get")
-@click.argument("endpoint", type=EndpointOrTftpUrl(users=True))
+@click.argument("endpoint", type=EndpointOrFileUrl(users=True))
 @click.argument("remote", required=False)
 @click.argument("local", required=False)
 @click.option("-r", "--recursive", is_flag=True, help="Fetch a whole directory.")
@@ -191,7 +221,7 @@ def ls_command(
 @TIMEOUT
 @client_tls_options(alpn("files"))
 def get_command(
-    endpoint: Endpoint | TftpUrl,
+    endpoint: Endpoint | TftpUrl | FileUrl,
     remote: str | None,
     local: str | None,
     recursive: bool,
@@ -218,11 +248,19 @@ def get_command(
     when the same command is run again.  Files with the remote size and
     modification time already are skipped.
 
+    The file may be part of ENDPOINT, as in a URL:
+      get tls://HOST:PORT/a.txt [LOCAL]
     get tftp://HOST[:PORT]/FILE [LOCAL] downloads from a TFTP server.
     """
     if isinstance(endpoint, TftpUrl):
         tftp_get(endpoint, remote, timeout, quiet)
         return
+    if isinstance(endpoint, FileUrl):
+        if local is not None:
+            raise click.UsageError(
+                f"{endpoint.path!r} is named in the URL already: give only LOCAL after it"
+            )
+        endpoint, remote, local = endpoint.endpoint, endpoint.path, remote
     if remote is None:
         raise click.UsageError("Missing argument 'REMOTE'.")
     to_stdout = local == "-"

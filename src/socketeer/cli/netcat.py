@@ -118,6 +118,12 @@ def listen_command(
     client at once: stdin goes to all, and each is closed once it has sent.
     "listening on ENDPOINT" goes to stderr, since stdout carries the data.
     """
+    if endpoint.tls:  # never listen in plain text on an endpoint that says tls://
+        raise click.BadParameter(
+            "listen has no TLS: serve a TLS endpoint with 'socketeer serve echo|greet|files|chat "
+            "tls://...', and talk to one with 'socketeer connect tls://...'",
+            param_hint="ENDPOINT",
+        )
     encodings = _encodings(encoding)
 
     def on_event(text: str) -> None:
