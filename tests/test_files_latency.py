@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from shares import TOKEN
@@ -15,27 +17,47 @@ FILES, SIZE = 200, 1024
 STALL = 0.040
 
 
+def _stalled(requests: list[Callable[[], object]]) -> list[float]:
+    """How long the requests that took a stall's time took, each timed twice.
+
+    A request that waits for a delayed ACK does so every time; one that a busy
+    machine happened to delay once is fast the second time, and not counted.
+    """
+    slow = []
+    for request in requests:
+        taken = []
+        for _ in range(2):
+            started = time.perf_counter()
+            request()
+            taken.append(time.perf_counter() - started)
+            if taken[-1] < STALL:
+                break
+        else:
+            slow.append(min(taken))
+    return slow
+
+
 def test_two_hundred_small_files_each_way_without_a_delayed_ack_stall(
     serve_process: ServeProcess, tmp_path: Path
 ) -> None:
     share, local = tmp_path / "share", tmp_path / "local"
     share.mkdir()
     local.mkdir()
-    for i in range(FILES):
-        (share / f"f{i:03}").write_bytes(os.urandom(SIZE))
+    (share / "up").mkdir()
+    names = [f"f{i:03}" for i in range(FILES)]
+    for name in names:
+        (share / name).write_bytes(os.urandom(SIZE))
     server = serve_process(
         "serve", "files", str(share), "127.0.0.1:0", "--allow-upload", "--token", TOKEN
     )
-    slowest: dict[str, float] = {"get": 0.0, "put": 0.0}
     with FilesClient.connect(server.endpoints[0], token=TOKEN, timeout=WAIT) as client:
-        for i in range(FILES):
-            started = time.perf_counter()
-            client.download(f"f{i:03}", local / f"f{i:03}", force=True)
-            slowest["get"] = max(slowest["get"], time.perf_counter() - started)
-        for i in range(FILES):
-            started = time.perf_counter()
-            client.upload(local / f"f{i:03}", f"up/f{i:03}", force=True, parents=i == 0)
-            slowest["put"] = max(slowest["put"], time.perf_counter() - started)
-    assert (share / "up" / "f199").read_bytes() == (share / "f199").read_bytes()
-    assert slowest["get"] < STALL, f"a download took {slowest['get'] * 1000:.1f} ms"
-    assert slowest["put"] < STALL, f"an upload took {slowest['put'] * 1000:.1f} ms"
+        get, put = client.download, client.upload
+        slow_gets = _stalled(
+            [functools.partial(get, name, local / name, force=True) for name in names]
+        )
+        slow_puts = _stalled(
+            [functools.partial(put, local / name, f"up/{name}", force=True) for name in names]
+        )
+    assert (share / "up" / names[-1]).read_bytes() == (share / names[-1]).read_bytes()
+    assert not slow_gets, f"{len(slow_gets)} downloads took {max(slow_gets) * 1000:.1f} ms"
+    assert not slow_puts, f"{len(slow_puts)} uploads took {max(slow_puts) * 1000:.1f} ms"
