@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -65,6 +66,10 @@ class _RichProgress(TransferProgress):
 
     def skip(self, name: str, size: int) -> None:
         self._tree_advance(size, file_done=True)
+
+    def tasks(self) -> list[Task]:
+        """The bars shown now: the whole tree's (if any), then the current file's."""
+        return list(self._progress.tasks)
 
 
 @contextmanager

@@ -268,6 +268,9 @@ class FilesConnection:
         """The next thing the peer said, :data:`NEED_DATA`, or :data:`CLOSED`."""
         if self._failure is not None:
             raise self._failure
+        waiting = self.window and self._state not in _PEER_TURN[SERVER]
+        if self.role is SERVER and waiting and not self.receiving_raw:
+            return NEED_DATA  # requests sent ahead wait for their turn
         if self.receiving_raw:
             if not len(self._buffer):
                 return self._need_more()
