@@ -1645,3 +1645,15 @@ def test_a_server_takes_no_more_sent_ahead_than_its_pipeline() -> None:
     pair.server.receive_data(pipelined)
     with pytest.raises(RemoteProtocolError, match="out of turn"):
         pair.server.next_event()
+
+
+def test_a_server_sees_the_gets_sent_ahead_up_to_anything_else() -> None:
+    pair = ConnectionPair().play(PIPELINED)
+    ahead = [Get("a"), Get("b"), Get("c"), Delete("c"), Get("d")]
+    pair.server.receive_data(b"".join(frame(message) for message in ahead))
+    assert pair.server.next_event() == Get("a")
+    assert pair.server.requests_ahead(10) == [Get("b"), Get("c")]  # not past the delete
+    assert pair.server.requests_ahead(1) == [Get("b")]
+    pair.server.send(FileHeader(0, 1.0, 0, 0))
+    pair.server.send(Done())
+    assert pair.server.next_event() == Get("b")  # nothing was taken by looking

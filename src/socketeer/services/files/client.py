@@ -81,6 +81,8 @@ WINDOW = 32
 SMALL = 1024 * 1024
 #: An upload this small is sent ahead with its request (``put`` with ``follows``).
 FOLLOWS = 256 * 1024
+#: Requests sent ahead are written together once they are this many bytes (or a reply is due).
+OUTBOX = 64 * 1024
 _Reply = TypeVar("_Reply", bound=Message)
 
 
@@ -158,6 +160,8 @@ class FilesClient:
         self.server = ""
         #: What transfers are verified with: "blake3" or "sha256" (the server's choice).
         self.hash = "sha256"
+        self._outbox: list[bytes] = []  # requests sent ahead, written together
+        self._outbox_size = 0
 
     @classmethod
     def connect(
@@ -242,7 +246,23 @@ class FilesClient:
     # talking ------------------------------------------------------------------------
 
     def _send(self, message: Message) -> None:
+        self._flush()
         self._sendall(self._conn.send(message))
+
+    def _send_soon(self, data: bytes) -> None:
+        """Send ``data`` (requests sent ahead) with the next ones: one write for several."""
+        self._outbox.append(data)
+        self._outbox_size += len(data)
+        if self._outbox_size >= OUTBOX:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what :meth:`_send_soon` kept, before waiting for any reply."""
+        if self._outbox:
+            data = b"".join(self._outbox)
+            self._outbox.clear()
+            self._outbox_size = 0
+            self._sendall(data)
 
     def _sendall(self, data: bytes | memoryview) -> None:
         try:
@@ -273,6 +293,7 @@ class FilesClient:
     def _next(self) -> Message | Data:
         """The server's next message (or raw bytes, during a download)."""
         conn = self._conn
+        self._flush()
         while True:
             try:
                 event = conn.next_event()
@@ -423,10 +444,12 @@ class FilesClient:
                 )
                 continue
             partial = local.with_name(partial_name(local.name))
-            self._send(self._get_request(remote, partial, verify, resume, have))
+            request = self._get_request(remote, partial, verify, resume, have)
+            self._send_soon(self._conn.send(request))
             waiting.append((remote, local))
-            while len(waiting) >= WINDOW:
-                yield from self._settle_download(waiting, retries, verify, resume, progress)
+            if len(waiting) >= WINDOW:  # take half the window's replies, then send as many
+                while len(waiting) > WINDOW // 2:
+                    yield from self._settle_download(waiting, retries, verify, resume, progress)
         while waiting:
             yield from self._settle_download(waiting, retries, verify, resume, progress)
         for remote, local in retries:  # once the window is empty: one request at a time
@@ -766,9 +789,11 @@ class FilesClient:
             data = self._put_ahead(local, remote, verify, force, progress)
             waiting.append((local, remote, st.st_size, len(data)))
             ahead += len(data)
-            while waiting and (len(waiting) >= WINDOW or ahead > self._conn.window // 2):
-                ahead -= waiting[0][3]
-                yield self._settle_upload(waiting.popleft(), verify)
+            if len(waiting) >= WINDOW or ahead > self._conn.window // 2:
+                # Take half the window's replies, then send as many again.
+                while waiting and (len(waiting) > WINDOW // 2 or ahead > self._conn.window // 4):
+                    ahead -= waiting[0][3]
+                    yield self._settle_upload(waiting.popleft(), verify)
         while waiting:
             yield self._settle_upload(waiting.popleft(), verify)
 
@@ -795,7 +820,7 @@ class FilesClient:
         conn.sent_raw(len(data))
         wire = b"".join((request, data, conn.send(Done.of(self.hash, digest))))
         progress.begin(remote, len(data), 0)
-        self._sendall(wire)
+        self._send_soon(wire)
         progress.advance(len(data))
         progress.end()
         return wire
@@ -817,7 +842,7 @@ class FilesClient:
         """Make each remote directory (and its parents), requests pipelined where possible."""
         waiting = 0
         for path in paths:
-            self._send(Mkdir(path, True))
+            self._send_soon(self._conn.send(Mkdir(path, True)))
             waiting += 1
             if waiting >= WINDOW or not self.pipelining:
                 self._reply(Ok, "reply to mkdir")

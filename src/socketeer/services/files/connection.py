@@ -291,6 +291,33 @@ class FilesConnection:
         self._advance(self._peer, message, RemoteProtocolError)
         return message
 
+    def requests_ahead(self, limit: int) -> list[Get]:
+        """Server: ``get`` requests received beyond the one being answered, not taken.
+
+        Up to ``limit``, in order, stopping at anything else (a request that
+        changes the disk must run before a later ``get`` reads it): so their
+        files can be opened ahead, together.
+        """
+        found: list[Get] = []
+        if self.role is not SERVER or self._need >= 0 or self._state not in (_State.REPLY,):
+            return found
+        offset = 0
+        while len(found) < limit:
+            header = self._buffer.peek(offset, _HEADER)
+            length = int.from_bytes(header, "big") if header is not None else -1
+            body = self._buffer.peek(offset + _HEADER, length) if length >= 0 else None
+            if body is None or length > self.control_limit:
+                break
+            try:
+                message = decode(body)
+            except RemoteProtocolError:
+                break
+            if not isinstance(message, Get):
+                break
+            found.append(message)
+            offset += _HEADER + length
+        return found
+
     def received_raw(self, count: int) -> None:
         """The caller read ``count`` raw file bytes straight from the socket."""
         if not self.receiving_raw or count > self._raw or self.buffered():

@@ -314,8 +314,26 @@ _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=Fal
 
 def encode(message: Message) -> bytes:
     """The frame body of ``message`` (without the length prefix)."""
-    body = {"op": message.op, **asdict(message)}
+    names = _FIELDS.get(type(message))
+    if names is None:
+        names = _FIELDS[type(message)] = tuple(f.name for f in fields(message))
+    body = {"op": message.op}
+    for name in names:
+        body[name] = _plain(getattr(message, name))
     return _JSON.encode(body).encode("ascii")
+
+
+#: Each message class's members, in order (``dataclasses.asdict`` deep-copies: slow).
+_FIELDS: dict[type[Message], tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """A member's value as JSON has it: entries as objects, tuples as lists."""
+    if isinstance(value, Entry):
+        return asdict(value)
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def decode(body: bytes) -> Message:

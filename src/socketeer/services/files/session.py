@@ -12,6 +12,7 @@ fast client on a slow disk costs bounded memory.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import itertools
@@ -61,7 +62,7 @@ from .messages import (
     Welcome,
 )
 from .plain import PlainRequest, is_protocol_opening
-from .store import FileStore, HashCache, StoreError, Upload
+from .store import FileStore, HashCache, StoreError, Upload, os_error
 
 __all__ = ["FilesService", "FilesSession"]
 
@@ -94,6 +95,11 @@ LINGER = 10.0
 INLINE = 64 * 1024
 #: Directories read from the disk per trip to a thread for a recursive listing.
 TREE_BATCH = 64
+#: Files opened (and read, if small) per trip to a thread for ``get`` requests sent ahead.
+PREFETCH = 32
+#: An upload this small that follows its request is taken whole, then written in one trip
+#: to a thread (not resumed: such an upload is sent from byte 0 anyway).
+WHOLE_PUT = 1024 * 1024
 _ZEROS = bytes(1024 * 1024)
 
 
@@ -243,6 +249,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._hash = "sha256"  # what this connection's transfers are verified with
         self._discarding = False
         self._writing: asyncio.Future[tuple[None, None]] | None = None
+        #: Files opened ahead for ``get`` requests still waiting their turn, in order.
+        self._opened: collections.deque[tuple[Get, _Opened | StoreError]] = collections.deque()
 
     # bytes in -----------------------------------------------------------------------
 
@@ -408,6 +416,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             log.exception("files session with %s failed", self.peer)
             self._refuse("internal server error")
         finally:
+            for _, opened in self._opened:
+                if not isinstance(opened, StoreError):
+                    opened[0].close()
             self.close()
 
     async def _wait_for_opening(self) -> None:
@@ -465,8 +476,14 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     # the protocol -------------------------------------------------------------------
 
     async def _converse(self, conn: FilesConnection) -> None:
+        corked = False
         while True:
             event = conn.next_event()
+            # While requests sent ahead wait, their replies leave together: one segment
+            # for several small ones instead of one each (the last reply uncorks).
+            if corked != (event is not NEED_DATA and conn.buffered() > 0):
+                corked = not corked
+                self.stream.cork(corked)
             if event is NEED_DATA:
                 await self._wait()
             elif event is CLOSED:
@@ -588,11 +605,11 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._write(conn.send(Listing(last[0], tuple(last[1]))))
 
     async def _send_file(self, conn: FilesConnection, request: Get) -> None:
-        try:
-            file, st, whole = await asyncio.to_thread(self._open_for, request)
-        except StoreError as exc:
-            self._write(conn.send(Error(exc.code, visible(str(exc)))))
+        opened = await self._open(conn, request)
+        if isinstance(opened, StoreError):
+            self._write(conn.send(Error(opened.code, visible(str(opened)))))
             return
+        file, st, whole = opened
         with file:
             if request.size == st.st_size and _same_time(request.mtime, st.st_mtime):
                 # The client has this file already (rsync's quick check): nothing to send.
@@ -633,16 +650,33 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._log_sent(request.path, length, offset)
         self._write(conn.send(Done.of(self._hash, digest)))
 
-    def _open_for(self, request: Get) -> tuple[BinaryIO, os.stat_result, bytes | None]:
+    async def _open(self, conn: FilesConnection, request: Get) -> _Opened | StoreError:
+        """The file ``request`` names, opened; with the files of ``get`` requests sent
+        after it, in one trip to a thread."""
+        if self._opened and self._opened[0][0] == request:
+            return self._opened.popleft()[1]
+        for _, stale in self._opened:  # not the requests expected: the order went wrong
+            if not isinstance(stale, StoreError):
+                stale[0].close()
+        self._opened.clear()
+        gets = [request, *conn.requests_ahead(PREFETCH)] if conn.window else [request]
+        opened = await asyncio.to_thread(lambda: [self._open_for(get) for get in gets])
+        self._opened.extend(zip(gets[1:], opened[1:], strict=True))
+        return opened[0]
+
+    def _open_for(self, request: Get) -> _Opened | StoreError:
         """In a thread: the file, its status, and all its bytes if it is small (else None)."""
-        file, st = self._store.open_file(request.path)
+        try:
+            file, st = self._store.open_file(request.path)
+        except StoreError as exc:
+            return exc
         if st.st_size > INLINE:
             return file, st, None
         try:
             data = os.pread(file.fileno(), st.st_size, 0)
-        except OSError:
+        except OSError as exc:
             file.close()
-            raise
+            return os_error(exc, request.path)
         return file, st, data
 
     async def _send_whole(
@@ -725,6 +759,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     # uploads ------------------------------------------------------------------------
 
     async def _receive_file(self, conn: FilesConnection, request: Put) -> None:
+        if request.follows and request.size <= WHOLE_PUT:
+            await self._receive_whole(conn, request)
+            return
         try:
             self._check_writable()
             upload = await asyncio.to_thread(
@@ -779,6 +816,38 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         else:
             log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
         self._write(conn.send(Ok()))
+
+    async def _receive_whole(self, conn: FilesConnection, request: Put) -> None:
+        """A small upload that follows its request: its bytes and ``done``, then the disk."""
+        data = bytearray()
+        while True:
+            chunks = self._take_chunks()
+            for chunk in chunks:
+                data += chunk
+            if chunks:
+                self._resume()
+            event = conn.next_event()
+            if isinstance(event, Data):
+                data += event.data
+            elif isinstance(event, Done):
+                self.messages += 1
+                break
+            elif event is NEED_DATA:
+                await self._wait()
+            else:
+                raise ProtocolError(f"unexpected {event!r} during an upload")
+        digest = event.digest(self._hash) if request.hash else None
+        try:
+            self._check_writable()
+            stored = await asyncio.to_thread(
+                self._store.receive_whole, request, bytes(data), self._hash, digest
+            )
+        except StoreError as exc:
+            self._write(conn.send(Error(exc.code, visible(str(exc)))))
+            return
+        if stored:
+            log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
+        self._write(conn.send(Ok(skipped=not stored)))
 
     async def _receive_raw(self, conn: FilesConnection, upload: Upload) -> Done:
         """Write the upload's bytes as they come; return the ``done`` that ends them."""
@@ -869,6 +938,10 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             left = deadline - self.host.now()
             if left <= 0 or not await self._wait(left):
                 break
+
+
+#: A file opened for a download: the file, its status, and all its bytes if it is small.
+_Opened = tuple[BinaryIO, os.stat_result, bytes | None]
 
 
 def _same_time(mtime: float | None, other: float) -> bool:

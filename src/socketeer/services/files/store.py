@@ -31,7 +31,7 @@ from typing import BinaryIO
 
 from .beneath import DIRECTORY, Found, Refused, identity, lookup, walk_tree
 from .hashes import Hasher, label, new_hasher
-from .messages import MAX_CONTROL_SIZE, Entry, EntryType
+from .messages import MAX_CONTROL_SIZE, Entry, EntryType, Put
 from .paths import MAX_DEPTH, PathRefused, is_partial, partial_name, split_remote
 
 __all__ = ["FileStore", "HashCache", "StoreError", "Upload", "hash_file", "os_error"]
@@ -477,6 +477,23 @@ class FileStore:
         except BaseException:
             os.close(directory)
             raise
+
+    def receive_whole(self, put: Put, data: bytes, hash_name: str, digest: str | None) -> bool:
+        """An upload whose bytes all arrived: received like :meth:`upload`'s, at once.
+
+        False when the target already held the file (nothing was written).
+        """
+        upload = self.upload(put.path, put.size, put.mtime, put.hash, put.force, hash_name)
+        if upload is None:
+            return False
+        try:
+            upload.restart()  # the bytes are the whole file: a partial left before goes
+            upload.write_all([data])
+            upload.hash_all([data])
+            upload.finish(digest)
+        finally:
+            upload.abandon()
+        return True
 
     def _open_partial(
         self,
