@@ -250,7 +250,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._discarding = False
         self._writing: asyncio.Future[tuple[None, None]] | None = None
         #: Files opened ahead for ``get`` requests still waiting their turn, in order.
-        self._opened: collections.deque[tuple[Get, _Opened | StoreError]] = collections.deque()
+        self._opened: collections.deque[tuple[Get, _Opened | StoreError | None]] = (
+            collections.deque()
+        )
 
     # bytes in -----------------------------------------------------------------------
 
@@ -417,7 +419,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             self._refuse("internal server error")
         finally:
             for _, opened in self._opened:
-                if not isinstance(opened, StoreError):
+                if opened is not None and not isinstance(opened, StoreError):
                     opened[0].close()
             self.close()
 
@@ -651,17 +653,25 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._write(conn.send(Done.of(self._hash, digest)))
 
     async def _open(self, conn: FilesConnection, request: Get) -> _Opened | StoreError:
-        """The file ``request`` names, opened; with the files of ``get`` requests sent
-        after it, in one trip to a thread."""
+        """The file ``request`` names, opened; with the (small) files of ``get`` requests
+        sent after it, in one trip to a thread."""
         if self._opened and self._opened[0][0] == request:
-            return self._opened.popleft()[1]
+            ready = self._opened.popleft()[1]
+            if ready is not None:
+                return ready
+            return await asyncio.to_thread(self._open_for, request)
         for _, stale in self._opened:  # not the requests expected: the order went wrong
-            if not isinstance(stale, StoreError):
+            if stale is not None and not isinstance(stale, StoreError):
                 stale[0].close()
         self._opened.clear()
         gets = [request, *conn.requests_ahead(PREFETCH)] if conn.window else [request]
         opened = await asyncio.to_thread(lambda: [self._open_for(get) for get in gets])
-        self._opened.extend(zip(gets[1:], opened[1:], strict=True))
+        for get, ahead in zip(gets[1:], opened[1:], strict=True):
+            if not isinstance(ahead, StoreError) and ahead[2] is None:
+                ahead[0].close()  # a large file is opened in its turn: descriptors stay few
+                self._opened.append((get, None))
+            else:
+                self._opened.append((get, ahead))
         return opened[0]
 
     def _open_for(self, request: Get) -> _Opened | StoreError:
