@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from relay import DelayingRelay
 from shares import TOKEN, Share, snapshot, write
 from socketeer.cli.progress import _RichProgress, progress_bars
 from socketeer.services.files.client import FilesClient, FilesError, TransferProgress
-from socketeer.services.files.connection import frame
+from socketeer.services.files.connection import NEED_DATA, SERVER, FilesConnection, frame
 from socketeer.services.files.messages import (
     Done,
+    Entry,
     Error,
     FileHeader,
     Get,
@@ -30,6 +32,8 @@ from socketeer.services.files.messages import (
     Message,
     Ok,
     Put,
+    Stat,
+    StatReply,
     Welcome,
     decode,
 )
@@ -301,3 +305,71 @@ def test_put_r_and_get_r_on_the_command_line_say_which_hash_verified_them(
     assert succeeds("get", "-r", share.endpoint, "photos", down) == ""
     shown = on_a_terminal("get", "-r", share.endpoint, "photos", down)
     assert shown.count("up to date") == len(made)
+
+
+class OlderServer:
+    """A files server as socketeer's were before pipelining and BLAKE3: one request at a time.
+
+    Its welcome offers no ``pipeline`` and names no ``hash``; it serves ``files``
+    (name -> bytes, all in one directory) to one connection.
+    """
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests: list[Message] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(WAIT)
+        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with self._listener, self._listener.accept()[0] as sock:
+            sock.settimeout(WAIT)
+            conn = FilesConnection(SERVER)
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    conn.receive_data(sock.recv(65536))
+                    continue
+                if not isinstance(event, Message):
+                    return
+                self.requests.append(event)
+                sock.sendall(self._answer(conn, event))
+
+    def _answer(self, conn: FilesConnection, request: Message) -> bytes:
+        if isinstance(request, Hello):
+            return conn.send(Welcome(server="socketeer 0.0.9"))
+        if isinstance(request, List):
+            entries = tuple(Entry(n, "file", len(d), 1.0) for n, d in sorted(self.files.items()))
+            return conn.send(Listing(request.path, entries))
+        if isinstance(request, Stat):
+            data = self.files[request.path]
+            return conn.send(StatReply(Entry(request.path, "file", len(data), 1.0)))
+        assert isinstance(request, Get)
+        data = self.files[request.path]
+        header = conn.send(FileHeader(len(data), 1.0, 0, len(data)))
+        conn.sent_raw(len(data))
+        return header + data + conn.send(Done(hashlib.sha256(data).hexdigest()))
+
+    def join(self) -> None:
+        self._thread.join(WAIT)
+
+
+def test_a_server_that_predates_pipelining_and_blake3_is_asked_one_thing_at_a_time(
+    tmp_path: Path,
+) -> None:
+    files = {f"f{i}": os.urandom(100 + i) for i in range(3)}
+    older = OlderServer(files)
+    with FilesClient.connect(older.endpoint, timeout=WAIT) as client:
+        assert (client.hash, client.pipelining) == ("sha256", False)
+        listed = [(path, entry) for path, entry in client.walk("") if entry.type == "file"]
+        results = list(
+            client.download_many([(path, tmp_path / path, entry) for path, entry in listed])
+        )
+    older.join()
+    assert [r.sha256 for r in results] == [hashlib.sha256(d).hexdigest() for d in files.values()]
+    assert {path: (tmp_path / path).read_bytes() for path in files} == files
+    kinds = [type(request).__name__ for request in older.requests]
+    assert kinds == ["Hello", "List", "Stat", "Get", "Stat", "Get", "Stat", "Get"]
+    assert not any(isinstance(r, List) and r.recursive for r in older.requests)
