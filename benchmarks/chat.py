@@ -1,10 +1,14 @@
 """Chat benchmark: 1,000 members in one room, every message delivered to all of them.
 
     python benchmarks/chat.py [--members 1000] [--rates 100,200,400] [--rounds 5]
-                              [--seconds 5] [--out docs/chat.md] [--json raw.json]
+                              [--states none,sqlite] [--seconds 5] [--out docs/chat.md]
+                              [--json raw.json]
 
-Each round starts ``socketeer serve chat 127.0.0.1:0 --quiet`` (uvloop, the
-server's default limits) pinned to CPU 0, and runs the load generator in this
+Each round starts, for each of ``--states``, ``socketeer serve chat
+127.0.0.1:0 --quiet --state ...`` (``none``: history in memory only;
+``sqlite``: history written to SQLite in a temporary directory; uvloop, the
+server's other limits at their defaults; the order of the states alternates
+from round to round) pinned to CPU 0, and runs the load generator in this
 process pinned to CPU 1: ``--members`` connections on uvloop, asyncio
 Protocol clients, each logged in with its own nickname in the lobby.  For
 each offered rate, messages are sent open-loop (a tick every 2 ms sends the
@@ -213,10 +217,12 @@ class Measurement:
     loadgen_cpu: float
     other_cpu: float
     attempts: int = 1
+    state: str = "none"
 
 
-def start_server(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(log: IO[bytes], state: str) -> tuple[subprocess.Popen[bytes], int]:
     command = [sys.executable, "-m", "socketeer", "serve", "chat", "127.0.0.1:0", "--quiet"]
+    command += ["--state", state]
     proc = subprocess.Popen(pinned(command, SERVER_CPU), stdout=subprocess.PIPE, stderr=log)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -271,14 +277,34 @@ async def measure(
 def run_round(
     args: argparse.Namespace, budget: NoiseBudget, log: IO[bytes], number: int
 ) -> list[Measurement]:
-    """One round: a fresh server, the members join, then each rate is measured.
+    """One round: each state in turn (alternating the order from round to round)."""
+    states = args.states if number % 2 == 0 else list(reversed(args.states))
+    results = []
+    for state in states:
+        if state == "none":
+            results += run_state(args, budget, log, number, "none")
+            continue
+        with tempfile.TemporaryDirectory(prefix="chat-bench-") as kept:
+            results += run_state(args, budget, log, number, kept, "sqlite")
+    return results
+
+
+def run_state(
+    args: argparse.Namespace,
+    budget: NoiseBudget,
+    log: IO[bytes],
+    number: int,
+    state: str,
+    name: str = "none",
+) -> list[Measurement]:
+    """A fresh server keeping its state in ``state``, the members join, then each rate.
 
     The event loop runs only while members join and while a measurement
     runs; in between, the noise policy waits for a quiet machine.
     """
     import uvloop
 
-    proc, port = start_server(log)
+    proc, port = start_server(log, state)
     crowd = Crowd()
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -286,7 +312,7 @@ def run_round(
                 runner.run(crowd.join(port, args.members))
                 results = []
                 for rate in args.rates:
-                    label = f"round {number + 1} rate {rate:g}"
+                    label = f"round {number + 1} {name} rate {rate:g}"
 
                     def once(rate: float = rate) -> Measurement:
                         return runner.run(
@@ -307,6 +333,7 @@ def run_round(
                         once, lambda m: m.other_cpu, budget, args.noisy, args.retries, show
                     )
                     best.attempts = attempts
+                    best.state = name
                     results.append(best)
                 return results
             finally:
@@ -318,17 +345,18 @@ def run_round(
 # --- report ------------------------------------------------------------------------------
 
 
-def median_of(rounds: list[list[Measurement]], rate: float) -> dict[str, float]:
-    rows = [m for measurements in rounds for m in measurements if m.rate == rate]
-    figures = asdict(rows[0]).keys()
+def median_of(rounds: list[list[Measurement]], rate: float, state: str) -> dict[str, float]:
+    rows = [m for r in rounds for m in r if m.rate == rate and m.state == state]
+    figures = [name for name in asdict(rows[0]) if name != "state"]
     return {name: statistics.median(getattr(row, name) for row in rows) for name in figures}
 
 
-def rate_row(rounds: list[list[Measurement]], rate: float) -> list[object]:
-    m = median_of(rounds, rate)
+def rate_row(rounds: list[list[Measurement]], rate: float, state: str) -> list[object]:
+    m = median_of(rounds, rate, state)
     ratio = m["deliveries_per_second"] / GOAL_DELIVERIES
     met = "met" if ratio >= 1 and m["p99_ms"] < GOAL_P99_MS else "not met"
     return [
+        state,
         f"{rate:,.0f}",
         f"{m['deliveries_per_second']:,.0f}",
         f"{m['p50_ms']:.1f}",
@@ -341,9 +369,10 @@ def rate_row(rounds: list[list[Measurement]], rate: float) -> list[object]:
     ]
 
 
-def rates_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
+def rates_table(rounds: list[list[Measurement]], rates: list[float], states: list[str]) -> str:
     return table(
         [
+            "history",
             "offered msg/s",
             "deliveries/s",
             "p50 ms",
@@ -354,9 +383,30 @@ def rates_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
             "other CPU",
             "vs goal (deliveries, p99)",
         ],
-        (rate_row(rounds, rate) for rate in rates),
-        align="r" * 8 + "l",
+        (rate_row(rounds, rate, state) for state in states for rate in rates),
+        align="l" + "r" * 8 + "l",
     )
+
+
+def states_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
+    """SQLite history against none: each figure's change, by rate."""
+
+    def change(sqlite: float, none: float) -> str:
+        return f"{(sqlite - none) / none:+.1%}" if none else "-"
+
+    rows = []
+    for rate in rates:
+        none, sqlite = median_of(rounds, rate, "none"), median_of(rounds, rate, "sqlite")
+        rows.append(
+            [
+                f"{rate:,.0f}",
+                *(
+                    change(sqlite[name], none[name])
+                    for name in ("deliveries_per_second", "p50_ms", "p99_ms", "server_cpu")
+                ),
+            ]
+        )
+    return table(["offered msg/s", "deliveries/s", "p50", "p99", "server CPU"], rows, align="r" * 5)
 
 
 def report(
@@ -372,7 +422,8 @@ def report(
             f"- {when}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}),"
             f" Python {platform.python_version()}, Linux {platform.release()}",
             f"- {args.members:,} members in one room on 127.0.0.1; server pinned to CPU"
-            f" {SERVER_CPU} (`socketeer serve chat --quiet`, uvloop, default limits), load"
+            f" {SERVER_CPU} (`socketeer serve chat --quiet --state ...`, uvloop, default"
+            " limits: history 50 lines and 64 KiB per room), load"
             f" generator pinned to CPU {CLIENT_CPU} (one process, uvloop)",
             f"- Each rate: {args.warmup:g} s warm-up, {args.seconds:g} s measured;"
             f" median of {len(rounds)} rounds, a fresh server each round",
@@ -380,7 +431,17 @@ def report(
             " machine used during the kept measurement.",
             f"- Goal: {GOAL_DELIVERIES:,} deliveries/s with p99 under {GOAL_P99_MS:g} ms",
             "",
-            rates_table(rounds, args.rates),
+            rates_table(rounds, args.rates, args.states),
+            *(
+                [
+                    "",
+                    "SQLite history against history in memory only (the change of each median):",
+                    "",
+                    states_table(rounds, args.rates),
+                ]
+                if set(args.states) == {"none", "sqlite"}
+                else []
+            ),
             END_MARK,
         ]
     )
@@ -392,6 +453,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rates", default="100,200,400", help="messages a second, comma-separated")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--states", default="none,sqlite", help="history kept: none, sqlite (comma-separated)"
+    )
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--hard-limit", type=float, default=900.0, help="seconds for the whole run")
     parser.add_argument("--out", type=Path, help="update the benchmark section of this file")
@@ -400,6 +464,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.argv = argv
     args.rates = [float(rate) for rate in args.rates.split(",")]
+    args.states = args.states.split(",")
+    if not args.states or not set(args.states) <= {"none", "sqlite"}:
+        parser.error("--states takes none and/or sqlite")
     if not 1 <= args.members <= 5000 or not 1 <= args.rounds <= 20 or args.seconds > 60:
         parser.error("keep --members to 1..5000, --rounds to 1..20 and --seconds to 60")
     return args

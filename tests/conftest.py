@@ -17,6 +17,22 @@ from socketeer.services.files import FilesService
 from support import ServeInThread, ServeProcess, ServerProcess, ThreadedServer
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every process it starts) keeps socketeer's state in a directory of its
+    own: generated certificates and known_hosts never reach the user's home.
+    """
+    home = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers started by a test keep their state (chat history) in a directory of its own."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture
 def serve_in_thread() -> Iterator[ServeInThread]:
     """Factory: ``serve_in_thread("greet", ["127.0.0.1:0"], **config) -> (server, endpoints)``."""

@@ -48,6 +48,8 @@ class ThreadedServer:
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(WAIT)
 
     def stop(self, grace: float = 0.0) -> None:
+        if self.loop.is_closed():  # stopped already
+            return
         asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result(WAIT + grace)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(WAIT)

@@ -95,8 +95,6 @@ def test_two_nc_sessions_and_a_socketeer_client_talk_in_one_room(
     carol = Talker(socketeer_command("chat", f"127.0.0.1:{port}", "--nick", "carol"))
     talkers.append(carol)
     assert carol.expect("you joined") == [
-        "- -!- welcome to socketeer chat! choose a nickname: type it, or /nick NAME"
-        " (/help lists the commands)",
         "- -!- you are now known as carol",
         "#lobby -!- you joined #lobby; 3 here: alice, bob, carol",
     ]
@@ -208,6 +206,16 @@ def test_usage_errors_are_one_line_exit_2(tmp_path: object) -> None:
     one_line_error(run_cli("chat", "127.0.0.1:1", "--nick", "two words"), 2, "cannot be a nickname")
     one_line_error(run_cli("chat", "udp://127.0.0.1:1", "-n", "x"), 2, "TCP or Unix")
     one_line_error(run_cli("chat", "nowhere", "-n", "x"), 2, "expected HOST:PORT")
+
+
+def test_a_state_directory_that_cannot_be_used_is_one_line_exit_1(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    one_line_error(
+        run_cli("serve", "chat", "127.0.0.1:0", "--state", str(blocker / "chat")),
+        1,
+        "cannot keep the chat's state in",
+    )
 
 
 def test_connection_refused_is_exit_1() -> None:
@@ -324,3 +332,22 @@ def test_piped_input_is_said_and_what_the_server_answers_is_printed_up_to_its_by
         "#lobby <gil> hello, everyone",
         "- -!- bye",
     ]
+
+
+def test_piped_lines_all_come_back_before_the_client_exits(serve_process: ServeProcess) -> None:
+    server = serve_process("serve", "chat", "127.0.0.1:0", "--rate", "20", "--burst", "3")
+    lines = "".join(f"line {n}\n" for n in range(15)).encode()
+    result = subprocess.run(
+        socketeer_command("chat", str(server.endpoints[0]), "--nick", "piper"),
+        input=lines,
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = [line[9:] for line in result.stdout.decode().splitlines()]
+    assert [line for line in shown if "<piper>" in line] == [
+        f"#lobby <piper> line {n}" for n in range(15)
+    ], "none dropped by the rate limit"
+    assert shown[-1] == "- -!- bye"
+    assert "welcome" not in result.stdout.decode(), "--nick answers the prompt for a nickname"

@@ -16,6 +16,7 @@ from socketeer.services.chat import (
     ChatEvent,
     ChatLine,
     ChatService,
+    ChatSettings,
     Connected,
     Disconnected,
     parse_line,
@@ -59,10 +60,16 @@ def test_two_clients_talk_and_track_their_nick_and_room(serve_in_thread: ServeIn
         await next_line(bob_events, "you are now known as")
         await bob.send("/join dev")
         await next_line(bob_events, "you joined #dev")
-        assert (bob.nick, bob.room) == ("robert", "#dev")
+        assert (bob.nick, bob.room, bob.rooms) == ("robert", "#dev", ["#lobby", "#dev"])
+        await bob.send("/switch lobby")
+        await next_line(bob_events, "you now talk in #lobby")
+        assert (bob.room, bob.rooms) == ("#lobby", ["#lobby", "#dev"])
+        await bob.send("/leave")
+        await next_line(bob_events, "you left #lobby")
+        assert (bob.room, bob.rooms) == ("#dev", ["#dev"])
         await bob.send("/leave")
         await next_line(bob_events, "you left")
-        assert bob.room is None
+        assert (bob.room, bob.rooms) == (None, [])
         with pytest.raises(LocalProtocolError):
             await bob.send("two\nlines")
         await bob.close("bye all")
@@ -106,6 +113,103 @@ def test_reconnects_with_backoff_to_a_server_on_the_same_port(
         assert back == Connected(str(endpoint))
         await next_line(events, "you joined #den")  # the room is joined again
         assert client.room == "#den"
+        await client.close()
+
+    asyncio.run(main())
+
+
+def test_a_reconnect_restores_every_room_without_passing_through_the_lobby(
+    serve_in_thread: ServeInThread,
+) -> None:
+    first, (endpoint,) = serve_in_thread(ChatService(ChatSettings(rate=0)))
+
+    async def main() -> None:
+        client = ChatClient(endpoint, "fay", backoff=Backoff(initial=0.05, maximum=0.2))
+        await client.connect()
+        events = client.events()
+        for command, reply in (
+            ("/join den", "you joined #den"),
+            ("/join ops", "you joined #ops"),
+            ("/switch den", "you now talk in #den"),
+            ("/leave lobby", "you left #lobby"),
+        ):
+            await client.send(command)
+            await next_line(events, reply)
+        assert (client.room, client.rooms) == ("#den", ["#den", "#ops"])
+        await asyncio.to_thread(stop, first)
+        await next_line(events, "closed the connection")
+        _, (again,) = await asyncio.to_thread(
+            serve_in_thread, ChatService(ChatSettings(rate=0)), [str(endpoint)]
+        )
+        watcher = ChatClient(again, "watcher")
+        await watcher.connect()
+        watching = watcher.events()
+        await next_line(watching, "you joined #lobby")
+        await next_line(events, "Connected")
+        seen = [str(await next_line(events, "you joined")) for _ in range(2)]
+        assert [line.split(" ", 1)[1] for line in seen] == [
+            "#ops -!- you joined #ops; 1 here: fay",
+            "#den -!- you joined #den; 1 here: fay",
+        ]
+        assert (client.room, client.rooms) == ("#den", ["#den", "#ops"])
+        await client.send("back in den")
+        await next_line(events, "#den <fay> back in den")
+        await watcher.send("/who lobby")
+        assert str(await next_line(watching, "in #lobby")).endswith("1 in #lobby: watcher")
+        for room in ("ops", "den"):
+            await client.send(f"/leave {room}")
+            await next_line(events, f"you left #{room}")
+        assert (client.room, client.rooms) == (None, [])
+        await client.send("/nick fay2")
+        await next_line(events, "you are now known as fay2")
+        await watcher.send("/online")
+        assert str(await next_line(watching, "online")).endswith(
+            "2 online: fay2 (no room), watcher (#lobby)"
+        )
+        await client.close()
+        await watcher.close()
+
+    asyncio.run(main())
+
+
+def test_a_client_that_left_every_room_stays_out_after_a_reconnect(
+    serve_in_thread: ServeInThread,
+) -> None:
+    first, (endpoint,) = serve_in_thread(ChatService())
+
+    async def main() -> None:
+        client = ChatClient(endpoint, "hal", backoff=Backoff(initial=0.05, maximum=0.2))
+        await client.connect()
+        events = client.events()
+        await client.send("/leave")
+        await next_line(events, "you left #lobby")
+        await asyncio.to_thread(stop, first)
+        await next_line(events, "closed the connection")
+        await asyncio.to_thread(serve_in_thread, ChatService(), [str(endpoint)])
+        await next_line(events, "Connected")
+        await next_line(events, "you are now known as hal")
+        await client.send("/who lobby")
+        assert str(await next_line(events, "in #lobby")).endswith("0 in #lobby: ")
+        assert (client.room, client.rooms) == (None, [])
+        await client.close()
+
+    asyncio.run(main())
+
+
+def test_the_client_keeps_to_the_servers_rate_so_no_line_is_dropped(
+    serve_in_thread: ServeInThread,
+) -> None:
+    _, (endpoint,) = serve_in_thread(ChatService(ChatSettings(rate=20, burst=3)))
+
+    async def main() -> None:
+        client = ChatClient(endpoint, "ivy")
+        await client.connect()
+        events = client.events()
+        await next_line(events, "you joined")
+        for number in range(12):
+            await client.send(f"line {number}")
+        for number in range(12):
+            await next_line(events, f"<ivy> line {number}")
         await client.close()
 
     asyncio.run(main())
@@ -177,13 +281,12 @@ def test_the_client_follows_its_nick_and_room_by_code_not_by_wording() -> None:
             await client.connect()
             events = client.events()
             async with asyncio.timeout(WAIT):
-                shown = [str(await anext(events)) for _ in range(4)]
+                shown = [str(await anext(events)) for _ in range(3)]
             assert (client.nick, client.room) == ("zoe_", "#salon")
             await client.close()
         assert received == ["/format json", "/nick zoe", "/nick zoe_"]
-        assert shown[0] == "12:00:00 - -!- bienvenue"
-        assert shown[1].endswith(" - -!- error: pris")
-        assert [line.split(" ", 1)[1] for line in shown[2:]] == [
+        assert shown[0].endswith(" - -!- error: pris"), "the prompt for a nickname is answered"
+        assert [line.split(" ", 1)[1] for line in shown[1:]] == [
             "- -!- te voila zoe_",
             "- -!- salle",
         ]

@@ -22,9 +22,12 @@ from socketeer.services.chat.commands import (
     Leave,
     Msg,
     Nick,
+    Online,
+    Ping,
     Quit,
     Rooms,
     Say,
+    Switch,
     Who,
     parse_command,
 )
@@ -79,10 +82,18 @@ words = st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_
         ("/join", Invalid("usage: /join ROOM")),
         ("/msg bob", Invalid("usage: /msg NAME TEXT")),
         ("/me", Invalid("usage: /me ACTION")),
-        ("/who else", Invalid("usage: /who")),
+        ("/who else", Who("else")),
+        ("/who *", Online()),
+        ("/online", Online()),
+        ("/who a b", Invalid("usage: /who [ROOM]")),
+        ("/switch #dev", Switch("#dev")),
+        ("/switch", Invalid("usage: /switch ROOM")),
+        ("/ping 42", Ping("42")),
+        ("/ping", Ping()),
         ("/rooms all", Invalid("usage: /rooms")),
         ("/help me", Invalid("usage: /help")),
-        ("/leave now", Invalid("usage: /leave")),
+        ("/leave now", Leave("now")),
+        ("/leave a b", Invalid("usage: /leave [ROOM]")),
         (
             "/kick bob",
             Invalid('unknown command "/kick"; /help lists the commands', "unknown-command"),
@@ -173,9 +184,9 @@ def feed_in_pieces(splitter: LineSplitter, data: bytes, cuts: list[int]) -> list
 
 @given(st.binary(max_size=300), st.lists(st.integers(min_value=0), max_size=10))
 def test_any_split_of_any_bytes_gives_the_same_lines(data: bytes, cuts: list[int]) -> None:
-    whole = LineSplitter(16)
+    whole = LineSplitter(16, "line")
     expected = whole.feed(data) + whole.end()
-    pieces = LineSplitter(16)
+    pieces = LineSplitter(16, "line")
     assert feed_in_pieces(pieces, data, cuts) + pieces.end() == expected
 
 
@@ -188,6 +199,21 @@ def test_lines_are_clean_text_within_the_limit(data: bytes) -> None:
             assert line == clean_text(line)
             assert not any(ord(char) < 0x20 for char in line)
     assert len(splitter._buffer) <= 17
+
+
+def test_a_first_piece_without_a_newline_is_read_piece_by_piece() -> None:
+    splitter = LineSplitter(6)
+    assert splitter.feed("小明".encode()) == ["小明"]
+    assert splitter.framing == "raw"
+    assert splitter.feed(b"hi") == ["hi"]
+    assert splitter.feed(b"one\ntwo") == ["one", "two"]
+    assert splitter.feed(b"three\r\n") == ["three"]
+    assert splitter.feed(b"1234567") == [Overlong(6)]
+    assert splitter.end() == []
+    lines = LineSplitter(5)
+    assert lines.feed(b"ab\n") == ["ab"]
+    assert lines.framing == "line"
+    assert lines.feed(b"cd") == []
 
 
 def test_line_splitter_cases() -> None:

@@ -12,6 +12,7 @@ from socketeer.services.chat import ChatProtocol, ChatSettings, parse_line
 from socketeer.services.chat.protocol import WELCOME, Delivery
 from socketeer.services.chat.rendering import deliveries
 from socketeer.services.chat.room import Member
+from socketeer.services.chat.state import ChatState, MemoryState
 
 START = 1_700_000_000.0
 
@@ -19,15 +20,24 @@ START = 1_700_000_000.0
 class Chat:
     """A ChatProtocol whose members are names, with each member's received lines kept."""
 
-    def __init__(self, **settings: object) -> None:
+    def __init__(self, state: ChatState | None = None, **settings: object) -> None:
         settings.setdefault("rate", 0)  # the clock stands still unless a test moves it
-        self.protocol: ChatProtocol[str] = ChatProtocol(ChatSettings(**settings))  # type: ignore[arg-type]
+        rules = ChatSettings(**settings)  # type: ignore[arg-type]
+        state = state or MemoryState(rules.history, rules.history_bytes)
+        self.protocol: ChatProtocol[str] = ChatProtocol(rules, state)
         #: The monotonic clock, and how far the wall clock is from it.
         self.now = START
         self.wall_step = 0.0
         self.members: dict[str, Member[str]] = {}
         self.received: dict[str, list[str]] = defaultdict(list)
         self.writes: dict[str, int] = defaultdict(int)
+
+    @classmethod
+    def stateless(cls) -> Chat:
+        """A chat without a state: rooms' histories last while the rooms do."""
+        chat = cls()
+        chat.protocol = ChatProtocol(chat.protocol.settings)
+        return chat
 
     @property
     def wall(self) -> float:
@@ -207,9 +217,9 @@ def test_a_room_name_that_looks_like_an_existing_one_is_that_room(chat: Chat) ->
     chat.line("bob", "/join #\uff24\u0435v")  # fullwidth D, Cyrillic e
     assert chat.take("bob")[-1] == "#dev -!- you joined #dev; 2 here: alice, bob"
     chat.line("bob", "/join DEV")
-    assert chat.take("bob") == ["- -!- error: you are already in #dev"]
-    chat.line("bob", "/join \u217cobby")  # small roman numeral fifty
-    assert chat.take("bob")[-1].startswith("#lobby -!- you joined #lobby")
+    assert chat.take("bob") == ["#dev -!- you now talk in #dev"]
+    chat.line("bob", "/leave \u217cobby")  # small roman numeral fifty
+    assert chat.take("bob")[-1] == "#lobby -!- you left #lobby; you talk in #dev"
     chat.line("bob", "/join a\u200bb")
     assert chat.take("bob") == [
         '- -!- error: "a\\u200bb" cannot be a room:'
@@ -228,7 +238,7 @@ def test_commands_that_need_a_nickname_say_so() -> None:
     chat = Chat()
     chat.connect("x")
     chat.take("x")
-    for command in ("/join dev", "/who", "/msg bob hi", "/me waves", "/leave"):
+    for command in ("/who", "/online", "/msg bob hi", "/me waves", "/leave dev", "/switch dev"):
         chat.line("x", command)
         assert chat.take("x") == ["- -!- error: choose a nickname first: type it, or /nick NAME"], (
             command
@@ -362,25 +372,98 @@ def test_nick_change_of_case_only_and_to_the_same_name(chat: Chat) -> None:
     assert chat.take("alice") == ["- -!- error: usage: /nick NAME"]
 
 
-def test_join_moves_to_a_new_room_and_both_rooms_are_told(chat: Chat) -> None:
+def test_join_adds_a_room_and_lines_go_to_the_room_last_joined(chat: Chat) -> None:
     chat.join("carol")
     chat.take("alice")
     chat.take("bob")
     chat.line("alice", "/join #Dev")
     assert chat.take("alice") == ["#dev -!- you joined #dev; 1 here: alice"]
-    assert chat.take("bob") == ["#lobby -!- alice left #lobby"]
+    assert chat.take("bob") == [], "alice is still in #lobby"
     chat.line("bob", "/join dev")
     assert chat.take("alice") == ["#dev -!- bob joined #dev"]
     assert chat.take("bob") == ["#dev -!- you joined #dev; 2 here: alice, bob"]
-    assert chat.take("carol") == ["#lobby -!- alice left #lobby", "#lobby -!- bob left #lobby"]
+    assert chat.take("carol") == []
     chat.line("alice", "in dev")
     assert chat.take("bob") == ["#dev <alice> in dev"]
     assert chat.take("carol") == []
+    chat.take("alice")
+    chat.line("carol", "in the lobby")
+    assert chat.take("alice") == ["#lobby <carol> in the lobby"], "alice hears both rooms"
+    assert chat.take("bob") == ["#lobby <carol> in the lobby"]
+
+
+def test_switch_and_join_of_a_room_one_is_in_change_where_lines_go(chat: Chat) -> None:
+    chat.line("alice", "/join dev")
+    chat.take("alice")
+    chat.line("alice", "/switch #LOBBY")
+    assert chat.take("alice") == ["#lobby -!- you now talk in #lobby"]
+    chat.line("alice", "back here")
+    assert chat.take("bob") == ["#lobby <alice> back here"]
+    chat.take("alice")
+    chat.line("alice", "/join dev")
+    assert chat.take("alice") == ["#dev -!- you now talk in #dev"]
+    chat.line("alice", "/me codes")
+    assert chat.take("alice") == ["#dev * alice codes"]
+    assert chat.take("bob") == []
+    chat.line("alice", "/switch ops")
+    assert chat.take("alice") == ["- -!- error: you are not in #ops; /join #ops to join it"]
+    chat.line("alice", "/switch")
+    assert chat.take("alice") == ["- -!- error: usage: /switch ROOM"]
+
+
+def test_leave_names_a_room_or_leaves_the_current_one(chat: Chat) -> None:
+    chat.line("alice", "/join dev")
+    chat.line("alice", "/join ops")
+    chat.take("alice")
+    chat.line("alice", "/leave dev")
+    assert chat.take("alice") == ["#dev -!- you left #dev; you talk in #ops"]
+    chat.line("alice", "/part")
+    assert chat.take("alice") == ["#ops -!- you left #ops; you talk in #lobby"]
+    chat.line("alice", "/leave dev")
+    assert chat.take("alice") == ["- -!- error: you are not in #dev; /join #dev to join it"]
+    chat.line("alice", "still here")
+    assert chat.take("bob") == ["#lobby <alice> still here"]
+
+
+def test_nick_changes_and_quits_are_told_in_every_room_of_the_member(chat: Chat) -> None:
+    chat.join("carol")
+    for name in ("alice", "bob"):
+        chat.line(name, "/join dev")
+    for name in ("alice", "bob", "carol"):
+        chat.take(name)
+    chat.line("alice", "/nick alicia")
+    assert chat.take("bob") == [
+        "#lobby -!- alice is now known as alicia",
+        "#dev -!- alice is now known as alicia",
+    ]
+    assert chat.take("carol") == ["#lobby -!- alice is now known as alicia"]
+    chat.line("alice", "/quit gone")
+    assert chat.take("bob") == ["#lobby -!- alicia quit (gone)", "#dev -!- alicia quit (gone)"]
+    assert chat.take("carol") == ["#lobby -!- alicia quit (gone)"]
+
+
+def test_who_names_a_room_and_online_lists_everyone_with_their_rooms(chat: Chat) -> None:
+    chat.join("carol")
+    chat.line("alice", "/join dev")
+    chat.line("carol", "/leave")
+    chat.take("alice")
+    chat.line("alice", "/who")
+    assert chat.take("alice") == ["#dev -!- 1 in #dev: alice"]
+    chat.line("alice", "/who lobby")
+    assert chat.take("alice") == ["#lobby -!- 2 in #lobby: alice, bob"]
+    chat.line("alice", "/who nowhere")
+    assert chat.take("alice") == [
+        "- -!- error: there is no room called #nowhere; /rooms lists them"
+    ]
+    expected = "- -!- 3 online: alice (#lobby, #dev), bob (#lobby), carol (no room)"
+    chat.take("carol")
+    chat.line("alice", "/online")
+    assert chat.take("alice") == [expected]
+    chat.line("carol", "/who *")
+    assert chat.take("carol") == [expected]
 
 
 def test_join_errors(chat: Chat) -> None:
-    chat.line("alice", "/join lobby")
-    assert chat.take("alice") == ["- -!- error: you are already in #lobby"]
     chat.line("alice", "/join no/slashes")
     assert chat.take("alice") == [
         '- -!- error: "no/slashes" cannot be a room: a room name holds only letters, digits,'
@@ -402,7 +485,9 @@ def test_there_is_a_limit_on_rooms() -> None:
 
 def test_leave_and_then_messages_go_nowhere(chat: Chat) -> None:
     chat.line("alice", "/leave")
-    assert chat.take("alice") == ["#lobby -!- you left #lobby; /join ROOM to join one"]
+    assert chat.take("alice") == [
+        "#lobby -!- you left #lobby; you are in no room now (/join ROOM to join one)"
+    ]
     assert chat.take("bob") == ["#lobby -!- alice left #lobby"]
     chat.line("alice", "anyone?")
     assert chat.take("alice") == ["- -!- error: you are in no room; /join ROOM to join one"]
@@ -410,17 +495,18 @@ def test_leave_and_then_messages_go_nowhere(chat: Chat) -> None:
     for command in ("/leave", "/who", "/me waves"):
         chat.line("alice", command)
         assert chat.take("alice")[0].startswith("- -!- error: you are in no room"), command
-    chat.line("alice", "/part now")
-    assert chat.take("alice") == ["- -!- error: usage: /leave"]
+    chat.line("alice", "/part now and then")
+    assert chat.take("alice") == ["- -!- error: usage: /leave [ROOM]"]
 
 
 def test_rooms_lists_every_room_with_its_count_and_empty_rooms_vanish(chat: Chat) -> None:
     chat.line("alice", "/join dev")
     chat.line("alice", "/rooms")
-    assert chat.take("alice")[-1] == "- -!- rooms: #dev (1), #lobby (1)"
+    assert chat.take("alice")[-1] == "- -!- rooms: #dev (1), #lobby (2)"
     chat.line("alice", "/leave")
     chat.line("alice", "/list")
-    assert chat.take("alice")[-1] == "- -!- rooms: #lobby (1)"
+    assert chat.take("alice")[-1] == "- -!- rooms: #lobby (2)"
+    chat.line("alice", "/leave")
     chat.line("bob", "/leave")
     chat.line("bob", "/rooms")
     assert chat.take("bob")[-1] == "- -!- rooms: #lobby (0)"
@@ -433,7 +519,7 @@ def test_who_lists_the_room(chat: Chat) -> None:
     chat.line("bob", "/names")
     assert chat.take("bob") == ["#lobby -!- 3 in #lobby: alice, bob, Carl"]
     chat.line("bob", "/who is there")
-    assert chat.take("bob") == ["- -!- error: usage: /who"]
+    assert chat.take("bob") == ["- -!- error: usage: /who [ROOM]"]
 
 
 def test_joining_a_crowded_room_lists_twenty_names_and_the_rest_by_count() -> None:
@@ -456,14 +542,17 @@ def test_help_lists_every_command(chat: Chat) -> None:
     assert listed == [
         "/nick",
         "/join",
+        "/switch",
         "/leave",
         "/rooms",
         "/who",
+        "/online",
         "/msg",
         "/me",
         "/help",
         "/quit",
         "/format",
+        "/ping",
     ]
     assert chat.writes["alice"] == 1, "help arrives as one write"
 
@@ -573,18 +662,19 @@ def test_each_room_has_its_own_history() -> None:
     assert chat.take("bob")[0] == "#dev <alice> in dev"
 
 
-def test_an_emptied_room_forgets_its_history_but_the_lobby_keeps_it() -> None:
-    chat = Chat()
-    chat.join("alice")
-    chat.line("alice", "lobby words")
-    chat.line("alice", "/join dev")
-    chat.line("alice", "dev words")
-    chat.line("alice", "/leave")
-    chat.connect("bob")
-    chat.line("bob", "bob")
-    assert "#lobby <alice> lobby words" in chat.take("bob")
-    chat.line("bob", "/join dev")
-    assert chat.take("bob") == ["#dev -!- you joined #dev; 1 here: bob"]
+def test_an_emptied_room_keeps_its_history_in_the_state_but_not_without_one() -> None:
+    for state, kept in ((None, ["#dev <alice> dev words"]), (Chat.stateless, [])):
+        chat = Chat() if state is None else state()
+        chat.join("alice")
+        chat.line("alice", "lobby words")
+        chat.line("alice", "/join dev")
+        chat.line("alice", "dev words")
+        chat.line("alice", "/leave")
+        chat.connect("bob")
+        chat.line("bob", "bob")
+        assert "#lobby <alice> lobby words" in chat.take("bob")
+        chat.line("bob", "/join dev")
+        assert chat.take("bob") == [*kept, "#dev -!- you joined #dev; 1 here: bob"]
 
 
 def test_one_address_cannot_take_every_room_and_others_still_can_create_them() -> None:
@@ -633,10 +723,13 @@ def test_an_empty_room_is_forgotten_at_once_so_it_holds_no_place() -> None:
     chat.join("a")
     chat.line("a", "/join one")
     chat.line("a", "/join two")
+    assert chat.take("a")[-1] == "- -!- error: there are 2 rooms already; /rooms lists them"
+    chat.line("a", "/leave one")
     chat.line("a", "/join three")
     assert chat.take("a")[-1] == "#three -!- you joined #three; 1 here: a"
+    chat.line("a", "/leave lobby")
     chat.line("a", "/rooms")
-    assert chat.take("a") == ["- -!- rooms: #lobby (0), #three (1)"]
+    assert chat.take("a")[-1] == "- -!- rooms: #lobby (0), #three (1)"
 
 
 # --- flooding ----------------------------------------------------------------------------
@@ -762,6 +855,8 @@ def test_format_json_sends_events_as_json_lines_with_codes() -> None:
             "code": "nick",
             "text": "you are now known as bot",
             "nick": "bot",
+            "rate": 0,
+            "burst": 10,
         },
         {
             "type": "notice",

@@ -117,7 +117,7 @@ def test_every_command_over_the_wire(
     serve_in_thread: ServeInThread, where: str, tmp_path: Path
 ) -> None:
     address = f"unix://{tmp_path}/chat.sock" if where == "unix" else where
-    _, (endpoint,) = serve_in_thread(chat_service(), [address])
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0), [address])
     alice = Member(endpoint, "alice")
     bob = Member(endpoint, "bob")
     assert alice.expect("joined") == ["#lobby -!- bob joined #lobby"]
@@ -138,18 +138,23 @@ def test_every_command_over_the_wire(
     assert alice.line() == "#lobby -!- bob is now known as robert"
     alice.say("/join dev")
     assert alice.line() == "#dev -!- you joined #dev; 1 here: alice"
-    assert bob.line() == "#lobby -!- alice left #lobby"
     bob.say("/rooms")
-    assert bob.line() == "- -!- rooms: #dev (1), #lobby (1)"
+    assert bob.line() == "- -!- rooms: #dev (1), #lobby (2)"
+    alice.say("/online")
+    assert alice.line() == "- -!- 2 online: alice (#lobby, #dev), robert (#lobby)"
+    alice.say("/switch lobby")
+    assert alice.line() == "#lobby -!- you now talk in #lobby"
     alice.say("/leave")
-    assert alice.line() == "#dev -!- you left #dev; /join ROOM to join one"
+    assert alice.line() == "#lobby -!- you left #lobby; you talk in #dev"
+    assert bob.line() == "#lobby -!- alice left #lobby"
     alice.say("/help")
     assert (
-        alice.expect("/format text|json")[0]
-        == "- -!- commands (anything else is said to your room):"
+        alice.expect("/ping [TOKEN]")[0] == "- -!- commands (anything else is said to your room):"
     )
     alice.say("/bogus")
     assert alice.line() == '- -!- error: unknown command "/bogus"; /help lists the commands'
+    alice.say("/ping 7")
+    assert alice.line() == "- -!- pong 7"
     bob.say("/quit time for lunch")
     assert bob.line() == "- -!- bye"
     with pytest.raises(EOFError):
@@ -427,3 +432,107 @@ def test_a_failure_inside_one_session_closes_only_that_session(
     assert alice.expect("bob") == ["#lobby -!- bob disconnected (internal server error)"]
     alice.say("still here")
     assert alice.line() == "#lobby <alice> still here"
+
+
+# --- tutorial clients, several rooms, hostile members ------------------------------------
+
+
+def test_a_tutorial_client_that_sends_without_newlines_talks_with_nc_members(
+    serve_in_thread: ServeInThread,
+) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service())
+    alice = Member(endpoint, "alice")
+    client = socket.create_connection(("127.0.0.1", endpoint.port), timeout=WAIT)
+    try:
+        assert b"welcome to socketeer chat" in client.recv(1024)
+        client.send("小明".encode())  # as the tutorials do: no newline
+        replies = b""
+        while b"you joined" not in replies:
+            replies += client.recv(1024)
+        assert "- -!- you are now known as 小明" in replies.decode()
+        assert alice.line() == "#lobby -!- 小明 joined #lobby"
+        client.send("大家好".encode())
+        assert alice.line() == "#lobby <小明> 大家好"
+        assert client.recv(1024).decode()[9:] == "#lobby <小明> 大家好\n"
+        alice.say("hello 小明")
+        assert alice.line() == "#lobby <alice> hello 小明"
+        assert client.recv(1024).decode()[9:] == "#lobby <alice> hello 小明\n"
+        client.send(b"/join dev")
+        assert "you joined #dev" in client.recv(1024).decode()
+    finally:
+        client.close()
+    assert alice.line() == "#lobby -!- 小明 disconnected"
+
+
+def test_a_join_flood_creates_rooms_only_up_to_the_limits_and_others_keep_talking(
+    serve_in_thread: ServeInThread,
+) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0, max_rooms_per_address=10))
+    bob = Member(endpoint, "bob")
+    flood = Member(endpoint, "flood")
+    bob.expect("flood joined")
+    flood.sock.sendall(b"".join(b"/join r%d\n" % n for n in range(1000)) + b"/ping done\n")
+    replies = flood.expect("pong done")
+    assert sum("you joined #r" in line for line in replies) == 10
+    assert sum("your address already has 10 rooms to itself" in line for line in replies) == 990
+    bob.say("/rooms")
+    assert bob.line().count("#r") == 10
+    bob.say("still here")
+    assert bob.line() == "#lobby <bob> still here"
+
+
+def test_huge_room_names_are_refused_with_a_short_error(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0))
+    alice = Member(endpoint, "alice")
+    alice.say("/join " + "x" * 4000)
+    assert alice.line() == (
+        f'- -!- error: "{"x" * 64}..." cannot be a room: a room name has at most 32 characters'
+    )
+    alice.say("/join " + "y" * 5000)
+    assert alice.line() == "- -!- error: line too long (over 4096 bytes); not sent"
+    alice.say("/who")
+    assert alice.line() == "#lobby -!- 1 in #lobby: alice"
+
+
+def test_a_member_in_a_thousand_rooms_is_listed_briefly_and_leaves_them_all_at_once(
+    serve_in_thread: ServeInThread,
+) -> None:
+    service = chat_service(
+        rate=0, max_rooms=2000, max_rooms_per_address=2000, max_rooms_per_member=1001
+    )
+    _, (endpoint,) = serve_in_thread(service)
+    many = Member(endpoint, "many")
+    watcher = Member(endpoint, "watcher", source="127.0.0.2")
+    watcher.say("/join r999")
+    watcher.expect("you joined #r999")
+    many.sock.sendall(b"".join(b"/join r%d\n" % n for n in range(1000)) + b"/ping done\n")
+    assert sum("you joined #r" in line for line in many.expect("pong done")) == 1000
+    watcher.expect("many joined #r999")
+    many.say("/online")
+    assert many.line() == (
+        "- -!- 2 online: many (#lobby, #r0, #r1, #r2, #r3, #r4, #r5, #r6, #r7, #r8"
+        " and 991 more), watcher (#lobby, #r999)"
+    )
+    many.say("/join one-too-many")
+    assert many.line() == "- -!- error: you are in 1001 rooms already; /leave one first"
+    started = time.monotonic()
+    many.say("/quit")
+    assert watcher.expect("many quit") == ["#lobby -!- many quit"]
+    assert watcher.line() == "#r999 -!- many quit"
+    assert time.monotonic() - started < 5
+    watcher.say("/rooms")
+    assert watcher.line() == "- -!- rooms: #lobby (1), #r999 (1)"
+
+
+def test_a_member_may_be_in_at_most_max_rooms_per_member(serve_in_thread: ServeInThread) -> None:
+    _, (endpoint,) = serve_in_thread(chat_service(rate=0, max_rooms_per_member=3))
+    alice = Member(endpoint, "alice")
+    for room in ("a", "b"):
+        alice.say(f"/join {room}")
+        alice.expect(f"you joined #{room}")
+    alice.say("/join c")
+    assert alice.line() == "- -!- error: you are in 3 rooms already; /leave one first"
+    alice.say("/leave a")
+    alice.expect("you left #a")
+    alice.say("/join c")
+    assert alice.expect("you joined #c")

@@ -150,7 +150,9 @@ def test_typing_scrolling_history_colours_and_ctrl_d(
 
     terminal.type("hello from tmux")
     assert bob.expect("hello from tmux") == "#lobby <alice> hello from tmux"
-    terminal.wait_text("#lobby <alice> hello from tmux")
+    screen = terminal.wait_text("#lobby <alice> hello from tmux")
+    shown = [line for line in screen if "hello from tmux" in line]
+    assert len(shown) == 1, f"what was typed is shown once, as the server sent it: {shown}"
 
     # Half a line typed, then many lines arrive: they scroll above it, it stays.
     terminal.type("half typed", enter=False)

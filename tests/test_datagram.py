@@ -355,8 +355,18 @@ class FakeNet:
     def attach(self, addr: Address, core: DatagramCore[Any]) -> None:
         self.cores[addr] = core
 
-    def _collect(self, source: Address) -> None:
-        for data, destination in self.cores[source].datagrams_to_send(self.now):
+    def _deliver(self, packet: InFlight) -> None:
+        """Hand ``packet`` to its core as the UDP endpoint does: the quick way if the core can."""
+        core = self.cores[packet.destination]
+        replies = core.quick_reply(packet.data, packet.source, self.now)
+        if replies is None:
+            core.receive_datagram(packet.data, packet.source, self.now)
+            self._collect(packet.destination)
+        else:
+            self._collect(packet.destination, [(reply, packet.source) for reply in replies])
+
+    def _collect(self, source: Address, sent: list[tuple[bytes, Address]] | None = None) -> None:
+        for data, destination in (sent or []) + self.cores[source].datagrams_to_send(self.now):
             roll = self.random.random()
             if roll < self.drop:
                 continue
@@ -368,6 +378,7 @@ class FakeNet:
                 heapq.heappush(
                     self.in_flight, InFlight(arrives, self._order, data, source, destination)
                 )
+        self.cores[source].prepare(self.now)  # as the I/O layer does, after sending
 
     def run(self, until: float, max_steps: int = 100_000) -> None:
         for addr in self.cores:
@@ -382,10 +393,7 @@ class FakeNet:
                 if self.now > until:
                     return
                 if packet.destination in self.cores:
-                    self.cores[packet.destination].receive_datagram(
-                        packet.data, packet.source, self.now
-                    )
-                    self._collect(packet.destination)
+                    self._deliver(packet)
             elif next_timer is not None:
                 self.now, addr = next_timer
                 if self.now > until:

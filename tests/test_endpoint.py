@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,6 +33,14 @@ ACCEPTED: list[tuple[str, Endpoint, str | None]] = [
     ("udp://0.0.0.0:53", Endpoint("udp", "0.0.0.0", 53), "udp://0.0.0.0:53"),
     ("udp://:53", Endpoint("udp", None, 53), "udp://:53"),
     ("udp://[::1]:53", Endpoint("udp", "::1", 53), "udp://[::1]:53"),
+    ("tls://127.0.0.1:9443", Endpoint("tcp", "127.0.0.1", 9443, tls=True), None),
+    (
+        "TLS://example.com:443",
+        Endpoint("tcp", "example.com", 443, tls=True),
+        "tls://example.com:443",
+    ),
+    ("tls://[::1]:9443", Endpoint("tcp", "::1", 9443, tls=True), None),
+    ("tls://:9443", Endpoint("tcp", None, 9443, tls=True), None),
     ("unix:///tmp/socketeer.sock", Endpoint("unix", path="/tmp/socketeer.sock"), None),
     ("unix://relative.sock", Endpoint("unix", path="relative.sock"), None),
     ("unix://dir/x.sock", Endpoint("unix", path="dir/x.sock"), None),
@@ -87,7 +97,9 @@ MALFORMED: list[tuple[str, str]] = [
     ("localhost:1.5", "port '1.5' is not a number"),
     ("localhost:８０", "is not a number"),  # noqa: RUF001  (full-width digits)
     ("localhost:²", "is not a number"),
-    ("ftp://host:21", "unknown scheme 'ftp' (use tcp://, udp://, unix://)"),
+    ("ftp://host:21", "unknown scheme 'ftp' (use tcp://, udp://, unix://, tls://)"),
+    ("tls://host", "expected HOST:PORT or :PORT"),
+    ("tls://::1:443", "write IPv6 addresses in brackets"),
     ("http://example.com:80", "unknown scheme 'http'"),
     ("://host:1", "unknown scheme ''"),
     ("::1:8080", "write IPv6 addresses in brackets, like [::1]:PORT"),
@@ -153,7 +165,7 @@ typed_texts = st.one_of(
     st.text(max_size=40),
     st.text(endpoint_alphabet, max_size=30),
     st.tuples(
-        st.sampled_from(["", "tcp://", "udp://", "unix://", "UDP://", "tcp:/", "[", "["]),
+        st.sampled_from(["", "tcp://", "udp://", "unix://", "UDP://", "tcp:/", "tls://", "["]),
         st.text(endpoint_alphabet, max_size=30),
     ).map("".join),
 )
@@ -187,12 +199,15 @@ hosts = st.one_of(
 
 @settings(max_examples=300)
 @given(
-    transport=st.sampled_from(["tcp", "udp"]),
+    transport=st.sampled_from(["tcp", "udp", "tls"]),
     host=hosts,
     port=st.integers(0, 65535),
 )
-def test_network_endpoints_round_trip(transport: Transport, host: str | None, port: int) -> None:
-    endpoint = Endpoint(transport, host, port)
+def test_network_endpoints_round_trip(transport: str, host: str | None, port: int) -> None:
+    if transport == "tls":
+        endpoint = Endpoint("tcp", host, port, tls=True)
+    else:
+        endpoint = Endpoint(cast(Transport, transport), host, port)
     assert parse_endpoint(str(endpoint)) == endpoint
 
 

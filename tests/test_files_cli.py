@@ -446,7 +446,11 @@ def downloader(root: Path) -> Callable[[bytes], bytes]:
 @pytest.mark.parametrize(
     ("answer", "said"),
     [
-        pytest.param(None, "it closed the connection without answering", id="downloader"),
+        pytest.param(
+            None,
+            "it closed the connection without answering; if it speaks TLS, use tls://",
+            id="downloader",
+        ),
         pytest.param(lambda request: request, "its answer is not the files protocol's", id="echo"),
     ],
 )

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from socketeer.services.tftp import Settings, TftpServer
-from socketeer.services.tftp.client import TftpDownload
-from socketeer.services.tftp.download import TftpError, download
+from socketeer.services.tftp.client import TftpDownload, TftpUpload
+from socketeer.services.tftp.transfers import TftpError, download, upload
 from support import assert_one_line_error, run_cli
 from test_datagram import CLIENT, SERVER, FakeNet
 
@@ -57,6 +57,40 @@ def test_an_option_the_client_did_not_ask_for_is_refused() -> None:
     assert error.startswith(b"\x00\x05\x00\x08")
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "options", [{}, {"blksize": "700", "windowsize": "8", "tsize": "30000"}, {"blksize": "8"}]
+)
+def test_an_upload_over_a_lossy_network(tmp_path: Path, seed: int, options: dict[str, str]) -> None:
+    data = os.urandom(30_000 if options.get("blksize") != "8" else 600)
+    net = FakeNet(seed)
+    server = TftpServer(tmp_path, allow_upload=True, settings=Settings(retries=8))
+    client = TftpUpload(SERVER, "up", io.BytesIO(data), net.now, options=options, retries=8)
+    net.attach(SERVER, server)
+    net.attach(CLIENT, client)
+    try:
+        net.run(until=3000.0)
+    finally:
+        server.close()
+    assert client.outcome == ""
+    assert client.sent == len(data)
+    assert (tmp_path / "up").read_bytes() == data
+
+
+def test_an_upload_the_server_refuses_fails_with_its_error(tmp_path: Path) -> None:
+    net = FakeNet(0, drop=0.0, dupe=0.0)
+    server = TftpServer(tmp_path)
+    client = TftpUpload(SERVER, "up", io.BytesIO(b"x"), net.now)
+    net.attach(SERVER, server)
+    net.attach(CLIENT, client)
+    try:
+        net.run(until=100.0)
+    finally:
+        server.close()
+    assert client.outcome == "error 2: uploads are not allowed on this server"
+    assert not (tmp_path / "up").exists()
+
+
 def test_a_silent_server_fails_after_the_retries() -> None:
     client = TftpDownload(SERVER, "f", lambda b, _: None, 0.0, timeout=1.0, retries=3)
     client.datagrams_to_send(0.0)
@@ -80,6 +114,16 @@ def free_udp_port() -> int:
 @pytest.fixture
 def tftpd(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     """tftpd-hpa's in.tftpd in the foreground on a free port, serving a directory."""
+    yield from run_tftpd(tmp_path)
+
+
+@pytest.fixture
+def tftpd_writable(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """in.tftpd that accepts uploads of new files (``--create``)."""
+    yield from run_tftpd(tmp_path, "--create")
+
+
+def run_tftpd(tmp_path: Path, *extra: str) -> Iterator[tuple[Path, int]]:
     program = shutil.which("in.tftpd")
     if program is None:
         pytest.skip("in.tftpd (tftpd-hpa) is not installed")
@@ -88,7 +132,7 @@ def tftpd(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     root = tmp_path / "served"
     root.mkdir()
     port = free_udp_port()
-    args = [program, "-L", "-a", f"127.0.0.1:{port}", "-u", "root", "-p", "-s", str(root)]
+    args = [program, "-L", "-a", f"127.0.0.1:{port}", "-u", "root", "-p", *extra, "-s", str(root)]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield root, port
@@ -155,3 +199,39 @@ def test_get_tftp_url_of_a_missing_file(tftpd: tuple[Path, int], tmp_path: Path)
 )
 def test_get_refuses_a_bad_tftp_url(url: str, message: str) -> None:
     assert_one_line_error(run_cli("get", url), 2, message)
+
+
+def send_up(port: int, name: str, data: bytes, **kwargs: object) -> int:
+    async def run() -> int:
+        return await asyncio.wait_for(
+            upload("127.0.0.1", port, name, io.BytesIO(data), **kwargs),  # type: ignore[arg-type]
+            WAIT,
+        )
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"blksize": "1428", "tsize": "100003"}, {"blksize": "8", "windowsize": "4"}]
+)
+def test_uploads_to_in_tftpd(tftpd_writable: tuple[Path, int], options: dict[str, str]) -> None:
+    root, port = tftpd_writable
+    data = os.urandom(100_003 if options.get("blksize") != "8" else 5_000)
+    assert send_up(port, "up.bin", data, options=options) == len(data)
+    assert (root / "up.bin").read_bytes() == data
+
+
+def test_put_tftp_url_to_in_tftpd(tftpd_writable: tuple[Path, int], tmp_path: Path) -> None:
+    root, port = tftpd_writable
+    data = os.urandom(200_000)
+    (tmp_path / "boot.img").write_bytes(data)
+    result = run_cli("put", str(tmp_path / "boot.img"), f"tftp://127.0.0.1:{port}/boot.img")
+    assert result.returncode == 0, result.stderr
+    assert (root / "boot.img").read_bytes() == data
+
+
+def test_an_upload_in_tftpd_refuses(tftpd: tuple[Path, int], tmp_path: Path) -> None:
+    _, port = tftpd
+    (tmp_path / "f").write_bytes(b"x" * 10)
+    result = run_cli("put", str(tmp_path / "f"), f"tftp://127.0.0.1:{port}/new")
+    assert_one_line_error(result, 1, f"tftp://127.0.0.1:{port}/new: error ")

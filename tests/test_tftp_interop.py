@@ -198,3 +198,45 @@ def test_curl_over_ipv6(tmp_path: Path) -> None:
         assert (tmp_path / "got").read_bytes() == data
     finally:
         assert server.stop() == 0
+
+
+def test_socketeer_put_to_serve_tftp(share: tuple[Path, int], here: Path) -> None:
+    root, port = share
+    data = os.urandom(300_001)
+    (here / "up.bin").write_bytes(data)
+    result = run_cli("put", str(here / "up.bin"), f"tftp://127.0.0.1:{port}/sub.bin")
+    assert result.returncode == 0, result.stderr
+    assert (root / "sub.bin").read_bytes() == data
+    result = run_cli("put", "-q", "-", f"tftp://127.0.0.1:{port}/piped.bin", input=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    assert (root / "piped.bin").read_bytes() == data
+
+
+def test_socketeer_put_is_refused_without_allow_upload(
+    read_only: tuple[Path, int], here: Path
+) -> None:
+    root, port = read_only
+    (here / "up.bin").write_bytes(b"x" * 1000)
+    result = run_cli("put", str(here / "up.bin"), f"tftp://127.0.0.1:{port}/up.bin")
+    assert_one_line_error(
+        result, 1, f"tftp://127.0.0.1:{port}/up.bin: error 2: uploads are not allowed"
+    )
+    assert not (root / "up.bin").exists()
+
+
+def test_socketeer_put_takes_one_file(share: tuple[Path, int], here: Path) -> None:
+    _, port = share
+    (here / "up.bin").write_bytes(b"x")
+    result = run_cli("put", str(here / "up.bin"), f"tftp://127.0.0.1:{port}/a", "b")
+    assert_one_line_error(result, 2, "sends one file")
+    result = run_cli("put", str(here), f"tftp://127.0.0.1:{port}/a")
+    assert_one_line_error(result, 1, "is a directory")
+
+
+@pytest.mark.parametrize(
+    "option", [["--max-message", "10"], ["--idle-timeout", "5"], ["--max-conns", "3"]]
+)
+def test_serve_tftp_refuses_options_for_connections(tmp_path: Path, option: list[str]) -> None:
+    result = run_cli("serve", "tftp", str(tmp_path), "udp://127.0.0.1:0", *option, timeout=20)
+    assert_one_line_error(result, 2, f"{option[0]}: not for TFTP")

@@ -351,3 +351,27 @@ def test_a_file_that_cannot_be_read_ends_its_transfer_with_an_error(tmp_path: Pa
     (error,) = exchange(server, Ack(1).encode(), 0.1)
     assert parse(error) == ErrorPacket(0, "cannot read the file: Input/output error")
     assert exchange(server, Ack(1).encode(), 0.2) == []
+
+
+def test_transfers_beyond_the_limit_are_refused_as_busy(tmp_path: Path) -> None:
+    """Each transfer has a port of its own; past max_transfers a request gets error 0."""
+    (tmp_path / "f").write_bytes(b"x" * 2000)
+    server = tftp_server(tmp_path, settings=Settings(max_transfers=2))
+    rrq = Request(False, "f").encode()
+    clients = [("127.0.0.1", 40_000 + n) for n in range(3)]
+    for client in clients[:2]:
+        server.receive_datagram(rrq, client, 0.0)
+        ((data, _),) = server.datagrams_to_send(0.0)
+        assert isinstance(parse(data), Data)
+    server.receive_datagram(rrq, clients[2], 0.0)
+    ((busy, _),) = server.datagrams_to_send(0.0)
+    assert parse(busy) == ErrorPacket(0, "server busy: 2 transfers at once, try again later")
+    assert server.transfers == 2
+    for block in range(1, 5):  # the first client's download ends
+        server.receive_datagram(Ack(block).encode(), clients[0], 0.1)
+    server.datagrams_to_send(0.1)
+    server.handle_timer(0.2)  # and it is forgotten, with its port
+    assert server.transfers == 1
+    server.receive_datagram(rrq, ("127.0.0.1", 40_009), 0.3)
+    ((data, _),) = server.datagrams_to_send(0.3)
+    assert isinstance(parse(data), Data)

@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .endpoint import Endpoint
 from .errors import BindError, translate_os_error
@@ -85,7 +85,7 @@ def _bind_inet(endpoint: Endpoint, reuse_port: bool, listen: bool) -> list[Bound
             sock.setblocking(False)
             port = sock.getsockname()[1]
             actual_host = None if endpoint.host is None else host
-            bound[-1].actual = Endpoint(endpoint.transport, actual_host, port)
+            bound[-1].actual = replace(endpoint, host=actual_host, port=port)
     except OSError:
         for item in bound:
             item.sock.close()

@@ -13,6 +13,10 @@ the shapes network code needs::
         conn.send_message(b"frame")    # through the connection's codec
         conn.recv_message()
 
+A ``tls://`` endpoint is TCP with TLS; ``tls=`` (a :class:`~socketeer.tls.ClientTLS`)
+says how the server is trusted: by default, by the system's certificate
+authorities.
+
 Failures raise the package's own errors: :class:`~socketeer.errors.ConnectError`
 (naming the endpoint), :class:`~socketeer.errors.Timeout`,
 :class:`~socketeer.errors.ConnectionClosed` (with the bytes that did arrive).
@@ -40,6 +44,7 @@ from .errors import (
 from .framing import DEFAULT_MAX_LINE_LENGTH, Codec, LengthPrefixCodec, ReceiveBuffer
 from .quantity import quantity
 from .tcp_options import set_nodelay
+from .tls import ClientTLS, client_handshake, wrap_blocking
 from .visible import visible
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncConnection", "Connection"]
@@ -133,9 +138,21 @@ class Connection(_Reading):
         timeout: float | None = DEFAULT_TIMEOUT,
         codec: Codec | None = None,
         encoding: str = "utf-8",
+        *,
+        tls: ClientTLS | None = None,
     ) -> Self:
-        """Connect to ``target`` (an endpoint string or :class:`Endpoint`)."""
+        """Connect to ``target`` (an endpoint string or :class:`Endpoint`).
+
+        ``tls`` applies to ``tls://`` endpoints (default: :class:`~socketeer.tls.ClientTLS`,
+        the system's authorities).
+        """
         endpoint = _endpoint(target)
+        sock: socket.socket
+        if endpoint.tls:
+            sock = wrap_blocking(
+                lambda: _tcp_socket(endpoint, timeout), endpoint, tls or ClientTLS()
+            )
+            return cls(sock, endpoint, timeout, codec, encoding)
         try:
             if endpoint.transport == "unix":
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -148,7 +165,7 @@ class Connection(_Reading):
             elif endpoint.transport == "udp":
                 sock = _udp_socket(endpoint)
             else:
-                sock = socket.create_connection((endpoint.connect_host, endpoint.port), timeout)
+                sock = _tcp_socket(endpoint, timeout)
         except OSError as exc:
             raise translate_os_error(exc, "connect to", endpoint, ConnectError) from None
         return cls(sock, endpoint, timeout, codec, encoding)
@@ -168,8 +185,12 @@ class Connection(_Reading):
         self.send(self.codec.encode(_as_bytes(message, self.encoding)))
 
     def shutdown_write(self) -> None:
-        """Half-close: tell the peer we will send nothing more, keep receiving."""
-        self._io("shut down", self.sock.shutdown, socket.SHUT_WR)
+        """Half-close: tell the peer we will send nothing more, keep receiving.
+
+        Over TLS there is no half-close (see docs/tls.md): this does nothing.
+        """
+        if not self.endpoint.tls:
+            self._io("shut down", self.sock.shutdown, socket.SHUT_WR)
 
     # receiving ----------------------------------------------------------------------
 
@@ -248,6 +269,13 @@ class Connection(_Reading):
         self.close()
 
 
+def _tcp_socket(endpoint: Endpoint, timeout: float | None) -> socket.socket:
+    try:
+        return socket.create_connection((endpoint.connect_host, endpoint.port), timeout)
+    except OSError as exc:
+        raise translate_os_error(exc, "connect to", endpoint, ConnectError) from None
+
+
 def _udp_socket(endpoint: Endpoint) -> socket.socket:
     infos = socket.getaddrinfo(endpoint.connect_host, endpoint.port, type=socket.SOCK_DGRAM)
     family, kind, proto, _, address = infos[0]
@@ -284,8 +312,10 @@ class AsyncConnection(_Reading):
         timeout: float | None = DEFAULT_TIMEOUT,
         codec: Codec | None = None,
         encoding: str = "utf-8",
+        *,
+        tls: ClientTLS | None = None,
     ) -> Self:
-        """Connect to ``target`` (TCP or Unix)."""
+        """Connect to ``target`` (TCP, TLS or Unix); ``tls`` as for :meth:`Connection.connect`."""
         endpoint = _endpoint(target)
         if endpoint.transport == "udp":
             raise LocalProtocolError(
@@ -295,6 +325,17 @@ class AsyncConnection(_Reading):
             async with asyncio.timeout(timeout):
                 if endpoint.transport == "unix":
                     reader, writer = await asyncio.open_unix_connection(endpoint.path)
+                elif endpoint.tls:
+                    reader, writer = await client_handshake(
+                        lambda context: asyncio.open_connection(
+                            endpoint.connect_host,
+                            endpoint.port,
+                            ssl=context,
+                            server_hostname=endpoint.connect_host,
+                        ),
+                        endpoint,
+                        tls or ClientTLS(),
+                    )
                 else:
                     reader, writer = await asyncio.open_connection(
                         endpoint.connect_host, endpoint.port

@@ -193,6 +193,18 @@ class DatagramCore(ABC, Generic[PeerT]):
         peer.received += len(data)
         self.datagram_received(peer, data, now)
 
+    def quick_reply(self, data: bytes, addr: Address, now: float) -> list[bytes] | None:
+        """The replies to ``data`` from ``addr``, if the core has them at hand; else None.
+
+        A shortcut for a datagram that arrived at the reply port of a peer the
+        core knows (a per-peer socket): instead of :meth:`receive_datagram`,
+        the I/O layer calls this and sends what it returns to ``addr`` at
+        once, unqueued and past the limits (the core returns only what they
+        allow), then calls :meth:`prepare`, where the core counts the exchange.
+        None (the default) means: take the usual way, nothing was done.
+        """
+        return None
+
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Return (and forget) the ``(data, addr)`` pairs queued since the last call."""
         outgoing, self._outgoing = self._outgoing, []
@@ -207,6 +219,14 @@ class DatagramCore(ABC, Generic[PeerT]):
     def handle_timer(self, now: float) -> None:
         """Do what is due at ``now``; calling it early or twice does no harm."""
         self._expire(now)
+
+    def prepare(self, now: float) -> None:
+        """Do work that can wait until the replies are sent (reading ahead); none by default.
+
+        The I/O layer calls it after sending what a datagram caused, so that
+        the next answer is ready while the peer is busy with this one; it then
+        re-arms its timer from :meth:`get_timer`.  Nothing is queued for sending here.
+        """
 
     def watch(self, addr: Address) -> bool:
         """Report ``addr`` in :meth:`forgotten` once its state is dropped; False if unknown."""
@@ -259,6 +279,14 @@ class DatagramCore(ABC, Generic[PeerT]):
             self._dropped(peer)
 
     # Inside --------------------------------------------------------------------------
+
+    def _heard(self, peer: PeerT, size: int, now: float) -> None:
+        """Count a datagram of ``size`` bytes from a remembered ``peer``, as receiving does."""
+        self._expire(now)
+        if self._peers.get(peer.addr) is peer:
+            self._peers.move_to_end(peer.addr)
+            peer.last_seen = now
+            peer.received += size
 
     def _remember(self, addr: Address, now: float) -> PeerT:
         if len(self._peers) >= self.limits.max_peers:

@@ -7,6 +7,7 @@ Accepted forms::
     tcp://HOST:PORT      the same, spelled out
     [::1]:PORT           IPv6 needs brackets, as in URLs
     udp://HOST:PORT      UDP
+    tls://HOST:PORT      TCP with TLS (tls://[::1]:PORT for IPv6)
     unix:///path/to.sock a Unix stream socket (unix://relative.sock works too)
 
 Port 0 means "let the system pick one".  Anything else raises
@@ -28,7 +29,7 @@ __all__ = ["Endpoint", "Transport", "describe_peer", "parse_endpoint"]
 
 Transport = Literal["tcp", "udp", "unix"]
 
-_SCHEMES: dict[str, Transport] = {"tcp": "tcp", "udp": "udp", "unix": "unix"}
+_SCHEMES: dict[str, Transport] = {"tcp": "tcp", "udp": "udp", "unix": "unix", "tls": "tcp"}
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$"
 )
@@ -43,12 +44,14 @@ class Endpoint:
 
     ``host`` is ``None`` for ``:PORT`` (every interface when listening,
     ``localhost`` when connecting).  ``path`` is set only for Unix sockets.
+    ``tls`` is True for ``tls://`` (TCP carrying TLS).
     """
 
     transport: Transport
     host: str | None = None
     port: int = 0
     path: str | None = None
+    tls: bool = False
 
     @property
     def is_stream(self) -> bool:
@@ -71,6 +74,8 @@ class Endpoint:
         if ":" in host:
             host = f"[{host}]"
         where = f"{host}:{self.port}"
+        if self.tls:
+            return f"tls://{where}"
         return where if self.transport == "tcp" else f"{self.transport}://{where}"
 
 
@@ -93,7 +98,8 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
         raise EndpointError(f"invalid endpoint {text!r}: unknown scheme {scheme!r} (use {known})")
     if transport == "unix":
         return _parse_unix(text, rest)
-    return _parse_host_port(text, rest, transport)
+    endpoint = _parse_host_port(text, rest, transport)
+    return replace(endpoint, tls=True) if scheme.lower() == "tls" else endpoint
 
 
 def _parse_unix(text: str, path: str) -> Endpoint:

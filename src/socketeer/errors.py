@@ -20,6 +20,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "SocketeerError",
+    "TLSError",
     "Timeout",
     "translate_os_error",
 ]
@@ -88,6 +89,42 @@ class Timeout(NetworkError, TimeoutError):
     """An operation did not finish within its timeout."""
 
 
+class TLSError(ConnectError):
+    """A TLS connection could not be made or trusted; the message says why and what to do."""
+
+
+# OpenSSL's reasons (``SSLError.reason``) for what people most often run into.
+_NOT_TLS = "the peer does not speak TLS"
+_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER": _NOT_TLS,
+    "RECORD_LAYER_FAILURE": _NOT_TLS,
+    "PACKET_LENGTH_TOO_LONG": _NOT_TLS,
+    "HTTP_REQUEST": _NOT_TLS + " (it sent HTTP)",
+    "UNEXPECTED_RECORD": _NOT_TLS,
+    "UNEXPECTED_MESSAGE": _NOT_TLS,
+    "UNSUPPORTED_PROTOCOL": "no TLS version in common (TLS 1.2 or newer is needed)",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version in common (TLS 1.2 or newer is needed)",
+    "NO_PROTOCOLS_AVAILABLE": "no TLS version in common (TLS 1.2 or newer is needed)",
+    "NO_SHARED_CIPHER": "no cipher in common",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the TLS handshake was refused (no cipher in common?)",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "a client certificate is required (--tls-cert, --tls-key)",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no client certificate was presented",
+    "TLSV1_ALERT_UNKNOWN_CA": "the certificate was not accepted (unknown authority)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the certificate was not accepted",
+    "CERTIFICATE_VERIFY_FAILED": "the certificate could not be verified",
+    "UNEXPECTED_EOF_WHILE_READING": "the connection closed during the TLS handshake",
+}
+
+
+def describe_tls_reason(reason: str | None, message: str) -> str:
+    """One lower-case phrase for an OpenSSL error: its ``reason`` code, else its message."""
+    if reason in _TLS_REASONS:
+        return _TLS_REASONS[reason]
+    if reason:
+        return reason.lower().replace("_", " ")
+    return message.split("(_ssl.c")[0].strip() or "TLS failed"
+
+
 _REASONS = {
     errno.ECONNREFUSED: "connection refused",
     errno.EADDRINUSE: "address already in use",
@@ -107,6 +144,8 @@ _REASONS = {
 
 def describe_os_error(exc: OSError) -> str:
     """Return a short lower-case reason for ``exc`` without file names or errno noise."""
+    if hasattr(exc, "library"):  # ssl.SSLError (this module does not import ssl)
+        return describe_tls_reason(getattr(exc, "reason", None), str(exc))
     if exc.errno in _REASONS:
         return _REASONS[exc.errno]
     if exc.strerror:

@@ -30,6 +30,7 @@ __all__ = [
     "LineCodec",
     "RawCodec",
     "ReceiveBuffer",
+    "auto_framing",
     "make_codec",
 ]
 
@@ -299,7 +300,7 @@ class AutoCodec:
         if self._inner is None:
             if not data:
                 return []
-            if data.endswith(b"\n"):
+            if auto_framing(data) == "line":
                 ending = b"\r\n" if data.endswith(b"\r\n") else b"\n"
                 self._inner = LineCodec(
                     max_line_length=self.max_message_size, send_delimiter=ending
@@ -315,6 +316,15 @@ class AutoCodec:
         if self._inner is None:
             return message + b"\n"
         return self._inner.encode(message)
+
+
+def auto_framing(first: bytes) -> Literal["line", "raw"]:
+    """What ``auto`` makes of a session whose first piece is ``first`` (not empty).
+
+    ``line`` if it ends with a newline (nc, telnet, any line-reading client),
+    ``raw`` if not: a tutorial client's ``send('小明'.encode())``.
+    """
+    return "line" if first.endswith(b"\n") else "raw"
 
 
 def make_codec(

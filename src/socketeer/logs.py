@@ -19,7 +19,7 @@ from typing import TextIO
 
 from .endpoint import Endpoint
 
-__all__ = ["announce", "log_to_stderr", "mark_worker"]
+__all__ = ["announce", "announce_browser", "browser_address", "log_to_stderr", "mark_worker"]
 
 _DATE = "%Y-%m-%d %H:%M:%S"
 
@@ -60,3 +60,28 @@ def announce(endpoints: Sequence[Endpoint], stream: TextIO | None = None) -> Non
     for endpoint in endpoints:
         print(f"listening on {endpoint}", file=out)
     out.flush()
+
+
+def browser_address(endpoint: Endpoint) -> str | None:
+    """The ``http://`` (``https://`` for ``tls://``) address a browser opens for a TCP
+    endpoint (None for others)."""
+    if endpoint.transport != "tcp":
+        return None
+    host = endpoint.host or "localhost"
+    if host in ("0.0.0.0", "::"):
+        host = "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if endpoint.tls else "http"
+    return f"{scheme}://{host}:{endpoint.port}/"
+
+
+def announce_browser(endpoints: Sequence[Endpoint], stream: TextIO | None = None) -> None:
+    """``open http://HOST:PORT/ in a browser`` for the first TCP endpoint."""
+    out = stream or sys.stdout
+    for endpoint in endpoints:
+        address = browser_address(endpoint)
+        if address is not None:
+            print(f"open {address} in a browser", file=out)
+            out.flush()
+            return

@@ -28,6 +28,7 @@ from .errors import (
     translate_os_error,
 )
 from .quantity import quantity
+from .tls import ClientTLS
 from .transcode import Transcoder
 
 __all__ = ["Encodings", "connect", "listen"]
@@ -106,6 +107,7 @@ async def connect(
     stdin_fd: int,
     out: BinaryIO,
     encodings: Encodings = _UNCHANGED,
+    tls: ClientTLS | None = None,
 ) -> None:
     """Copy stdin to ``endpoint`` and what it sends to ``out``, like ``nc -N``.
 
@@ -120,7 +122,7 @@ async def connect(
     if endpoint.transport == "udp":
         await _connect_udp(endpoint, idle_timeout, udp_wait, stdin_fd, out, encodings)
         return
-    conn = await AsyncConnection.connect(endpoint, timeout=timeout)
+    conn = await AsyncConnection.connect(endpoint, timeout=timeout, tls=tls)
     async with conn:
         await _exchange(
             conn.reader, conn.writer, str(endpoint), stdin_fd, out, idle_timeout, encodings

@@ -18,6 +18,7 @@ from .endpoint import Endpoint
 from .errors import ConnectionClosed, RemoteProtocolError, Timeout, translate_os_error
 from .quantity import quantity
 from .service import TextCodec
+from .tls import ClientTLS
 
 __all__ = ["REPLY_PAUSE", "send_messages"]
 
@@ -33,6 +34,7 @@ def send_messages(
     timeout: float,
     greeting_wait: float,
     show: Callable[[str], None],
+    tls: ClientTLS | None = None,
 ) -> None:
     """Connect, show the greeting if one starts within ``greeting_wait``, then send
     each message and show its reply as it arrives.
@@ -48,7 +50,7 @@ def send_messages(
     replies are decoded from it, undecodable bytes kept as surrogate escapes.
     """
     text = TextCodec(encoding)
-    with Connection.connect(endpoint, timeout=timeout) as conn:
+    with Connection.connect(endpoint, timeout=timeout, tls=tls) as conn:
         if not endpoint.is_stream:
             _send_datagrams(conn, messages, text, timeout, show)
             return

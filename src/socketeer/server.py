@@ -17,22 +17,32 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from .addresses import UNIX, address_key
+from .access import AccessError, AccessRules, AccessSources
+from .addresses import address_key
 from .binding import BoundSocket, bind_endpoint, remove_unix_socket, system_backlog
 from .datagram import DatagramLimits, HandlerDatagrams
 from .endpoint import Endpoint, describe_peer
 from .framing import Framing
 from .host import DEFAULT_MIN_RATE, SessionLimits
 from .idle import IdleSweep
+from .proxy_doorway import ProxyDoorway, feed
 from .quantity import quantity
 from .service import Service
 from .session import Session, StreamSession, handler_session
+from .stats import ServerStats
+from .stream import peer_address
+from .tcpinfo import tcp_bytes
+from .tls import ServerTLS, accept_tls, alpn
 from .udp import DatagramEndpoint
+
+if TYPE_CHECKING:
+    from .health import HealthServer
 
 __all__ = ["Server", "ServerConfig", "serve"]
 
@@ -51,7 +61,12 @@ class ServerConfig:
     whole message for that long; a transfer counts while it moves at least
     ``min_rate`` bytes a second.  ``backlog`` None means the system's
     ``somaxconn``.  ``udp_limits`` bound the replies to each UDP source
-    address and in all (see docs/design.md, "Datagrams").
+    address and in all (see docs/design.md, "Datagrams").  ``access`` says
+    who may connect (``--allow``/``--deny``; reloaded from its files by
+    :meth:`Server.reload_access`).  ``proxy_protocol`` makes every stream
+    connection start with a PROXY header, whole within ``proxy_timeout``
+    seconds, whose client address then counts everywhere.  ``health``
+    serves ``/healthz`` and ``/metrics`` over HTTP there.
     """
 
     framing: Framing | None = None
@@ -64,6 +79,12 @@ class ServerConfig:
     reuse_port: bool = False
     backlog: int | None = None
     udp_limits: DatagramLimits = field(default_factory=DatagramLimits)
+    access: AccessSources = field(default_factory=AccessSources)
+    proxy_protocol: bool = False
+    proxy_timeout: float = 5.0
+    health: Endpoint | None = None
+    #: The certificate of ``tls://`` endpoints (see :mod:`socketeer.tls`).
+    tls: ServerTLS | None = None
 
     @property
     def limits(self) -> SessionLimits:
@@ -74,19 +95,21 @@ class ServerConfig:
 class _Doorway(asyncio.Protocol):
     """Every new connection's first protocol: the server admits it or refuses it."""
 
-    __slots__ = ("_server",)
+    __slots__ = ("_server", "_tls")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, tls: ssl.SSLContext | None = None) -> None:
         self._server = server
+        self._tls = tls
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._server._arrived(transport)
+        self._server._arrived(cast(asyncio.Transport, transport), tls=self._tls)
 
 
 class Server:
     """Serves ``service`` on ``endpoints``; use ``async with`` or start()/stop().
 
     ``inherited`` are sockets already bound by a parent process (workers).
+    Raises :class:`~socketeer.access.AccessError` if an access list cannot be read.
     """
 
     def __init__(
@@ -106,13 +129,21 @@ class Server:
         self._bound: list[BoundSocket] = []
         self._listeners: list[asyncio.Server] = []
         self._datagram_transports: list[asyncio.BaseTransport] = []
-        self._sessions: dict[Session, str | None] = {}
+        # each session's address key (None: no IP) and transport
+        self._sessions: dict[Session, tuple[str | None, asyncio.Transport]] = {}
         self._per_address: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._all_gone = asyncio.Event()
         self._cut_short = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._life = contextlib.AsyncExitStack()
+        self._waiting_for_header: set[ProxyDoorway] = set()
+        self._datagram_endpoints: list[DatagramEndpoint] = []
+        self._health: HealthServer | None = None
+        #: The allow and deny lists in force.
+        self.access: AccessRules = config.access.load()
+        #: Counts for ``/metrics``.
+        self.stats = ServerStats()
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -120,9 +151,33 @@ class Server:
         return [bound.actual for bound in self._bound]
 
     @property
+    def health_endpoints(self) -> list[Endpoint]:
+        """Where ``/healthz`` and ``/metrics`` are served (real ports; empty without ``health``)."""
+        return self._health.endpoints if self._health is not None else []
+
+    @property
     def session_count(self) -> int:
         """How many sessions are open now."""
         return len(self._sessions)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether the server takes new connections (False before start and while stopping)."""
+        return bool(self._listeners or self._datagram_transports) and not self._cut_short.is_set()
+
+    def open_counts(self) -> tuple[int, int, int]:
+        """Messages, bytes received and bytes sent so far by open connections and UDP sockets."""
+        messages = received = sent = 0
+        for endpoint in self._datagram_endpoints:
+            messages += endpoint.datagrams_received
+            received += endpoint.bytes_received
+            sent += endpoint.bytes_sent
+        for session, (_, transport) in self._sessions.items():
+            messages += session.messages
+            got, gave = tcp_bytes(transport.get_extra_info("socket"))
+            received += got
+            sent += gave
+        return messages, received, sent
 
     # the host of every session ------------------------------------------------------
 
@@ -141,7 +196,9 @@ class Server:
         """Forget a session whose connection is gone."""
         if session not in self._sessions:
             return
-        address = self._sessions.pop(session)
+        address, transport = self._sessions.pop(session)
+        assert isinstance(session, Session)
+        self.stats.closed(session.messages, *tcp_bytes(transport.get_extra_info("socket")))
         if address is not None:
             left = self._per_address[address] - 1
             if left:
@@ -177,14 +234,63 @@ class Server:
             return f"too many connections from {address} (at most {per_ip})"
         return None
 
-    def _arrived(self, transport: asyncio.BaseTransport) -> None:
-        peername = transport.get_extra_info("peername")
+    def reload_access(self) -> bool:
+        """Read the access lists' files again; on a mistake keep the old lists and log it."""
+        try:
+            self.access = self.config.access.load()
+        except AccessError as exc:
+            log.error("access lists not reloaded (the old ones stay): %s", exc)
+            return False
+        log.warning(
+            "access lists reloaded: %d allow, %d deny rules",
+            len(self.access.allow),
+            len(self.access.deny),
+        )
+        return True
+
+    def _doorway(self, tls: ssl.SSLContext | None) -> Callable[[], asyncio.Protocol]:
+        """The first protocol of each connection on a listener (``tls``: a ``tls://`` one)."""
+        if not self.config.proxy_protocol:
+            return lambda: _Doorway(self, tls)
+        return lambda: ProxyDoorway(
+            self._arrived,
+            self._header_refused,
+            self._waiting_for_header,
+            timeout=self.config.proxy_timeout,
+            max_pending=self.config.max_conns,
+        )
+
+    def _header_refused(self, reason: str) -> None:
+        self.stats.refused["proxy_header"] += 1
+
+    def _arrived(
+        self,
+        transport: asyncio.Transport,
+        peername: object = None,
+        data: bytes = b"",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """Admit or refuse the client at ``peername`` (None: the transport's peer).
+
+        ``data`` came after a PROXY header: the session gets it first.  On a
+        ``tls://`` listener (``tls``) an admitted client's handshake comes next.
+        """
+        if peername is None:
+            peername = transport.get_extra_info("peername")
+        denied = self.access.refusal(peer_address(peername))
+        if denied is not None:  # not a byte to a client that may not connect
+            log.warning("refused %s: %s", describe_peer(peername), denied)
+            self.stats.refused["access"] += 1
+            transport.close()
+            return
         key = address_key(peername)
-        address = None if key == UNIX else key
+        address = None if peer_address(peername) is None else key
         refusal = self.verify_request(address)
         if refusal is not None:
             log.warning("refused %s: %s", describe_peer(peername), refusal)
-            cast(asyncio.Transport, transport).write(self.service.refusal(refusal))
+            self.stats.refused["limit"] += 1
+            if tls is None:  # a TLS client would read plain text as a broken handshake
+                transport.write(self.service.refusal(refusal))
             transport.close()
             return
         try:
@@ -195,13 +301,36 @@ class Server:
             log.exception("%s could not start a session", self.service.name)
             transport.close()
             return
-        self._sessions[session] = address
+        self._sessions[session] = (address, transport)
+        self.stats.accepted += 1
         if address is not None:
             self._per_address[address] = self._per_address.get(address, 0) + 1
         self._all_gone.clear()
+        if tls is not None:  # admitted: the handshake counts toward --max-conns
+            self._handshake(transport, session, tls)
+            return
         log.info("connection from %s", describe_peer(peername))
         transport.set_protocol(session)
-        session.connection_made(transport)
+        session.connection_made(transport, peername)
+        if data and not session.closing:
+            feed(session, data)
+
+    def _handshake(
+        self, transport: asyncio.BaseTransport, session: Session, tls: ssl.SSLContext
+    ) -> None:
+        # Until the handshake task runs, the ClientHello must stay in the kernel.
+        cast(asyncio.Transport, transport).pause_reading()
+        peer = describe_peer(transport.get_extra_info("peername"))
+        timeout = self.config.tls.handshake_timeout if self.config.tls else 10.0
+        handshake = accept_tls(
+            transport,
+            session,
+            tls,
+            timeout,
+            on_failure=lambda: self.release(session),
+            on_success=lambda: log.info("connection from %s (TLS)", peer),
+        )
+        self.spawn(handshake, name=f"TLS handshake with {peer}")
 
     # starting and stopping ----------------------------------------------------------
 
@@ -216,8 +345,11 @@ class Server:
                 self._bound += bind_endpoint(endpoint, reuse_port=self.config.reuse_port)
             for bound in self._bound:
                 if bound.requested.is_stream:
+                    tls = self._tls_context() if bound.requested.tls else None
                     listener = await loop.create_server(
-                        lambda: _Doorway(self), sock=bound.sock, backlog=backlog
+                        self._doorway(tls),
+                        sock=bound.sock,
+                        backlog=backlog,
                     )
                     self._listeners.append(listener)
                 else:
@@ -225,8 +357,14 @@ class Server:
                         self._datagram_endpoint, sock=bound.sock
                     )
                     self._datagram_transports.append(transport)
+            if self.config.health is not None:
+                from .health import HealthServer  # prometheus-client only when asked for
+
+                self._health = HealthServer(self, self.config.health)
+                await self._health.start()
         except BaseException:
             self._close_listeners()
+            self._close_health()
             await self._life.aclose()
             raise
         if self.config.idle_timeout:
@@ -234,12 +372,28 @@ class Server:
             self._sweeper = loop.create_task(self._sweep_idle(sweep))
         return self.endpoints
 
+    def _tls_context(self) -> ssl.SSLContext:
+        if self.config.tls is None:
+            raise ValueError("a tls:// endpoint needs ServerConfig.tls (a certificate and key)")
+        return self.config.tls.context([alpn(self.service.name)])
+
     def _datagram_endpoint(self) -> DatagramEndpoint:
         limits = self.config.udp_limits
         core = self.service.datagram_core(limits) or HandlerDatagrams(self.service, limits)
-        return DatagramEndpoint(
-            core, clock=asyncio.get_running_loop().time, peer_sockets=self.service.peer_sockets
+        endpoint = DatagramEndpoint(
+            core,
+            clock=asyncio.get_running_loop().time,
+            peer_sockets=self.service.peer_sockets,
+            admit=self._admits_datagram,
         )
+        self._datagram_endpoints.append(endpoint)
+        return endpoint
+
+    def _admits_datagram(self, addr: tuple[Any, ...]) -> bool:
+        if self.access.admits(peer_address(addr)):
+            return True
+        self.stats.datagrams_refused += 1
+        return False
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give sessions ``grace`` seconds to end, then close the rest."""
@@ -263,6 +417,12 @@ class Server:
         await self._wait_for_sessions(1.0)
         await self._cancel_tasks()
         await self._life.aclose()
+        self._close_health()
+
+    def _close_health(self) -> None:
+        if self._health is not None:
+            self._health.close()
+            self._health = None
 
     def cut_short(self) -> None:
         """End the grace period now (a second Ctrl-C)."""
@@ -330,6 +490,8 @@ async def serve(
 ) -> None:
     """Run ``server`` until SIGINT/SIGTERM (or ``stop`` is set), then stop it gracefully.
 
+    SIGHUP reloads the access lists' files, when there are any
+    (:meth:`Server.reload_access`).
     ``on_ready`` is called with the bound endpoints once the server accepts.
     A second signal during the grace period closes the remaining sessions at
     once.  However ``serve`` ends (a signal, ``stop``, an error, or its task
@@ -345,9 +507,12 @@ async def serve(
 
     await server.start()
     graceful = False
+    reload = server.config.access.reloadable and signal.SIGHUP not in signals
     try:
         for signum in signals:
             loop.add_signal_handler(signum, on_signal)
+        if reload:
+            loop.add_signal_handler(signal.SIGHUP, server.reload_access)
         if on_ready is not None:
             on_ready(server.endpoints)
         await stop.wait()
@@ -355,4 +520,6 @@ async def serve(
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+        if reload:
+            loop.remove_signal_handler(signal.SIGHUP)
         await server.stop(None if graceful else 0.0)

@@ -56,8 +56,9 @@ class Session(Activity, asyncio.Protocol):
         assert self._stream is not None, "the session has not started"
         return self._stream
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._stream = stream = TransportStream(transport)
+    def connection_made(self, transport: asyncio.BaseTransport, peername: object = None) -> None:
+        """Start on ``transport``; ``peername`` (None: the transport's) is who the client is."""
+        self._stream = stream = TransportStream(transport, peername)
         self.peer = stream.peer
         self.started()
 

@@ -113,9 +113,10 @@ class TransportStream:
     does), which is what :meth:`drain` waits on.
     """
 
-    def __init__(self, transport: asyncio.BaseTransport) -> None:
+    def __init__(self, transport: asyncio.BaseTransport, peername: object = None) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
-        peername = transport.get_extra_info("peername")
+        if peername is None:  # else the client a load balancer relays (PROXY protocol)
+            peername = transport.get_extra_info("peername")
         self.peer = describe_peer(peername)
         self.address = peer_address(peername)
         self.address_key = address_key(peername)

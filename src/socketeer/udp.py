@@ -11,6 +11,10 @@ datagrams (the peer sends the rest of its exchange to that port) reach the
 core under the peer's address as if they had come to the bound socket; the
 socket closes when the core forgets the peer.  At most ``max_peer_sockets``
 are open at once; beyond that peers are answered from the bound socket.
+
+``admit`` decides, for every datagram, whether its source may be heard at
+all (``--allow``/``--deny``): a datagram it refuses is dropped without a
+word, before the core sees it.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ __all__ = ["DatagramEndpoint"]
 
 log = logging.getLogger("socketeer.server")
 
-#: Datagrams read from one peer socket before others get a turn.
-READ_BATCH = 64
+#: The largest datagram read from a peer socket (a larger one is cut short).
+MAX_RECEIVE = 65_536
 
 
 class DatagramEndpoint(asyncio.DatagramProtocol):
@@ -38,7 +42,9 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     ``clock`` gives the ``now`` passed to the core (the loop's clock by
     default).  While the kernel's send buffer is full, outgoing datagrams are
     dropped rather than queued: UDP may lose them anyway, and a flood must
-    not grow the server's memory.
+    not grow the server's memory.  ``admit(addr)`` False drops a datagram
+    from ``addr`` unread.  The endpoint counts the datagrams and bytes it
+    takes and the bytes it sends.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         clock: Callable[[], float] | None = None,
         peer_sockets: bool = False,
         max_peer_sockets: int = 1024,
+        admit: Callable[[Address], bool] | None = None,
     ) -> None:
         self.core = core
         self.transport: asyncio.DatagramTransport | None = None
@@ -59,6 +66,10 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._admit = admit
+        self.datagrams_received = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
 
     # asyncio callbacks -------------------------------------------------------------
 
@@ -72,6 +83,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self._receive(data, addr, at_reply_port=addr not in self._sockets)
         self._transmit()
+        self._prepare(self._now())
 
     def error_received(self, exc: Exception) -> None:
         log.debug("datagram error: %s", exc)
@@ -100,6 +112,10 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         return self._clock()
 
     def _receive(self, data: bytes, addr: Address, *, at_reply_port: bool) -> None:
+        if self._admit is not None and not self._admit(addr):
+            return
+        self.datagrams_received += 1
+        self.bytes_received += len(data)
         self.core.at_reply_port = at_reply_port
         try:
             self.core.receive_datagram(data, addr, self._now())
@@ -122,9 +138,20 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
                 self.transport.sendto(data, addr)
             else:
                 self._send_on(sock, data, addr)
+            self.bytes_sent += len(data)
         for addr in core.forgotten():
             if not core.watch(addr):  # unless the peer came back in the same step
                 self._close_socket(addr)
+        self._arm_timer()
+
+    def _prepare(self, now: float) -> None:
+        """Let the core work ahead now that its replies are out; its timer may have moved."""
+        if self.transport is None:
+            return
+        try:
+            self.core.prepare(now)
+        except Exception:
+            log.exception("datagram core failed to prepare")
         self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -187,18 +214,27 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
             log.debug("datagram to %s not sent: %s", describe_peer(addr), exc)
 
     def _readable(self, sock: socket.socket, addr: Address) -> None:
-        for _ in range(READ_BATCH):
-            try:
-                data = sock.recv(65_536)
-            except BlockingIOError:
-                break
-            except OSError as exc:  # ICMP port unreachable and the like
-                log.debug("datagram error from %s: %s", describe_peer(addr), exc)
-                break
+        # One datagram a turn: the loop calls again while more wait, and an
+        # empty socket costs no exception (a transfer in lock-step has one).
+        try:
+            data = sock.recv(MAX_RECEIVE)
+        except OSError as exc:  # ICMP port unreachable and the like
+            log.debug("datagram error from %s: %s", describe_peer(addr), exc)
+            return
+        core = self.core
+        now = self._now()
+        try:
+            replies = core.quick_reply(data, addr, now)
+        except Exception:
+            log.exception("datagram from %s failed", describe_peer(addr))
+            replies = []
+        if replies is None:
             self._receive(data, addr, at_reply_port=True)
-            self._transmit()
-            if self._sockets.get(addr) is not sock:  # the core forgot the peer
-                break
+        else:
+            for reply in replies:  # before anything else: the peer waits for them
+                self._send_on(sock, reply, addr)
+        self._transmit()
+        self._prepare(now)
 
     def _close_socket(self, addr: Address) -> None:
         sock = self._sockets.pop(addr, None)

@@ -6,7 +6,8 @@ workers that each bind their own SO_REUSEPORT socket on that port: the
 kernel spreads new connections across them.  Unix sockets cannot share a
 path that way, so the parent listens once and the workers inherit the
 socket.  SIGINT/SIGTERM on the parent is passed on to every worker, which
-shuts down gracefully; a second one cuts the grace period short.
+shuts down gracefully; a second one cuts the grace period short.  SIGHUP
+is passed on too when there are access lists to reload.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def run_workers(
         for bound in reservations:
             bound.sock.close()
         on_ready([b.actual for b in reservations + inherited])
-        return _supervise(processes)
+        return _supervise(processes, reload=config.access.reloadable)
     finally:
         for bound in reservations + inherited:
             remove_unix_socket(bound)
@@ -135,11 +136,14 @@ def _signal_all(processes: Sequence[multiprocessing.process.BaseProcess], signum
                 os.kill(process.pid, signum)
 
 
-def _supervise(processes: Sequence[multiprocessing.process.BaseProcess]) -> int:
-    def relay(signum: int, frame: FrameType | None) -> None:
-        _signal_all(processes, signal.SIGTERM)
+def _supervise(processes: Sequence[multiprocessing.process.BaseProcess], *, reload: bool) -> int:
+    """Wait for the workers; pass stop signals on (and SIGHUP, when it reloads access lists)."""
 
-    previous = {s: signal.signal(s, relay) for s in (signal.SIGINT, signal.SIGTERM)}
+    def relay(signum: int, frame: FrameType | None) -> None:
+        _signal_all(processes, signal.SIGHUP if signum == signal.SIGHUP else signal.SIGTERM)
+
+    relayed = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if reload else ()))
+    previous = {s: signal.signal(s, relay) for s in relayed}
     try:
         for process in processes:
             process.join()

@@ -20,6 +20,7 @@ from ..errors import SocketeerError
 from ..visible import visible
 from .chat import chat_command
 from .files import EXIT_BROKEN_PIPE, get_command, ls_command, mkdir_command, put_command, rm_command
+from .login import passwd_command
 from .netcat import connect_command, listen_command, send_command
 from .serve import serve_group
 from .tftp import serve_tftp  # noqa: F401  (registers serve tftp)
@@ -39,10 +40,11 @@ def cli() -> None:
     connect, listen, send        netcat modes: a socket to stdin and stdout
     ls, get, put, mkdir, rm      list, download, upload, delete on a files server
     chat                         join a chat server
+    passwd                       make an account's entry for a users file (--users)
 
     \b
     Endpoints: HOST:PORT, :PORT, [::1]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
-    unix:///path/to.sock.  Port 0 picks a free port.
+    unix:///path/to.sock, tls://HOST:PORT.  Port 0 picks a free port.
     """
 
 
@@ -57,6 +59,7 @@ for _command in (
     put_command,
     mkdir_command,
     rm_command,
+    passwd_command,
 ):
     cli.add_command(_command)
 

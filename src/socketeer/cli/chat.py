@@ -10,11 +10,14 @@ lines from stdin and prints the lines it receives, plainly.
 from __future__ import annotations
 
 import getpass
+import os
 import sys
+from pathlib import Path
 
 import click
 
 from .. import loop
+from ..accounts import Accounts
 from ..endpoint import Endpoint
 from ..services.chat import (
     DEFAULT_MAX_QUEUE,
@@ -23,14 +26,38 @@ from ..services.chat import (
     ChatService,
     ChatSettings,
 )
+from ..services.chat.logins import Registry
 from ..services.chat.names import nick_problem
+from ..services.chat.state import DEFAULT_HISTORY_BYTES, ChatState, MemoryState
+from ..tls import ClientTLS, alpn
 from ..visible import visible
-from .params import ENDPOINT, SECONDS, SizeType
+from .login import USER, USERS, credentials
+from .params import SECONDS, EndpointType, SizeType
 from .serve import ServeOptions, run_server, serve_group, server_options
+from .tls import client_tls_options
 
 __all__ = ["chat_command", "serve_chat"]
 
+#: A chat server's endpoint, which may open with the user to log in as (``alice@HOST:PORT``).
+ENDPOINT = EndpointType(users=True)
+
 # --- the server -------------------------------------------------------------------------
+
+
+def default_state_dir() -> Path:
+    """Where ``serve chat`` keeps its state unless told: the user's data directory."""
+    data = os.environ.get("XDG_DATA_HOME") or ""
+    base = Path(data) if os.path.isabs(data) else Path.home() / ".local" / "share"
+    return base / "socketeer" / "chat"
+
+
+def chat_state(where: str, lines: int, size: int) -> ChatState:
+    """The chat's state as ``--state`` names it: ``none`` (memory only) or a directory."""
+    if where == "none":
+        return MemoryState(lines, size)
+    from ..services.chat.sqlite_state import SQLiteState  # sqlite3: only when it is used
+
+    return SQLiteState(Path(where).expanduser(), lines, size)
 
 
 @serve_group.command("chat")
@@ -41,6 +68,19 @@ __all__ = ["chat_command", "serve_chat"]
     default=50,
     show_default=True,
     help="Lines a member joining a room is shown.",
+)
+@click.option(
+    "--history-bytes",
+    type=SizeType(),
+    default=str(DEFAULT_HISTORY_BYTES // 1024) + "K",
+    show_default=True,
+    help="Bytes of history kept per room at most (the oldest lines go first).",
+)
+@click.option(
+    "--state",
+    metavar="DIR|none",
+    help="Where the rooms' history is kept, so that it survives a restart (SQLite); "
+    "none: in memory only.  [default: $XDG_DATA_HOME/socketeer/chat]",
 )
 @click.option(
     "--rate",
@@ -85,39 +125,72 @@ __all__ = ["chat_command", "serve_chat"]
     show_default=True,
     help="Rooms members from one address (IPv6: one /64) may create and have to themselves.",
 )
+@click.option(
+    "--max-rooms-per-member",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Rooms one member may be in at once.",
+)
 @click.option("--room", default="lobby", show_default=True, help="The room newcomers land in.")
+@USERS
+@click.option(
+    "--registered-only",
+    is_flag=True,
+    help="Only the nicknames of --users accounts, after their password.",
+)
 def serve_chat(
     options: ServeOptions,
     history: int,
+    history_bytes: int,
+    state: str | None,
     rate: float,
     burst: int,
     max_queue: int,
     max_queue_total: int,
     max_rooms: int,
     max_rooms_per_address: int,
+    max_rooms_per_member: int,
     room: str,
+    users: Accounts | None,
+    registered_only: bool,
 ) -> None:
     """Chat rooms that nc, telnet and `socketeer chat` can join.
 
-    Plain lines are said to your room; /help lists the commands.  Lines
-    longer than --max-message are refused with a notice.  Members may stay
-    silent as long as they like unless --idle-timeout is given.
+    Plain lines are said to your room; /join adds a room, /help lists the
+    commands.  Lines longer than --max-message are refused with a notice.
+    Members may stay silent as long as they like unless --idle-timeout is
+    given.  The rooms' history is kept in --state and survives a restart.
+    With --users, an account's nickname needs its password (/login NAME
+    PASSWORD, or PASS PASSWORD before the nickname).
     """
+    if registered_only and users is None:
+        raise click.UsageError("--registered-only needs --users FILE")
     if options.workers > 1:
         raise click.BadParameter("chat keeps its rooms in one process", param_hint="--workers")
     try:
         settings = ChatSettings(
             default_room=room,
             history=history,
+            history_bytes=history_bytes,
             rate=rate,
             burst=burst,
             max_line_length=options.max_message or ChatSettings.max_line_length,
             max_rooms=max_rooms,
             max_rooms_per_address=max_rooms_per_address,
+            max_rooms_per_member=max_rooms_per_member,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--room") from None
-    service = ChatService(settings, max_queue=max_queue, max_queue_total=max_queue_total)
+    kept = chat_state(state or str(default_state_dir()), history, history_bytes)
+    registry = Registry(users, registered_only) if users is not None else None
+    service = ChatService(
+        settings,
+        max_queue=max_queue,
+        max_queue_total=max_queue_total,
+        state=kept,
+        registry=registry,
+    )
     run_server(service, options)
 
 
@@ -126,7 +199,8 @@ def serve_chat(
 
 @click.command("chat")
 @click.argument("endpoint", type=ENDPOINT)
-@click.option("-n", "--nick", help="Your nickname (default: your login name).")
+@click.option("-n", "--nick", help="Your nickname (default: --user, or your login name).")
+@USER
 @click.option(
     "--timeout",
     type=SECONDS,
@@ -141,8 +215,15 @@ def serve_chat(
     help="Read lines from stdin, print lines as received, no colours "
     "(the default when stdin or stdout is not a terminal).",
 )
+@client_tls_options(alpn("chat"))
 def chat_command(
-    endpoint: Endpoint, nick: str | None, timeout: float, no_reconnect: bool, plain: bool
+    endpoint: Endpoint,
+    nick: str | None,
+    user: str | None,
+    timeout: float,
+    no_reconnect: bool,
+    plain: bool,
+    tls: ClientTLS,
 ) -> None:
     """Join the chat at ENDPOINT as NICK.
 
@@ -153,17 +234,28 @@ def chat_command(
     """
     if endpoint.transport == "udp":
         raise click.BadParameter("chat runs over TCP or Unix sockets", param_hint="ENDPOINT")
-    nick = nick or _login_name()
+    user, password = credentials(user)
+    nick = nick or user or _login_name()
     problem = nick_problem(nick)
     if problem:
         raise click.BadParameter(
             f'"{visible(nick)}" cannot be a nickname: {problem}', param_hint="--nick"
         )
-    client = ChatClient(endpoint, nick, reconnect=not no_reconnect, connect_timeout=timeout)
+    client = ChatClient(
+        endpoint,
+        nick,
+        reconnect=not no_reconnect,
+        connect_timeout=timeout,
+        tls=tls,
+        password=password,
+    )
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not plain
     from .chat_terminal import run_plain, run_terminal  # prompt_toolkit: only when chatting
 
-    code = loop.run(run_terminal(client) if terminal else run_plain(client))
+    code = loop.run(
+        run_terminal(client) if terminal else run_plain(client),
+        use_uvloop=not endpoint.tls,  # see run_server: TLS on asyncio's loop
+    )
     if code:
         raise SystemExit(code)
 

@@ -119,7 +119,8 @@ def formatted(event: ChatEvent, me: str) -> FormattedText:
 async def run_terminal(client: ChatClient) -> int:
     """The interactive client; returns the exit status."""
     await client.connect()
-    session: PromptSession[str] = PromptSession(history=InMemoryHistory())
+    # What was typed is erased once sent: the server's copy shows it, once.
+    session: PromptSession[str] = PromptSession(history=InMemoryHistory(), erase_when_done=True)
 
     def show(event: ChatEvent) -> None:
         print_formatted_text(formatted(event, client.nick), style=STYLE)
@@ -201,6 +202,11 @@ async def run_plain(client: ChatClient) -> int:
 
     async def pump() -> None:
         message = ""
+        if not await client.wait_named(QUIT_WAIT):  # else lines would be taken as nicknames
+            status("-- the server accepted no nickname; not sending")
+            await client.quit()
+            await asyncio.wait({shower}, timeout=QUIT_WAIT)
+            return
         async for text in _stdin_lines():
             if isinstance(parse_command(text), Quit):
                 message = text.partition(" ")[2].strip()

@@ -17,18 +17,25 @@ from typing import BinaryIO
 
 import click
 
+from ..accounts import Accounts
 from ..endpoint import Endpoint
 from ..services.files import FilesService
 from ..services.files.client import FilesClient, FilesError
 from ..services.files.hashes import DEFAULT, HASHES
 from ..services.files.messages import Entry
 from ..services.files.paths import join_remote
-from .params import ENDPOINT, SECONDS
+from ..tls import ClientTLS, alpn
+from .login import USER, USERS, credentials
+from .params import SECONDS, EndpointType
 from .reporter import Reporter
 from .serve import ServeOptions, run_server, serve_group, server_options
-from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get
+from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get, tftp_put
+from .tls import client_tls_options
 
 __all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
+
+#: A files server's endpoint, which may open with the user to log in as (``alice@HOST:PORT``).
+ENDPOINT = EndpointType(users=True)
 
 #: The exit status of ``get ... -`` whose reader went away (128 + SIGPIPE, as for ``cat``).
 EXIT_BROKEN_PIPE = 141
@@ -67,6 +74,7 @@ HASH = click.option(
     "--allow-upload", is_flag=True, help="Accept uploads, mkdir and delete (need --token)."
 )
 @TOKEN
+@USERS
 @click.option(
     "--partial-ttl",
     type=SECONDS,
@@ -79,19 +87,49 @@ def serve_files(
     directory: Path,
     allow_upload: bool,
     token: str | None,
+    users: Accounts | None,
     partial_ttl: float,
 ) -> None:
     """Share DIR: list, stat, download; with --allow-upload also upload, mkdir, delete.
 
     Speaks socketeer's files protocol (see `socketeer get`), and on the same
-    port serves plain downloads: `echo NAME | nc -N HOST PORT > NAME`.
+    port serves plain downloads (`echo NAME | nc -N HOST PORT > NAME`) and
+    browsers, curl and wget over HTTP: open the printed http:// address.
+    With --users, clients log in (--user) and get their rights per path
+    (plain downloads then get what anonymous users may read); the token
+    of --allow-upload --token still allows everything.
     """
     if allow_upload and not token:
         raise click.UsageError(f"--allow-upload needs a token: --token or ${TOKEN_ENV}")
     service = FilesService(
-        directory, allow_upload=allow_upload, token=token, partial_ttl=partial_ttl
+        directory,
+        allow_upload=allow_upload,
+        token=token,
+        partial_ttl=partial_ttl,
+        accounts=users,
     )
-    run_server(service, options, use_uvloop=False)
+    run_server(service, options, use_uvloop=False, browsable=True)
+
+
+def _connect(
+    endpoint: Endpoint,
+    token: str | None,
+    user: str | None,
+    timeout: float,
+    tls: ClientTLS,
+    hash_name: str = DEFAULT,
+) -> FilesClient:
+    """Connect, logged in as ``user`` (or ``USER@`` of the endpoint) if one is given."""
+    name, password = credentials(user)
+    return FilesClient.connect(
+        endpoint,
+        token=token,
+        timeout=timeout,
+        tls=tls,
+        user=name,
+        password=password,
+        hash=hash_name,
+    )
 
 
 def _remote_name(remote: str) -> str:
@@ -133,21 +171,25 @@ def _format_entry(entry: Entry) -> str:
     "-a", "--all", "show_all", is_flag=True, help="Also partial files of unfinished uploads."
 )
 @TOKEN
+@USER
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def ls_command(
     endpoint: Endpoint,
     remote: str,
     as_json: bool,
     show_all: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
+    tls: ClientTLS,
 ) -> None:
     """List the remote directory REMOTE (default: the shared directory) on ENDPOINT.
 
     Partial files (type `p`, `partial` in JSON) are uploads not finished
     yet; `rm` deletes them.
     """
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    with _connect(endpoint, token, user, timeout, tls) as client:
         entry = client.stat(remote)
         entries = client.list(remote, partials=show_all) if entry.type == "dir" else [entry]
     for item in entries:
@@ -161,7 +203,7 @@ def ls_command(
 
 
 @click.command("get")
-@click.argument("endpoint", type=EndpointOrTftpUrl())
+@click.argument("endpoint", type=EndpointOrTftpUrl(users=True))
 @click.argument("remote", required=False)
 @click.argument("local", required=False)
 @click.option("-r", "--recursive", is_flag=True, help="Fetch a whole directory.")
@@ -171,7 +213,9 @@ def ls_command(
 @HASH
 @QUIET
 @TOKEN
+@USER
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def get_command(
     endpoint: Endpoint | TftpUrl,
     remote: str | None,
@@ -183,7 +227,9 @@ def get_command(
     hash_name: str,
     quiet: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
+    tls: ClientTLS,
 ) -> None:
     """Download REMOTE from ENDPOINT to LOCAL (default: here; - writes it to stdout).
 
@@ -213,7 +259,7 @@ def get_command(
         raise click.UsageError("-r cannot write to stdout (-)")
     reporter = Reporter(quiet, upload=False, stream=to_stdout)
     with (
-        FilesClient.connect(endpoint, token=token, timeout=timeout, hash=hash_name) as client,
+        _connect(endpoint, token, user, timeout, tls, hash_name) as client,
         reporter.watching(),
         _explained(client, remote, recursive),
     ):
@@ -292,7 +338,7 @@ def _remote_tree(
 
 @click.command("put")
 @click.argument("local", type=click.Path(exists=True, allow_dash=True))
-@click.argument("endpoint", type=ENDPOINT)
+@click.argument("endpoint", type=EndpointOrTftpUrl(users=True))
 @click.argument("remote", default="")
 @click.option("-r", "--recursive", is_flag=True, help="Send a whole directory.")
 @click.option("--no-verify", is_flag=True, help="Skip the hash check.")
@@ -301,10 +347,12 @@ def _remote_tree(
 @HASH
 @QUIET
 @TOKEN
+@USER
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def put_command(
     local: str,
-    endpoint: Endpoint,
+    endpoint: Endpoint | TftpUrl,
     remote: str,
     recursive: bool,
     no_verify: bool,
@@ -313,7 +361,9 @@ def put_command(
     hash_name: str,
     quiet: bool,
     token: str | None,
+    user: str | None,
     timeout: float,
+    tls: ClientTLS,
 ) -> None:
     """Upload LOCAL to ENDPOINT as REMOTE (default: its name, in the shared directory).
 
@@ -332,16 +382,21 @@ def put_command(
     first (into a temporary file, unless it is a file itself): an upload
     announces its size.  Every file is verified with BLAKE3 (--hash sha256:
     SHA-256); small files of a tree go with a window of requests in flight.
+
+    put LOCAL tftp://HOST[:PORT]/NAME uploads to a TFTP server.
     """
     from_stdin = local == "-"
     if from_stdin and recursive:
         raise click.UsageError("-r cannot read a directory from stdin (-)")
+    if isinstance(endpoint, TftpUrl):
+        _put_tftp(local, endpoint, remote, recursive, timeout, quiet)
+        return
     if from_stdin and (not remote or remote.endswith("/")):
         raise click.UsageError("put - needs a remote file name: put - ENDPOINT NAME")
     reporter = Reporter(quiet, upload=True, stream=from_stdin)
     with (
         _stdin_as_file(from_stdin) as stdin,  # before connecting: it may take a while
-        FilesClient.connect(endpoint, token=token, timeout=timeout, hash=hash_name) as client,
+        _connect(endpoint, token, user, timeout, tls, hash_name) as client,
         reporter.watching(),
     ):
         verify = not no_verify
@@ -400,6 +455,27 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _put_tftp(
+    local: str, url: TftpUrl, remote: str, recursive: bool, timeout: float, quiet: bool
+) -> None:
+    """``put LOCAL tftp://HOST:PORT/NAME``: one file (or stdin) to a TFTP server."""
+    if remote or recursive:
+        raise click.UsageError("put LOCAL tftp://HOST[:PORT]/NAME sends one file: no REMOTE, no -r")
+    if local != "-" and Path(local).is_dir():
+        raise FilesError(f"{local}: is a directory", "not-a-file")
+    with _stdin_as_file(local == "-") as stdin:
+        if stdin is not None:
+            stdin.seek(0)
+            tftp_put(url, stdin, os.fstat(stdin.fileno()).st_size, timeout, quiet)
+            return
+        try:
+            source = open(local, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+        with source:
+            tftp_put(url, source, os.fstat(source.fileno()).st_size, timeout, quiet)
 
 
 @contextmanager
@@ -462,12 +538,20 @@ def _local_tree(local: Path, target: str) -> tuple[list[str], list[tuple[Path, s
 @click.argument("remote")
 @click.option("-p", "--parents", is_flag=True, help="Make missing parents; no error if it exists.")
 @TOKEN
+@USER
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def mkdir_command(
-    endpoint: Endpoint, remote: str, parents: bool, token: str | None, timeout: float
+    endpoint: Endpoint,
+    remote: str,
+    parents: bool,
+    token: str | None,
+    user: str | None,
+    timeout: float,
+    tls: ClientTLS,
 ) -> None:
-    """Make the directory REMOTE on ENDPOINT (needs the token)."""
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    """Make the directory REMOTE on ENDPOINT (needs the token, or an account's write right)."""
+    with _connect(endpoint, token, user, timeout, tls) as client:
         client.mkdir(remote, parents)
 
 
@@ -476,10 +560,18 @@ def mkdir_command(
 @click.argument("remote")
 @click.option("-r", "--recursive", is_flag=True, help="Delete a directory and everything in it.")
 @TOKEN
+@USER
 @TIMEOUT
+@client_tls_options(alpn("files"))
 def rm_command(
-    endpoint: Endpoint, remote: str, recursive: bool, token: str | None, timeout: float
+    endpoint: Endpoint,
+    remote: str,
+    recursive: bool,
+    token: str | None,
+    user: str | None,
+    timeout: float,
+    tls: ClientTLS,
 ) -> None:
-    """Delete the file or directory REMOTE on ENDPOINT (needs the token)."""
-    with FilesClient.connect(endpoint, token=token, timeout=timeout) as client:
+    """Delete the file or directory REMOTE on ENDPOINT (needs the token, or the delete right)."""
+    with _connect(endpoint, token, user, timeout, tls) as client:
         client.delete(remote, recursive)

@@ -12,7 +12,9 @@ from ..conversation import SEND_FRAMINGS, SendFraming
 from ..endpoint import Endpoint
 from ..send import REPLY_PAUSE, send_messages
 from ..service import TextCodec
+from ..tls import ClientTLS
 from .params import ENCODING, ENDPOINT, SECONDS, announce, encoding_problem
+from .tls import client_tls_options
 
 __all__ = ["connect_command", "listen_command", "send_command"]
 
@@ -70,12 +72,14 @@ def _show_line(line: str) -> None:
     help="UDP: seconds to wait for replies after the end of stdin.",
 )
 @PEER_ENCODING
+@client_tls_options()
 def connect_command(
     endpoint: Endpoint,
     timeout: float,
     idle_timeout: float | None,
     udp_wait: float,
     encoding: str | None,
+    tls: ClientTLS,
 ) -> None:
     """Connect to ENDPOINT: stdin goes to the socket, the socket to stdout.
 
@@ -94,7 +98,9 @@ def connect_command(
             stdin_fd=sys.stdin.fileno(),
             out=sys.stdout.buffer,
             encodings=encodings,
-        )
+            tls=tls,
+        ),
+        use_uvloop=not endpoint.tls,  # see run_server: TLS on asyncio's loop
     )
 
 
@@ -160,6 +166,7 @@ def listen_command(
     show_default=True,
     help="Seconds to wait for a greeting before sending (0: don't).",
 )
+@client_tls_options()
 def send_command(
     endpoint: Endpoint,
     messages: tuple[str, ...],
@@ -167,6 +174,7 @@ def send_command(
     encoding: str,
     timeout: float,
     greeting_wait: float,
+    tls: ClientTLS,
 ) -> None:
     """Send each MESSAGE to ENDPOINT and print each reply (and any greeting).
 
@@ -188,4 +196,5 @@ def send_command(
         timeout=timeout,
         greeting_wait=greeting_wait,
         show=_show_line,
+        tls=tls,
     )

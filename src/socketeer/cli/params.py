@@ -14,6 +14,7 @@ __all__ = [
     "ENCODING",
     "ENDPOINT",
     "SECONDS",
+    "USER_META",
     "EndpointType",
     "SizeType",
     "announce",
@@ -27,18 +28,38 @@ class EndpointType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
 
     name = "endpoint"
 
-    def __init__(self, default_transport: Transport = "tcp") -> None:
+    def __init__(self, default_transport: Transport = "tcp", *, users: bool = False) -> None:
         self.default_transport: Transport = default_transport
+        #: Whether ``USER@`` may open the host (kept in ``ctx.meta[USER_META]``).
+        self.users = users
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> Endpoint:
         if isinstance(value, Endpoint):
             return value
+        text = str(value)
+        if self.users:
+            text = _take_user(text, ctx)
         try:
-            return parse_endpoint(str(value), self.default_transport)
+            return parse_endpoint(text, self.default_transport)
         except EndpointError as exc:
             self.fail(str(exc), param, ctx)
+
+
+#: Where an endpoint's ``USER@`` is kept for the command (``ctx.meta``).
+USER_META = "socketeer.user"
+
+
+def _take_user(text: str, ctx: click.Context | None) -> str:
+    """``alice@host:port`` (or ``tls://alice@host:port``): the user goes to ``ctx.meta``."""
+    scheme, sep, rest = text.rpartition("://")
+    if scheme.lower() == "unix" or "@" not in rest:
+        return text
+    user, _, host = rest.partition("@")
+    if ctx is not None and user:
+        ctx.meta[USER_META] = user
+    return f"{scheme}{sep}{host}"
 
 
 class SizeType(click.ParamType):  # type: ignore[type-arg,unused-ignore]

@@ -7,14 +7,17 @@ import logging
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
 from .. import loop
+from ..access import AccessError, AccessSources, parse_network
 from ..datagram import DatagramLimits
 from ..endpoint import Endpoint, parse_endpoint
 from ..framing import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_LINE_LENGTH, FRAMINGS, Framing
+from ..logs import announce_browser
 from ..server import Server, ServerConfig, serve
 from ..service import Service
 from ..services import EchoService, GreetService
@@ -22,7 +25,9 @@ from ..services.chat import ChatSettings
 from ..services.files.connection import MAX_CONTROL_BEFORE_HELLO, MAX_REQUEST_SIZE
 from ..services.tftp.packets import MAX_BLKSIZE
 from ..workers import run_workers
+from .config import CONFIG
 from .params import ENCODING, ENDPOINT, SECONDS, SizeType, announce, encoding_problem, setup_logging
+from .tls import SERVER_TLS_OPTIONS, announce_fingerprint, server_tls
 
 __all__ = [
     "SERVICE_DEFAULTS",
@@ -99,10 +104,76 @@ class ServeOptions:
     no_uvloop: bool
     quiet: bool
     log_level: str
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    allow_file: tuple[Path, ...] = ()
+    deny_file: tuple[Path, ...] = ()
+    proxy_protocol: bool = False
+    health: Endpoint | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+    @property
+    def access(self) -> AccessSources:
+        """Where the allow and deny lists come from."""
+        return AccessSources(self.allow, self.deny, self.allow_file, self.deny_file)
+
+
+class CidrType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """A network (``10.0.0.0/8``) or one address, checked as it is typed."""
+
+    name = "cidr"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            parse_network(str(value))
+        except AccessError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+_RULES_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.argument("endpoints", nargs=-1, type=ENDPOINT),
+    CONFIG,
+    click.option(
+        "--allow",
+        type=CidrType(),
+        multiple=True,
+        help="Take clients only from this network (CIDR; repeatable).",
+    ),
+    click.option(
+        "--deny",
+        type=CidrType(),
+        multiple=True,
+        help="Refuse clients from this network (CIDR; repeatable); wins over --allow.",
+    ),
+    click.option(
+        "--allow-file",
+        type=_RULES_FILE,
+        multiple=True,
+        help="--allow each CIDR in this file (one a line, # comments; reread on SIGHUP).",
+    ),
+    click.option(
+        "--deny-file",
+        type=_RULES_FILE,
+        multiple=True,
+        help="--deny each CIDR in this file (one a line, # comments; reread on SIGHUP).",
+    ),
+    click.option(
+        "--proxy-protocol",
+        is_flag=True,
+        help="Connections start with a PROXY header (v1 or v2) from a load balancer.",
+    ),
+    click.option(
+        "--health",
+        type=ENDPOINT,
+        default=None,
+        help="Serve GET /healthz and /metrics (Prometheus) over HTTP here.",
+    ),
     click.option(
         "--max-conns",
         type=click.IntRange(min=1),
@@ -175,6 +246,7 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         default="info",
         show_default=True,
     ),
+    *SERVER_TLS_OPTIONS,
 ]
 _FRAMING: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
     "--framing", type=click.Choice(FRAMINGS), help="Message framing (default: the service's)."
@@ -209,13 +281,23 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = True) -> None:
+def run_server(
+    service: Service,
+    options: ServeOptions,
+    *,
+    use_uvloop: bool = True,
+    browsable: bool = False,
+) -> None:
     """Serve ``service`` as ``options`` say until SIGINT/SIGTERM.
 
     ``use_uvloop=False`` for services that need asyncio's own loop (zero-copy
-    ``sendfile``); ``--no-uvloop`` turns it off for any service.
+    ``sendfile``); ``--no-uvloop`` turns it off for any service.  Once listening it
+    prints where, the TLS fingerprint, and (``browsable``) the address to open
+    in a browser.
     """
     setup_logging(options.quiet, options.log_level)
+    where = list(options.endpoints) or [parse_endpoint(DEFAULT_ENDPOINT)]
+    tls = server_tls(where, options.tls_cert, options.tls_key, options.tls_client_ca)
     config = ServerConfig(
         framing=options.framing,
         max_message_size=options.max_message,
@@ -225,17 +307,49 @@ def run_server(service: Service, options: ServeOptions, *, use_uvloop: bool = Tr
         udp_limits=DatagramLimits(rate=options.udp_rate, burst=options.udp_burst),
         idle_timeout=options.idle_timeout or None,
         grace=options.grace,
+        access=options.access,
+        proxy_protocol=options.proxy_protocol,
+        health=options.health,
+        tls=tls,
     )
-    where = list(options.endpoints) or [parse_endpoint(DEFAULT_ENDPOINT)]
+    try:
+        options.access.load()
+    except AccessError as exc:
+        raise click.UsageError(str(exc)) from None
+    if options.health is not None:
+        if options.health.transport == "udp":
+            raise click.BadParameter("HTTP runs over TCP or a Unix socket", param_hint="--health")
+        if options.workers > 1:
+            raise click.BadParameter(
+                "one process answers for its own counts: run --health with one worker",
+                param_hint="--health",
+            )
+    if options.proxy_protocol and tls is not None:
+        raise click.BadParameter(
+            "not with tls:// endpoints: end TLS at the balancer, or use TLS without PROXY",
+            param_hint="--proxy-protocol",
+        )
     if not service.datagrams and any(e.transport == "udp" for e in where):
         raise click.BadParameter(f"{service.name} does not run over UDP", param_hint="ENDPOINTS")
     _raise_fd_limit()
-    use_uvloop = use_uvloop and not options.no_uvloop
+    # uvloop 0.23's TLS stalls handshakes that negotiate ALPN or fail: TLS runs on asyncio's.
+    use_uvloop = use_uvloop and not options.no_uvloop and tls is None
     logging.getLogger("socketeer.server").debug("event loop: %s", loop.loop_name(use_uvloop))
+
+    server = Server(service, where, config)
+
+    def ready(endpoints: list[Endpoint]) -> None:
+        announce(endpoints)
+        announce_fingerprint(tls)
+        if browsable:
+            announce_browser(endpoints)
+        for endpoint in server.health_endpoints:
+            click.echo(f"health on {endpoint}")
+
     if options.workers > 1:
-        code = run_workers(service, where, config, options.workers, announce, use_uvloop)
+        code = run_workers(service, where, config, options.workers, ready, use_uvloop)
         raise SystemExit(code)
-    loop.run(serve(Server(service, where, config), on_ready=announce), use_uvloop=use_uvloop)
+    loop.run(serve(server, on_ready=ready), use_uvloop=use_uvloop)
 
 
 class _ServeGroup(click.Group):

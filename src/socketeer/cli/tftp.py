@@ -1,4 +1,4 @@
-"""``socketeer serve tftp`` serves a directory over TFTP; ``get tftp://`` downloads."""
+"""``socketeer serve tftp`` serves a directory over TFTP; ``get``/``put tftp://`` transfer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import dataclasses
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
@@ -16,10 +18,10 @@ import click
 
 from ..endpoint import Endpoint, parse_endpoint
 from ..errors import BindError
-from ..services.tftp.download import download
 from ..services.tftp.packets import MAX_BLKSIZE, MIN_BLKSIZE
 from ..services.tftp.service import TftpService
-from ..services.tftp.transfer import Settings
+from ..services.tftp.transfer import MAX_TRANSFERS, Settings
+from ..services.tftp.transfers import Progress, download, upload
 from .params import SECONDS, EndpointType
 from .serve import ServeOptions, run_server, serve_group, server_options
 
@@ -30,6 +32,7 @@ __all__ = [
     "parse_tftp_url",
     "serve_tftp",
     "tftp_get",
+    "tftp_put",
 ]
 
 DEFAULT_TFTP_ENDPOINT = "udp://127.0.0.1:6969"
@@ -64,6 +67,13 @@ PRIVILEGED_PORTS = 1024
     show_default=True,
     help="Seconds before the first retransmission (doubling after each, up to 8x).",
 )
+@click.option(
+    "--max-transfers",
+    type=click.IntRange(1, MAX_TRANSFERS),
+    default=MAX_TRANSFERS,
+    show_default=True,
+    help="Transfers at once, each on its own port; more are refused (error 0, server busy).",
+)
 def serve_tftp(
     options: ServeOptions,
     directory: Path,
@@ -71,6 +81,7 @@ def serve_tftp(
     max_blksize: int,
     retries: int,
     timeout: float,
+    max_transfers: int,
 ) -> None:
     """Serve DIR over TFTP (default endpoint udp://127.0.0.1:6969).
 
@@ -78,12 +89,20 @@ def serve_tftp(
     --allow-upload, and never over an existing file.  Options: blksize,
     timeout, tsize, windowsize.  See docs/tftp.md.
     """
+    given = _stream_options_given(click.get_current_context())
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)}: not for TFTP, which has no connections or messages "
+            "(see --udp-rate, --timeout, --retries, --max-blksize, --max-transfers)"
+        )
     where = options.endpoints or (parse_endpoint(DEFAULT_TFTP_ENDPOINT),)
     if any(endpoint.transport != "udp" for endpoint in where):
         raise click.BadParameter("TFTP runs over UDP: use udp://HOST:PORT", param_hint="ENDPOINTS")
     if timeout <= 0:
         raise click.BadParameter("must be > 0", param_hint="--timeout")
-    settings = Settings(max_blksize=max_blksize, timeout=timeout, retries=retries)
+    settings = Settings(
+        max_blksize=max_blksize, timeout=timeout, retries=retries, max_transfers=max_transfers
+    )
     service = TftpService(directory, allow_upload=allow_upload, settings=settings)
     try:
         run_server(service, dataclasses.replace(options, endpoints=tuple(where)))
@@ -97,6 +116,20 @@ def serve_tftp(
         raise
 
 
+#: ``serve`` options for connections and messages, which TFTP over UDP does not have.
+STREAM_OPTIONS = ("max_conns", "max_conns_per_ip", "backlog", "idle_timeout", "max_message")
+
+
+def _stream_options_given(ctx: click.Context) -> list[str]:
+    """The stream-only options the user gave (on the command line or in the environment)."""
+    typed = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return [
+        "--" + name.replace("_", "-")
+        for name in STREAM_OPTIONS
+        if ctx.get_parameter_source(name) in typed
+    ]
+
+
 @dataclass(frozen=True)
 class TftpUrl:
     """``tftp://HOST[:PORT]/PATH`` as typed."""
@@ -108,6 +141,8 @@ class TftpUrl:
 
 #: The options ``get tftp://`` asks for: blocks that fit an Ethernet frame, the size.
 GET_OPTIONS = {"blksize": "1428", "tsize": "0", "windowsize": "8"}
+#: What ``put tftp://`` asks for: the same, and tsize says the file's size.
+PUT_OPTIONS = {"blksize": "1428", "windowsize": "8"}
 
 
 def parse_tftp_url(text: str) -> TftpUrl:
@@ -145,16 +180,51 @@ def _retries_within(seconds: float) -> int:
     return retries
 
 
+@contextmanager
+def _progress(name: str, quiet: bool) -> Iterator[Progress | None]:
+    """A progress bar for ``name`` on a terminal (not with ``quiet``), as a transfer's callback."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    from .progress import progress_bars
+
+    with progress_bars(Console(stderr=True, highlight=False)) as bars:
+        shown = 0
+        begun = False
+
+        def report(done: int, total: int | None) -> None:
+            nonlocal shown, begun
+            if not begun:
+                bars.begin(name, total or 0, 0)
+                begun = True
+            bars.advance(done - shown)
+            shown = done
+
+        try:
+            yield report
+        finally:
+            bars.end()
+
+
 def tftp_get(url: TftpUrl, local: str | None, timeout: float, quiet: bool) -> None:
     """Download ``url`` to ``local`` (default: its name here; ``-``: stdout)."""
     name = PurePosixPath(url.path).name
     retries = _retries_within(timeout)
 
     def fetch(dest: BinaryIO) -> int:
-        coroutine = download(
-            url.host, url.port, url.path, dest, options=GET_OPTIONS, retries=retries
-        )
-        return asyncio.run(coroutine)
+        with _progress(name, quiet) as progress:
+            coroutine = download(
+                url.host,
+                url.port,
+                url.path,
+                dest,
+                options=GET_OPTIONS,
+                retries=retries,
+                progress=progress,
+            )
+            return asyncio.run(coroutine)
 
     if local == "-":
         fetch(sys.stdout.buffer)
@@ -174,3 +244,21 @@ def tftp_get(url: TftpUrl, local: str | None, timeout: float, quiet: bool) -> No
     os.replace(part.name, target)
     if not quiet:
         click.echo(f"got {target} ({size} bytes)", err=True)
+
+
+def tftp_put(url: TftpUrl, source: BinaryIO, size: int, timeout: float, quiet: bool) -> None:
+    """Upload ``size`` bytes from ``source`` (at its start) to ``url``."""
+    options = {**PUT_OPTIONS, "tsize": str(size)}
+    with _progress(PurePosixPath(url.path).name, quiet) as progress:
+        coroutine = upload(
+            url.host,
+            url.port,
+            url.path,
+            source,
+            options=options,
+            retries=_retries_within(timeout),
+            progress=None if progress is None else lambda done, _: progress(done, size),
+        )
+        sent = asyncio.run(coroutine)
+    if not quiet:
+        click.echo(f"put {url.path} ({sent} bytes)", err=True)

@@ -9,8 +9,12 @@
 When the connection drops, :meth:`ChatClient.events` yields a
 :class:`Disconnected` with the delay before the next attempt, reconnects with
 exponential backoff, yields :class:`Connected`, and asks again for the
-member's nickname and room.  A nickname that is taken gets ``_`` appended,
-as IRC clients do.
+member's nickname and every room it was in (before the nickname, so that it
+lands in them straight away, not in the default room first; a member who had
+left every room lands in none).  A nickname that is taken gets ``_``
+appended, as IRC clients do.  The server's prompt for a nickname is answered,
+not shown.  Lines are sent no faster than the server's rate limit allows (it
+says which with the nickname), so none is dropped.
 
 :meth:`ChatClient.connect` returns once the server's first line has shown
 it to be a chat server; anything else is :class:`NotAChatServer`, which is
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -34,6 +39,8 @@ from ...errors import (
     Timeout,
 )
 from ...quantity import quantity
+from ...ratelimit import TokenBucket
+from ...tls import ClientTLS, alpn
 from ...visible import visible
 from .backoff import Backoff
 from .events import Notice
@@ -84,6 +91,11 @@ _QUOTED = 60
 ChatEvent = ChatLine | Connected | Disconnected
 
 
+def _plain_tcp(endpoint: Endpoint) -> Endpoint | None:
+    """``endpoint`` if it is plain TCP (where a TLS server may be what answers), else None."""
+    return endpoint if endpoint.transport == "tcp" and not endpoint.tls else None
+
+
 class ChatClient:
     """One member of a chat server, reconnecting with backoff when the connection drops."""
 
@@ -95,6 +107,8 @@ class ChatClient:
         reconnect: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        tls: ClientTLS | None = None,
+        password: str | None = None,
     ) -> None:
         problem = nick_problem(nick)
         if problem:
@@ -102,18 +116,27 @@ class ChatClient:
         self.endpoint = parse_endpoint(endpoint) if isinstance(endpoint, str) else endpoint
         #: The nickname the server last confirmed (or the one asked for, before that).
         self.nick = nick
-        #: The room the member is in, as the server last said; None for none.
+        #: The room the member talks in, as the server last said; None for none.
         self.room: str | None = None
+        #: Every room the member is in, in the order it joined them.
+        self.rooms: list[str] = []
         self.reconnect = reconnect
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
+        #: How a ``tls://`` server is trusted (see :class:`~socketeer.tls.ClientTLS`).
+        self.tls = tls or ClientTLS(alpn=(alpn("chat"),))
+        self._password = password  # for a registered nickname: sent as PASS first
         self._conn: AsyncConnection | None = None
-        self._home: str | None = None  # where the server puts newcomers
         self._wanted: str | None = nick  # a nickname asked for and not yet confirmed
         self._tries = 0
         self._closing = False
         self._welcomed = False  # the server has shown itself a chat server
         self._pending: list[ChatLine] = []  # its first lines, not yet yielded
+        self._named_once = False  # the server has confirmed a nickname on some connection
+        self._named = asyncio.Event()  # ... on this connection
+        self._bucket: TokenBucket | None = None  # the server's rate limit, once it said it
+        self._sent: list[float] = []  # when lines were sent before the limit was known
+        self._connected_at = 0.0
 
     @property
     def connected(self) -> bool:
@@ -130,17 +153,30 @@ class ChatClient:
         word (once the server has been a chat server, these two are a
         Timeout and a ConnectionClosed, so that the client retries).
         """
-        conn = await AsyncConnection.connect(self.endpoint, timeout=self.connect_timeout)
+        conn = await AsyncConnection.connect(
+            self.endpoint, timeout=self.connect_timeout, tls=self.tls
+        )
         conn.timeout = None  # a chat may stay quiet for hours
         self._conn = conn
         self._wanted = self.nick
         self._tries = 0
+        self._named.clear()
+        self._bucket = None
+        self._sent = []
+        self._connected_at = time.monotonic()
         try:
             with contextlib.suppress(NetworkError):  # what it said before it hung up comes first
                 await self.send(f"/format {JSON.name}")
+                if self._named_once:  # land where the member was: its rooms, the current last
+                    rooms = [room for room in self.rooms if room != self.room]
+                    rooms += [self.room] if self.room in self.rooms else []
+                    for room in rooms:
+                        await self.send(f"/join {room}")
+                    if not rooms:
+                        await self.send("/leave")
+                if self._password is not None:
+                    await self.send(f"PASS {self._password}")
                 await self.send(f"/nick {self.nick}")
-                if self.room is not None and self._home is not None and self.room != self._home:
-                    await self.send(f"/join {self.room}")
             self._pending = self._welcome(await self._first_line(conn))
         except BaseException:
             await self._drop()
@@ -165,7 +201,13 @@ class ChatClient:
         except ConnectionClosed as exc:
             if not head + exc.partial:
                 raise self._silent(
-                    ConnectionClosed, "closed the connection without answering"
+                    ConnectionClosed,
+                    "closed the connection without answering"
+                    + (
+                        " (if it speaks TLS, use tls://)"
+                        if self.endpoint == _plain_tcp(self.endpoint)
+                        else ""
+                    ),
                 ) from None
             return head + exc.partial
         with contextlib.suppress(TimeoutError, NetworkError):  # the rest of its first words
@@ -186,7 +228,7 @@ class ChatClient:
         if not lines:
             said = first.decode("utf-8", "replace")[:_QUOTED]
             raise NotAChatServer(f"{self.endpoint} is not a chat server (it said {said!r})")
-        return lines
+        return [line for line in lines if line.error]  # its prompt for a nickname is answered
 
     async def send(self, line: str) -> None:
         """Send one line (a message or a command).
@@ -199,7 +241,26 @@ class ChatClient:
         conn = self._conn
         if conn is None:
             raise ConnectionClosed(f"not connected to {self.endpoint}")
+        await self._pace()
         await conn.sendline(line)
+
+    async def _pace(self) -> None:
+        """Wait until the server's rate limit allows one more line."""
+        bucket = self._bucket
+        if bucket is None:
+            self._sent.append(time.monotonic())
+            return
+        while not bucket.allow(time.monotonic()):
+            await asyncio.sleep(1 / bucket.rate)
+
+    async def wait_named(self, timeout: float) -> bool:
+        """Wait until the server confirms a nickname on this connection; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._named.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """Every line received, parsed, and every drop and reconnection, until :meth:`close`."""
@@ -277,17 +338,28 @@ class ChatClient:
             return True
         data = event.data
         match event.code:
-            case "format":
+            case "format" | "landing":
                 return False
             case "nick":
                 self.nick = str(data["nick"])
                 self._wanted = None
+                self._named_once = True
+                self._named.set()
+                self._limit(data.get("rate"), data.get("burst"))
             case "joined":
+                self.room = room = str(data["room"])
+                if room not in self.rooms:
+                    self.rooms.append(room)
+            case "switched":
                 self.room = str(data["room"])
-                if self._home is None:
-                    self._home = self.room
             case "left":
-                self.room = None
+                room = str(data["room"])
+                if room in self.rooms:
+                    self.rooms.remove(room)
+                current = data.get("current")
+                self.room = current if isinstance(current, str) else None
+            case "login-failed":
+                self.reconnect = False  # trying again would only get the address banned
             case "nick-taken" if self._wanted is not None:
                 self._tries += 1
                 if self._tries <= ALTERNATE_NICKS and len(self._wanted) < MAX_NICK_LENGTH:
@@ -295,6 +367,19 @@ class ChatClient:
                     with contextlib.suppress(NetworkError):
                         await self.send(f"/nick {self._wanted}")
         return True
+
+    def _limit(self, rate: object, burst: object) -> None:
+        """The server allows ``rate`` lines a second in bursts of ``burst``: keep to it."""
+        if not isinstance(rate, int | float) or not isinstance(burst, int) or burst < 1:
+            return
+        if rate <= 0:
+            return
+        # With a margin: the server counts lines when it reads them, and lines sent
+        # apart may be read together when it falls behind.
+        bucket = TokenBucket(float(rate) * 0.9, max(1, burst // 2), self._connected_at)
+        for sent in self._sent:
+            bucket.allow(sent)
+        self._bucket = bucket
 
 
 def _opens_chat_line(head: bytes) -> bool | None:

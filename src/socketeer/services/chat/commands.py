@@ -9,10 +9,11 @@ and IRC's names work too (``/part``, ``/list``, ``/names``, ``/exit``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "COMMAND_HELP",
+    "LOGIN_HELP",
     "Act",
     "Command",
     "Format",
@@ -20,11 +21,15 @@ __all__ = [
     "Invalid",
     "Join",
     "Leave",
+    "Login",
     "Msg",
     "Nick",
+    "Online",
+    "Ping",
     "Quit",
     "Rooms",
     "Say",
+    "Switch",
     "Who",
     "parse_command",
 ]
@@ -53,14 +58,23 @@ class Nick:
 
 @dataclass(frozen=True)
 class Join:
-    """``/join ROOM``: move to a room (created when it does not exist)."""
+    """``/join ROOM``: also be in a room (created when it does not exist), and talk there."""
 
     room: str
 
 
 @dataclass(frozen=True)
 class Leave:
-    """``/leave``: leave the current room."""
+    """``/leave [ROOM]``: leave a room (None: the current one)."""
+
+    room: str | None = None
+
+
+@dataclass(frozen=True)
+class Switch:
+    """``/switch ROOM``: talk in another of the rooms the member is in."""
+
+    room: str
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,21 @@ class Rooms:
 
 @dataclass(frozen=True)
 class Who:
-    """``/who``: list who is in the current room."""
+    """``/who [ROOM]``: list who is in a room (None: the current one)."""
+
+    room: str | None = None
+
+
+@dataclass(frozen=True)
+class Online:
+    """``/online`` (or ``/who *``): list everyone online, with their rooms."""
+
+
+@dataclass(frozen=True)
+class Ping:
+    """``/ping [TOKEN]``: the server answers ``pong`` once every earlier line is acted on."""
+
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +107,14 @@ class Msg:
 
     nick: str
     text: str
+
+
+@dataclass(frozen=True)
+class Login:
+    """``/login NAME PASSWORD``: take the registered nickname NAME."""
+
+    name: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -112,27 +148,51 @@ class Invalid:
     code: str = "usage"
 
 
-Command = Say | Act | Nick | Join | Leave | Rooms | Who | Msg | Help | Quit | Format | Invalid
+Command = (
+    Say
+    | Act
+    | Nick
+    | Join
+    | Leave
+    | Switch
+    | Rooms
+    | Who
+    | Online
+    | Msg
+    | Help
+    | Quit
+    | Format
+    | Ping
+    | Login
+    | Invalid
+)
 
 #: The commands with their usage and what they do, in the order ``/help`` lists them.
 COMMAND_HELP: tuple[tuple[str, str], ...] = (
     ("/nick NAME", "choose or change your nickname"),
-    ("/join ROOM", "go to ROOM (created if new); you leave the room you were in"),
-    ("/leave", "leave the room you are in (also /part)"),
+    ("/join ROOM", "also be in ROOM (created if new) and talk there"),
+    ("/switch ROOM", "talk in ROOM, one of the rooms you are in"),
+    ("/leave [ROOM]", "leave ROOM, or the room you talk in (also /part)"),
     ("/rooms", "list the rooms and how many are in each (also /list)"),
-    ("/who", "list who is in your room (also /names)"),
+    ("/who [ROOM]", "list who is in your room, or ROOM (also /names)"),
+    ("/online", "list everyone online and their rooms (also /who *)"),
     ("/msg NAME TEXT", "send TEXT to NAME only"),
     ("/me ACTION", "tell the room what you are doing"),
     ("/help", "this list"),
     ("/quit [MESSAGE]", "leave the chat (also /exit)"),
     ("/format text|json", "receive lines as text (the default) or as JSON, for programs"),
+    ("/ping [TOKEN]", "the server answers pong TOKEN once it has acted on your earlier lines"),
 )
+
+#: ``/login``'s usage, which ``/help`` lists on a chat with accounts.
+LOGIN_HELP = ("/login NAME PASSWORD", "take the registered nickname NAME")
 
 _ALIASES = {"part": "leave", "list": "rooms", "names": "who", "exit": "quit"}
 
 
 def _usage(name: str) -> Invalid:
-    usage = next(usage for usage, _ in COMMAND_HELP if usage.split()[0] == f"/{name}")
+    commands = (*COMMAND_HELP, LOGIN_HELP)
+    usage = next(usage for usage, _ in commands if usage.split()[0] == f"/{name}")
     return Invalid(f"usage: {usage}")
 
 
@@ -155,16 +215,24 @@ def parse_command(line: str) -> Command:
     words = line[1:].split(None, 1)
     name = _ALIASES.get(words[0].casefold(), words[0].casefold())
     rest = words[1].strip() if len(words) > 1 else ""
-    if name in ("leave", "rooms", "who", "help"):
+    if name in ("rooms", "online", "help"):
         if rest:
             return _usage(name)
-        simple: dict[str, Command] = {
-            "leave": Leave(),
-            "rooms": Rooms(),
-            "who": Who(),
-            "help": Help(),
-        }
+        simple: dict[str, Command] = {"rooms": Rooms(), "online": Online(), "help": Help()}
         return simple[name]
+    if name in ("leave", "who"):
+        words = rest.split()
+        if len(words) > 1:
+            return _usage(name)
+        room = words[0] if words else None
+        if name == "leave":
+            return Leave(room)
+        return Online() if room == "*" else Who(room)
+    if name == "switch":
+        word = _one_word(name, rest)
+        return word if isinstance(word, Invalid) else Switch(word)
+    if name == "ping":
+        return Ping(rest)
     if name == "nick":
         word = _one_word(name, rest)
         return word if isinstance(word, Invalid) else Nick(word)
@@ -178,6 +246,9 @@ def parse_command(line: str) -> Command:
         return Msg(words[0], words[1].strip()) if len(words) == 2 else _usage(name)
     if name == "quit":
         return Quit(rest)
+    if name == "login":
+        words = rest.split(None, 1)
+        return Login(words[0], words[1].strip()) if len(words) == 2 else _usage(name)
     if name == "format":
         word = _one_word(name, rest)
         return word if isinstance(word, Invalid) else Format(word.casefold())

@@ -20,26 +20,34 @@ from ...ratelimit import TokenBucket
 from ...visible import visible
 from .commands import (
     COMMAND_HELP,
+    LOGIN_HELP,
     Act,
     Format,
     Help,
     Invalid,
     Join,
     Leave,
+    Login,
     Msg,
     Nick,
+    Online,
+    Ping,
     Quit,
     Rooms,
     Say,
+    Switch,
     Who,
     parse_command,
 )
 from .events import Acted, History, Joined, Left, Notice, Private, Renamed, Said
+from .history import Line, RecentLines
 from .incoming import LineSplitter, Overlong
 from .lines import NOWHERE
+from .logins import LoginCheck, Registry, pass_line
 from .names import name_key, nick_problem, room_name
 from .rendering import FORMATS, TEXT, Addressed, Audience, Delivery, group
 from .room import Member, Room
+from .state import DEFAULT_HISTORY_BYTES, ChatState
 
 __all__ = ["Addressed", "ChatProtocol", "ChatSettings", "Delivery"]
 
@@ -51,6 +59,10 @@ WELCOME = (
 )
 #: How many names "you joined" lists before saying how many more there are.
 JOIN_NAMES = 20
+#: How many of a member's rooms ``/online`` lists before saying how many more there are.
+ONLINE_ROOMS = 10
+#: How much of a name that is not one an error quotes.
+QUOTED_NAME = 64
 
 
 def _to(member: Member[P]) -> Audience[P]:
@@ -63,43 +75,76 @@ class ChatSettings:
     """The chat's rules.
 
     ``default_room`` is where members land after choosing a nickname.
-    ``history`` is how many lines a joining member is shown.  ``rate`` lines
-    a second (0: no limit) with bursts of ``burst`` is how fast a member may
+    ``history`` is how many lines a joining member is shown, and
+    ``history_bytes`` how many bytes of them at most.  ``rate`` lines a
+    second (0: no limit) with bursts of ``burst`` is how fast a member may
     send.  A line over ``max_line_length`` bytes is refused.  At most
-    ``max_rooms`` rooms exist at once, and members from one address may not
-    create a room while ``max_rooms_per_address`` rooms have only them in it.
+    ``max_rooms`` rooms exist at once, members from one address may not
+    create a room while ``max_rooms_per_address`` rooms have only them in it,
+    and a member is in at most ``max_rooms_per_member`` rooms at once.
     """
 
     default_room: str = "lobby"
     history: int = 50
+    history_bytes: int = DEFAULT_HISTORY_BYTES
     rate: float = 5.0
     burst: int = 10
     max_line_length: int = 4096
     max_rooms: int = 1000
     max_rooms_per_address: int = 10
+    max_rooms_per_member: int = 100
 
     def __post_init__(self) -> None:
         problem = room_name(self.default_room)[1]
         if problem:
             raise ValueError(f"default room {self.default_room!r}: {problem}")
-        for name in ("history", "rate"):
+        for name in ("history", "history_bytes", "rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        for name in ("burst", "max_line_length", "max_rooms", "max_rooms_per_address"):
+        for name in (
+            "burst",
+            "max_line_length",
+            "max_rooms",
+            "max_rooms_per_address",
+            "max_rooms_per_member",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 
 
 class ChatProtocol(Generic[P]):
-    """Every member and room of one chat; each method returns the events it causes."""
+    """Every member and room of one chat; each method returns the events it causes.
 
-    def __init__(self, settings: ChatSettings | None = None) -> None:
+    ``state`` keeps what lasts beyond connections (:mod:`.state`): each line
+    said is appended to it, and a room coming into use takes its history
+    from it.  When the state does not have a room's history at hand, the
+    room is ``loading``: :meth:`take_loads` hands it to the I/O layer, which
+    fetches the history and gives it back with :meth:`history_loaded`.
+    Without a state, a room's history lasts while the room exists.
+
+    With a ``registry`` (accounts), registered nicknames need their password.
+    """
+
+    def __init__(
+        self,
+        settings: ChatSettings | None = None,
+        state: ChatState | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        #: Registered nicknames (a users file), or None: every nickname is free.
+        self.registry = registry
+        self._checks: list[LoginCheck[P]] = []
         self.settings = settings = settings or ChatSettings()
-        default = Room[P](room_name(settings.default_room)[0], settings.history)
-        self._default_room = name_key(default.name)
+        #: What keeps the rooms' histories (None: each room's lasts while the room does).
+        self.state = state
         #: Every room, by the key of its name (see :func:`.names.name_key`).
-        self._rooms: dict[str, Room[P]] = {self._default_room: default}
+        self._rooms: dict[str, Room[P]] = {}
         self._members: dict[str, Member[P]] = {}
+        #: Rooms whose history the I/O layer is to fetch.
+        self._loads: list[Room[P]] = []
+        #: How many rooms have only members from one address in them, by address.
+        self._held: dict[str, int] = {}
+        self._default_room = self._new_room(room_name(settings.default_room)[0]).key
 
     # what the I/O layer calls -----------------------------------------------------
 
@@ -123,22 +168,82 @@ class ChatProtocol(Generic[P]):
     def receive(
         self, member: Member[P], data: bytes, now: float, wall: float
     ) -> list[Addressed[P]]:
-        """``member`` sent ``data``: act on every line it completes."""
+        """``member`` sent ``data``: act on every line it completes.
+
+        After a line that joins a room whose history is on its way, the
+        member's further lines are held (:attr:`Member.held`) until it
+        arrives, so that what it sees comes in the order it asked; the I/O
+        layer stops reading from it meanwhile.
+        """
         out: list[Addressed[P]] = []
-        for line in member.splitter.feed(data):
-            if member.gone:
-                break
-            self._line(member, line, now, wall, out)
+        self._act_on(member, member.splitter.feed(data), now, wall, out)
         return out
+
+    def _act_on(
+        self,
+        member: Member[P],
+        lines: list[str | Overlong],
+        now: float,
+        wall: float,
+        out: list[Addressed[P]],
+    ) -> None:
+        for number, line in enumerate(lines):
+            if member.gone:
+                return
+            if member.held is not None:
+                member.held += lines[number:]
+                return
+            self._line(member, line, now, wall, out)
+        if member.held is None and member.input_ended and not member.gone:
+            out += self.disconnect(member, wall)
 
     def end_of_input(self, member: Member[P], now: float, wall: float) -> list[Addressed[P]]:
         """``member`` will send nothing more: act on a last unfinished line, then let it go."""
         out: list[Addressed[P]] = []
-        for line in member.splitter.end():
-            if not member.gone:
-                self._line(member, line, now, wall, out)
-        out += self.disconnect(member, wall)
+        member.input_ended = True
+        self._act_on(member, member.splitter.end(), now, wall, out)
         return out
+
+    def take_checks(self) -> list[LoginCheck[P]]:
+        """Passwords to check (slow: in a thread), asked for since the last call.
+
+        Answer each with :meth:`checked`; until then the member's lines wait.
+        """
+        checks, self._checks = self._checks, []
+        return checks
+
+    def checked(
+        self, member: Member[P], check: LoginCheck[P], refusal: str | None, now: float, wall: float
+    ) -> list[Addressed[P]]:
+        """The answer to ``check``: None if the password was right, else why it was refused.
+
+        Then the lines that waited for it are acted on.
+        """
+        out: list[Addressed[P]] = []
+        member.checking = False
+        if member.gone:
+            return out
+        account = self.registry.accounts.find(check.name) if self.registry else None
+        if refusal is None and account is not None:
+            member.account = account.name
+            if member.nick == account.name:
+                text = f"you are logged in as {account.name}"
+                out.append((_to(member), Notice(wall, NOWHERE, "logged-in", text)))
+            else:
+                self._name(member, account.name, wall, out)
+        else:
+            shown = visible(check.name)
+            reason = refusal or "wrong password"
+            self._error(member, wall, "login-failed", f"{shown}: {reason}", out, nick=shown)
+        self._resume(member, now, wall, out)
+        return out
+
+    def _resume(self, member: Member[P], now: float, wall: float, out: list[Addressed[P]]) -> None:
+        """Act on ``member``'s held lines once nothing it waits for is on its way."""
+        if member.loading or member.checking or member.held is None:
+            return
+        held, member.held = member.held, None
+        self._act_on(member, held, now, wall, out)
 
     def disconnect(self, member: Member[P], wall: float, reason: str = "") -> list[Addressed[P]]:
         """``member``'s connection is gone (or being closed because of ``reason``)."""
@@ -164,6 +269,56 @@ class ChatProtocol(Generic[P]):
         found = self._rooms.get(name_key(room_name(room)[0]))
         return found.nicks() if found else []
 
+    # history from the chat's state ---------------------------------------------------
+
+    def take_loads(self) -> list[Room[P]]:
+        """The rooms whose history is to be fetched from the state (each handed out once)."""
+        loads, self._loads = self._loads, []
+        return loads
+
+    def history_loaded(
+        self, room: Room[P], past: list[Line], now: float, wall: float
+    ) -> list[Addressed[P]]:
+        """``room``'s history arrived: show it to those who joined while it was on its way.
+
+        Then act on the lines they sent meanwhile (see :meth:`receive`).
+        """
+        out: list[Addressed[P]] = []
+        if not room.loading:
+            return out
+        room.loading = False
+        said_meanwhile = list(room.history)
+        settings = self.settings
+        room.history = RecentLines(settings.history, settings.history_bytes)
+        for line in past:
+            room.history.append(line if line.room == room.name else _moved(line, room.name))
+        for line in said_meanwhile:
+            room.history.append(line)
+        waiting, room.waiting = room.waiting, []
+        for member, joined in waiting:
+            if room.members.get(name_key(member.nick or "")) is member:
+                self._welcome_in(member, room, joined, out)
+            member.loading -= 1
+            self._resume(member, now, wall, out)
+        return out
+
+    def _new_room(self, name: str) -> Room[P]:
+        """Make the room called ``name``, with its history from the state."""
+        settings = self.settings
+        history = RecentLines(settings.history, settings.history_bytes)
+        room = Room[P](name, history)
+        self._rooms[room.key] = room
+        state = self.state
+        if state is not None:
+            past = state.cached(room.key)
+            if past is None:
+                room.loading = True
+                self._loads.append(room)
+            else:
+                for line in past:
+                    history.append(line if line.room == name else _moved(line, name))
+        return room
+
     # one line -----------------------------------------------------------------------
 
     def _line(
@@ -179,6 +334,13 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "line-too-long", text, out, limit=line.limit)
             return
         if not line.strip():
+            return
+        if member.held is not None:  # a password or a history is on its way: wait for it
+            member.held.append(line)
+            return
+        password = pass_line(line)
+        if password is not None and (member.nick is None or self.registry is not None):
+            self._pass(member, password, wall, out)
             return
         command = parse_command(line)
         if not isinstance(command, Quit) and not member.bucket.allow(now):
@@ -206,12 +368,19 @@ class ChatProtocol(Generic[P]):
                 self._name(member, name, wall, out)
             case Join(room):
                 self._join(member, room, wall, out)
-            case Leave():
-                self._leave(member, wall, out)
+            case Leave(room):
+                self._leave(member, room, wall, out)
+            case Switch(room):
+                self._switch(member, room, wall, out)
             case Rooms():
                 self._list_rooms(member, wall, out)
-            case Who():
-                self._who(member, wall, out)
+            case Who(room):
+                self._who(member, room, wall, out)
+            case Online():
+                self._online(member, wall, out)
+            case Ping(token):
+                text = f"pong {token}".rstrip()
+                out.append((_to(member), Notice(wall, NOWHERE, "pong", text, {"token": token})))
             case Msg(nick, text):
                 self._msg(member, nick, text, wall, out)
             case Help():
@@ -220,6 +389,8 @@ class ChatProtocol(Generic[P]):
                 self._quit(member, text, wall, out)
             case Format(name):
                 self._format(member, name, wall, out)
+            case Login(name, password):
+                self._login(member, name, password, out, wall)
             case Invalid(reason, code):
                 self._error(member, wall, code, reason, out)
 
@@ -231,9 +402,7 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "no-room", "you are in no room; /join ROOM to join one", out)
             return
         assert member.nick is not None
-        event = Said(wall, room.name, member.nick, visible(text))
-        room.history.append(event)
-        out.append((room.audience(), event))
+        self._record(room, Said(wall, room.name, member.nick, visible(text)), out)
 
     def _act(self, member: Member[P], text: str, wall: float, out: list[Addressed[P]]) -> None:
         if not self._named(member, wall, out):
@@ -243,9 +412,14 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "no-room", "you are in no room; /join ROOM to join one", out)
             return
         assert member.nick is not None
-        event = Acted(wall, room.name, member.nick, visible(text))
-        room.history.append(event)
-        out.append((room.audience(), event))
+        self._record(room, Acted(wall, room.name, member.nick, visible(text)), out)
+
+    def _record(self, room: Room[P], line: Line, out: list[Addressed[P]]) -> None:
+        """``line`` was said in ``room``: keep it in the history, and tell the room."""
+        room.history.append(line)
+        if self.state is not None:
+            self.state.append(room.key, line)
+        out.append((room.audience(), line))
 
     def _msg(
         self, member: Member[P], nick: str, text: str, wall: float, out: list[Addressed[P]]
@@ -277,6 +451,8 @@ class ChatProtocol(Generic[P]):
             reply = f'you are already called "{nick}"'
             self._error(member, wall, "nick-same", reply, out, nick=nick)
             return
+        if self._needs_login(member, nick, wall, out):
+            return
         key = name_key(nick)
         holder = self._members.get(key)
         if holder is not None and holder is not member and holder.nick is not None:
@@ -290,31 +466,97 @@ class ChatProtocol(Generic[P]):
             del self._members[name_key(old)]
         self._members[key] = member
         text = f"you are now known as {nick}"
-        out.append((_to(member), Notice(wall, NOWHERE, "nick", text, {"nick": nick})))
+        settings = self.settings
+        data = {"nick": nick, "rate": settings.rate, "burst": settings.burst}
+        out.append((_to(member), Notice(wall, NOWHERE, "nick", text, data)))
         if old is None:
-            self._enter(member, self._rooms[self._default_room], wall, out)
+            landing = member.landing
+            member.landing = None
+            if landing is None:
+                self._enter(member, self._rooms[self._default_room], wall, out)
+            for name in landing or ():
+                self._join(member, name, wall, out)
             return
-        room = member.room
-        if room is not None:
+        for room in member.rooms.values():
             room.rename(member, old)
             others = room.others(member)
             if others:
                 out.append((others, Renamed(wall, room.name, old, nick)))
 
+    # registered nicknames --------------------------------------------------------
+
+    def _needs_login(
+        self, member: Member[P], nick: str, wall: float, out: list[Addressed[P]]
+    ) -> bool:
+        """Whether ``nick`` cannot be taken yet: a password is due (or being checked)."""
+        registry = self.registry
+        if registry is None:
+            return False
+        account = registry.accounts.find(nick)
+        if account is None:
+            if registry.registered_only:
+                reply = (
+                    "this chat takes registered nicknames only:"
+                    " /login NAME PASSWORD (or PASS PASSWORD before the nickname)"
+                )
+                self._error(member, wall, "nick-unregistered", reply, out, nick=nick)
+                return True
+            return False
+        if member.account == account.name:
+            return False
+        if member.password is not None:
+            password, member.password = member.password, None
+            self._begin_check(member, nick, password)
+            return True
+        reply = (
+            f'the nickname "{nick}" is registered: /login {nick} PASSWORD'
+            " (or PASS PASSWORD before the nickname)"
+        )
+        self._error(member, wall, "nick-registered", reply, out, nick=nick)
+        return True
+
+    def _pass(self, member: Member[P], password: str, wall: float, out: list[Addressed[P]]) -> None:
+        if self.registry is None:
+            reply = "this chat has no accounts; choose a nickname"
+            self._error(member, wall, "no-accounts", reply, out)
+        elif member.nick is not None:
+            reply = "PASS comes before the nickname; now use /login NAME PASSWORD"
+            self._error(member, wall, "usage", reply, out)
+        else:
+            member.password = password
+            text = "password noted: now your (registered) nickname"
+            out.append((_to(member), Notice(wall, NOWHERE, "pass", text)))
+
+    def _login(
+        self, member: Member[P], name: str, password: str, out: list[Addressed[P]], wall: float
+    ) -> None:
+        if self.registry is None:
+            self._error(member, wall, "no-accounts", "this chat has no accounts", out)
+            return
+        self._begin_check(member, name, password)
+
+    def _begin_check(self, member: Member[P], name: str, password: str) -> None:
+        member.checking = True
+        if member.held is None:
+            member.held = []
+        self._checks.append(LoginCheck(member.peer, name, password))
+
     def _join(self, member: Member[P], typed: str, wall: float, out: list[Addressed[P]]) -> None:
-        if not self._named(member, wall, out):
+        name = self._room_name(member, typed, wall, out)
+        if name is None:
             return
-        name, problem = room_name(typed)
-        if problem:
-            shown = visible(typed)
-            reply = f'"{shown}" cannot be a room: {problem}'
-            self._error(member, wall, "room-invalid", reply, out, room=shown)
-            return
-        old = member.room
         key = name_key(name)
-        if old is not None and name_key(old.name) == key:
-            reply = f"you are already in {old.name}"
-            self._error(member, wall, "room-same", reply, out, room=old.name)
+        if member.nick is None:
+            self._land(member, name, wall, out)
+            return
+        room = member.rooms.get(key)
+        if room is not None:
+            self._talk_in(member, room, wall, out)
+            return
+        limit = self.settings.max_rooms_per_member
+        if len(member.rooms) >= limit:
+            reply = f"you are in {limit} rooms already; /leave one first"
+            self._error(member, wall, "too-many-joined", reply, out, limit=limit)
             return
         room = self._rooms.get(key)
         if room is None:
@@ -323,28 +565,48 @@ class ChatProtocol(Generic[P]):
                 code, reply, limit = refusal
                 self._error(member, wall, code, reply, out, limit=limit)
                 return
-            room = self._rooms[key] = Room(name, self.settings.history)
-        if old is not None:
-            self._exit(member, old, Left(wall, old.name, member.nick or "", "left"), out)
+            room = self._new_room(name)
         self._enter(member, room, wall, out)
 
-    def _no_new_room(self, member: Member[P]) -> tuple[str, str, int] | None:
-        """Why ``member`` may not create a room now (code, text, limit), or None if it may.
+    def _room_name(
+        self, member: Member[P], typed: str, wall: float, out: list[Addressed[P]]
+    ) -> str | None:
+        """The room ``typed`` names, or None after telling ``member`` why it names none."""
+        name, problem = room_name(typed)
+        if problem:
+            shown = visible(typed[:QUOTED_NAME]) + ("..." if len(typed) > QUOTED_NAME else "")
+            reply = f'"{shown}" cannot be a room: {problem}'
+            self._error(member, wall, "room-invalid", reply, out, room=shown)
+            return None
+        return name
 
-        The room ``member`` leaves by moving counts no more if it empties.
-        """
+    def _land(
+        self, member: Member[P], name: str | None, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        """Before its nickname: ``member`` will join ``name`` (None: no room) once named."""
+        landing = member.landing if member.landing is not None else []
+        if name is None:
+            landing = []
+        elif name_key(name) not in map(name_key, landing):
+            limit = self.settings.max_rooms_per_member
+            if len(landing) >= limit:
+                reply = f"you are in {limit} rooms already; /leave one first"
+                self._error(member, wall, "too-many-joined", reply, out, limit=limit)
+                return
+            landing.append(name)
+        member.landing = landing
+        where = ", ".join(landing) if landing else "no room"
+        text = f"once you have a nickname you will join {where}"
+        out.append((_to(member), Notice(wall, NOWHERE, "landing", text, {"rooms": list(landing)})))
+
+    def _no_new_room(self, member: Member[P]) -> tuple[str, str, int] | None:
+        """Why ``member`` may not create a room now (code, text, limit), or None if it may."""
         settings = self.settings
-        default = self._default_room
-        old = member.room
-        emptied = int(old is not None and len(old.members) == 1 and name_key(old.name) != default)
-        if len(self._rooms) - emptied >= settings.max_rooms:
+        if len(self._rooms) >= settings.max_rooms:
             limit = settings.max_rooms
             return "too-many-rooms", f"there are {limit} rooms already; /rooms lists them", limit
-        address = member.address
         limit = settings.max_rooms_per_address
-        rooms = self._rooms.items()
-        held = sum(room.held_by(address) for key, room in rooms if key != default) - emptied
-        if held >= limit:
+        if self._held.get(member.address, 0) >= limit:
             reply = (
                 f"your address already has {limit} rooms to itself;"
                 " join a room others are in, or leave one of yours"
@@ -352,41 +614,120 @@ class ChatProtocol(Generic[P]):
             return "too-many-rooms-per-address", reply, limit
         return None
 
+    def _hold(self, room: Room[P], before: str | None) -> None:
+        """Count the rooms each address has to itself: ``room`` was held by ``before``."""
+        if room.key == self._default_room:
+            return
+        after = room.holder()
+        if after == before:
+            return
+        held = self._held
+        if before is not None:
+            held[before] -= 1
+            if not held[before]:
+                del held[before]
+        if after is not None:
+            held[after] = held.get(after, 0) + 1
+
     def _enter(
         self, member: Member[P], room: Room[P], wall: float, out: list[Addressed[P]]
     ) -> None:
         assert member.nick is not None
         if room.members:
             out.append((room.audience(), Joined(wall, room.name, member.nick)))
+        before = room.holder()
         room.add(member)
-        me = _to(member)
-        if room.history:
-            out.append((me, History(room.name, tuple(room.history))))
+        self._hold(room, before)
+        member.room = room
         nicks = room.nicks()
         listed = ", ".join(nicks[:JOIN_NAMES])
         if len(nicks) > JOIN_NAMES:
             listed += f" and {len(nicks) - JOIN_NAMES} more (/who lists everyone)"
         text = f"you joined {room.name}; {len(nicks)} here: {listed}"
         data = {"room": room.name, "nicks": nicks, "count": len(nicks)}
-        out.append((me, Notice(wall, room.name, "joined", text, data)))
+        joined = Notice(wall, room.name, "joined", text, data)
+        if room.loading:
+            room.waiting.append((member, joined))
+            member.loading += 1
+            if member.held is None:
+                member.held = []
+        else:
+            self._welcome_in(member, room, joined, out)
 
-    def _exit(self, member: Member[P], room: Room[P], left: Left, out: list[Addressed[P]]) -> None:
-        room.remove(member)
-        if room.members:
-            out.append((room.audience(), left))
-        elif (key := name_key(room.name)) != self._default_room:
-            del self._rooms[key]
+    @staticmethod
+    def _welcome_in(
+        member: Member[P], room: Room[P], joined: Notice, out: list[Addressed[P]]
+    ) -> None:
+        """Show ``member``, who joined ``room``, its history, then ``joined``."""
+        me = _to(member)
+        if room.history:
+            out.append((me, History(room.name, tuple(room.history))))
+        out.append((me, joined))
 
-    def _leave(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
+    def _talk_in(
+        self, member: Member[P], room: Room[P], wall: float, out: list[Addressed[P]]
+    ) -> None:
+        member.room = room
+        text = f"you now talk in {room.name}"
+        out.append((_to(member), Notice(wall, room.name, "switched", text, {"room": room.name})))
+
+    def _switch(self, member: Member[P], typed: str, wall: float, out: list[Addressed[P]]) -> None:
         if not self._named(member, wall, out):
             return
-        room = member.room
-        if room is None:
-            self._error(member, wall, "no-room", "you are in no room", out)
+        name = self._room_name(member, typed, wall, out)
+        if name is None:
             return
-        self._exit(member, room, Left(wall, room.name, member.nick or "", "left"), out)
-        text = f"you left {room.name}; /join ROOM to join one"
-        out.append((_to(member), Notice(wall, room.name, "left", text, {"room": room.name})))
+        room = member.rooms.get(name_key(name))
+        if room is None:
+            self._not_in(member, name, wall, out)
+            return
+        self._talk_in(member, room, wall, out)
+
+    def _not_in(self, member: Member[P], name: str, wall: float, out: list[Addressed[P]]) -> None:
+        reply = f"you are not in {name}; /join {name} to join it"
+        self._error(member, wall, "not-in-room", reply, out, room=name)
+
+    def _exit(self, member: Member[P], room: Room[P], left: Left, out: list[Addressed[P]]) -> None:
+        before = room.holder()
+        room.remove(member)
+        self._hold(room, before)
+        if member.room is room:
+            member.room = next(reversed(member.rooms.values()), None)
+        if room.members:
+            out.append((room.audience(), left))
+        elif room.key != self._default_room:
+            del self._rooms[room.key]
+
+    def _leave(
+        self, member: Member[P], typed: str | None, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        if member.nick is None:
+            if typed is None:
+                self._land(member, None, wall, out)
+            else:
+                self._named(member, wall, out)
+            return
+        if typed is None:
+            room = member.room
+            if room is None:
+                self._error(member, wall, "no-room", "you are in no room", out)
+                return
+        else:
+            name = self._room_name(member, typed, wall, out)
+            if name is None:
+                return
+            room = member.rooms.get(name_key(name))
+            if room is None:
+                self._not_in(member, name, wall, out)
+                return
+        self._exit(member, room, Left(wall, room.name, member.nick, "left"), out)
+        now_in = member.room
+        if now_in is None:
+            text = f"you left {room.name}; you are in no room now (/join ROOM to join one)"
+        else:
+            text = f"you left {room.name}; you talk in {now_in.name}"
+        data = {"room": room.name, "current": now_in.name if now_in else None}
+        out.append((_to(member), Notice(wall, room.name, "left", text, data)))
 
     def _depart(
         self, member: Member[P], wall: float, how: Literal["quit", "disconnected"], reason: str
@@ -395,9 +736,8 @@ class ChatProtocol(Generic[P]):
         member.gone = True
         if member.nick is not None:
             del self._members[name_key(member.nick)]
-            if member.room is not None:
-                left = Left(wall, member.room.name, member.nick, how, reason)
-                self._exit(member, member.room, left, out)
+            for room in list(member.rooms.values()):
+                self._exit(member, room, Left(wall, room.name, member.nick, how, reason), out)
         return out
 
     def _quit(self, member: Member[P], text: str, wall: float, out: list[Addressed[P]]) -> None:
@@ -413,8 +753,8 @@ class ChatProtocol(Generic[P]):
             self._error(member, wall, "format-unknown", reply, out, formats=list(FORMATS))
             return
         member.form = form
-        if member.room is not None:
-            member.room.changed()
+        for room in member.rooms.values():
+            room.changed()
         text = f"lines are now sent as {form.name}"
         out.append((_to(member), Notice(wall, NOWHERE, "format", text, {"format": form.name})))
 
@@ -426,23 +766,57 @@ class ChatProtocol(Generic[P]):
         data = {"rooms": [{"room": room.name, "count": len(room.members)} for room in rooms]}
         out.append((_to(member), Notice(wall, NOWHERE, "rooms", f"rooms: {listed}", data)))
 
-    def _who(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
+    def _who(
+        self, member: Member[P], typed: str | None, wall: float, out: list[Addressed[P]]
+    ) -> None:
         if not self._named(member, wall, out):
             return
-        room = member.room
-        if room is None:
-            self._error(member, wall, "no-room", "you are in no room; /rooms lists them", out)
-            return
+        if typed is None:
+            room = member.room
+            if room is None:
+                reply = "you are in no room; /rooms lists them"
+                self._error(member, wall, "no-room", reply, out)
+                return
+        else:
+            name = self._room_name(member, typed, wall, out)
+            if name is None:
+                return
+            found = self._rooms.get(name_key(name))
+            if found is None:
+                reply = f"there is no room called {name}; /rooms lists them"
+                self._error(member, wall, "no-such-room", reply, out, room=name)
+                return
+            room = found
         nicks = room.nicks()
         text = f"{len(nicks)} in {room.name}: {', '.join(nicks)}"
         data = {"room": room.name, "nicks": nicks}
         out.append((_to(member), Notice(wall, room.name, "who", text, data)))
 
+    def _online(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
+        if not self._named(member, wall, out):
+            return
+        online = sorted(self._members.values(), key=lambda m: (m.nick or "").casefold())
+        listed = []
+        members = []
+        for someone in online:
+            rooms = [room.name for room in someone.rooms.values()]
+            members.append(
+                {"nick": someone.nick, "rooms": rooms[:ONLINE_ROOMS], "count": len(rooms)}
+            )
+            shown = ", ".join(rooms[:ONLINE_ROOMS]) or "no room"
+            if len(rooms) > ONLINE_ROOMS:
+                shown += f" and {len(rooms) - ONLINE_ROOMS} more"
+            listed.append(f"{someone.nick} ({shown})")
+        text = f"{len(online)} online: {', '.join(listed)}"
+        data = {"members": members, "count": len(online)}
+        out.append((_to(member), Notice(wall, NOWHERE, "online", text, data)))
+
     def _help(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
-        width = max(len(usage) for usage, _ in COMMAND_HELP)
+        listed = (*COMMAND_HELP, LOGIN_HELP) if self.registry is not None else COMMAND_HELP
+        width = max(len(usage) for usage, _ in listed)
         lines = ["commands (anything else is said to your room):"]
-        lines += [f"{usage.ljust(width)}  {what}" for usage, what in COMMAND_HELP]
-        data = {"commands": [{"usage": usage, "what": what} for usage, what in COMMAND_HELP]}
+        lines += [f"{usage.ljust(width)}  {what}" for usage, what in listed]
+        data = {"commands": [{"usage": usage, "what": what} for usage, what in listed]}
         out.append((_to(member), Notice(wall, NOWHERE, "help", "\n".join(lines), data)))
 
     # replies ------------------------------------------------------------------------
@@ -464,3 +838,12 @@ class ChatProtocol(Generic[P]):
         **data: object,
     ) -> None:
         out.append((_to(member), Notice(wall, NOWHERE, code, text, data, error=True)))
+
+
+def _moved(line: Line, room: str) -> Line:
+    """``line`` as said in ``room`` (a room whose name was first written another way)."""
+    return (
+        Said(line.time, room, line.nick, line.text)
+        if isinstance(line, Said)
+        else Acted(line.time, room, line.nick, line.text)
+    )

@@ -21,19 +21,24 @@ backlogs are cut off at once, their backlogs discarded, until it fits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from ...host import Host
 from ...service import Service
 from ...session import Session
 from ...stream import ByteStream
+from ...throttle import AuthThrottle
 from ...visible import visible
 from .lines import NOWHERE, SERVER, Stamp, format_line
-from .protocol import ChatProtocol, ChatSettings
+from .logins import LoginCheck, Registry
+from .protocol import Addressed, ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
-from .room import Member
+from .room import Member, Room
+from .state import ChatState, MemoryState
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -55,6 +60,10 @@ DROP_LINGER = 5.0
 #: The kernel's send buffer per member.  Fixed, so that the kernel does not grow it
 #: to megabytes for a member that stopped reading: ``max_queue`` decides instead.
 SEND_BUFFER = 64 * 1024
+#: Password checks (scrypt: 16 MiB and tens of ms each) the chat runs at once.
+CHECKS_AT_ONCE = 2
+#: Characters of a name a log line quotes.
+SHOWN_NAME = 64
 
 
 class Outbox:
@@ -174,10 +183,17 @@ class Outbox:
 class ChatSession(Session):
     """One member's connection."""
 
-    def __init__(self, host: Host, chat: ChatProtocol[ChatSession], outbox: Outbox) -> None:
+    def __init__(
+        self,
+        host: Host,
+        chat: ChatProtocol[ChatSession],
+        outbox: Outbox,
+        logins: Logins | None = None,
+    ) -> None:
         super().__init__(host)
         self._chat = chat
         self._outbox = outbox
+        self._logins = logins
         self._member: Member[ChatSession] | None = None
         self._linger: asyncio.TimerHandle | None = None
         #: Bytes delivered during this pass of the event loop, not yet written.
@@ -196,7 +212,7 @@ class ChatSession(Session):
             time.time(),
             stream.address_key,
         )
-        self._outbox.post(deliveries(events))
+        self._post(events)
 
     def data_received(self, data: bytes) -> None:
         member = self._member
@@ -206,22 +222,58 @@ class ChatSession(Session):
             events = self._chat.receive(member, data, self.host.now(), time.time())
             if events:  # a whole line arrived: the member is not idle
                 self.messages += 1
-            self._outbox.post(deliveries(events))
+            self._post(events)
         except Exception:
             log.exception("chat session with %s failed", self.peer)
             self.abort("internal server error")
             return
+        if member.held is not None:  # until the history of a room it joined arrives
+            self.stream.pause_reading()
         if member.finished:
             self._close_when_written()
+
+    def _start_checks(self) -> None:
+        """Check the passwords members gave, each in a task; their lines wait meanwhile."""
+        for check in self._chat.take_checks():
+            check.peer.check_password(check)
+
+    def check_password(self, check: LoginCheck[ChatSession]) -> None:
+        """Check ``check`` in a task; what the member sends next waits for the answer."""
+        logins = self._logins
+        if logins is None or self.closing:
+            return
+        self.stream.pause_reading()
+        self.host.spawn(self._checking(logins, check), f"login check for {self.peer}")
+
+    async def _checking(self, logins: Logins, check: LoginCheck[ChatSession]) -> None:
+        address = self.stream.address_key
+        refusal = await logins.check(check.name, check.password, address, self.peer)
+        member = self._member
+        if member is None or self.closing:
+            return
+        self._post(self._chat.checked(member, check, refusal, self.host.now(), time.time()))
+        self.resumed()
 
     def eof_received(self) -> bool:
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(
-                deliveries(self._chat.end_of_input(member, self.host.now(), time.time()))
-            )
+            self._post(self._chat.end_of_input(member, self.host.now(), time.time()))
+            if member.held is not None:
+                return True  # closed by resumed(), once its held lines are acted on
         self._close_when_written()
         return True  # closed above, once the replies are written
+
+    def resumed(self) -> None:
+        """What this member waited for (a history, a password check) came; its held lines
+        were acted on."""
+        member = self._member
+        if member is None or self.closing:
+            return
+        self._post([])
+        if member.held is None:
+            self.stream.resume_reading()
+        if member.finished or member.gone:
+            self._close_when_written()
 
     def ended(self, exc: Exception | None) -> None:
         if self._linger is not None:
@@ -229,7 +281,16 @@ class ChatSession(Session):
         self._outbox.forget(self)
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(deliveries(self._chat.disconnect(member, time.time())))
+            self._post(self._chat.disconnect(member, time.time()))
+
+    def _post(self, events: list[Addressed[ChatSession]]) -> None:
+        """Queue the deliveries of ``events``; fetch the history of rooms that came into use."""
+        self._outbox.post(deliveries(events))
+        chat = self._chat
+        for room in chat.take_loads():
+            loading = load_history(chat, room, self.host.now, self._outbox)
+            self.host.spawn(loading, f"history of {room.name}")
+        self._start_checks()
 
     # closing ----------------------------------------------------------------------
 
@@ -243,7 +304,7 @@ class ChatSession(Session):
         """Take the member out of the chat (telling the room why), tell it, then close."""
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(deliveries(self._chat.disconnect(member, time.time(), reason)))
+            self._post(self._chat.disconnect(member, time.time(), reason))
         super().abort(reason)
 
     def notify_failure(self, reason: str) -> None:
@@ -262,9 +323,76 @@ class ChatSession(Session):
         """Take the member out of the chat (telling the room why) and drop its backlog now."""
         member = self._member
         if member is not None and not member.gone:
-            self._outbox.post(deliveries(self._chat.disconnect(member, time.time(), reason)))
+            self._post(self._chat.disconnect(member, time.time(), reason))
         log.info("cutting off %s: %s", self.peer, reason)
         self.kill()
+
+
+async def load_history(
+    chat: ChatProtocol[ChatSession],
+    room: Room[ChatSession],
+    now: Callable[[], float] = time.monotonic,
+    outbox: Outbox | None = None,
+) -> None:
+    """Fetch ``room``'s history from the chat's state and show it to who is waiting for it."""
+    assert chat.state is not None
+    try:
+        past = await chat.state.recent(room.key)
+    except Exception:
+        log.exception("cannot read the history of %s", room.name)
+        past = []
+    sessions = [member.peer for member, _ in room.waiting]
+    events = chat.history_loaded(room, past, now(), time.time())
+    if outbox is not None:
+        outbox.post(deliveries(events))
+    for session in sessions:
+        session.resumed()
+
+
+class Logins:
+    """Checks members' passwords: in threads, a few at a time, throttled per address."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        throttle: AuthThrottle | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.throttle = throttle if throttle is not None else AuthThrottle()
+        self.clock = clock
+        self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
+
+    async def check(self, name: str, password: str, address: str, peer: str) -> str | None:
+        """None if ``password`` is the account ``name``'s, else why not.
+
+        A failure is counted against ``address``, logged at warning, and
+        answered late; a banned address is refused at once.
+        """
+        throttle = self.throttle
+        banned = throttle.ban_remaining(address, self.clock())
+        shown = visible(name[:SHOWN_NAME])
+        if banned:
+            log.warning('%s: refused login as "%s": banned', peer, shown)
+            wait = math.ceil(banned)
+            return f"too many failed logins from {visible(address)}; try again in {wait} s"
+        async with self._checks:
+            account = await asyncio.to_thread(self.registry.accounts.authenticate, name, password)
+        if account is not None:
+            throttle.succeeded(address, self.clock())
+            log.info("%s: logged in as %s", peer, account.name)
+            return None
+        failure = throttle.failed(address, self.clock())
+        log.warning('%s: failed login as "%s"', peer, shown)
+        if failure.banned_for:
+            log.warning(
+                "%s: banned for %d s after %d failed logins",
+                peer,
+                math.ceil(failure.banned_for),
+                failure.failures,
+            )
+        await asyncio.sleep(failure.delay)
+        return "wrong password"
 
 
 class ChatService(Service):
@@ -272,7 +400,11 @@ class ChatService(Service):
 
     ``max_queue`` is how many unsent bytes a member may have waiting before it
     is disconnected as not reading; ``max_queue_total`` how many all members
-    together may have before the ones furthest behind are cut off.  One
+    together may have before the ones furthest behind are cut off.  ``state``
+    keeps the rooms' histories (:mod:`.state`; by default in memory, for as
+    long as the process runs): the server starts it and closes it.  With a
+    ``registry`` (accounts), registered nicknames need their password; failed
+    logins are throttled per address by ``throttle``.  One
     ChatService is one chat: run it in one process (its rooms live in memory).
     """
 
@@ -286,10 +418,28 @@ class ChatService(Service):
         *,
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_queue_total: int = DEFAULT_MAX_QUEUE_TOTAL,
+        state: ChatState | None = None,
+        registry: Registry | None = None,
+        throttle: AuthThrottle | None = None,
     ) -> None:
         self._outbox = Outbox(max_queue, max_queue_total)
-        self.settings = settings or ChatSettings()
-        self.chat: ChatProtocol[ChatSession] = ChatProtocol(self.settings)
+        self.settings = settings = settings or ChatSettings()
+        #: What keeps the rooms' histories.
+        self.state = state or MemoryState(settings.history, settings.history_bytes)
+        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state, registry)
+        #: Password checks for registered nicknames (None: no accounts).
+        self.logins = Logins(registry, throttle) if registry is not None else None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Open the chat's state and fetch the default room's history; close it at the end."""
+        await self.state.start()
+        try:
+            for room in self.chat.take_loads():
+                await load_history(self.chat, room)
+            yield
+        finally:
+            await self.state.close()
 
     @property
     def max_queue(self) -> int:
@@ -307,7 +457,7 @@ class ChatService(Service):
         return self._outbox.queued
 
     def new_session(self, host: Host) -> ChatSession:
-        return ChatSession(host, self.chat, self._outbox)
+        return ChatSession(host, self.chat, self._outbox, self.logins)
 
     def refusal(self, reason: str) -> bytes:
         """A refused member is told in a chat line: ``14:03:07 - -!- error: server busy: ...``."""

@@ -42,6 +42,7 @@ from ...client import Connection
 from ...endpoint import Endpoint
 from ...errors import ConnectionClosed, FrameTooLarge, ProtocolError, SocketeerError, Timeout
 from ...framing import LengthPrefixCodec
+from ...tls import ClientTLS, alpn
 from .connection import CLIENT, CLOSED, NEED_DATA, ClosedMidMessage, Data, FilesConnection
 from .hashes import DEFAULT, HASHES, Hasher, label, new_hasher
 from .messages import (
@@ -146,6 +147,13 @@ class _Outgoing:
     verify: bool
 
 
+def _closed_without_answering(endpoint: Endpoint) -> str:
+    """Why a server that hung up at once is not a files server (a TLS port, perhaps)."""
+    if endpoint.tls or endpoint.transport != "tcp":
+        return "it closed the connection without answering"
+    return "it closed the connection without answering; if it speaks TLS, use tls://"
+
+
 class FilesClient:
     """A connection to a files server.  Create it with :meth:`connect`."""
 
@@ -162,6 +170,8 @@ class FilesClient:
         self.hash = "sha256"
         self._outbox: list[bytes] = []  # requests sent ahead, written together
         self._outbox_size = 0
+        #: The account this connection is logged in as (None: none).
+        self.user: str | None = None
 
     @classmethod
     def connect(
@@ -170,18 +180,26 @@ class FilesClient:
         *,
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        tls: ClientTLS | None = None,
+        user: str | None = None,
+        password: str | None = None,
         hash: str = DEFAULT,
     ) -> Self:
         """Connect and say hello; ``token`` is needed for writes.
 
-        ``hash``: verify with this hash ("blake3" or "sha256").  BLAKE3 falls
-        back to SHA-256 with a server that predates the choice.
+        ``tls`` says how a ``tls://`` server is trusted (see :class:`~socketeer.tls.ClientTLS`).
+        On a server with accounts, ``user`` and ``password`` log in; a
+        server that does not log the connection in as ``user`` is refused
+        (``unauthorized``).  ``hash``: verify with this hash ("blake3" or
+        "sha256"); BLAKE3 falls back to SHA-256 with a server that predates
+        the choice.
         """
         if hash not in HASHES:
             raise ValueError(f"unknown hash {hash!r}; known: {', '.join(HASHES)}")
-        client = cls(Connection.connect(target, timeout))
+        tls = tls or ClientTLS(alpn=(alpn("files"),))
+        client = cls(Connection.connect(target, timeout, tls=tls))
         try:
-            client._hello(token, hash)
+            client._hello(token, user, password, hash)
         except BaseException:
             client.close()
             raise
@@ -192,15 +210,28 @@ class FilesClient:
         """Whether requests may be sent ahead of replies (and trees listed in one request)."""
         return self._conn.window > 0
 
-    def _hello(self, token: str | None, hash: str) -> None:
+    def _hello(
+        self,
+        token: str | None,
+        user: str | None = None,
+        password: str | None = None,
+        hash: str = DEFAULT,
+    ) -> None:
         offered = (hash,) if hash == "sha256" else (hash, "sha256")
-        self._send(Hello(token=token, client=f"socketeer {__version__}", hashes=offered))
+        hello = Hello(
+            token=token,
+            client=f"socketeer {__version__}",
+            user=user,
+            password=password,
+            hashes=offered,
+        )
+        self._send(hello)
         try:
             first = self._recv()
         except ConnectionClosed:
             first = b""
         if not first:  # the classic downloader takes the hello for a file name and hangs up
-            raise self._not_files_server("it closed the connection without answering")
+            raise self._not_files_server(_closed_without_answering(self.endpoint))
         if first.startswith(b"error: "):  # refused before the protocol began (server busy)
             line = first.split(b"\n", 1)[0][len(b"error: ") :]
             raise FilesError(f"{self.endpoint} refused: {line.decode(errors='replace')}", "busy")
@@ -226,7 +257,13 @@ class FilesClient:
             )
         if reply.hash not in HASHES:
             raise FilesError(f"{self.endpoint} chose an unknown hash {reply.hash!r}", "version")
-        self.writable, self.server, self.hash = reply.writable, reply.server, reply.hash
+        self.writable, self.server, self.user = reply.writable, reply.server, reply.user
+        self.hash = reply.hash
+        if user is not None and reply.user is None:
+            raise FilesError(
+                f"{self.endpoint} did not log in {user} (a server without accounts)",
+                "unauthorized",
+            )
 
     def _not_files_server(self, why: str) -> FilesError:
         return FilesError(f"{self.endpoint} is not a files server ({why})", "version")

@@ -53,6 +53,7 @@ ErrorCode = Literal[
     "bad-request",
     "version",
     "unauthorized",
+    "forbidden",
     "banned",
     "read-only",
     "bad-path",
@@ -93,7 +94,8 @@ class Message:
 
 @dataclass(frozen=True)
 class Hello(Message):
-    """The client's opening: protocol name, version, and the write token if it has one."""
+    """The client's opening: protocol name, version, the write token if it has one,
+    and the account it logs in as (``user`` and ``password``) on a server with accounts."""
 
     op: ClassVar[str] = "hello"
     version: int = VERSION
@@ -101,6 +103,8 @@ class Hello(Message):
     token: str | None = None
     client: str = ""
     hashes: tuple[str, ...] = ()
+    user: str | None = None
+    password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,8 @@ class Error(Message):
 
 @dataclass(frozen=True)
 class Welcome(Message):
-    """The server accepts the hello: its version, and whether this connection may write.
+    """The server accepts the hello: its version, whether this connection may write,
+    and the account it is logged in as (None: none).
 
     ``hash``: what transfers on this connection are verified with.
     ``pipeline``: bytes of requests the client may send ahead of the replies
@@ -221,6 +226,7 @@ class Welcome(Message):
     version: int = VERSION
     server: str = ""
     writable: bool = False
+    user: str | None = None
     hash: str = "sha256"
     pipeline: int = 0
 

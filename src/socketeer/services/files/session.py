@@ -25,12 +25,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ... import __version__
+from ...accounts import Account, Accounts
 from ...errors import ConnectionClosed, ProtocolError
 from ...host import Host, Task
+from ...http.connection import HttpConnection
+from ...http.detect import is_request_line
+from ...http.files import FilesWeb
 from ...service import Service
 from ...session import Session
 from ...throttle import AuthThrottle
 from ...visible import visible
+from .access import Access
 from .buffers import BufferPool
 from .connection import (
     CLOSED,
@@ -100,16 +105,23 @@ PREFETCH = 32
 #: An upload this small that follows its request is taken whole, then written in one trip
 #: to a thread (not resumed: such an upload is sent from byte 0 anyway).
 WHOLE_PUT = 1024 * 1024
+#: Password checks (scrypt: 16 MiB and tens of ms each) one service runs at once.
+CHECKS_AT_ONCE = 2
+#: Characters of a user name a log line quotes.
+SHOWN_NAME = 64
 _ZEROS = bytes(1024 * 1024)
 
 
 class FilesService(Service):
     """Share ``root``: read-only, or writable with ``allow_upload`` and a ``token``.
 
-    Wrong tokens are answered late and, repeated, get the address banned
-    (``throttle``, a default :class:`~socketeer.throttle.AuthThrottle`, read
-    against ``clock``).  Partial files of abandoned uploads are deleted
-    after ``partial_ttl`` seconds (0: never).
+    With ``accounts`` (a users file), clients log in and each request is
+    checked against their rights (the token, if any, still allows
+    everything).  Wrong tokens and passwords are answered late and,
+    repeated, get the address banned (``throttle``, a default
+    :class:`~socketeer.throttle.AuthThrottle`, read against ``clock``).
+    Partial files of abandoned uploads are deleted after ``partial_ttl``
+    seconds (0: never).
     """
 
     name = "files"
@@ -125,6 +137,7 @@ class FilesService(Service):
         partial_ttl: float = 86400.0,
         throttle: AuthThrottle | None = None,
         clock: Callable[[], float] = time.monotonic,
+        accounts: Accounts | None = None,
     ) -> None:
         if allow_upload and not token:
             raise ValueError("uploads need a token (--token or SOCKETEER_TOKEN)")
@@ -134,12 +147,17 @@ class FilesService(Service):
         self._token = token.encode() if token else None
         self.throttle = throttle if throttle is not None else AuthThrottle()
         self.clock = clock
+        #: The users file's accounts; None: no accounts (the token decides).
+        self.accounts = accounts
+        self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
         self._hashing: dict[tuple[str, tuple[int, int, int, int, int]], asyncio.Future[str]] = {}
         #: Upload buffers, shared by every session and bounded in all.
         self.buffers = BufferPool(SLOT, POOL_SLOTS)
         #: Where everything but upload bytes is received: one buffer for the whole
         #: service, since each read is copied out before the next one starts.
         self.scratch = memoryview(bytearray(SCRATCH))
+        #: Browsers, curl and wget on the same port (a first line that is an HTTP request).
+        self.web = FilesWeb(self)
 
     def new_session(self, host: Host) -> FilesSession:
         return FilesSession(host, self)
@@ -178,6 +196,14 @@ class FilesService(Service):
                 if removed:
                     log.info("deleted %d partial file(s) untouched for %gs", removed, ttl)
             await asyncio.sleep(min(ttl / 4, 3600.0))
+
+    async def authenticate(self, name: str, password: str) -> Account | None:
+        """The account ``name`` if ``password`` is its password (checked in a thread)."""
+        accounts = self.accounts
+        if accounts is None:
+            return None
+        async with self._checks:  # bounded: each check takes 16 MiB
+            return await asyncio.to_thread(accounts.authenticate, name, password)
 
     def token_matches(self, token: str | None) -> bool:
         """Whether ``token`` is the write token (compared in constant time)."""
@@ -246,9 +272,13 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._unread = False  # reading paused: the client is not reading our replies
         self._eof = False
         self._writable = False
+        #: The rights of a logged-in (or anonymous) client on a server with accounts;
+        #: None: the token decides (no accounts, or the token was given).
+        self._access: Access | None = None
         self._hash = "sha256"  # what this connection's transfers are verified with
         self._discarding = False
         self._writing: asyncio.Future[tuple[None, None]] | None = None
+        self._web: HttpConnection | None = None  # the connection turned out to speak HTTP
         #: Files opened ahead for ``get`` requests still waiting their turn, in order.
         self._opened: collections.deque[tuple[Get, _Opened | StoreError | None]] = (
             collections.deque()
@@ -308,6 +338,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 chunk.release()
 
     def data_received(self, data: bytes) -> None:
+        if self._web is not None:
+            self._web.feed(data)
+            return
         if self._discarding:
             self._wakeup.set()
             return
@@ -334,10 +367,14 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        if self._web is not None:
+            self._web.feed_eof()
         if self._conn is not None:
             self._conn.receive_data(b"")
         self._wakeup.set()
-        return True  # keep the transport open: the answer may still be on its way
+        # Keep the transport open: the answer may still be on its way.  TLS cannot (the
+        # peer's close_notify ends the connection), and asyncio warns if asked to.
+        return self.stream.can_half_close
 
     def ended(self, exc: Exception | None) -> None:
         if self._task is not None and not self._task.done():
@@ -452,21 +489,36 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         log.info("%s: %s", self.peer, reason)
 
     def notify_failure(self, reason: str) -> None:
+        if self._web is not None:
+            self._web.failed(reason)
+            return
         self._refuse(reason)
 
     # plain downloads ----------------------------------------------------------------
 
     async def _plain_download(self, request: PlainRequest) -> None:
         name = None
+        opening: list[bytes] = []
         while name is None:
             for chunk in self._take_chunks():
-                name = request.feed(bytes(chunk))
+                opening.append(bytes(chunk))
+                name = request.feed(opening[-1])
             if name is None and (self._eof or not await self._wait(PLAIN_QUIET)):
                 name = request.end() if self._eof or not self._chunks else None
+        if is_request_line(name.encode("utf-8", "surrogateescape")):
+            await self._serve_http(opening)
+            return
         self.messages += 1
         log.info("%s: plain download of %r", self.peer, name)
+        accounts = self._service.accounts
+        # With accounts, a plain download is anonymous: it gets what anyone may read.
+        opener = (
+            self._store.open_file
+            if accounts is None
+            else Access(self._store, accounts, None).open_file
+        )
         try:
-            file, st = await asyncio.to_thread(self._store.open_file, name)
+            file, st = await asyncio.to_thread(opener, name)
         except StoreError as exc:
             self._write(f"error: {visible(str(exc))}\n".encode())
             return
@@ -474,6 +526,17 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             sent = await self._sendfile(file, 0, st.st_size)
         if sent < st.st_size:
             log.warning("%s: %r shrank while it was being sent", self.peer, name)
+
+    async def _serve_http(self, opening: list[bytes]) -> None:
+        """The first line was an HTTP request: serve the connection as HTTP from here on."""
+        self._web = web = HttpConnection(self.stream, self, self._service.web)
+        for data in opening:
+            web.feed(data)
+        for chunk in self._take_chunks():
+            web.feed(bytes(chunk))
+        if self._eof:
+            web.feed_eof()
+        await web.run()
 
     # the protocol -------------------------------------------------------------------
 
@@ -514,35 +577,65 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 f"too many failed logins from {visible(address)}; "
                 f"try again in {math.ceil(banned)} s",
             )
-        elif problem is None and hello.token is not None and service.allow_upload:
-            if service.token_matches(hello.token):
-                service.throttle.succeeded(address, service.clock())
-            else:
-                failure = service.throttle.failed(address, service.clock())
-                if failure.banned_for:
-                    log.warning(
-                        "%s: banned for %d s after %d failed logins",
-                        self.peer,
-                        math.ceil(failure.banned_for),
-                        failure.failures,
-                    )
-                await asyncio.sleep(failure.delay)
-                problem = Error("unauthorized", "wrong token")
+        account = None
+        if problem is None:
+            problem, account = await self._log_in(hello)
         if problem is not None:
-            level = logging.WARNING if problem.code == "banned" else logging.INFO
+            level = logging.WARNING if problem.code in ("banned", "unauthorized") else logging.INFO
             log.log(level, "%s: refused: %s", self.peer, visible(problem.message))
             self._write(conn.send(problem))
             return False
-        self._writable = hello.token is not None and self._service.allow_upload
+        everything = hello.token is not None and service.allow_upload
+        accounts = service.accounts
+        if accounts is not None and not everything:
+            self._access = Access(self._store, accounts, account)
+            self._writable = accounts.may_write(account)
+        else:
+            self._writable = everything
+        if account is not None:
+            log.info("%s: logged in as %s", self.peer, account.name)
+        user = account.name if account is not None else None
         self._hash = choose(hello.hashes)
         welcome = Welcome(
             server=f"socketeer {__version__}",
             writable=self._writable,
+            user=user,
             hash=self._hash,
             pipeline=conn.max_control,  # what the connection takes ahead (see connection.py)
         )
         self._write(conn.send(welcome))
         return True
+
+    async def _log_in(self, hello: Hello) -> tuple[Error | None, Account | None]:
+        """Check the hello's token and account; a failure is counted, logged and answered late."""
+        service = self._service
+        wrong: Error | None = None
+        account = None
+        given = hello.token is not None and service.allow_upload
+        if given and not service.token_matches(hello.token):
+            wrong = Error("unauthorized", "wrong token")
+        if wrong is None and hello.user is not None:
+            if service.accounts is None:
+                return Error("unauthorized", "this server has no accounts (no --users)"), None
+            account = await service.authenticate(hello.user, hello.password or "")
+            if account is None:
+                shown = visible(hello.user[:SHOWN_NAME])
+                wrong = Error("unauthorized", f'wrong user name or password (user "{shown}")')
+        address, now = self._address(), service.clock()
+        if wrong is None:
+            if hello.token is not None or hello.user is not None:
+                service.throttle.succeeded(address, now)
+            return None, account
+        failure = service.throttle.failed(address, now)
+        if failure.banned_for:
+            log.warning(
+                "%s: banned for %d s after %d failed logins",
+                self.peer,
+                math.ceil(failure.banned_for),
+                failure.failures,
+            )
+        await asyncio.sleep(failure.delay)
+        return wrong, None
 
     def _address(self) -> str:
         """Who failed logins are counted against: the client's host, an IPv6 client's /64
@@ -566,6 +659,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._write(conn.send(reply))
 
     async def _simple(self, request: Message) -> Message:
+        if self._access is not None:
+            return await self._simple_with_rights(self._access, request)
         store = self._store
         if isinstance(request, List):
             entries = await asyncio.to_thread(store.list, request.path)
@@ -577,6 +672,20 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             await asyncio.to_thread(store.mkdir, request.path, request.parents)
         elif isinstance(request, Delete):
             await asyncio.to_thread(store.delete, request.path, request.recursive)
+        log.info("%s: %s %r", self.peer, request.op, getattr(request, "path", ""))
+        return Ok()
+
+    async def _simple_with_rights(self, access: Access, request: Message) -> Message:
+        """A request other than get and put, checked against the client's rights."""
+        if isinstance(request, List):
+            entries = await asyncio.to_thread(access.list, request.path)
+            return Listing(request.path, tuple(entries))
+        if isinstance(request, Stat):
+            return StatReply(await asyncio.to_thread(access.stat, request.path))
+        if isinstance(request, Mkdir):
+            await asyncio.to_thread(access.mkdir, request.path, request.parents)
+        elif isinstance(request, Delete):
+            await asyncio.to_thread(access.delete, request.path, request.recursive)
         log.info("%s: %s %r", self.peer, request.op, getattr(request, "path", ""))
         return Ok()
 
@@ -592,7 +701,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     async def _send_tree(self, conn: FilesConnection, path: str) -> None:
         """A recursive listing: one ``listing`` per directory, streamed, parents first."""
-        walk = self._store.tree(path)
+        walk = self._store.tree(path) if self._access is None else self._access.tree(path)
         last: tuple[str, list[Entry]] | None = None
         while True:
             batch = await asyncio.to_thread(lambda: list(itertools.islice(walk, TREE_BATCH)))
@@ -676,8 +785,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     def _open_for(self, request: Get) -> _Opened | StoreError:
         """In a thread: the file, its status, and all its bytes if it is small (else None)."""
+        opener = self._store.open_file if self._access is None else self._access.open_file
         try:
-            file, st = self._store.open_file(request.path)
+            file, st = opener(request.path)
         except StoreError as exc:
             return exc
         if st.st_size > INLINE:
@@ -773,16 +883,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             await self._receive_whole(conn, request)
             return
         try:
-            self._check_writable()
-            upload = await asyncio.to_thread(
-                self._store.upload,
-                request.path,
-                request.size,
-                request.mtime,
-                request.hash,
-                request.force,
-                self._hash,
-            )
+            upload = await asyncio.to_thread(self._uploader(), request, self._hash)
         except StoreError as exc:
             if not request.follows:
                 raise
@@ -827,6 +928,17 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
         self._write(conn.send(Ok()))
 
+    def _uploader(self) -> Callable[[Put, str], Upload | None]:
+        """In a thread, start receiving a ``put`` (None: the target holds it already),
+        as the token or the account's rights allow."""
+        access = self._access
+        if access is None:
+            self._check_writable()
+        start = self._store.upload if access is None else access.upload
+        return lambda put, hash_name: start(
+            put.path, put.size, put.mtime, put.hash, put.force, hash_name
+        )
+
     async def _receive_whole(self, conn: FilesConnection, request: Put) -> None:
         """A small upload that follows its request: its bytes and ``done``, then the disk."""
         data = bytearray()
@@ -847,11 +959,16 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             else:
                 raise ProtocolError(f"unexpected {event!r} during an upload")
         digest = event.digest(self._hash) if request.hash else None
+
+        def store(upload: Callable[[Put, str], Upload | None]) -> bool:
+            started = upload(request, self._hash)
+            if started is None:
+                return False
+            started.take_whole(bytes(data), digest)
+            return True
+
         try:
-            self._check_writable()
-            stored = await asyncio.to_thread(
-                self._store.receive_whole, request, bytes(data), self._hash, digest
-            )
+            stored = await asyncio.to_thread(store, self._uploader())
         except StoreError as exc:
             self._write(conn.send(Error(exc.code, visible(str(exc)))))
             return

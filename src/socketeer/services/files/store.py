@@ -31,7 +31,7 @@ from typing import BinaryIO
 
 from .beneath import DIRECTORY, Found, Refused, identity, lookup, walk_tree
 from .hashes import Hasher, label, new_hasher
-from .messages import MAX_CONTROL_SIZE, Entry, EntryType, Put
+from .messages import MAX_CONTROL_SIZE, Entry, EntryType
 from .paths import MAX_DEPTH, PathRefused, is_partial, partial_name, split_remote
 
 __all__ = ["FileStore", "HashCache", "StoreError", "Upload", "hash_file", "os_error"]
@@ -178,6 +178,19 @@ class Upload:
         if self.hasher is not None:
             self.hasher = new_hasher(self.hash_name)
 
+    def take_whole(self, data: bytes, digest: str | None) -> None:
+        """All the file's bytes at once: written, hashed, verified and renamed into place.
+
+        What a partial held before goes: ``data`` is the whole file.
+        """
+        try:
+            self.restart()
+            self.write_all([data])
+            self.hash_all([data])
+            self.finish(digest)
+        finally:
+            self.abandon()
+
     def hash_all(self, chunks: list[bytes | memoryview]) -> None:
         """Hash received bytes; may run beside :meth:`write_all` in another thread."""
         if self.hasher is not None:
@@ -318,6 +331,56 @@ class FileStore:
                     # It became a symlink after it was looked at: look again.
         raise StoreError("bad-path", f"{_shown(remote)}: keeps changing; try again")
 
+    def resolve(
+        self, remote: str, *, follow: bool = True, partial_last: bool = False
+    ) -> tuple[tuple[str, ...], os.stat_result | None]:
+        """The names ``remote`` leads to from the shared directory, and what is there.
+
+        Symlinks on the way are followed (and, with ``follow``, a symlink as
+        the last name), so the names are the file's own path, not the way it
+        was named.  Names past the last that exists are kept as given (a
+        directory ``mkdir -p`` would make, an upload's new file); the status is
+        then None.  Refused paths raise :class:`StoreError` as any request would.
+        """
+        names = self._names(remote, partial_last=partial_last)
+        try:
+            with self._lookup(remote, names, follow=follow) as found:
+                return found.names, found.st
+        except StoreError as exc:
+            if exc.code not in ("not-found", "not-a-directory"):
+                raise
+        low, high = 0, len(names) - 1  # names[:low] exists; names[:high + 1] does not
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._exists(remote, names[:middle]):
+                low = middle
+            else:
+                high = middle - 1
+        with self._lookup(remote, names[:low]) as found:
+            return (*found.names, *names[low:]), None
+
+    def _exists(self, remote: str, names: tuple[str, ...]) -> bool:
+        try:
+            with self._lookup(remote, names) as found:
+                return found.st is not None
+        except StoreError as exc:
+            if exc.code not in ("not-found", "not-a-directory"):
+                raise
+            return False
+
+    def same_file(self, first: tuple[str, ...], second: tuple[str, ...]) -> bool | None:
+        """Whether two paths from the shared directory are one file; None if one is missing."""
+        found = []
+        for names in (first, second):
+            try:
+                with lookup(self._root_fd, str(self.root), names, max_depth=MAX_DEPTH) as where:
+                    if where.st is None:
+                        return None
+                    found.append(identity(where.st))
+            except (Refused, OSError):
+                return None
+        return found[0] == found[1]
+
     # reading --------------------------------------------------------------------------
 
     def stat(self, remote: str) -> Entry:
@@ -436,6 +499,8 @@ class FileStore:
         verify: bool,
         force: bool,
         hash_name: str = "sha256",
+        *,
+        resume: bool = False,
     ) -> Upload | None:
         """Start receiving ``remote``; None when the target already holds this file.
 
@@ -444,6 +509,8 @@ class FileStore:
         continued: the upload's offset is its size, and what it holds is
         hashed first so the whole file is verified at the end.  A partial
         another upload holds (in any process) makes this one ``busy``.
+        ``resume``: an unverified upload continues its partial too (the
+        client says where it stands, as HTTP's chunked uploads do).
         """
         names = self._names(remote)
         if not names:
@@ -473,27 +540,12 @@ class FileStore:
             directory = os.dup(found.dir_fd)
             target = self.root.joinpath(*found.names)
         try:
-            return self._open_partial(directory, target, remote, size, mtime, verify, hash_name)
+            return self._open_partial(
+                directory, target, remote, size, mtime, verify, hash_name, resume
+            )
         except BaseException:
             os.close(directory)
             raise
-
-    def receive_whole(self, put: Put, data: bytes, hash_name: str, digest: str | None) -> bool:
-        """An upload whose bytes all arrived: received like :meth:`upload`'s, at once.
-
-        False when the target already held the file (nothing was written).
-        """
-        upload = self.upload(put.path, put.size, put.mtime, put.hash, put.force, hash_name)
-        if upload is None:
-            return False
-        try:
-            upload.restart()  # the bytes are the whole file: a partial left before goes
-            upload.write_all([data])
-            upload.hash_all([data])
-            upload.finish(digest)
-        finally:
-            upload.abandon()
-        return True
 
     def _open_partial(
         self,
@@ -504,6 +556,7 @@ class FileStore:
         mtime: float | None,
         verify: bool,
         hash_name: str,
+        resume: bool = False,
     ) -> Upload:
         partial = target.with_name(partial_name(target.name))
         fd = _claim_partial(directory, partial.name, remote)
@@ -512,7 +565,7 @@ class FileStore:
             offset = os.fstat(fd).st_size
             # Unverified, a partial someone else left (or planted) could not be
             # told from this file's own first bytes: start over.
-            if offset > size or not verify:
+            if offset > size or not (verify or resume):
                 os.ftruncate(fd, 0)
                 offset = 0
             hasher = new_hasher(hash_name) if verify else None

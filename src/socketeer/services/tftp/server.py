@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
+import heapq
+import itertools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ...datagram import Address, DatagramCore, DatagramLimits, Peer
 from ...endpoint import describe_peer
 from ...visible import visible
 from ..files.store import FileStore, StoreError, Upload
-from .packets import ErrorCode, ErrorPacket, Packet, PacketError, Request, parse
+from .packets import ACK, ErrorCode, ErrorPacket, Packet, PacketError, Request, parse
 from .transfer import (
     Abort,
     NetasciiDecoder,
@@ -63,11 +64,15 @@ def _store_error(exc: StoreError) -> ErrorPacket:
 class TftpPeer(Peer):
     """One address's state: its transfer, and the file it reads or writes."""
 
-    __slots__ = ("file", "request", "transfer", "upload")
+    __slots__ = ("counted", "file", "request", "timer_at", "transfer", "upload")
 
     def __init__(self, addr: Address, limits: DatagramLimits, now: float) -> None:
         super().__init__(addr, limits, now)
         self.transfer: Transfer | None = None
+        #: When this peer's entry in the server's timer heap is due (None: it has none).
+        self.timer_at: float | None = None
+        #: Whether the server counts this peer's transfer (until the peer is forgotten).
+        self.counted = False
         self.request: Request | None = None
         self.file: BinaryIO | None = None
         self.upload: Upload | None = None
@@ -90,6 +95,16 @@ class TftpServer(DatagramCore[TftpPeer]):
         self.store = FileStore(root)
         self.allow_upload = allow_upload
         self.settings = settings or Settings()
+        # (due, order, peer): each running transfer's next check, soonest first.  An
+        # entry is stale once the peer is gone or its timer_at names another time.
+        self._timers: list[tuple[float, int, TftpPeer]] = []
+        self._timer_order = itertools.count()
+        # Senders that answered an ACK and may read their next window ahead.
+        self._to_prepare: list[Sender] = []
+        #: Transfers now, each until its peer is forgotten (refusals not counted).
+        self.transfers = 0
+        # Quick replies sent since the last prepare(), to be counted there.
+        self._answered: list[tuple[TftpPeer, list[bytes]]] = []
 
     def new_peer(self, addr: Address, now: float) -> TftpPeer:
         return TftpPeer(addr, self.limits, now)
@@ -100,16 +115,33 @@ class TftpServer(DatagramCore[TftpPeer]):
 
     # datagrams ---------------------------------------------------------------------
 
+    def quick_reply(self, data: bytes, addr: Address, now: float) -> list[bytes] | None:
+        """A running download's ACK, answered with the window it opens (built ahead).
+
+        Anything else takes the usual way.  The exchange is counted in :meth:`prepare`.
+        """
+        if len(data) != 4 or data[1] != ACK or data[0] != 0:
+            return None
+        peer = self._peers.get(addr)
+        if peer is None or not peer.validated or peer.last_seen + self.limits.idle <= now:
+            return None
+        transfer = peer.transfer
+        if type(transfer) is not Sender:
+            return None
+        replies = self._step(transfer, transfer.ack, now, data[2] << 8 | data[3])
+        self._answered.append((peer, replies))
+        return replies
+
     def datagram_received(self, peer: TftpPeer, data: bytes, now: float) -> None:
+        transfer = peer.transfer
         try:
             packet = parse(data)
         except PacketError as exc:
-            if data[:2] in (b"\x00\x01", b"\x00\x02") and peer.transfer is None:
+            if data[:2] in (b"\x00\x01", b"\x00\x02") and transfer is None:
                 self._refuse(peer, ErrorPacket(ErrorCode.ILLEGAL_OPERATION, str(exc)), now)
-            elif peer.transfer is not None and peer.validated and self.at_reply_port:
-                self._end(peer, peer.transfer.abort(ErrorCode.ILLEGAL_OPERATION, str(exc)), now)
+            elif transfer is not None and peer.validated and self.at_reply_port:
+                self._end(peer, transfer.abort(ErrorCode.ILLEGAL_OPERATION, str(exc)), now)
             return
-        transfer = peer.transfer
         if isinstance(packet, Request):
             if transfer is None:
                 self._start(peer, packet, now)
@@ -120,17 +152,46 @@ class TftpServer(DatagramCore[TftpPeer]):
             # A stray packet, or one sent to the server's port rather than the
             # transfer's: only a receiver of the transfer's replies knows that port.
             return
-        replies = self._step(transfer, functools.partial(transfer.receive, packet), now)
+        replies = self._step(transfer, transfer.receive, now, packet)
         if transfer.heard and not peer.validated:
             self.validate(peer)
         self._send_all(peer, replies, now)
-        self._settle(peer, now)
+        self._went_on(peer, transfer, bool(replies), now)
+
+    def _went_on(self, peer: TftpPeer, transfer: Transfer, answered: bool, now: float) -> None:
+        """After a step of ``transfer``: settle it if over, else keep its timer, read ahead."""
+        if transfer.outcome is not None:
+            self._settle(peer, now)
+            self._schedule(peer, now)  # forgotten, with its socket, at the next timer
+            return
+        due = transfer.deadline()
+        if due is not None and (peer.timer_at is None or due < peer.timer_at):
+            self._schedule(peer, due)
+        if answered and type(transfer) is Sender:
+            self._to_prepare.append(transfer)
+
+    def prepare(self, now: float) -> None:
+        """Count the quick replies sent, and let their senders read their next blocks."""
+        answered, self._answered = self._answered, []
+        for peer, replies in answered:
+            self._heard(peer, 4, now)
+            peer.sent += sum(map(len, replies))
+            if peer.transfer is not None:
+                self._went_on(peer, peer.transfer, bool(replies), now)
+        senders, self._to_prepare = self._to_prepare, []
+        for sender in senders:
+            try:
+                sender.prepare()
+            except OSError:
+                continue  # read again, and reported, when the block is due
 
     @staticmethod
-    def _step(transfer: Transfer, step: Callable[[float], list[bytes]], now: float) -> list[bytes]:
+    def _step(
+        transfer: Transfer, step: Callable[..., list[bytes]], now: float, *args: Any
+    ) -> list[bytes]:
         """Run one step of ``transfer``; a file that cannot be read ends it with an ERROR."""
         try:
-            return step(now)
+            return step(*args, now) if args else step(now)
         except OSError as exc:
             return transfer.abort(ErrorCode.NOT_DEFINED, f"cannot read the file: {exc.strerror}")
 
@@ -143,6 +204,7 @@ class TftpServer(DatagramCore[TftpPeer]):
         log.info("tftp %s: refused: %s", describe_peer(peer.addr), visible(error.message))
         self.send(peer, error.encode(), now)
         peer.transfer = _Refused(now)
+        self._schedule(peer, now)
 
     def _end(self, peer: TftpPeer, datagrams: list[bytes], now: float) -> None:
         self._send_all(peer, datagrams, now)
@@ -152,6 +214,10 @@ class TftpServer(DatagramCore[TftpPeer]):
 
     def _start(self, peer: TftpPeer, request: Request, now: float) -> None:
         peer.request = request
+        if self.transfers >= self.settings.max_transfers:
+            busy = f"server busy: {self.transfers} transfers at once, try again later"
+            self._refuse(peer, ErrorPacket(ErrorCode.NOT_DEFINED, busy), now)
+            return
         try:
             transfer = (
                 self._upload(peer, request, now)
@@ -168,6 +234,8 @@ class TftpServer(DatagramCore[TftpPeer]):
             self._refuse(peer, ErrorPacket(exc.code, exc.message), now)
             return
         peer.transfer = transfer
+        peer.counted = True
+        self.transfers += 1
         what = "upload" if request.write else "download"
         log.info(
             "tftp %s: %s %r (%s)",
@@ -177,6 +245,7 @@ class TftpServer(DatagramCore[TftpPeer]):
             request.mode,
         )
         self._send_all(peer, self._step(transfer, transfer.start, now), now)
+        self._schedule(peer, transfer.deadline() or now)
 
     def _read(self, peer: TftpPeer, request: Request, now: float) -> Transfer:
         file, st = self.store.open_file(request.filename)
@@ -232,24 +301,31 @@ class TftpServer(DatagramCore[TftpPeer]):
 
     # timers and endings ---------------------------------------------------------------
 
+    def _schedule(self, peer: TftpPeer, due: float) -> None:
+        """Check ``peer``'s transfer at ``due`` (its deadline, or now to forget it)."""
+        peer.timer_at = due
+        heapq.heappush(self._timers, (due, next(self._timer_order), peer))
+
     def get_timer(self) -> float | None:
         when = super().get_timer()
-        for peer in self._peers.values():
-            if peer.transfer is not None:
-                due = peer.transfer.deadline()
-                if due is None:
-                    due = peer.last_seen
-                if when is None or due < when:
-                    when = due
+        timers = self._timers
+        if timers and (when is None or timers[0][0] < when):
+            return timers[0][0]
         return when
 
     def handle_timer(self, now: float) -> None:
         super().handle_timer(now)
-        for peer in list(self._peers.values()):
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            due, _, peer = heapq.heappop(timers)
             transfer = peer.transfer
-            if transfer is not None:
-                self._send_all(peer, self._step(transfer, transfer.handle_timer, now), now)
-                self._settle(peer, now, forget=True)
+            if peer.timer_at != due or transfer is None or self.peer(peer.addr) is not peer:
+                continue  # stale: rescheduled, or forgotten
+            peer.timer_at = None
+            self._send_all(peer, self._step(transfer, transfer.handle_timer, now), now)
+            self._settle(peer, now, forget=True)
+            if self.peer(peer.addr) is peer:
+                self._schedule(peer, transfer.deadline() or now)
 
     def _settle(self, peer: TftpPeer, now: float, *, forget: bool = False) -> None:
         """Log a finished transfer; with ``forget``, drop the peer (and its socket)."""
@@ -275,6 +351,9 @@ class TftpServer(DatagramCore[TftpPeer]):
 
     def peer_forgotten(self, peer: TftpPeer) -> None:
         self._close(peer)
+        if peer.counted:
+            peer.counted = False
+            self.transfers -= 1
 
     def close(self) -> None:
         """Stop every transfer and let go of the directory."""

@@ -16,12 +16,14 @@ only the timer retransmits.
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from .packets import (
+    DATA,
     MAX_BLKSIZE,
     MIN_BLKSIZE,
     Ack,
@@ -51,6 +53,14 @@ BLOCKS = 65_536
 MAX_BACKOFF = 8
 #: A window holds at most this many bytes (the sender keeps it for retransmission).
 MAX_WINDOW_BYTES = 1024 * 1024
+#: Transfers at once, by default and at most: each has a socket of its own (see
+#: :class:`~socketeer.udp.DatagramEndpoint`'s ``max_peer_sockets``, 1,024), with room
+#: left for the refusals answered meanwhile.
+MAX_TRANSFERS = 1000
+#: A sender reads at most this many bytes ahead of its window.
+READ_AHEAD = 256 * 1024
+
+_DATA_HEAD = struct.Struct("!HH")
 
 
 class Source(Protocol):
@@ -80,8 +90,12 @@ class Settings:
     max_windowsize: int = 64
     timeout: float = 1.0
     retries: int = 5
+    #: Transfers running at once; a request beyond them is refused (server busy).
+    max_transfers: int = MAX_TRANSFERS
 
     def __post_init__(self) -> None:
+        if self.max_transfers < 1:
+            raise ValueError("max_transfers must be >= 1")
         if not MIN_BLKSIZE <= self.max_blksize <= MAX_BLKSIZE:
             raise ValueError(f"max_blksize must be {MIN_BLKSIZE}..{MAX_BLKSIZE}")
         if self.max_windowsize < 1:
@@ -269,16 +283,27 @@ class Transfer(ABC):
 
 
 class Sender(Transfer):
-    """Sends ``source`` block by block, ``windowsize`` blocks between ACKs."""
+    """Sends ``source`` block by block, ``windowsize`` blocks between ACKs.
+
+    Each block's DATA datagram is built once, when the block is read, and
+    kept until it is acknowledged.  :meth:`prepare` reads the next window
+    ahead, so that the I/O layer can do it after sending, while the peer is
+    busy: an ACK is then answered with datagrams already built.
+    """
 
     def __init__(self, source: Source, params: Params, oack: dict[str, str], now: float) -> None:
         super().__init__(params, oack, now)
         self._source = source
-        self._blocks: dict[int, bytes] = {}
+        self._packets: dict[int, bytes] = {}  # block index -> its DATA datagram
         self._read_upto = 0  # the last block read
+        self._sent_upto = 0  # the last block sent
         self._last: int | None = None  # the short block that ends the file
         self._base = 0 if oack else 1  # the first block not acknowledged (0: the OACK)
+        # Read ahead at most one window, and at most READ_AHEAD bytes.
+        self._ahead = min(params.windowsize, max(1, READ_AHEAD // params.blksize))
         self.sent_blocks = 0
+        #: The bytes of the file the peer has acknowledged.
+        self.acked_bytes = 0
 
     def start(self, now: float) -> list[bytes]:
         self._arm(now)
@@ -286,26 +311,48 @@ class Sender(Transfer):
             return [self._first]
         return [self._data(1)]
 
+    def _read(self, upto: int) -> None:
+        """Read and build the blocks up to ``upto`` (fewer if the file ends first)."""
+        blksize = self.params.blksize
+        read = self._source.read
+        packets = self._packets
+        index = self._read_upto
+        while index < upto and self._last is None:
+            payload = read(blksize)  # may raise: nothing is counted as read until it returns
+            index += 1
+            packets[index] = _DATA_HEAD.pack(DATA, index & 0xFFFF) + payload
+            self._read_upto = index
+            if len(payload) < blksize:
+                self._last = index
+
     def _data(self, index: int) -> bytes:
-        while self._read_upto < index:
-            self._read_upto += 1
-            payload = self._source.read(self.params.blksize)
-            self._blocks[self._read_upto] = payload
-            if len(payload) < self.params.blksize:
-                self._last = self._read_upto
-                break
+        if index > self._read_upto:
+            self._read(index)
         self.sent_blocks += 1
-        return Data(index % BLOCKS, self._blocks[index]).encode()
+        self._sent_upto = max(self._sent_upto, index)
+        return self._packets[index]
 
     def _window(self) -> list[bytes]:
-        if self._base == 0:
+        base = self._base
+        if base == 0:
             return [self._first]
-        out = []
-        for index in range(self._base, self._base + self.params.windowsize):
-            out.append(self._data(index))
-            if self._last is not None and index >= self._last:
-                break
-        return out
+        end = base + self.params.windowsize - 1
+        if self._last is not None and end > self._last:
+            end = self._last
+        if end > self._read_upto:
+            self._read(end)
+            if self._last is not None and end > self._last:
+                end = self._last
+        packets = self._packets
+        self.sent_blocks += end - base + 1
+        if end > self._sent_upto:
+            self._sent_upto = end
+        return [packets[index] for index in range(base, end + 1)]
+
+    def prepare(self) -> None:
+        """Read the blocks the next ACK will ask for, if not read yet (after sending)."""
+        if self._last is None and self.heard and not self.finished:
+            self._read(self._base + self.params.windowsize - 1 + self._ahead)
 
     def _retransmit(self) -> list[bytes]:
         return self._window()
@@ -313,20 +360,27 @@ class Sender(Transfer):
     def _received(self, packet: Packet, now: float) -> list[bytes]:
         if not isinstance(packet, Ack):
             return self.abort(ErrorCode.ILLEGAL_OPERATION, "expected an ACK")
+        return self.ack(packet.block, now)
+
+    def ack(self, block: int, now: float) -> list[bytes]:
+        """Take an ACK of the 16-bit ``block``; return the datagrams to send."""
+        if self.outcome is not None:
+            return []
         # The block acknowledged, if it is one sent and not yet acknowledged.
-        before = self._base - 1
-        acked = before + (packet.block - before) % BLOCKS
-        if acked == before or acked > self._read_upto or acked < self._base:
+        base = self._base
+        acked = base - 1 + (block - base + 1) % BLOCKS
+        if acked < base or acked > self._sent_upto:
             return []  # a duplicate or a stray: never answered (no Sorcerer's Apprentice)
         self.heard = True
         self.retries = 0
-        for index in range(self._base, acked + 1):
-            self._blocks.pop(index, None)
+        packets = self._packets
+        for index in range(base or 1, acked + 1):  # block 0 is the OACK
+            self.acked_bytes += len(packets.pop(index)) - 4
         self._base = acked + 1
         if self._last is not None and acked >= self._last:
             self.outcome = ""
             return []
-        self._arm(now)
+        self._deadline = now + self.params.timeout
         return self._window()
 
 

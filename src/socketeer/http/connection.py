@@ -1,0 +1,449 @@
+"""One HTTP/1.1 connection: the sans-IO ``h11`` driven over a session's byte stream.
+
+The session that found the request line feeds what it receives into
+:meth:`HttpConnection.feed`; :meth:`HttpConnection.run` (in the session's
+task) parses requests with h11 and hands each to the application as an
+:class:`Exchange`, one at a time, keeping the connection alive between
+them.  Limits: a request head over ``max_header_size`` bytes gets 431,
+anything h11 cannot parse 400; a body the application did not read is
+drained up to :data:`DISCARD_LIMIT` bytes, past that the connection closes.
+Slow heads are the idle sweep's: a request counts as a message only once
+its head is complete.  Reading pauses while more than :data:`INBOX_HIGH`
+bytes wait for the application (an upload on a slow disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import BinaryIO, Protocol
+
+import h11
+
+from ..errors import ConnectionClosed
+from ..idle import Activity
+from ..stream import ByteStream
+from .responses import Headers, HttpError, error_response, reason
+
+__all__ = ["DISCARD_LIMIT", "MAX_HEADER_SIZE", "Exchange", "HttpApp", "HttpConnection"]
+
+log = logging.getLogger("socketeer.server")
+
+#: Bytes a request's head (request line and headers) may take.
+MAX_HEADER_SIZE = 16 * 1024
+#: Received bytes waiting for the application before reading pauses, and resumes.
+INBOX_HIGH, INBOX_LOW = 4 * 1024 * 1024, 1024 * 1024
+#: Unread body bytes drained to keep a connection alive; past this it closes.
+DISCARD_LIMIT = 1024 * 1024
+#: Seconds a closing connection keeps draining a body the client still sends.
+LINGER = 2.0
+#: Bytes per sendfile call (progress is counted between calls).
+SEND_SLICE = 1024 * 1024
+
+
+class HttpApp(Protocol):
+    """What serves the requests: a files share, a chat."""
+
+    async def handle(self, exchange: Exchange) -> None:
+        """Answer one request (the connection turns what escapes into an error response)."""
+        ...
+
+
+class _Region:
+    """Stands for ``length`` bytes sent with sendfile, so h11 can count them."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class Exchange:
+    """One request and its response."""
+
+    def __init__(self, connection: HttpConnection, request: h11.Request) -> None:
+        self._connection = connection
+        self._h11 = connection.h11
+        self._stream = connection.stream
+        self.request = request
+        self.method = request.method.decode("ascii")
+        self.target = bytes(request.target)
+        self.headers = Headers(request.headers)
+        self.head = self.method == "HEAD"
+        #: The response's status, once it is started.
+        self.status: int | None = None
+        self.finished = False
+        #: Whether the request's body has been read to its end.
+        self.body_done = False
+
+    @property
+    def peer(self) -> str:
+        """The client, as people read it."""
+        return self._stream.peer
+
+    @property
+    def address_key(self) -> str:
+        """Who the client counts as for failed logins."""
+        return self._stream.address_key
+
+    @property
+    def started(self) -> bool:
+        """Whether the response has begun (its status can no longer change)."""
+        return self.status is not None
+
+    def add_transferred(self, count: int) -> None:
+        """``count`` more bytes of a transfer moved (the idle sweep sees progress)."""
+        self._connection.activity.transferred += count
+
+    # the request body ---------------------------------------------------------------
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The request body, piece by piece as it arrives."""
+        if self.body_done:
+            return
+        conn = self._h11
+        if conn.they_are_waiting_for_100_continue:
+            self._stream.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        while True:
+            event = await self._connection.next_event()
+            if isinstance(event, h11.Data):
+                self._connection.activity.transferred += len(event.data)
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self.body_done = True
+                return
+            else:
+                raise HttpError(400, "the request ended in the middle of its body")
+
+    async def body(self, limit: int) -> bytes:
+        """The whole request body; 413 if it is over ``limit`` bytes."""
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HttpError(413, f"request body over {limit} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"request body over {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    # the response -------------------------------------------------------------------
+
+    async def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        """Send the status line and headers."""
+        if self.started:
+            raise RuntimeError("the response has already started")
+        self.status = status
+        fields = list(headers)
+        if not self.body_done:
+            # The client is still sending a body nobody read: end with this answer.
+            fields.append(("connection", "close"))
+        self._stream.write(
+            self._h11.send(h11.Response(status_code=status, headers=fields, reason=reason(status)))
+        )
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send part of the body (nothing for HEAD), respecting flow control."""
+        if self.head or not data:
+            return
+        self._stream.write(self._h11.send(h11.Data(data=bytes(data))))
+        await self._drain()
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> int:
+        """Send ``count`` bytes of ``file`` from ``offset`` (zero-copy where possible)."""
+        if self.head or not count:
+            return 0
+        self._h11.send_with_data_passthrough(h11.Data(data=_Region(count)))  # type: ignore[arg-type]
+        stream, activity = self._stream, self._connection.activity
+        sent = 0
+        while sent < count:
+            want = min(SEND_SLICE, count - sent)
+            try:
+                done = await stream.sendfile(file, offset + sent, want)
+            except NotImplementedError:  # uvloop, TLS: copy through the loop instead
+                done = await self._copy(file, offset + sent, want)
+            activity.transferred += done
+            sent += done
+            if done < want:
+                break
+        if sent < count:  # the file shrank: the framing cannot hold
+            raise ConnectionResetError("the file shrank while it was being sent")
+        return sent
+
+    async def _copy(self, file: BinaryIO, offset: int, count: int) -> int:
+        data = await asyncio.to_thread(os.pread, file.fileno(), count, offset)
+        self._stream.write(data)
+        await self._drain()
+        return len(data)
+
+    async def end(self) -> None:
+        """Finish the response."""
+        self._stream.write(self._h11.send(h11.EndOfMessage()))
+        self.finished = True
+        await self._drain()
+
+    async def respond(
+        self, status: int, headers: Iterable[tuple[str, str]], body: bytes = b""
+    ) -> None:
+        """A whole response at once (``Content-Length`` is added)."""
+        fields = [*headers, ("content-length", str(len(body)))]
+        await self.start(status, fields)
+        await self.write(body)
+        await self.end()
+
+    async def _drain(self) -> None:
+        try:
+            await self._stream.drain()
+        except ConnectionClosed:
+            raise ConnectionResetError("connection lost") from None
+
+
+class HttpConnection:
+    """Requests on one connection, answered in turn by ``app``.
+
+    ``activity`` is the session's idle counters: a request counts as a
+    message once its head is complete, body bytes as transfer.
+    """
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        activity: Activity,
+        app: HttpApp,
+        *,
+        max_header_size: int = MAX_HEADER_SIZE,
+    ) -> None:
+        self.stream = stream
+        self.activity = activity
+        self.app = app
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self._inbox: deque[bytes] = deque()
+        self._queued = 0
+        self._eof = False
+        self._paused = False
+        self._wakeup = asyncio.Event()
+        self._exchange: Exchange | None = None
+        self.max_header_size = max_header_size
+        self._fed = 0  # bytes given to h11 so far
+        self._cycle_start = 0  # of them, those before this request's head
+
+    # bytes in, from the session's protocol callbacks --------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the client."""
+        self._inbox.append(data)
+        self._queued += len(data)
+        if self._queued > INBOX_HIGH and not self._paused and not self.stream.closing:
+            self._paused = True
+            self.stream.pause_reading()
+        self._wakeup.set()
+
+    def feed_eof(self) -> None:
+        """The client will send nothing more."""
+        self._eof = True
+        self._wakeup.set()
+
+    async def next_event(self) -> object:
+        """The next h11 event from the client (waiting for bytes as needed)."""
+        conn = self.h11
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if self._inbox:
+                data = self._inbox.popleft()
+                self._queued -= len(data)
+                if self._paused and self._queued < INBOX_LOW and not self.stream.closing:
+                    self._paused = False
+                    self.stream.resume_reading()
+                self._fed += len(data)
+                conn.receive_data(data)
+            elif self._eof:
+                conn.receive_data(b"")
+            else:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+
+    # serving ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve requests until the client or a response ends the connection."""
+        try:
+            while await self._one():
+                pass
+        except (ConnectionError, ConnectionClosed) as exc:
+            log.info("%s: HTTP connection ended: %s", self.stream.peer, exc)
+            self.stream.abort()
+            return
+        await self._close()
+
+    async def _one(self) -> bool:
+        """Answer one request; whether the connection can take another."""
+        try:
+            event = await self.next_event()
+        except h11.RemoteProtocolError as exc:
+            await self._refuse(exc.error_status_hint, str(exc))
+            return False
+        if not isinstance(event, h11.Request):
+            return False  # the client closed (or sent nothing at all)
+        # h11 bounds a head still incomplete; one that arrived whole is measured here.
+        parsed = self._fed - len(self.h11.trailing_data[0])
+        if parsed - self._cycle_start > self.max_header_size:
+            await self._refuse(431, f"request head over {self.max_header_size} bytes")
+            return False
+        self.activity.messages += 1
+        exchange = self._exchange = Exchange(self, event)
+        if _bodiless(exchange.headers):
+            await self.next_event()  # the end of the (empty) body, already parsed
+            exchange.body_done = True
+        try:
+            await self.app.handle(exchange)
+        except HttpError as exc:
+            if exchange.started:
+                log.info("%s: %s", self.stream.peer, exc.message)
+                return False
+            await error_response(exchange, exc)
+        except h11.RemoteProtocolError as exc:
+            if not exchange.started:
+                await self._refuse(exc.error_status_hint, str(exc))
+            return False
+        except (ConnectionError, ConnectionClosed):
+            raise
+        except Exception:
+            log.exception("HTTP request from %s failed", self.stream.peer)
+            if not exchange.started:
+                await error_response(exchange, HttpError(500, "internal server error"))
+            return False
+        finally:
+            self._exchange = None
+        if not exchange.finished:
+            return False
+        return await self._next_cycle(exchange)
+
+    async def _next_cycle(self, exchange: Exchange) -> bool:
+        conn = self.h11
+        if conn.our_state is not h11.DONE:
+            return False
+        if conn.their_state is h11.SEND_BODY:
+            return False  # answered before the body was read: closed with Connection: close
+        if conn.their_state is not h11.DONE:
+            return False
+        conn.start_next_cycle()
+        self._cycle_start = self._fed - len(conn.trailing_data[0])
+        return True
+
+    async def _refuse(self, status: int, message: str) -> None:
+        """Answer a request h11 could not parse, then close."""
+        log.info("%s: bad HTTP request: %s", self.stream.peer, message)
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"{reason(status).decode()}: {message}\n".encode()
+        with contextlib.suppress(h11.LocalProtocolError):
+            self.stream.write(
+                self.h11.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=[
+                            ("content-type", "text/plain; charset=utf-8"),
+                            ("content-length", str(len(body))),
+                            ("connection", "close"),
+                        ],
+                        reason=reason(status),
+                    )
+                )
+            )
+            self.stream.write(self.h11.send(h11.Data(data=body)))
+            self.stream.write(self.h11.send(h11.EndOfMessage()))
+
+    def failed(self, reason_text: str) -> None:
+        """The session is being closed (idle, shutting down): answer a request that waits."""
+        exchange = self._exchange
+        if exchange is not None and exchange.started:
+            return
+        conn = self.h11
+        status = 503 if "shutting down" in reason_text else 408
+        text = f"{reason(status).decode()}: {reason_text}\n"
+        if conn.their_state is h11.IDLE:
+            if self._inbox or conn.trailing_data[0]:  # half a request head: too slow
+                self.stream.write(_raw_response(status, text))
+            return
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self.stream.write(_plain_response(conn, status, text))
+
+    async def _close(self) -> None:
+        """Close once what was written has gone; drain what the client still sends a while."""
+        stream = self.stream
+        if stream.closing:
+            return
+        if self._eof or not stream.can_half_close:
+            stream.close()
+            return
+        stream.half_close()
+        self._inbox.clear()
+        self._queued = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER
+        discarded = 0
+        while not self._eof and discarded <= DISCARD_LIMIT:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            discarded += self._queued
+            self._inbox.clear()
+            self._queued = 0
+            if self._paused:
+                self._paused = False
+                stream.resume_reading()
+        stream.close()
+
+
+def _bodiless(headers: Headers) -> bool:
+    """Whether a request has no body at all (no length and no chunked encoding)."""
+    return "transfer-encoding" not in headers and headers.get("content-length", "0") == "0"
+
+
+def _plain_response(conn: h11.Connection, status: int, text: str) -> bytes:
+    body = text.encode()
+    try:
+        return b"".join(
+            (
+                conn.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=[
+                            ("content-type", "text/plain; charset=utf-8"),
+                            ("content-length", str(len(body))),
+                            ("connection", "close"),
+                        ],
+                        reason=reason(status),
+                    )
+                )
+                or b"",
+                conn.send(h11.Data(data=body)) or b"",
+                conn.send(h11.EndOfMessage()) or b"",
+            )
+        )
+    except h11.LocalProtocolError:
+        return b""
+
+
+def _raw_response(status: int, text: str) -> bytes:
+    """A response to a request whose head never completed (h11 has no request to answer)."""
+    body = text.encode()
+    return (
+        f"HTTP/1.1 {status} {reason(status).decode()}\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body

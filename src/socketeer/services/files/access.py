@@ -1,0 +1,142 @@
+"""Each files request checked against the rights of the account that sent it.
+
+An :class:`Access` stands between one connection and the store when the
+server has a users file.  Every request's path is first resolved on the
+store (symlinks followed inside the shared directory, ``..`` refused, see
+:meth:`.store.FileStore.resolve`); the rights are those of the resolved
+path, so no link, spelling or case makes another path's rights apply.  A
+refused request raises :class:`~.store.StoreError` before anything is
+read or written.  Blocking, like the store: run the methods in threads.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import stat as stat_module
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from ...accounts import Account, Accounts, Right, rights_text
+from ..chat.names import fold
+from .messages import Entry
+from .paths import join_remote
+from .store import FileStore, StoreError, Upload
+
+__all__ = ["Access"]
+
+_DOING = {Right.READ: "read", Right.WRITE: "write to", Right.DELETE: "delete"}
+
+
+class Access:
+    """What ``account`` (None: not logged in) may do in ``store``, by the ``accounts`` file."""
+
+    def __init__(self, store: FileStore, accounts: Accounts, account: Account | None) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.account = account
+
+    def rights(self, names: tuple[str, ...]) -> Right:
+        """The rights at the resolved path ``names``."""
+        return self.accounts.rights(self.account, names, self.store.same_file)
+
+    def require(self, remote: str, names: tuple[str, ...], right: Right, why: str = "") -> None:
+        """Refuse unless ``right`` holds at ``names`` (which ``remote`` resolved to)."""
+        if right not in self.rights(names):
+            raise self.refusal(remote, right, names, why)
+
+    def refusal(
+        self, remote: str, right: Right, names: tuple[str, ...], why: str = ""
+    ) -> StoreError:
+        """The error for a request that needs ``right`` at ``names``."""
+        have = rights_text(self.rights(names))
+        shown = f"/{'/'.join(names)}"
+        reason = why or f"may not {_DOING[right]} {shown}"
+        if self.account is None:
+            return StoreError("unauthorized", f"{remote or '/'}: anonymous users {reason}; log in")
+        return StoreError(
+            "forbidden", f"{remote or '/'}: {self.account.name} {reason} (rights there: {have})"
+        )
+
+    # reading ------------------------------------------------------------------------
+
+    def list(self, remote: str) -> list[Entry]:
+        """The listing, whole with the read right; on the way to a right, just that way."""
+        names, _ = self.store.resolve(remote)
+        if Right.READ in self.rights(names):
+            return self.store.list(remote)
+        ways = self.accounts.ways(self.account, names)
+        if not ways:
+            raise self.refusal(remote, Right.READ, names)
+        return [entry for entry in self.store.list(remote) if fold(entry.name) in ways]
+
+    def tree(self, remote: str) -> Iterator[tuple[str, builtins.list[Entry]]]:
+        """:meth:`FileStore.tree`, each directory's listing as :meth:`list` gives it.
+
+        A directory below ``remote`` that may not be listed is left out.
+        """
+        for path, entries in self.store.tree(remote):
+            names, _ = self.store.resolve(path)
+            if Right.READ in self.rights(names):
+                yield path, entries
+                continue
+            ways = self.accounts.ways(self.account, names)
+            if ways:
+                yield path, [entry for entry in entries if fold(entry.name) in ways]
+            elif path == remote:
+                raise self.refusal(remote, Right.READ, names)
+
+    def stat(self, remote: str) -> Entry:
+        """With the read right, anything; else a directory one may use or pass through."""
+        names, st = self.store.resolve(remote)
+        rights = self.rights(names)
+        if Right.READ in rights:
+            return self.store.stat(remote)
+        if st is None and rights:
+            return self.store.stat(remote)  # not found: say so, the upload goes on
+        usable = rights or self.accounts.ways(self.account, names)
+        if usable and st is not None and stat_module.S_ISDIR(st.st_mode):
+            return self.store.stat(remote)
+        raise self.refusal(remote, Right.READ, names)
+
+    def open_file(self, remote: str) -> tuple[BinaryIO, os.stat_result]:
+        """Open for a download: needs the read right."""
+        names, _ = self.store.resolve(remote)
+        self.require(remote, names, Right.READ)
+        return self.store.open_file(remote)
+
+    # writing ------------------------------------------------------------------------
+
+    def upload(
+        self,
+        remote: str,
+        size: int,
+        mtime: float | None,
+        verify: bool,
+        force: bool,
+        hash_name: str = "sha256",
+    ) -> Upload | None:
+        """Start an upload: a new file needs the write right, replacing one also delete."""
+        names, st = self.store.resolve(remote)
+        self.require(remote, names, Right.WRITE)
+        if st is not None and Right.DELETE not in self.rights(names):
+            raise self.refusal(
+                remote, Right.DELETE, names, f"may not replace /{'/'.join(names)}, which exists"
+            )
+        return self.store.upload(remote, size, mtime, verify, force, hash_name)
+
+    def mkdir(self, remote: str, parents: bool) -> None:
+        """Make a directory: needs the write right where it is made."""
+        names, _ = self.store.resolve(remote, follow=parents)
+        self.require(remote, names, Right.WRITE)
+        self.store.mkdir(remote, parents)
+
+    def delete(self, remote: str, recursive: bool) -> None:
+        """Delete: needs the delete right there, and, for a tree, everywhere below."""
+        names, st = self.store.resolve(remote, follow=False, partial_last=True)
+        self.require(remote, names, Right.DELETE)
+        tree = recursive and st is not None and stat_module.S_ISDIR(st.st_mode)
+        if tree and Right.DELETE not in self.accounts.tree_rights(self.account, names):
+            why = f"may not delete everything below /{join_remote(*names)}"
+            raise self.refusal(remote, Right.DELETE, names, why)
+        self.store.delete(remote, recursive)
