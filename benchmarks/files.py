@@ -1,11 +1,13 @@
-"""Files benchmark: socketeer's file transfers against socat, http.server and SHA-256 alone.
+"""Files benchmark: socketeer's file transfers against socat, http.server, rsync and tar | nc.
 
     python benchmarks/files.py [--mib 1024] [--rounds 5] [--placement both]
                                [--tmp /dev/shm] [--only KEY,...]
+                               [--tree-files 5000] [--tree-size 4096]
                                [--out docs/files-benchmarks.md] [--json raw.json]
 
-Needs ``socat``, ``curl`` and ``taskset`` (``apt-get install -y socat curl``),
-two usable CPUs, and four times ``--mib`` free on the tmpfs.
+Needs ``socat``, ``curl``, ``rsync``, ``nc``, ``ss`` and ``taskset``
+(``apt-get install -y socat curl rsync netcat-openbsd iproute2``), two usable
+CPUs, and four times ``--mib`` free on the tmpfs.
 
 One file of ``--mib`` MiB of random bytes is created once in a fresh
 directory under ``--tmp`` (a tmpfs, so that no disk is measured; the
@@ -18,11 +20,15 @@ directory too.  All traffic stays on 127.0.0.1.  Measured in each round:
 - ``python -m http.server`` serving the directory, fetched by ``curl -s -o``;
 - socketeer's files service (``benchmarks/files_server.py``: asyncio's own
   loop, zero-copy ``sendfile`` for downloads) with ``FilesClient``
-  (``benchmarks/files_client.py``): a download with SHA-256 verification on
-  right after the server started (its hash cache is cold: the server hashes
-  the file while sending it), the same download again (warm: the hash comes
-  from the cache), a download with verification off, and uploads with
-  verification off and on;
+  (``benchmarks/files_client.py``): a download verified with BLAKE3 (the
+  default) right after the server started (its hash cache is cold: the
+  server hashes the file while sending it), the same download again (warm:
+  the hash comes from the cache), a download with verification off, uploads
+  with verification off and on, and a warm download and an upload verified
+  with SHA-256 (``--hash sha256``);
+- a tree of ``--tree-files`` small files (see ``files_trees.py``): ``rsync
+  -r`` from and to an rsync daemon, ``tar | nc``, and ``socketeer get -r`` /
+  ``put -r``;
 - what one core manages alone: ``sha256sum FILE``, Python's
   ``hashlib.sha256`` over the file read in 1 MiB chunks, and writing a new
   file of the same size to the tmpfs (1 MiB writes).
@@ -69,6 +75,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+import blake3
+
+from files_trees import Tree, free_port, make_tree, rsync_config, same_tree, scratch, wait_listening
 from machine import (
     CLIENT_CPU,
     SERVER_CPU,
@@ -106,6 +115,8 @@ PARTIAL_SUFFIX = ".socketeer-part"
 GOAL_DOWNLOAD_VS_PIPE = 0.8
 GOAL_VERIFIED_VS_SHA256 = 0.9
 GOAL_UPLOAD_VS_DOWNLOAD = 0.8
+GOAL_VERIFIED_VS_UNVERIFIED = 0.85
+GOAL_TREE_VS_RSYNC = 0.5  # at most twice rsync's time
 
 PINNED, UNPINNED, ONE_CORE = "pinned", "unpinned", "one core"
 
@@ -124,15 +135,27 @@ ROWS = (
     Row("socat-1m", "socat pipe, -b 1048576", True),
     Row("http", "http.server + curl", True),
     Row("down-off", "socketeer download, verify off", True),
-    Row("down-cold", "socketeer download, verify on, cold hash cache", True),
-    Row("down-warm", "socketeer download, verify on, warm hash cache", True),
+    Row("down-cold", "socketeer download, BLAKE3, cold hash cache", True),
+    Row("down-warm", "socketeer download, BLAKE3, warm hash cache", True),
+    Row("down-sha", "socketeer download, SHA-256, warm hash cache", True),
     Row("up-off", "socketeer upload, verify off", True),
-    Row("up-on", "socketeer upload, verify on", True),
+    Row("up-on", "socketeer upload, BLAKE3", True),
+    Row("up-sha", "socketeer upload, SHA-256", True),
+    Row("tree-rsync-get", "tree: rsync -r from an rsync daemon", True),
+    Row("tree-rsync-put", "tree: rsync -r to an rsync daemon", True),
+    Row("tree-tar", "tree: tar -c piped to nc, nc -l piped to tar -x", True),
+    Row("tree-get", "tree: socketeer get -r", True),
+    Row("tree-put", "tree: socketeer put -r", True),
+    Row("startup", "socketeer --version (the command starting alone)", False),
     Row("sha256sum", "sha256sum FILE", False),
     Row("hashlib", "hashlib.sha256, 1 MiB reads", False),
     Row("write", "write a new file to the tmpfs, 1 MiB writes", False),
 )
 ROW = {row.key: row for row in ROWS}
+TREE_KEYS = ("tree-rsync-get", "tree-rsync-put", "tree-tar", "tree-get", "tree-put", "startup")
+BIG_KEYS = tuple(row.key for row in ROWS if row.key not in TREE_KEYS)
+VERIFIED = {"down-cold": "blake3", "down-warm": "blake3", "up-on": "blake3"}
+VERIFIED |= {"down-sha": "sha256", "up-sha": "sha256"}
 
 
 @dataclass(frozen=True)
@@ -320,7 +343,12 @@ class Workspace:
     received: Path
     source: Path
     size: int
-    sha256: str
+    digests: dict[str, str]  # the source's hash, by the hash's name
+    tree: Tree | None
+
+    @property
+    def sha256(self) -> str:
+        return self.digests["sha256"]
 
 
 def filesystem_type(path: Path) -> str:
@@ -338,23 +366,27 @@ def filesystem_type(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def workspace(tmp: Path, size: int) -> Iterator[Workspace]:
-    """A fresh directory under ``tmp`` with the random source file; removed afterwards."""
+def workspace(tmp: Path, size: int, tree: tuple[int, int] | None = None) -> Iterator[Workspace]:
+    """A fresh directory under ``tmp`` with the random source file and ``tree``
+    (files, bytes each) if wanted; removed afterwards."""
     top = Path(tempfile.mkdtemp(prefix="socketeer-files-bench-", dir=tmp))
     try:
         served, received = top / "served", top / "received"
         served.mkdir()
         received.mkdir()
         source = served / SOURCE_NAME
-        digest = hashlib.sha256()
+        digest, fast = hashlib.sha256(), blake3.blake3()
         with open(source, "wb") as file:
             left = size
             while left > 0:
                 block = os.urandom(min(COMPARE_CHUNK, left))
                 file.write(block)
                 digest.update(block)
+                fast.update(block)
                 left -= len(block)
-        yield Workspace(served, received, source, size, digest.hexdigest())
+        digests = {"sha256": digest.hexdigest(), "blake3": fast.hexdigest()}
+        made = make_tree(served, *tree) if tree else None
+        yield Workspace(served, received, source, size, digests, made)
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
@@ -497,11 +529,11 @@ def run_helper(
     placement: str,
     server: Listener | None,
     timeout: float,
-    sha256: str | None = None,
+    digest: str | None = None,
 ) -> Sample:
     """Run ``benchmarks/files_client.py``; its own timing of the work is the figure.
 
-    ``sha256``: the digest the work must report (the source file's).
+    ``digest``: the hash the work must report (the source file's).
     """
     command = placed(
         [PY, str(HERE / "files_client.py"), "--hard-limit", f"{timeout:g}", *arguments],
@@ -522,8 +554,8 @@ def run_helper(
         raise BenchmarkError(
             f"{shlex.join(arguments)} failed ({done.returncode}): {done.stderr.strip()[-1500:]}"
         ) from None
-    if sha256 is not None and result.get("sha256") != sha256:
-        raise BenchmarkError(f"{shlex.join(arguments)} reported SHA-256 {result.get('sha256')}")
+    if digest is not None and result.get("digest") != digest:
+        raise BenchmarkError(f"{shlex.join(arguments)} reported the hash {result.get('digest')}")
     seconds, client_cpu = float(result["seconds"]), float(result["cpu_seconds"])
     ours = client_cpu + (server_cpu or 0.0)
     w = window(result["machine_before"], result["machine_after"], seconds, ours)
@@ -534,8 +566,9 @@ def measure_socketeer(
     space: Workspace, placement: str, server: Listener, key: str, token: str
 ) -> Sample:
     timeout = transfer_timeout(space.size)
-    verifying = key in ("down-cold", "down-warm", "up-on")
-    verify, digest = (["--verify"], space.sha256) if verifying else ([], None)
+    hashed = VERIFIED.get(key)
+    verify = ["--verify", "--hash", hashed] if hashed else ["--hash", "blake3"]
+    digest = space.digests[hashed] if hashed else None
     if key.startswith("down"):
         dest = space.received / "download.bin"
         arguments = ["download", str(server.port), SOURCE_NAME, str(dest), *verify]
@@ -559,8 +592,13 @@ def measure_alone(space: Workspace, key: str) -> Sample:
     if key == "sha256sum":
         command = placed(["sha256sum", str(space.source)], PINNED, CLIENT_CPU)
         return timed_process(command, space.size, None, timeout, "sha256sum")
+    if key == "startup":
+        command = placed([PY, "-m", "socketeer", "--version"], PINNED, CLIENT_CPU)
+        return timed_process(command, 1, None, START_TIMEOUT, "socketeer --version")
     if key == "hashlib":
-        return run_helper(["sha256", str(space.source)], PINNED, None, timeout, space.sha256)
+        return run_helper(
+            ["sha256", str(space.source)], PINNED, None, timeout, space.digests["sha256"]
+        )
     dest = space.received / "written.bin"
     try:
         return run_helper(["write", str(dest), "--size", str(space.size)], PINNED, None, timeout)
@@ -627,7 +665,10 @@ def run_round(
     def socketeer() -> None:
         run_socketeer(space, placement, args, record)
 
-    groups = [socat("socat", None), socat("socat-1m", MIB), http, socketeer]
+    def trees() -> None:
+        run_trees(space, placement, args, record)
+
+    groups = [socat("socat", None), socat("socat-1m", MIB), http, socketeer, trees]
     turn = (round_no - 1) % len(groups)
     for group in groups[turn:] + groups[:turn]:
         group()
@@ -640,7 +681,7 @@ def run_socketeer(
     record: Callable[[str, Callable[[], Sample]], None],
 ) -> None:
     """socketeer's transfers, on a fresh server: the cold download first."""
-    if not args.only & {"down-cold", "down-warm", "down-off", "up-off", "up-on"}:
+    if not args.only & {"down-cold", "down-warm", "down-sha", "down-off", "up-off", "up-on"}:
         return
     token = os.urandom(16).hex()
     servers: list[Listener] = []
@@ -661,11 +702,142 @@ def run_socketeer(
             servers.append(files_server(space, placement, token))
             if "down-warm" in args.only:  # warm its hash cache, untimed
                 measure_socketeer(space, placement, servers[0], "down-cold", token)
-        for key in ("down-warm", "down-off", "up-off", "up-on"):
+        for key in ("down-warm", "down-sha", "down-off", "up-off", "up-on", "up-sha"):
             record(key, transfer(key))
     finally:
         for server in servers:
             server.stop()
+
+
+def run_trees(
+    space: Workspace,
+    placement: str,
+    args: argparse.Namespace,
+    record: Callable[[str, Callable[[], Sample]], None],
+) -> None:
+    """The tree, copied by rsync, by tar | nc and by socketeer, both ways where they go."""
+    tree = space.tree
+    if tree is None:
+        return
+    if args.only & {"tree-rsync-get", "tree-rsync-put"}:
+        port = free_port()
+        command = [
+            "rsync",
+            "--daemon",
+            "--no-detach",
+            f"--config={rsync_config(space.received, space.served)}",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            "--log-file=/dev/stdout",
+        ]
+        with listening(
+            placed(command, placement, SERVER_CPU), r"listening on port (\d+)", "rsync daemon"
+        ) as daemon:
+            url = f"rsync://127.0.0.1:{daemon.port}/mod"
+            record(
+                "tree-rsync-get",
+                lambda: copy_tree(
+                    tree, placement, daemon, ["rsync", "-r", f"{url}/tree/"], space.received, "get"
+                ),
+            )
+            record(
+                "tree-rsync-put",
+                lambda: copy_tree(
+                    tree, placement, daemon, ["rsync", "-r"], space.served, "put", f"{url}/up/"
+                ),
+            )
+    record("tree-tar", lambda: tar_nc(tree, placement, space.received))
+    if args.only & {"tree-get", "tree-put"}:
+        token = os.urandom(16).hex()
+        server = files_server(space, placement, token)
+        try:
+            endpoint = f"127.0.0.1:{server.port}"
+            get = [PY, "-m", "socketeer", "get", "-r", "-q", endpoint, "tree/"]
+            put = [PY, "-m", "socketeer", "put", "-r", "-q", "--token", token]
+            record(
+                "tree-get",
+                lambda: copy_tree(tree, placement, server, get, space.received, "get"),
+            )
+            record(
+                "tree-put",
+                lambda: copy_tree(
+                    tree, placement, server, put, space.served, "put", f"{endpoint}", "up"
+                ),
+            )
+        finally:
+            server.stop()
+
+
+def copy_tree(
+    tree: Tree,
+    placement: str,
+    server: Listener,
+    command: list[str],
+    into: Path,
+    way: str,
+    *after: str,
+) -> Sample:
+    """``command`` copies the tree: ``get`` into an empty directory, ``put`` from the tree
+    into ``into/up`` (``after`` follows the source on the command line)."""
+    with scratch(into, "up" if way == "put" else "copy") as target:
+        source = [f"{target}/"] if way == "get" else [f"{tree.path}/", *after]
+        full = [*command, *source]
+        sample = timed_process(
+            placed(full, placement, CLIENT_CPU),
+            tree.nbytes,
+            server.cpu_seconds,
+            transfer_timeout(tree.nbytes) + tree.files / 10,
+            shlex.join(full[:3]),
+        )
+        same_tree(tree, target, shlex.join(full))
+    return sample
+
+
+def tar_nc(tree: Tree, placement: str, into: Path) -> Sample:
+    """``tar -c | nc -N`` to ``nc -l | tar -x``: timed from the sender's start to the end of
+    the receiving tar."""
+    port = free_port()
+    with scratch(into, "copy") as target:
+        receive = placed(
+            ["sh", "-c", f"nc -l 127.0.0.1 {port} | tar -x -C {shlex.quote(str(target))}"],
+            placement,
+            CLIENT_CPU,
+        )
+        receiver = spawn(receive, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_listening(port, START_TIMEOUT, lambda: receiver.poll() is None)
+            send = placed(
+                [
+                    "sh",
+                    "-c",
+                    f"tar -c -C {shlex.quote(str(tree.root))} tree | nc -N 127.0.0.1 {port}",
+                ],
+                placement,
+                SERVER_CPU,
+            )
+            machine_before = cpu_counters()
+            started = time.monotonic()
+            sender = spawn(send, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            timeout = transfer_timeout(tree.nbytes)
+            try:
+                sent, server_seconds, _ = wait_exit(sender, timeout, "tar | nc")
+                code, client_seconds, ended = wait_exit(receiver, timeout, "nc | tar")
+            finally:
+                end_process(sender)
+            machine_after = cpu_counters()
+        finally:
+            end_process(receiver)
+            if receiver.stderr is not None:
+                receiver.stderr.close()
+        if sent or code:
+            raise BenchmarkError(f"tar | nc failed ({sent}, {code})")
+        wall = ended - started
+        w = window(machine_before, machine_after, wall, client_seconds + server_seconds)
+        sample = Sample.of(wall, tree.nbytes, server_seconds, client_seconds, w)
+        copied = target / "tree"
+        copied.rename(target.with_name("copied"))
+        same_tree(tree, target.with_name("copied"), "tar | nc")
+    return sample
 
 
 def run_alone(
@@ -676,7 +848,7 @@ def run_alone(
     def alone(key: str) -> Callable[[], Sample]:
         return lambda: measure_alone(space, key)
 
-    for key in ("sha256sum", "hashlib", "write"):
+    for key in ("sha256sum", "hashlib", "write", "startup"):
         if key not in args.only:
             continue
         label = f"{prefix} {ONE_CORE:>8} {ROW[key].label:<48}"
@@ -706,6 +878,8 @@ def files_facts(tmp: Path) -> dict[str, str]:
         "socat": tool_version(["socat", "-V"], r"socat version (\S+)"),
         "curl": tool_version(["curl", "--version"], r"curl (\S+)"),
         "sha256sum": tool_version(["sha256sum", "--version"], r"GNU coreutils\) (\S+)"),
+        "rsync": tool_version(["rsync", "--version"], r"rsync\s+version (\S+)"),
+        "blake3": blake3.__version__,
         "files": f"{tmp} ({filesystem_type(tmp)})",
     }
 
@@ -745,7 +919,9 @@ def results_row(row: Row, samples: Sequence[Sample], noisy: float) -> list[objec
 
 def results_table(results: Results, placement: str, noisy: float) -> str:
     measured = [
-        (row, results.get((row.key, placement if row.paired else ONE_CORE))) for row in ROWS
+        (row, results.get((row.key, placement if row.paired else ONE_CORE)))
+        for row in ROWS
+        if row.key not in TREE_KEYS
     ]
     return table(
         [
@@ -760,6 +936,50 @@ def results_table(results: Results, placement: str, noisy: float) -> str:
             "quiet rounds",
         ],
         (results_row(row, samples, noisy) for row, samples in measured if samples),
+    )
+
+
+def seconds_of(results: Results, key: str, placement: str) -> float | None:
+    samples = results.get((key, placement if ROW[key].paired else ONE_CORE))
+    return median_of(samples, lambda s: s.seconds) if samples else None
+
+
+def tree_table(results: Results, placement: str, tree: tuple[int, int], noisy: float) -> str:
+    """The tree's copies: seconds (median, spread), files a second, CPU seconds of each side."""
+    files = tree[0]
+    rows = []
+    for key in TREE_KEYS:
+        samples = results.get((key, placement if ROW[key].paired else ONE_CORE))
+        if not samples:
+            continue
+        median = median_of(samples, lambda s: s.seconds)
+        server = (
+            f"{median_of(samples, lambda s: s.server_cpu or 0.0):.2f}" if ROW[key].paired else "-"
+        )
+        rows.append(
+            [
+                ROW[key].label,
+                f"{median:.3f}",
+                spread((s.seconds for s in samples), ".3f"),
+                f"{files / median:,.0f}" if key != "startup" else "-",
+                server,
+                f"{median_of(samples, lambda s: s.client_cpu):.2f}",
+                f"{median_of(samples, lambda s: s.other_cpu):.2f}",
+                f"{sum(1 for s in samples if s.other_cpu <= noisy)}/{len(samples)}",
+            ]
+        )
+    return table(
+        [
+            "measurement",
+            "seconds",
+            "min to max",
+            "files/s",
+            "server CPU s",
+            "client CPU s",
+            "other CPU",
+            "quiet rounds",
+        ],
+        rows,
     )
 
 
@@ -857,6 +1077,42 @@ def goals(results: Results, placement: str) -> list[Goal]:
             over(r("up-on"), r("down-cold")),
             None,
         ),
+        Goal(
+            "download, BLAKE3, cold / download, verify off",
+            over(r("down-cold"), r("down-off")),
+            GOAL_VERIFIED_VS_UNVERIFIED,
+        ),
+        Goal(
+            "download, BLAKE3, warm / download, verify off",
+            over(r("down-warm"), r("down-off")),
+            GOAL_VERIFIED_VS_UNVERIFIED,
+        ),
+        Goal(
+            "upload, BLAKE3 / upload, verify off",
+            over(r("up-on"), r("up-off")),
+            GOAL_VERIFIED_VS_UNVERIFIED,
+        ),
+        Goal(
+            "download, SHA-256, warm / download, verify off",
+            over(r("down-sha"), r("down-off")),
+            None,
+        ),
+        Goal("upload, SHA-256 / upload, verify off", over(r("up-sha"), r("up-off")), None),
+        Goal(
+            "tree: rsync's time / socketeer get -r's time",
+            over(r("tree-get"), r("tree-rsync-get")),
+            GOAL_TREE_VS_RSYNC,
+        ),
+        Goal(
+            "tree: rsync's time / socketeer put -r's time",
+            over(r("tree-put"), r("tree-rsync-put")),
+            GOAL_TREE_VS_RSYNC,
+        ),
+        Goal(
+            "tree: tar and nc's time / socketeer get -r's time",
+            over(r("tree-get"), r("tree-tar")),
+            None,
+        ),
         Goal("download, verify off / http.server + curl", over(r("down-off"), r("http")), None),
         Goal(
             "download, verify off / writing a new file alone",
@@ -912,10 +1168,22 @@ def render(
         "token, on asyncio's own loop so that downloads use `os.sendfile`), and "
         "`benchmarks/files_client.py` timing one `FilesClient.download(...)` or `.upload(...)` "
         "call (`force=True`, no resume; connecting is not timed). Per round the server is "
-        "started fresh; its first download, with verification on, is the cold one (the "
-        "server computes the file's SHA-256 while it sends it); the next download with "
-        "verification on is warm (the server's hash cache answers). Then a download with "
-        "verification off, an upload with verification off, and one with it on.",
+        "started fresh; its first download, verified with BLAKE3 (the default), is the cold "
+        "one (the server hashes the file while it sends it); the next verified download is "
+        "warm (the server's hash cache answers). Then a warm download verified with SHA-256 "
+        "(`--hash sha256`), a download with verification off, an upload with verification "
+        "off, one verified with BLAKE3 and one verified with SHA-256.",
+        f"- A tree of {args.tree_files:,} files of {args.tree_size:,} bytes (100 to a "
+        "directory), copied whole into an empty directory (every file of the copy is compared "
+        "with the source, then the copy is removed): `rsync -r rsync://127.0.0.1:PORT/mod/tree/"
+        " DEST/` from an rsync daemon (`rsync --daemon --no-detach --config=FILE --port=PORT`) "
+        "and `rsync -r tree/ rsync://127.0.0.1:PORT/mod/up/` to it; `tar -c tree` piped to `nc "
+        "-N`, received by `nc -l` piped to `tar -x` (one way); `socketeer get -r -q EP tree/ "
+        "DEST/` and `socketeer put -r -q tree/ EP up` against the files server above (verified "
+        "with BLAKE3, each file fsynced and renamed into place). Each is timed from spawning "
+        "the command until it exits, its own start included: the `socketeer --version` row is "
+        "that start alone (a Python interpreter importing the command line). The rsync daemon "
+        "forks a process per connection, whose CPU time is not in its server CPU column.",
         "- One core alone (always on CPU 1): `sha256sum FILE`; `hashlib.sha256` over the file "
         "read in 1 MiB chunks; writing a new file of the same size on the tmpfs in 1 MiB "
         "writes.",
@@ -945,6 +1213,13 @@ def render(
         results_table(results, chosen, args.noisy),
         "",
     ]
+    if any(key in TREE_KEYS for key, _ in results):
+        parts += [
+            f"## Trees of small files, {chosen} (median of {args.rounds} rounds)",
+            "",
+            tree_table(results, chosen, (args.tree_files, args.tree_size), args.noisy),
+            "",
+        ]
     others = [p for p in placements if p != chosen]
     for other in others:
         parts += [
@@ -989,6 +1264,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--placement", choices=[PINNED, UNPINNED, "both"], default="both", help="CPU placement"
     )
     parser.add_argument("--tmp", type=Path, default=Path("/dev/shm"), help="a tmpfs directory")
+    parser.add_argument("--tree-files", type=int, default=5000, help="files in the tree")
+    parser.add_argument("--tree-size", type=int, default=4096, help="bytes in each of them")
     parser.add_argument(
         "--only",
         default=",".join(ROW),
@@ -1010,9 +1287,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def preflight(args: argparse.Namespace) -> str | None:
     """What keeps this run from measuring what it claims, if anything."""
-    missing = [tool for tool in ("socat", "curl", "taskset", "sha256sum") if not shutil.which(tool)]
+    tools = ("socat", "curl", "taskset", "sha256sum", "rsync", "nc", "ss", "tar")
+    missing = [tool for tool in tools if not shutil.which(tool)]
     if missing:
-        return f"missing {', '.join(missing)} (apt-get install -y socat curl util-linux coreutils)"
+        return (
+            f"missing {', '.join(missing)} (apt-get install -y socat curl util-linux coreutils "
+            "rsync netcat-openbsd iproute2 tar)"
+        )
     if problem := usable_cpus_problem():
         return problem
     if filesystem_type(args.tmp) != "tmpfs":
@@ -1037,7 +1318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: Results = {}
     budget = NoiseBudget.from_args(args)
     try:
-        with workspace(args.tmp, args.mib * MIB) as space:
+        wanted = args.only & set(TREE_KEYS) - {"startup"}
+        tree = (args.tree_files, args.tree_size) if wanted else None
+        with workspace(args.tmp, args.mib * MIB, tree) as space:
             for round_no in range(1, args.rounds + 1):
                 # Placements alternate which goes first, as the groups within them turn.
                 turn = (round_no - 1) % len(args.placements)

@@ -1,7 +1,7 @@
 """One timed measurement for ``benchmarks/files.py``, run in its own (pinned) process.
 
-    python benchmarks/files_client.py download PORT REMOTE LOCAL [--verify]
-    python benchmarks/files_client.py upload PORT LOCAL REMOTE --token TOKEN [--verify]
+    python benchmarks/files_client.py download PORT REMOTE LOCAL [--verify] [--hash H]
+    python benchmarks/files_client.py upload PORT LOCAL REMOTE --token TOKEN [--verify] [--hash H]
     python benchmarks/files_client.py sha256 FILE
     python benchmarks/files_client.py write FILE --size BYTES
 
@@ -34,6 +34,7 @@ from typing import Any
 
 from machine import cpu_counters, own_cpu_seconds
 from socketeer.services.files.client import FilesClient
+from socketeer.services.files.hashes import DEFAULT, HASHES
 
 CHUNK = 1024 * 1024
 
@@ -60,23 +61,23 @@ def timed(action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def download(args: argparse.Namespace) -> dict[str, Any]:
-    with FilesClient.connect(f"127.0.0.1:{args.port}") as files:
+    with FilesClient.connect(f"127.0.0.1:{args.port}", hash=args.hash) as files:
 
         def run() -> dict[str, Any]:
             done = files.download(
                 args.source, Path(args.target), verify=args.verify, resume=False, force=True
             )
-            return {"bytes": done.sent, "sha256": done.sha256}
+            return {"bytes": done.sent, "digest": done.digest, "hash": done.hash}
 
         return timed(run)
 
 
 def upload(args: argparse.Namespace) -> dict[str, Any]:
-    with FilesClient.connect(f"127.0.0.1:{args.port}", token=args.token) as files:
+    with FilesClient.connect(f"127.0.0.1:{args.port}", token=args.token, hash=args.hash) as files:
 
         def run() -> dict[str, Any]:
             done = files.upload(Path(args.source), args.target, verify=args.verify, force=True)
-            return {"bytes": done.sent, "sha256": done.sha256}
+            return {"bytes": done.sent, "digest": done.digest, "hash": done.hash}
 
         return timed(run)
 
@@ -90,7 +91,7 @@ def sha256(args: argparse.Namespace) -> dict[str, Any]:
             while got := file.readinto(view):
                 hasher.update(view[:got])
                 total += got
-        return {"bytes": total, "sha256": hasher.hexdigest()}
+        return {"bytes": total, "digest": hasher.hexdigest(), "hash": "sha256"}
 
     return timed(run)
 
@@ -120,7 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         mode.add_argument("port", type=int)
         mode.add_argument("source", help=source)
         mode.add_argument("target", help=target)
-        mode.add_argument("--verify", action="store_true", help="SHA-256 verification on")
+        mode.add_argument("--verify", action="store_true", help="verification on")
+        mode.add_argument("--hash", choices=HASHES, default=DEFAULT, help="verify with this")
         mode.add_argument("--token", help="the server's write token")
     modes.add_parser("sha256").add_argument("file", type=Path)
     writing = modes.add_parser("write")

@@ -27,8 +27,9 @@ class Share:
     service: FilesService
     running: bool = True
 
-    def connect(self, token: str | None = TOKEN) -> FilesClient:
-        return FilesClient.connect(self.endpoint, token=token, timeout=WAIT)
+    def connect(self, token: str | None = TOKEN, hash: str = "sha256") -> FilesClient:
+        """A client; SHA-256 unless ``hash`` says, so tests can compare with hashlib."""
+        return FilesClient.connect(self.endpoint, token=token, timeout=WAIT, hash=hash)
 
     def settled(self) -> bool:
         """No connection is open and nothing the server started is still running."""

@@ -44,6 +44,7 @@ SANS_IO = [
     "socketeer.services.files.connection",
     "socketeer.services.files.plain",
     "socketeer.services.files.paths",
+    "socketeer.services.files.hashes",
     "socketeer.services.chat.backoff",
     "socketeer.services.chat.commands",
     "socketeer.services.chat.events",

@@ -361,3 +361,38 @@ def test_plain_downloads_get_only_what_anyone_may_read(served: Share) -> None:
     assert refusal.startswith(b"error: ")
     assert b"anonymous users may not read" in refusal
     assert b"alice's notes" not in refusal
+
+
+# trees and requests sent ahead -------------------------------------------------------------
+
+
+def test_a_recursive_listing_shows_only_what_the_account_may_list(served: Share) -> None:
+    with login(served, "alice") as client:
+        assert client.pipelining
+        seen = sorted(path for path, _ in client.tree(""))
+        assert seen == [
+            "alice",
+            "alice/keep",
+            "alice/keep/kept.txt",
+            "alice/notes.txt",
+            "public",
+            "public/readme.txt",
+        ]
+    with login(served) as client:
+        assert sorted(path for path, _ in client.tree("")) == ["public", "public/readme.txt"]
+        refused("unauthorized", lambda: list(client.tree("bob")))
+
+
+def test_uploads_sent_ahead_get_each_its_own_answer_by_the_rights(
+    served: Share, tmp_path: Path
+) -> None:
+    write(tmp_path / "mine.txt", b"mine.txt")
+    write(tmp_path / "not-mine.txt", b"not-mine.txt")
+    with login(served, "alice") as client:
+        sent = [(tmp_path / "mine.txt", "alice/mine.txt"), (tmp_path / "not-mine.txt", "bob/x")]
+        results = client.upload_many(sent[:1])
+        assert [r.skipped for r in results] == [False]
+        refused("forbidden", lambda: list(client.upload_many(sent[1:])))
+        assert [e.name for e in client.list("alice/keep")] == ["kept.txt"]  # still usable
+    assert (served.root / "alice" / "mine.txt").read_bytes() == b"mine.txt"
+    assert not (served.root / "bob" / "x").exists()

@@ -73,8 +73,20 @@ def test_ls_and_ls_json(share: Share) -> None:
         ls_line("d", photos.st_size, photos.st_mtime, "photos/"),
     ]
     assert [json.loads(line) for line in succeeds("ls", "--json", share.endpoint).splitlines()] == [
-        {"name": "notes.txt", "type": "file", "size": 1_234_567, "mtime": 1_700_000_000.5},
-        {"name": "photos", "type": "dir", "size": photos.st_size, "mtime": photos.st_mtime},
+        {
+            "name": "notes.txt",
+            "type": "file",
+            "size": 1_234_567,
+            "mtime": 1_700_000_000.5,
+            "hash": "blake3",
+        },
+        {
+            "name": "photos",
+            "type": "dir",
+            "size": photos.st_size,
+            "mtime": photos.st_mtime,
+            "hash": "blake3",
+        },
     ]
     assert succeeds("ls", share.endpoint, "notes.txt").splitlines() == [
         ls_line("-", len(notes), 1_700_000_000.5, "notes.txt")
@@ -124,6 +136,7 @@ def test_ls_a_shows_partial_files_and_rm_deletes_them(share: Share) -> None:
         "type": "partial",
         "size": 4,
         "mtime": 1_700_000_100,
+        "hash": "blake3",
     }
     succeeds("rm", share.endpoint, ".big.iso.socketeer-part", token=TOKEN)
     assert sorted(snapshot(share.root)) == ["notes.txt"]
@@ -212,7 +225,7 @@ def test_killed_get_resumes(share: Share, work: Path) -> None:
 
     shown = on_a_terminal("get", share.endpoint, "big.bin", cwd=work)
     assert f"big.bin: received {len(data):,} bytes, resumed at {len(kept):,}" in shown
-    assert "SHA-256 verified" in shown
+    assert "BLAKE3 verified" in shown
     assert digest(work / "big.bin") == sha256(data)
     assert not partial.exists()
 
@@ -332,7 +345,7 @@ def test_progress_and_summaries_only_on_a_terminal_and_never_with_q(
 ) -> None:
     write(share.root / "notes.txt", os.urandom(MIB))
     shown = on_a_terminal("get", share.endpoint, "notes.txt", cwd=work)
-    assert f"notes.txt: received {MIB:,} bytes, SHA-256 verified" in shown
+    assert f"notes.txt: received {MIB:,} bytes, BLAKE3 verified" in shown
     assert "notes.txt: up to date" in on_a_terminal("get", share.endpoint, "notes.txt", cwd=work)
     assert on_a_terminal("get", "-q", "--force", share.endpoint, "notes.txt", cwd=work) == ""
     result = socketeer("get", "--force", share.endpoint, "notes.txt", cwd=work)

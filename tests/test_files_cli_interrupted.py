@@ -109,7 +109,7 @@ def test_ctrl_c_during_get_says_how_far_it_got(
     assert sha256(partial.read_bytes()) == sha256(data[:kept])
 
     shown = on_a_terminal("get", share.endpoint, "big.bin", cwd=work)
-    assert f"big.bin: received {SIZE:,} bytes, resumed at {kept:,}, SHA-256 verified" in shown
+    assert f"big.bin: received {SIZE:,} bytes, resumed at {kept:,}, BLAKE3 verified" in shown
     assert digest(work / "big.bin") == sha256(data)
 
 
@@ -163,7 +163,7 @@ def test_a_killed_server_during_get(
 
     again = serve_files(serve_process, root)
     shown = on_a_terminal("get", again.endpoints[0], "big.bin", cwd=work)
-    assert f"big.bin: received {SIZE:,} bytes, resumed at {kept:,}, SHA-256 verified" in shown
+    assert f"big.bin: received {SIZE:,} bytes, resumed at {kept:,}, BLAKE3 verified" in shown
     assert digest(work / "big.bin") == sha256(data)
     assert again.stop() == 0
     assert f"sent 'big.bin' ({SIZE - kept} bytes from {kept})" in again.stderr()

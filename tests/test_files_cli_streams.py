@@ -34,7 +34,7 @@ def test_progress_and_summary_never_go_to_stdout(share: Share, work: Path) -> No
     data = write(share.root / "notes.bin", os.urandom(2 * MIB))
     shown, out = stderr_on_a_terminal("get", share.endpoint, "notes.bin", "-", cwd=work)
     assert sha256(out) == sha256(data)
-    assert f"notes.bin: received {2 * MIB:,} bytes, SHA-256 verified" in shown
+    assert f"notes.bin: received {2 * MIB:,} bytes, BLAKE3 verified" in shown
 
 
 def test_get_dash_is_still_verified(share: Share, work: Path) -> None:
@@ -43,9 +43,11 @@ def test_get_dash_is_still_verified(share: Share, work: Path) -> None:
     async def wrong_digest(*_: object) -> str:
         return "0" * 64
 
-    share.service.sha256 = wrong_digest  # type: ignore[method-assign,assignment]
+    share.service.digest = wrong_digest  # type: ignore[method-assign,assignment]
     result = socketeer("get", share.endpoint, "notes.bin", "-", cwd=work)
     assert result.stdout == data
+    assert_one_line_error(result, 1, "notes.bin: BLAKE3 mismatch; what was written is wrong")
+    result = socketeer("get", "--hash", "sha256", share.endpoint, "notes.bin", "-", cwd=work)
     assert_one_line_error(result, 1, "notes.bin: SHA-256 mismatch; what was written is wrong")
 
 

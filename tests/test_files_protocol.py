@@ -87,10 +87,24 @@ digests = st.none() | st.binary(min_size=32, max_size=32).map(bytes.hex)
 entries = st.builds(Entry, names, st.sampled_from(ENTRY_TYPES), counts, mtimes)
 
 MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
-    Hello: st.builds(Hello, version=counts, protocol=names, token=st.none() | names, client=names),
-    List: st.builds(List, path=names),
+    Hello: st.builds(
+        Hello,
+        version=counts,
+        protocol=names,
+        token=st.none() | names,
+        client=names,
+        hashes=st.lists(names, max_size=3).map(tuple),
+    ),
+    List: st.builds(List, path=names, recursive=st.booleans()),
     Stat: st.builds(Stat, path=names),
-    Get: st.builds(Get, path=names, offset=counts, hash=st.booleans()),
+    Get: st.builds(
+        Get,
+        path=names,
+        offset=counts,
+        hash=st.booleans(),
+        size=st.none() | counts,
+        mtime=st.none() | mtimes,
+    ),
     Put: st.builds(
         Put,
         path=names,
@@ -98,20 +112,32 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
         mtime=st.none() | mtimes,
         hash=st.booleans(),
         force=st.booleans(),
+        follows=st.booleans(),
     ),
     Mkdir: st.builds(Mkdir, path=names, parents=st.booleans()),
     Delete: st.builds(Delete, path=names, recursive=st.booleans()),
-    Done: st.builds(Done, sha256=digests),
+    Done: st.builds(Done, sha256=digests, blake3=digests),
     Error: st.builds(
         Error,
         code=names,
         message=names,
         supported=st.lists(st.integers(0, 10), max_size=3).map(tuple),
     ),
-    Welcome: st.builds(Welcome, version=counts, server=names, writable=st.booleans()),
-    Listing: st.builds(Listing, path=names, entries=st.lists(entries, max_size=4).map(tuple)),
+    Welcome: st.builds(
+        Welcome,
+        version=counts,
+        server=names,
+        writable=st.booleans(),
+        hash=names,
+        pipeline=counts,
+    ),
+    Listing: st.builds(
+        Listing, path=names, entries=st.lists(entries, max_size=4).map(tuple), more=st.booleans()
+    ),
     StatReply: st.builds(StatReply, entry=entries),
-    FileHeader: st.builds(FileHeader, size=counts, mtime=mtimes, offset=counts, length=counts),
+    FileHeader: st.builds(
+        FileHeader, size=counts, mtime=mtimes, offset=counts, length=counts, same=st.booleans()
+    ),
     Ready: st.builds(Ready, offset=counts),
     Ok: st.builds(Ok, skipped=st.booleans()),
 }
@@ -1483,3 +1509,151 @@ def test_any_path_is_refused_or_safe(path: str) -> None:
         assert not {"/", "\\", "\x00"} & set(name)
         assert len(name.encode("utf-8", "surrogateescape")) <= MAX_NAME_BYTES
         assert not is_partial(name)
+
+
+# ------------------------------------------------------------------ pipelining
+
+PIPELINED: list[Step] = [
+    client_says(Hello(hashes=("blake3", "sha256"))),
+    server_says(Welcome(server="socketeer test", writable=True, hash="blake3", pipeline=65536)),
+]
+
+
+def test_a_pipelining_client_sends_requests_ahead_and_matches_replies_in_order() -> None:
+    pair = ConnectionPair().play(PIPELINED)
+    gets = [Get("a"), Get("b"), Stat("c")]
+    for request_ in gets:
+        pair.act(client_says(request_))
+    assert pair.client.in_flight == 3
+    assert pair.client.request == gets[0]
+    assert pair.deliver(SERVER) == [gets[0]]  # the server takes one at a time, in order
+    pair.act(server_says(FileHeader(2, 1.0, 0, 2)))
+    pair.act(Streams(SERVER, b"aa"))
+    pair.act(server_says(Done(blake3="ab" * 32)))
+    assert drain(pair.server) == [gets[1]]
+    pair.act(server_says(Error("not-found", "b: no such file")))
+    assert drain(pair.server) == [gets[2]]
+    pair.act(server_says(StatReply(ENTRY)))
+    assert pair.deliver(CLIENT) == [
+        FileHeader(2, 1.0, 0, 2),
+        Data(b"aa"),
+        Done(blake3="ab" * 32),
+        Error("not-found", "b: no such file"),
+        StatReply(ENTRY),
+    ]
+    assert pair.client.idle
+    assert pair.client.in_flight == 0
+
+
+def test_without_a_pipeline_in_the_welcome_a_client_sends_one_request_at_a_time() -> None:
+    pair = ConnectionPair().play([*HANDSHAKE, client_says(Get("a"))])
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Get("b"))
+
+
+def test_an_upload_that_follows_its_request_needs_no_ready() -> None:
+    pair = ConnectionPair().play(PIPELINED)
+    for name in ("x", "y"):
+        pair.act(client_says(Put(name, 3, 1.0, follows=True)))
+        pair.act(Streams(CLIENT, name.encode() * 3))
+        pair.act(client_says(Done(blake3="cd" * 32)))
+    put_x = Put("x", 3, 1.0, follows=True)
+    assert pair.deliver(SERVER) == [put_x, Data(b"xxx"), Done(blake3="cd" * 32)]
+    assert pair.server.awaiting_reply
+    pair.act(server_says(Ok()))
+    assert merged(drain(pair.server)) == [
+        Put("y", 3, 1.0, follows=True),
+        Data(b"yyy"),
+        Done(blake3="cd" * 32),
+    ]
+    pair.act(server_says(Ok(skipped=True)))
+    assert pair.deliver(CLIENT) == [Ok(), Ok(skipped=True)]
+    assert pair.client.idle
+    assert pair.server.idle
+
+
+def test_a_put_that_waits_for_ready_cannot_be_sent_ahead() -> None:
+    pair = ConnectionPair().play([*PIPELINED, client_says(Get("a"))])
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Put("b", 3))
+
+
+def test_nothing_is_sent_ahead_while_an_uploads_bytes_are_due() -> None:
+    pair = ConnectionPair().play([*PIPELINED, client_says(Get("a"))])
+    pair.client.send(Put("b", 3, follows=True))
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Get("c"))
+    pair.client.sent_raw(3)
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Get("c"))
+    pair.client.send(Done())
+    pair.client.send(Get("c"))
+    assert pair.client.in_flight == 3
+
+
+def test_a_ready_for_an_upload_that_follows_is_the_servers_fault() -> None:
+    pair = ConnectionPair().play([*PIPELINED, client_says(Get("a"))])
+    pair.client.send(Put("b", 0, follows=True))
+    pair.client.send(Done())
+    for message in (FileHeader(0, 1.0, 0, 0), Done()):
+        pair.client.receive_data(frame(message))
+    pair.client.receive_data(frame(Ready(0)))
+    assert drain_until_error(pair.client) == [FileHeader(0, 1.0, 0, 0), Done()]
+
+
+def drain_until_error(conn: FilesConnection) -> list[Event]:
+    """The events before ``conn`` finds the peer at fault (and that it does)."""
+    events: list[Event] = []
+    while True:
+        try:
+            event = conn.next_event()
+        except RemoteProtocolError:
+            return events
+        assert event is not NEED_DATA, "the peer's mistake went unnoticed"
+        events.append(event)
+
+
+def test_a_recursive_listing_comes_in_several_listings() -> None:
+    pair = ConnectionPair().play([*PIPELINED, client_says(List("", recursive=True))])
+    parts = [
+        Listing("", (Entry("docs", "dir", 0, 1.0),), more=True),
+        Listing("docs", (ENTRY,), more=True),
+        Listing("docs/empty", ()),
+    ]
+    for part in parts:
+        pair.act(server_says(part))
+    assert pair.deliver(CLIENT) == parts
+    assert pair.client.idle
+
+
+def test_more_listings_for_a_plain_list_are_the_servers_fault() -> None:
+    pair = ConnectionPair().play([*PIPELINED, client_says(List(""))])
+    pair.client.receive_data(frame(Listing("", (), more=True)))
+    with pytest.raises(RemoteProtocolError):
+        pair.client.next_event()
+
+
+def test_a_server_takes_no_more_sent_ahead_than_its_pipeline() -> None:
+    pair = ConnectionPair().play(PIPELINED)
+    pair.server.receive_data(frame(Get("a")))
+    assert pair.server.next_event() == Get("a")
+    pipelined = frame(Get("b" * 1000))
+    allowed = max(MAX_REQUEST_SIZE, 65536)  # a request's worth, or the pipeline if larger
+    for _ in range(allowed // len(pipelined)):
+        pair.server.receive_data(pipelined)
+    assert pair.server.next_event() is NEED_DATA  # they wait for their turn
+    pair.server.receive_data(pipelined)
+    with pytest.raises(RemoteProtocolError, match="out of turn"):
+        pair.server.next_event()
+
+
+def test_a_server_sees_the_gets_sent_ahead_up_to_anything_else() -> None:
+    pair = ConnectionPair().play(PIPELINED)
+    ahead = [Get("a"), Get("b"), Get("c"), Delete("c"), Get("d")]
+    pair.server.receive_data(b"".join(frame(message) for message in ahead))
+    assert pair.server.next_event() == Get("a")
+    assert pair.server.requests_ahead(10) == [Get("b"), Get("c")]  # not past the delete
+    assert pair.server.requests_ahead(1) == [Get("b")]
+    pair.server.send(FileHeader(0, 1.0, 0, 0))
+    pair.server.send(Done())
+    assert pair.server.next_event() == Get("b")  # nothing was taken by looking

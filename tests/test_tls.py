@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -14,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import pytest
 
 from shares import TOKEN
@@ -395,7 +395,8 @@ def test_concurrent_tls_transfers_are_verified_end_to_end(
             tls = certs.client(alpn=(alpn("files"),))
             with FilesClient.connect(where, token=TOKEN, timeout=WAIT, tls=tls) as client:
                 result = client.download(name, tmp_path / f"got-{name}")
-                assert result.sha256 == hashlib.sha256(sources[name]).hexdigest()
+                assert result.hash == "blake3"
+                assert result.digest == blake3.blake3(sources[name]).hexdigest()
                 upload = tmp_path / "up" / name
                 upload.write_bytes(sources[name][::-1])
                 client.upload(upload, f"back-{name}")

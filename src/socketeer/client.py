@@ -43,6 +43,7 @@ from .errors import (
 )
 from .framing import DEFAULT_MAX_LINE_LENGTH, Codec, LengthPrefixCodec, ReceiveBuffer
 from .quantity import quantity
+from .tcp_options import set_nodelay
 from .tls import ClientTLS, client_handshake, wrap_blocking
 from .visible import visible
 
@@ -128,6 +129,7 @@ class Connection(_Reading):
         super().__init__(endpoint, timeout, codec, encoding)
         self.sock = sock
         sock.settimeout(timeout)
+        set_nodelay(sock)  # a request must not wait for the ACK of the one before
 
     @classmethod
     def connect(
@@ -301,6 +303,7 @@ class AsyncConnection(_Reading):
         super().__init__(endpoint, timeout, codec, encoding)
         self.reader = reader
         self.writer = writer
+        set_nodelay(writer.get_extra_info("socket"))
 
     @classmethod
     async def connect(

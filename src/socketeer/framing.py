@@ -111,6 +111,12 @@ class ReceiveBuffer:
         self._searched = 0
         return chunk
 
+    def peek(self, start: int, size: int) -> bytes | None:
+        """The ``size`` bytes from ``start`` without removing them, or None if not all arrived."""
+        if len(self._data) < start + size:
+            return None
+        return bytes(self._data[start : start + size])
+
     def take_exactly(self, size: int) -> bytes | None:
         """Remove and return exactly ``size`` bytes, or None if fewer have arrived."""
         return self.take(size) if len(self._data) >= size else None

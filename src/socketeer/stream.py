@@ -25,6 +25,7 @@ from typing import BinaryIO, Protocol, cast
 from .addresses import address_key
 from .endpoint import describe_peer
 from .errors import ConnectionClosed
+from .tcp_options import set_cork, set_nodelay
 
 __all__ = ["ByteStream", "TransportStream", "peer_address"]
 
@@ -81,6 +82,13 @@ class ByteStream(Protocol):
         """Fix the kernel's send buffer for this connection (where the transport has one)."""
         ...
 
+    def cork(self, on: bool) -> None:
+        """Hold what is written until ``cork(False)``, to send a header and its body together.
+
+        Only where the transport is a TCP socket (``TCP_CORK``); elsewhere nothing happens.
+        """
+        ...
+
     def close(self) -> None:
         """Close once what was written has been sent."""
         ...
@@ -120,6 +128,10 @@ class TransportStream:
         self.abort = transport.abort
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
+        # Replies must not wait for the client's delayed ACK (asyncio sets this only
+        # on sockets whose proto is given, which a server's listening socket is not).
+        self._sock: socket.socket | None = transport.get_extra_info("socket")
+        set_nodelay(self._sock)
 
     # flow control, from the session's protocol callbacks ----------------------------
 
@@ -166,6 +178,9 @@ class TransportStream:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+    def cork(self, on: bool) -> None:
+        set_cork(self._sock, on)
 
     def close(self) -> None:
         self.transport.close()

@@ -10,7 +10,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -22,6 +22,7 @@ from ..accounts import Accounts
 from ..endpoint import Endpoint
 from ..services.files import FilesService
 from ..services.files.client import FilesClient, FilesError
+from ..services.files.hashes import DEFAULT, HASHES
 from ..services.files.messages import Entry
 from ..services.files.paths import join_remote
 from ..tls import ClientTLS, alpn
@@ -55,6 +56,14 @@ TIMEOUT = click.option(
     help="Seconds to connect, and to wait for the server at any point.",
 )
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bars, summaries or notices.")
+HASH = click.option(
+    "--hash",
+    "hash_name",
+    type=click.Choice(HASHES),
+    default=DEFAULT,
+    show_default=True,
+    help="Verify with this hash (a server that predates BLAKE3 uses SHA-256).",
+)
 
 
 @serve_group.command("files")
@@ -104,12 +113,23 @@ def serve_files(
 
 
 def _connect(
-    endpoint: Endpoint, token: str | None, user: str | None, timeout: float, tls: ClientTLS
+    endpoint: Endpoint,
+    token: str | None,
+    user: str | None,
+    timeout: float,
+    tls: ClientTLS,
+    hash_name: str = DEFAULT,
 ) -> FilesClient:
     """Connect, logged in as ``user`` (or ``USER@`` of the endpoint) if one is given."""
     name, password = credentials(user)
     return FilesClient.connect(
-        endpoint, token=token, timeout=timeout, tls=tls, user=name, password=password
+        endpoint,
+        token=token,
+        timeout=timeout,
+        tls=tls,
+        user=name,
+        password=password,
+        hash=hash_name,
     )
 
 
@@ -145,7 +165,9 @@ def _format_entry(entry: Entry) -> str:
 @click.command("ls")
 @click.argument("endpoint", type=ENDPOINT)
 @click.argument("remote", default="")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per entry (with the hash get uses)."
+)
 @click.option(
     "-a", "--all", "show_all", is_flag=True, help="Also partial files of unfinished uploads."
 )
@@ -172,7 +194,10 @@ def ls_command(
         entry = client.stat(remote)
         entries = client.list(remote, partials=show_all) if entry.type == "dir" else [entry]
     for item in entries:
-        click.echo(json.dumps(asdict(item), ensure_ascii=False) if as_json else _format_entry(item))
+        if as_json:
+            click.echo(json.dumps({**asdict(item), "hash": client.hash}, ensure_ascii=False))
+        else:
+            click.echo(_format_entry(item))
 
 
 # get -------------------------------------------------------------------------------------
@@ -212,9 +237,10 @@ class EndpointOrFileUrl(EndpointOrTftpUrl):
 @click.argument("remote", required=False)
 @click.argument("local", required=False)
 @click.option("-r", "--recursive", is_flag=True, help="Fetch a whole directory.")
-@click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check.")
+@click.option("--no-verify", is_flag=True, help="Skip the hash check.")
 @click.option("--no-resume", is_flag=True, help="Start over instead of continuing a partial file.")
 @click.option("--force", is_flag=True, help="Fetch even files that look up to date.")
+@HASH
 @QUIET
 @TOKEN
 @USER
@@ -228,6 +254,7 @@ def get_command(
     no_verify: bool,
     no_resume: bool,
     force: bool,
+    hash_name: str,
     quiet: bool,
     token: str | None,
     user: str | None,
@@ -246,7 +273,9 @@ def get_command(
       get    EP a.txt   -         ->  stdout
     Missing local directories are made.  An interrupted download continues
     when the same command is run again.  Files with the remote size and
-    modification time already are skipped.
+    modification time already are skipped.  Every file is verified with
+    BLAKE3 (--hash sha256: SHA-256); a tree is listed in one request and
+    fetched with a window of requests in flight.
 
     The file may be part of ENDPOINT, as in a URL:
       get tls://HOST:PORT/a.txt [LOCAL]
@@ -268,39 +297,51 @@ def get_command(
         raise click.UsageError("-r cannot write to stdout (-)")
     reporter = Reporter(quiet, upload=False, stream=to_stdout)
     with (
-        _connect(endpoint, token, user, timeout, tls) as client,
+        _connect(endpoint, token, user, timeout, tls, hash_name) as client,
         reporter.watching(),
+        _explained(client, remote, recursive),
     ):
-        entry = client.stat(remote)
-        if entry.type == "dir" and not recursive:
-            raise FilesError(f"{remote or '/'}: is a directory (use -r)", "not-a-file")
-        if entry.type not in ("dir", "file"):
-            raise FilesError(f"{remote}: not a regular file", "not-a-file")
         if to_stdout:
             _get_to_stdout(client, remote, verify=not no_verify, reporter=reporter)
             return
-        for source, destination in _get_pairs(client, remote, entry, local or "."):
-            _make_local_dir(destination.parent)
-            result = client.download(
-                source,
-                destination,
-                verify=not no_verify,
-                resume=not no_resume,
-                force=force,
-                progress=reporter,
-            )
+        files = _get_files(client, remote, local or ".", recursive)
+        if len(files) > 1 or recursive:
+            reporter.tree(len(files), sum(entry.size for _, _, entry in files if entry))
+        for result in client.download_many(
+            files, verify=not no_verify, resume=not no_resume, force=force, progress=reporter
+        ):
             reporter.done(result)
 
 
-def _get_pairs(
-    client: FilesClient, remote: str, entry: Entry, local: str
-) -> list[tuple[str, Path]]:
-    """(remote file, local file) for each file ``get`` fetches."""
+@contextmanager
+def _explained(client: FilesClient, remote: str, recursive: bool) -> Iterator[None]:
+    """A ``get`` of something that is not a file says what it is (a directory: use -r)."""
+    try:
+        yield
+    except FilesError as exc:
+        if recursive or exc.code != "not-a-file" or client.stat(remote).type != "dir":
+            raise
+        raise FilesError(f"{remote or '/'}: is a directory (use -r)", "not-a-file") from None
+
+
+def _get_files(
+    client: FilesClient, remote: str, local: str, recursive: bool
+) -> list[tuple[str, Path, Entry | None]]:
+    """(remote file, local file, its entry if listed) for each file ``get`` fetches."""
     name, target = _remote_name(remote), Path(local)
-    if entry.type == "dir":
-        return _remote_tree(client, remote, target if _contents_only(remote) else target / name)
+    if recursive:
+        try:
+            tree = list(client.walk(remote))
+        except FilesError as exc:
+            if exc.code != "not-a-directory":
+                raise
+        else:
+            top = target if _contents_only(remote) else target / name
+            return _remote_tree(tree, remote, top)
     into = local.endswith("/") or target.is_dir()
-    return [(remote, target / name if into else target)]
+    destination = target / name if into else target
+    _make_local_dir(destination.parent)
+    return [(remote, destination, None)]
 
 
 def _get_to_stdout(client: FilesClient, remote: str, *, verify: bool, reporter: Reporter) -> None:
@@ -315,16 +356,19 @@ def _get_to_stdout(client: FilesClient, remote: str, *, verify: bool, reporter: 
     reporter.done(result)
 
 
-def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[str, Path]]:
+def _remote_tree(
+    tree: list[tuple[str, Entry]], remote: str, target: Path
+) -> list[tuple[str, Path, Entry | None]]:
+    """The files of a listed remote tree, and where each goes; local directories are made."""
     _make_local_dir(target)
-    pairs = []
-    for path, entry in client.walk(remote):
+    files: list[tuple[str, Path, Entry | None]] = []
+    for path, entry in tree:
         local = target.joinpath(*PurePosixPath(path).relative_to(remote or ".").parts)
         if entry.type == "dir":
             _make_local_dir(local)
         elif entry.type == "file":
-            pairs.append((path, local))
-    return pairs
+            files.append((path, local, entry))
+    return files
 
 
 # put -------------------------------------------------------------------------------------
@@ -335,9 +379,10 @@ def _remote_tree(client: FilesClient, remote: str, target: Path) -> list[tuple[s
 @click.argument("endpoint", type=EndpointOrTftpUrl(users=True))
 @click.argument("remote", default="")
 @click.option("-r", "--recursive", is_flag=True, help="Send a whole directory.")
-@click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check.")
+@click.option("--no-verify", is_flag=True, help="Skip the hash check.")
 @click.option("--force", is_flag=True, help="Send even files the server has already.")
 @click.option("-p", "--parents", is_flag=True, help="Make missing remote directories on the way.")
+@HASH
 @QUIET
 @TOKEN
 @USER
@@ -351,6 +396,7 @@ def put_command(
     no_verify: bool,
     force: bool,
     parents: bool,
+    hash_name: str,
     quiet: bool,
     token: str | None,
     user: str | None,
@@ -372,7 +418,8 @@ def put_command(
     server's token (--token or $SOCKETEER_TOKEN).  An interrupted upload
     continues when the same command is run again.  Stdin is read to its end
     first (into a temporary file, unless it is a file itself): an upload
-    announces its size.
+    announces its size.  Every file is verified with BLAKE3 (--hash sha256:
+    SHA-256); small files of a tree go with a window of requests in flight.
 
     put LOCAL tftp://HOST[:PORT]/NAME uploads to a TFTP server.
     """
@@ -387,27 +434,65 @@ def put_command(
     reporter = Reporter(quiet, upload=True, stream=from_stdin)
     with (
         _stdin_as_file(from_stdin) as stdin,  # before connecting: it may take a while
-        _connect(endpoint, token, user, timeout, tls) as client,
+        _connect(endpoint, token, user, timeout, tls, hash_name) as client,
         reporter.watching(),
     ):
-        pairs: Sequence[tuple[Path | BinaryIO, str]] = (
-            [(stdin, remote)] if stdin is not None else _put_pairs(client, local, remote, recursive)
-        )
-        for source, destination in pairs:
-            try:
-                result = client.upload(
-                    source,
-                    destination,
-                    verify=not no_verify,
-                    force=force,
-                    parents=parents,
-                    progress=reporter,
+        verify = not no_verify
+        try:
+            if stdin is not None:
+                source: Path | BinaryIO = stdin
+                reporter.done(
+                    client.upload(
+                        source,
+                        remote,
+                        verify=verify,
+                        force=force,
+                        parents=parents,
+                        progress=reporter,
+                    )
                 )
-            except FilesError as exc:
-                if exc.code == "not-found" and not parents:
-                    raise FilesError(f"{exc} (-p makes it)", exc.code) from None
-                raise
-            reporter.done(result)
+                return
+            path = Path(local)
+            if path.is_dir():
+                if not recursive:
+                    raise FilesError(f"{local}: is a directory (use -r)", "not-a-file")
+                top = remote if _contents_only(local) else join_remote(remote, path.resolve().name)
+                _put_tree(client, path, top, verify, force, reporter)
+                return
+            if not remote or remote.endswith("/") or _is_remote_dir(client, remote):
+                remote = join_remote(remote, path.resolve().name)
+            reporter.done(
+                client.upload(
+                    path, remote, verify=verify, force=force, parents=parents, progress=reporter
+                )
+            )
+        except FilesError as exc:
+            if exc.code == "not-found" and not parents:
+                raise FilesError(f"{exc} (-p makes it)", exc.code) from None
+            raise
+
+
+def _put_tree(
+    client: FilesClient, local: Path, target: str, verify: bool, force: bool, reporter: Reporter
+) -> None:
+    """Send the tree ``local`` as ``target``: directories made, then the files, pipelined."""
+    directories, files = _local_tree(local, target)
+    client.mkdirs([target, *directories])
+    # What is there already (one request), so that files up to date are not even asked about.
+    there = dict(client.walk(target)) if client.pipelining and not force else None
+    sizes = [_size(path) for path, _ in files]
+    reporter.tree(len(files), sum(sizes))
+    for result in client.upload_many(
+        files, verify=verify, force=force, there=there, progress=reporter
+    ):
+        reporter.done(result)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _put_tftp(
@@ -429,23 +514,6 @@ def _put_tftp(
             raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
         with source:
             tftp_put(url, source, os.fstat(source.fileno()).st_size, timeout, quiet)
-
-
-def _put_pairs(
-    client: FilesClient, local: str, remote: str, recursive: bool
-) -> list[tuple[Path, str]]:
-    """(local file, remote file) for each file ``put`` sends."""
-    path = Path(local)
-    name = path.resolve().name
-    if path.is_dir():
-        if not recursive:
-            raise FilesError(f"{local}: is a directory (use -r)", "not-a-file")
-        return _local_tree(
-            client, path, remote if _contents_only(local) else join_remote(remote, name)
-        )
-    if not remote or remote.endswith("/") or _is_remote_dir(client, remote):
-        return [(path, join_remote(remote, name))]
-    return [(path, remote)]
 
 
 @contextmanager
@@ -485,19 +553,19 @@ def _is_remote_dir(client: FilesClient, remote: str) -> bool:
         raise
 
 
-def _local_tree(client: FilesClient, local: Path, target: str) -> list[tuple[Path, str]]:
-    client.mkdir(target, parents=True)
-    pairs = []
+def _local_tree(local: Path, target: str) -> tuple[list[str], list[tuple[Path, str]]]:
+    """The remote directories a local tree needs (parents first), and where each file goes."""
+    directories, pairs = [], []
     for directory, subdirs, files in os.walk(local):
         here = Path(directory)
         relative = here.relative_to(local).parts
         for name in sorted(subdirs):
-            client.mkdir(join_remote(target, *relative, name), parents=True)
+            directories.append(join_remote(target, *relative, name))
         for name in sorted(files):
             if (here / name).is_file():
                 pairs.append((here / name, join_remote(target, *relative, name)))
         subdirs.sort()
-    return pairs
+    return directories, pairs
 
 
 # mkdir, rm -------------------------------------------------------------------------------

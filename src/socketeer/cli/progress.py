@@ -1,4 +1,7 @@
-"""File transfer progress on a terminal: one rich bar per transfer, with rate and time left."""
+"""File transfer progress on a terminal: a bar for the file, with rate and time left.
+
+A tree gets a second bar above it: files and bytes done of the whole tree.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -23,23 +27,49 @@ __all__ = ["progress_bars"]
 
 
 class _RichProgress(TransferProgress):
-    """One bar per transfer: bytes, rate, time left."""
+    """A bar for the file being transferred, and one for the whole tree: bytes, rate, time left."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._task: TaskID | None = None
+        self._whole: TaskID | None = None
+        self._files = 0  # files in the tree
+        self._finished = 0  # of them done (or up to date)
+
+    def tree(self, files: int, total: int) -> None:
+        self._files, self._finished = files, 0
+        self._whole = self._progress.add_task(self._counted(), total=total)
+
+    def _counted(self) -> str:
+        return f"{self._finished:,} of {self._files:,} files"
+
+    def _tree_advance(self, count: int, *, file_done: bool = False) -> None:
+        if self._whole is None:
+            return
+        self._finished += file_done
+        self._progress.update(self._whole, advance=count, description=self._counted())
 
     def begin(self, name: str, total: int, done: int) -> None:
         self._task = self._progress.add_task(visible(name), total=total, completed=done)
+        self._tree_advance(done)
 
     def advance(self, count: int) -> None:
         if self._task is not None:
             self._progress.advance(self._task, count)
+        self._tree_advance(count)
 
     def end(self) -> None:
         if self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
+        self._tree_advance(0, file_done=True)
+
+    def skip(self, name: str, size: int) -> None:
+        self._tree_advance(size, file_done=True)
+
+    def tasks(self) -> list[Task]:
+        """The bars shown now: the whole tree's (if any), then the current file's."""
+        return list(self._progress.tasks)
 
 
 @contextmanager

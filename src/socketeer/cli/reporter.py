@@ -19,6 +19,7 @@ import click
 
 from ..errors import NetworkError, SocketeerError
 from ..services.files.client import TransferProgress, TransferResult
+from ..services.files.hashes import label
 from ..visible import visible
 
 __all__ = ["EXIT_INTERRUPTED", "Reporter"]
@@ -71,6 +72,12 @@ class Reporter(TransferProgress):
 
     def end(self) -> None:
         self._bars.end()
+
+    def tree(self, files: int, total: int) -> None:
+        self._bars.tree(files, total)
+
+    def skip(self, name: str, size: int) -> None:
+        self._bars.skip(name, size)
 
     def restart(self, name: str) -> None:
         if self._upload:
@@ -140,7 +147,7 @@ class Reporter(TransferProgress):
             return
         verb = "sent" if self._upload else "received"
         resumed = f", resumed at {result.resumed_from:,}" if result.resumed_from else ""
-        check = ", SHA-256 verified" if result.sha256 else ""
+        check = f", {label(result.hash)} verified" if result.hash else ""
         self._print(f"{name}: {verb} {result.size:,} bytes{resumed}{check}")
 
     def notice(self, text: str) -> None:

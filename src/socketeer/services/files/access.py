@@ -11,8 +11,10 @@ read or written.  Blocking, like the store: run the methods in threads.
 
 from __future__ import annotations
 
+import builtins
 import os
 import stat as stat_module
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from ...accounts import Account, Accounts, Right, rights_text
@@ -68,6 +70,22 @@ class Access:
             raise self.refusal(remote, Right.READ, names)
         return [entry for entry in self.store.list(remote) if fold(entry.name) in ways]
 
+    def tree(self, remote: str) -> Iterator[tuple[str, builtins.list[Entry]]]:
+        """:meth:`FileStore.tree`, each directory's listing as :meth:`list` gives it.
+
+        A directory below ``remote`` that may not be listed is left out.
+        """
+        for path, entries in self.store.tree(remote):
+            names, _ = self.store.resolve(path)
+            if Right.READ in self.rights(names):
+                yield path, entries
+                continue
+            ways = self.accounts.ways(self.account, names)
+            if ways:
+                yield path, [entry for entry in entries if fold(entry.name) in ways]
+            elif path == remote:
+                raise self.refusal(remote, Right.READ, names)
+
     def stat(self, remote: str) -> Entry:
         """With the read right, anything; else a directory one may use or pass through."""
         names, st = self.store.resolve(remote)
@@ -90,7 +108,13 @@ class Access:
     # writing ------------------------------------------------------------------------
 
     def upload(
-        self, remote: str, size: int, mtime: float | None, verify: bool, force: bool
+        self,
+        remote: str,
+        size: int,
+        mtime: float | None,
+        verify: bool,
+        force: bool,
+        hash_name: str = "sha256",
     ) -> Upload | None:
         """Start an upload: a new file needs the write right, replacing one also delete."""
         names, st = self.store.resolve(remote)
@@ -99,7 +123,7 @@ class Access:
             raise self.refusal(
                 remote, Right.DELETE, names, f"may not replace /{'/'.join(names)}, which exists"
             )
-        return self.store.upload(remote, size, mtime, verify, force)
+        return self.store.upload(remote, size, mtime, verify, force, hash_name)
 
     def mkdir(self, remote: str, parents: bool) -> None:
         """Make a directory: needs the write right where it is made."""

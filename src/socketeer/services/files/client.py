@@ -1,4 +1,4 @@
-"""The files client library: blocking, one connection, one request at a time.
+"""The files client library: blocking, one connection, requests pipelined where they can be.
 
 >>> with FilesClient.connect("127.0.0.1:9000") as files:    # doctest: +SKIP
 ...     files.list("")
@@ -6,10 +6,17 @@
 
 Downloads and uploads resume by default: a download continues from the
 partial file (``.NAME.socketeer-part``) beside its target, an upload from
-the server's partial.  Every transfer is verified with SHA-256 unless
-``verify=False``; a resumed transfer whose result does not verify is done
-once more from the start (``TransferProgress.restart`` says so).  A file is
-only ever renamed into place complete and verified.
+the server's partial.  Every transfer is verified unless ``verify=False``,
+with BLAKE3 (or SHA-256: ``connect(hash="sha256")``, and with any server
+that predates the choice; :attr:`FilesClient.hash` says which); a resumed
+transfer whose result does not verify is done once more from the start
+(``TransferProgress.restart`` says so).  A file is only ever renamed into
+place complete and verified.
+
+Trees go fast: :meth:`FilesClient.tree` lists one in a single request, and
+:meth:`FilesClient.download_many` / :meth:`FilesClient.upload_many` keep a
+window of requests in flight on the connection instead of waiting for each
+reply, when the server offers it (its ``welcome`` has a ``pipeline``).
 
 :meth:`FilesClient.download_to` writes a download to a stream (stdout)
 instead; :meth:`FilesClient.upload` also sends an open file, such as stdin
@@ -18,11 +25,13 @@ spooled to a temporary file (the protocol announces an upload's size first).
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import queue
+import stat as stat_module
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -35,6 +44,7 @@ from ...errors import ConnectionClosed, FrameTooLarge, ProtocolError, SocketeerE
 from ...framing import LengthPrefixCodec
 from ...tls import ClientTLS, alpn
 from .connection import CLIENT, CLOSED, NEED_DATA, ClosedMidMessage, Data, FilesConnection
+from .hashes import DEFAULT, HASHES, Hasher, label, new_hasher
 from .messages import (
     MAX_CONTROL_SIZE,
     VERSION,
@@ -66,6 +76,14 @@ SLOT = 2 * 1024 * 1024  # four of them stay in cache; 4 MiB ones made receiving 
 SLOTS = 4
 SEND_SLICE = 8 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
+#: Requests in flight at most when pipelining (a window of replies on their way).
+WINDOW = 32
+#: A download this small is received in the calling thread (no writer and hasher threads).
+SMALL = 1024 * 1024
+#: An upload this small is sent ahead with its request (``put`` with ``follows``).
+FOLLOWS = 256 * 1024
+#: Requests sent ahead are written together once they are this many bytes (or a reply is due).
+OUTBOX = 64 * 1024
 _Reply = TypeVar("_Reply", bound=Message)
 
 
@@ -92,6 +110,12 @@ class TransferProgress:
     def restart(self, name: str) -> None:
         """A resumed transfer of ``name`` did not verify: it is done again from the start."""
 
+    def tree(self, files: int, total: int) -> None:
+        """A tree of ``files`` files and ``total`` bytes is about to be transferred."""
+
+    def skip(self, name: str, size: int) -> None:
+        """``name`` (``size`` bytes) is up to date already: none of it moves."""
+
 
 @dataclass(frozen=True)
 class TransferResult:
@@ -103,7 +127,13 @@ class TransferResult:
     sent: int  # bytes moved by this call
     resumed_from: int
     skipped: bool = False
-    sha256: str | None = None
+    digest: str | None = None  # the whole file's hash, when it was verified
+    hash: str | None = None  # which hash that is: "blake3" or "sha256"
+
+    @property
+    def sha256(self) -> str | None:
+        """The whole file's SHA-256, when it was verified with SHA-256."""
+        return self.digest if self.hash == "sha256" else None
 
 
 @dataclass(frozen=True)
@@ -136,6 +166,10 @@ class FilesClient:
         self.writable = False
         #: The server's name and version, from its welcome.
         self.server = ""
+        #: What transfers are verified with: "blake3" or "sha256" (the server's choice).
+        self.hash = "sha256"
+        self._outbox: list[bytes] = []  # requests sent ahead, written together
+        self._outbox_size = 0
         #: The account this connection is logged in as (None: none).
         self.user: str | None = None
 
@@ -149,27 +183,48 @@ class FilesClient:
         tls: ClientTLS | None = None,
         user: str | None = None,
         password: str | None = None,
+        hash: str = DEFAULT,
     ) -> Self:
         """Connect and say hello; ``token`` is needed for writes.
 
         ``tls`` says how a ``tls://`` server is trusted (see :class:`~socketeer.tls.ClientTLS`).
         On a server with accounts, ``user`` and ``password`` log in; a
         server that does not log the connection in as ``user`` is refused
-        (``unauthorized``).
+        (``unauthorized``).  ``hash``: verify with this hash ("blake3" or
+        "sha256"); BLAKE3 falls back to SHA-256 with a server that predates
+        the choice.
         """
+        if hash not in HASHES:
+            raise ValueError(f"unknown hash {hash!r}; known: {', '.join(HASHES)}")
         tls = tls or ClientTLS(alpn=(alpn("files"),))
         client = cls(Connection.connect(target, timeout, tls=tls))
         try:
-            client._hello(token, user, password)
+            client._hello(token, user, password, hash)
         except BaseException:
             client.close()
             raise
         return client
 
+    @property
+    def pipelining(self) -> bool:
+        """Whether requests may be sent ahead of replies (and trees listed in one request)."""
+        return self._conn.window > 0
+
     def _hello(
-        self, token: str | None, user: str | None = None, password: str | None = None
+        self,
+        token: str | None,
+        user: str | None = None,
+        password: str | None = None,
+        hash: str = DEFAULT,
     ) -> None:
-        hello = Hello(token=token, client=f"socketeer {__version__}", user=user, password=password)
+        offered = (hash,) if hash == "sha256" else (hash, "sha256")
+        hello = Hello(
+            token=token,
+            client=f"socketeer {__version__}",
+            user=user,
+            password=password,
+            hashes=offered,
+        )
         self._send(hello)
         try:
             first = self._recv()
@@ -200,7 +255,10 @@ class FilesClient:
                 f"{self.endpoint} speaks files protocol version {reply.version}, not {VERSION}",
                 "version",
             )
+        if reply.hash not in HASHES:
+            raise FilesError(f"{self.endpoint} chose an unknown hash {reply.hash!r}", "version")
         self.writable, self.server, self.user = reply.writable, reply.server, reply.user
+        self.hash = reply.hash
         if user is not None and reply.user is None:
             raise FilesError(
                 f"{self.endpoint} did not log in {user} (a server without accounts)",
@@ -225,7 +283,23 @@ class FilesClient:
     # talking ------------------------------------------------------------------------
 
     def _send(self, message: Message) -> None:
+        self._flush()
         self._sendall(self._conn.send(message))
+
+    def _send_soon(self, data: bytes) -> None:
+        """Send ``data`` (requests sent ahead) with the next ones: one write for several."""
+        self._outbox.append(data)
+        self._outbox_size += len(data)
+        if self._outbox_size >= OUTBOX:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what :meth:`_send_soon` kept, before waiting for any reply."""
+        if self._outbox:
+            data = b"".join(self._outbox)
+            self._outbox.clear()
+            self._outbox_size = 0
+            self._sendall(data)
 
     def _sendall(self, data: bytes | memoryview) -> None:
         try:
@@ -256,6 +330,7 @@ class FilesClient:
     def _next(self) -> Message | Data:
         """The server's next message (or raw bytes, during a download)."""
         conn = self._conn
+        self._flush()
         while True:
             try:
                 event = conn.next_event()
@@ -306,7 +381,14 @@ class FilesClient:
         self._request(Delete(path, recursive))
 
     def walk(self, path: str = "") -> Iterator[tuple[str, Entry]]:
-        """Every file and directory under ``path``: (remote path, entry), parents first."""
+        """Every file and directory under ``path``: (remote path, entry), parents first.
+
+        One recursive listing, streamed, where the server offers it; else one
+        ``list`` per directory.
+        """
+        if self.pipelining:
+            yield from self.tree(path)
+            return
         todo = [(path, iter(self.list(path)))]
         while todo:
             directory, entries = todo[-1]
@@ -318,6 +400,24 @@ class FilesClient:
             yield child, entry
             if entry.type == "dir":
                 todo.append((child, iter(self.list(child))))
+
+    def tree(self, path: str = "") -> Iterator[tuple[str, Entry]]:
+        """:meth:`walk` in one request: the server lists the whole tree, streamed.
+
+        Only where the server offers it (:attr:`pipelining`).  Read the
+        iterator to its end before the next request.
+        """
+        self._send(List(path, recursive=True))
+        top: str | None = None
+        while True:
+            listing = self._reply(Listing, "reply to a recursive list")
+            if top is None:
+                top = listing.path
+            relative = listing.path[len(top) :].lstrip("/")
+            for entry in listing.entries:
+                yield join_remote(path, relative, entry.name), entry
+            if not listing.more:
+                return
 
     # downloads ----------------------------------------------------------------------
 
@@ -334,22 +434,130 @@ class FilesClient:
         """Fetch ``remote`` into ``local`` (a file path), resuming and verifying.
 
         Skipped when ``local`` already has the remote size and modification
-        time (unless ``force``).
+        time (unless ``force``): the ``get`` itself tells the server what
+        ``local`` holds, and the server sends nothing if that is its file.
         """
         progress = progress or TransferProgress()
-        entry = self.stat(remote)
-        if entry.type != "file":
-            raise FilesError(f"{remote}: not a regular file", "not-a-file")
-        if not force and _same(local, entry):
-            return TransferResult(remote, local, entry.size, 0, entry.size, skipped=True)
+        have = None if force else _status(local)
+        if not self.pipelining:  # a server that cannot compare: ask it first
+            entry = self.stat(remote)
+            if entry.type != "file":
+                raise FilesError(f"{remote}: not a regular file", "not-a-file")
+            if have is not None and _same(have, entry):
+                return TransferResult(remote, local, entry.size, 0, entry.size, skipped=True)
+            have = None
         partial = local.with_name(partial_name(local.name))
-        result = self._download(remote, local, partial, verify, resume, progress)
-        if result is None:  # a resumed download did not verify: once more from scratch
+        self._send(self._get_request(remote, partial, verify, resume, have))
+        return self._finish_download(remote, local, verify, resume, progress)
+
+    def download_many(
+        self,
+        files: Iterable[tuple[str, Path, Entry | None]],
+        *,
+        verify: bool = True,
+        resume: bool = True,
+        force: bool = False,
+        progress: TransferProgress | None = None,
+    ) -> Iterator[TransferResult]:
+        """Fetch each (remote, local, entry) like :meth:`download`, with requests pipelined.
+
+        ``entry``: what a listing said of the remote file (its size and
+        mtime decide whether ``local`` is up to date), or None.  Results come
+        in order, as each file is in place.  Where the server does not
+        pipeline, the files are fetched one by one.
+        """
+        progress = progress or TransferProgress()
+        retries: deque[tuple[str, Path]] = deque()
+        waiting: deque[tuple[str, Path]] = deque()
+        for remote, local, entry in files:
+            have = None if force else _status(local)
+            if have is not None and entry is not None and _same(have, entry):
+                progress.skip(remote, entry.size)
+                yield TransferResult(remote, local, entry.size, 0, entry.size, skipped=True)
+                continue
+            if not self.pipelining:
+                yield self.download(
+                    remote, local, verify=verify, resume=resume, force=force, progress=progress
+                )
+                continue
+            partial = local.with_name(partial_name(local.name))
+            request = self._get_request(remote, partial, verify, resume, have)
+            self._send_soon(self._conn.send(request))
+            waiting.append((remote, local))
+            if len(waiting) >= WINDOW:  # take half the window's replies, then send as many
+                while len(waiting) > WINDOW // 2:
+                    yield from self._settle_download(waiting, retries, verify, resume, progress)
+        while waiting:
+            yield from self._settle_download(waiting, retries, verify, resume, progress)
+        for remote, local in retries:  # once the window is empty: one request at a time
             progress.restart(remote)
-            result = self._download(remote, local, partial, verify, False, progress)
-            if result is None:
-                raise FilesError(f"{remote}: SHA-256 mismatch after download", "mismatch")
-        return result
+            self._send(self._get_request(remote, None, verify, False, None))
+            yield self._finish_download(remote, local, verify, False, progress, again=True)
+
+    def _settle_download(
+        self,
+        waiting: deque[tuple[str, Path]],
+        retries: deque[tuple[str, Path]],
+        verify: bool,
+        resume: bool,
+        progress: TransferProgress,
+    ) -> Iterator[TransferResult]:
+        """Take the oldest download in flight; one that must start over waits in ``retries``."""
+        remote, local = waiting.popleft()
+        try:
+            yield self._finish_download(remote, local, verify, resume, progress, retry=False)
+        except _Restart:
+            retries.append((remote, local))
+
+    def _get_request(
+        self,
+        remote: str,
+        partial: Path | None,
+        verify: bool,
+        resume: bool,
+        have: os.stat_result | None,
+    ) -> Get:
+        """The ``get`` for ``remote``: from the partial's end, saying what the target holds."""
+        offset = 0
+        if resume and partial is not None:
+            with contextlib.suppress(OSError):
+                offset = partial.stat().st_size
+        if have is None:
+            return Get(remote, offset, verify)
+        return Get(remote, offset, verify, have.st_size, have.st_mtime)
+
+    def _finish_download(
+        self,
+        remote: str,
+        local: Path,
+        verify: bool,
+        resume: bool,
+        progress: TransferProgress,
+        *,
+        retry: bool = True,
+        again: bool = False,
+    ) -> TransferResult:
+        """Receive the reply to the ``get`` sent for ``remote`` into ``local``.
+
+        A resumed download that does not verify is fetched again from the
+        start right away (``retry``), or raises :class:`_Restart`.
+        """
+        partial = local.with_name(partial_name(local.name))
+        header = self._reply(FileHeader, "reply to get")
+        if header.same:
+            self._reply(Done, "end of download")
+            progress.skip(remote, header.size)
+            return TransferResult(remote, local, header.size, 0, header.size, skipped=True)
+        result = self._download(remote, local, partial, header, verify, progress)
+        if result is not None:
+            return result
+        if again:
+            raise FilesError(f"{remote}: {label(self.hash)} mismatch after download", "mismatch")
+        if not retry:
+            raise _Restart
+        progress.restart(remote)
+        self._send(self._get_request(remote, None, verify, False, None))
+        return self._finish_download(remote, local, verify, False, progress, again=True)
 
     def download_to(
         self,
@@ -367,32 +575,39 @@ class FilesClient:
         """
         progress = progress or TransferProgress()
         header = self._get(remote, 0, verify)
-        hasher = hashlib.sha256() if verify else None
+        hasher = new_hasher(self.hash) if verify else None
         self._receive(remote, stream, header, hasher, progress)
         digest = hasher.hexdigest() if hasher is not None else None
-        if _mismatch(digest, self._reply(Done, "end of download")):
-            raise FilesError(f"{remote}: SHA-256 mismatch; what was written is wrong", "mismatch")
-        return TransferResult(remote, None, header.size, header.length, 0, sha256=digest)
+        if self._mismatch(digest, self._reply(Done, "end of download")):
+            raise FilesError(
+                f"{remote}: {label(self.hash)} mismatch; what was written is wrong", "mismatch"
+            )
+        return TransferResult(
+            remote, None, header.size, header.length, 0, digest=digest, hash=self._used(digest)
+        )
+
+    def _used(self, digest: str | None) -> str | None:
+        """The hash a transfer was verified with (None: it was not)."""
+        return self.hash if digest is not None else None
 
     def _download(
         self,
         remote: str,
         local: Path,
         partial: Path,
+        header: FileHeader,
         verify: bool,
-        resume: bool,
         progress: TransferProgress,
     ) -> TransferResult | None:
+        offset = header.offset
         try:
-            file = open(partial, "r+b" if resume and partial.exists() else "w+b")  # noqa: SIM115
+            file = open(partial, "r+b" if offset else "w+b")  # noqa: SIM115
         except OSError as exc:
             raise FilesError(f"{partial}: {exc.strerror or exc}", "io") from None
         with file:
-            header = self._get(remote, os.fstat(file.fileno()).st_size, verify)
-            offset = header.offset
             file.truncate(offset)
             file.seek(offset)
-            hasher = hashlib.sha256() if verify else None
+            hasher = new_hasher(self.hash) if verify else None
             if hasher is not None and offset:
                 hash_file(file, offset, hasher)
             self._receive(remote, file, header, hasher, progress)
@@ -403,12 +618,13 @@ class FilesClient:
                     partial.unlink(missing_ok=True)
                 raise
             digest = hasher.hexdigest() if hasher is not None else None
-            if _mismatch(digest, trailer):
+            if self._mismatch(digest, trailer):
                 partial.unlink(missing_ok=True)
                 if offset:
                     return None
+                sent = str(trailer.digest(self.hash))
                 raise FilesError(
-                    f"{remote}: SHA-256 mismatch (server {str(trailer.sha256)[:16]}..., "
+                    f"{remote}: {label(self.hash)} mismatch (server {sent[:16]}..., "
                     f"received {str(digest)[:16]}...); the partial file was removed",
                     "mismatch",
                 )
@@ -423,7 +639,20 @@ class FilesClient:
             fsync_directory(local.parent)
         except OSError as exc:
             raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
-        return TransferResult(remote, local, header.size, header.length, offset, sha256=digest)
+        return TransferResult(
+            remote,
+            local,
+            header.size,
+            header.length,
+            offset,
+            digest=digest,
+            hash=self._used(digest),
+        )
+
+    def _mismatch(self, digest: str | None, trailer: Done) -> bool:
+        """Whether a download's ``digest`` is not the one its ``done`` carries (both known)."""
+        sent = trailer.digest(self.hash)
+        return digest is not None and sent is not None and digest != sent
 
     def _get(self, remote: str, offset: int, verify: bool) -> FileHeader:
         """Ask for ``remote`` from ``offset``; the server's header (it may start over at 0)."""
@@ -444,17 +673,44 @@ class FilesClient:
         remote: str,
         file: BinaryIO,
         header: FileHeader,
-        hasher: hashlib._Hash | None,
+        hasher: Hasher | None,
         progress: TransferProgress,
     ) -> None:
         progress.begin(remote, header.size, header.offset)
         try:
-            self._receive_into(file, hasher, progress)
+            if header.length <= SMALL:
+                self._receive_here(file, hasher, progress)
+            else:
+                self._receive_into(file, hasher, progress)
         finally:
             progress.end()
 
+    def _receive_here(
+        self, file: BinaryIO, hasher: Hasher | None, progress: TransferProgress
+    ) -> None:
+        """Receive a few announced raw bytes in this thread, writing each piece as it comes."""
+        conn = self._conn
+        while conn.raw_remaining:
+            remaining = conn.raw_remaining
+            try:
+                event = self._next()
+            except ConnectionClosed:
+                raise self._lost_during(remaining, "to come") from None
+            assert isinstance(event, Data)
+            try:
+                file.write(event.data)
+            except OSError as exc:
+                raise _write_failure(exc) from None
+            if hasher is not None:
+                hasher.update(event.data)
+            progress.advance(len(event.data))
+        try:
+            file.flush()
+        except OSError as exc:
+            raise _write_failure(exc) from None
+
     def _receive_into(
-        self, file: BinaryIO, hasher: hashlib._Hash | None, progress: TransferProgress
+        self, file: BinaryIO, hasher: Hasher | None, progress: TransferProgress
     ) -> None:
         """Receive the announced raw bytes: this thread reads the socket, others hash and write.
 
@@ -530,13 +786,116 @@ class FilesClient:
             mtime = os.fstat(file.fileno()).st_mtime
             return self._upload(_Outgoing(file, local, remote, mtime, verify), force, progress)
 
+    def upload_many(
+        self,
+        files: Iterable[tuple[Path, str]],
+        *,
+        verify: bool = True,
+        force: bool = False,
+        there: dict[str, Entry] | None = None,
+        progress: TransferProgress | None = None,
+    ) -> Iterator[TransferResult]:
+        """Send each (local, remote) like :meth:`upload`, small files pipelined.
+
+        ``there``: what a listing of the remote side found (remote path ->
+        entry); a file with the same size and mtime there is skipped without
+        a request (unless ``force``).  A small file goes with its request,
+        without waiting for the server's ``ready`` (it is not resumed: it is
+        sent whole); a large one waits for the window to empty and is sent
+        as :meth:`upload` sends it.  Results come in order.
+        """
+        progress = progress or TransferProgress()
+        waiting: deque[tuple[Path, str, int, int]] = deque()  # local, remote, size, bytes sent
+        ahead = 0
+        for local, remote in files:
+            try:
+                st = local.stat()
+            except OSError as exc:
+                raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+            entry = (there or {}).get(remote)
+            if not force and entry is not None and _same(st, entry):
+                progress.skip(remote, st.st_size)
+                yield TransferResult(remote, local, st.st_size, 0, st.st_size, skipped=True)
+                continue
+            if not self.pipelining or st.st_size > FOLLOWS:
+                while waiting:
+                    ahead -= waiting[0][3]
+                    yield self._settle_upload(waiting.popleft(), verify)
+                yield self.upload(local, remote, verify=verify, force=force, progress=progress)
+                continue
+            data = self._put_ahead(local, remote, verify, force, progress)
+            waiting.append((local, remote, st.st_size, len(data)))
+            ahead += len(data)
+            if len(waiting) >= WINDOW or ahead > self._conn.window // 2:
+                # Take half the window's replies, then send as many again.
+                while waiting and (len(waiting) > WINDOW // 2 or ahead > self._conn.window // 4):
+                    ahead -= waiting[0][3]
+                    yield self._settle_upload(waiting.popleft(), verify)
+        while waiting:
+            yield self._settle_upload(waiting.popleft(), verify)
+
+    def _put_ahead(
+        self, local: Path, remote: str, verify: bool, force: bool, progress: TransferProgress
+    ) -> bytes:
+        """Send a small file with its ``put`` (and ``done``) in one write; what was sent."""
+        try:
+            with open(local, "rb") as file:
+                before = os.fstat(file.fileno())
+                data = file.read()
+                after = os.fstat(file.fileno())
+        except OSError as exc:
+            raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+        if len(data) != before.st_size or after.st_mtime_ns != before.st_mtime_ns:
+            raise FilesError(f"{local}: changed while it was being sent; run again", "changed")
+        digest = None
+        if verify:
+            hasher = new_hasher(self.hash)
+            hasher.update(data)
+            digest = hasher.hexdigest()
+        conn = self._conn
+        request = conn.send(Put(remote, len(data), before.st_mtime, verify, force, follows=True))
+        conn.sent_raw(len(data))
+        wire = b"".join((request, data, conn.send(Done.of(self.hash, digest))))
+        progress.begin(remote, len(data), 0)
+        self._send_soon(wire)
+        progress.advance(len(data))
+        progress.end()
+        return wire
+
+    def _settle_upload(self, sent: tuple[Path, str, int, int], verify: bool) -> TransferResult:
+        """The server's answer to the oldest upload sent ahead."""
+        local, remote, size, _ = sent
+        reply = self._next()
+        if isinstance(reply, Error):
+            raise FilesError(reply.message, reply.code)
+        if not isinstance(reply, Ok):
+            raise FilesError(f"unexpected reply to an upload: {reply!r}", "bad-request")
+        if reply.skipped:
+            return TransferResult(remote, local, size, 0, 0, skipped=True)
+        hashed = self.hash if verify else None
+        return TransferResult(remote, local, size, size, 0, hash=hashed)
+
+    def mkdirs(self, paths: Iterable[str]) -> None:
+        """Make each remote directory (and its parents), requests pipelined where possible."""
+        waiting = 0
+        for path in paths:
+            self._send_soon(self._conn.send(Mkdir(path, True)))
+            waiting += 1
+            if waiting >= WINDOW or not self.pipelining:
+                self._reply(Ok, "reply to mkdir")
+                waiting -= 1
+        for _ in range(waiting):
+            self._reply(Ok, "reply to mkdir")
+
     def _upload(self, out: _Outgoing, force: bool, progress: TransferProgress) -> TransferResult:
         result = self._send_file(out, force, progress)
         if result is None:  # a resumed upload did not verify: once more from scratch
             progress.restart(out.remote)
             result = self._send_file(out, True, progress)
             if result is None:
-                raise FilesError(f"{out.remote}: SHA-256 mismatch after upload", "mismatch")
+                raise FilesError(
+                    f"{out.remote}: {label(self.hash)} mismatch after upload", "mismatch"
+                )
         return result
 
     def _send_file(
@@ -550,7 +909,7 @@ class FilesClient:
         if not isinstance(reply, Ready):
             raise FilesError(f"unexpected reply to put: {reply!r}", "bad-request")
         offset = reply.offset
-        hashing = _Hashing(file, before.st_size) if verify else None
+        hashing = _Hashing(file, before.st_size, new_hasher(self.hash)) if verify else None
         progress.begin(remote, before.st_size, offset)
         try:
             self._send_raw(file, offset, before.st_size - offset, progress)
@@ -563,7 +922,7 @@ class FilesClient:
             raise FilesError(
                 f"{local or remote}: changed while it was being sent; run again", "changed"
             )
-        self._send(Done(digest))
+        self._send(Done.of(self.hash, digest))
         result = self._next()
         if isinstance(result, Error):
             if result.code == "mismatch" and offset and not force:
@@ -572,7 +931,13 @@ class FilesClient:
         if not isinstance(result, Ok):
             raise FilesError(f"unexpected reply to an upload: {result!r}", "bad-request")
         return TransferResult(
-            remote, local, before.st_size, before.st_size - offset, offset, sha256=digest
+            remote,
+            local,
+            before.st_size,
+            before.st_size - offset,
+            offset,
+            digest=digest,
+            hash=self._used(digest),
         )
 
     def _send_raw(
@@ -614,17 +979,22 @@ class FilesClient:
         return self._lost_during(remaining, "to send")
 
 
-def _same(local: Path, entry: Entry) -> bool:
+class _Restart(Exception):
+    """A resumed download did not verify: it must be fetched again from the start."""
+
+
+def _status(local: Path) -> os.stat_result | None:
+    """The local file's status, if it is a regular file."""
     try:
         st = local.stat()
     except OSError:
-        return False
+        return None
+    return st if stat_module.S_ISREG(st.st_mode) else None
+
+
+def _same(st: os.stat_result, entry: Entry) -> bool:
+    """rsync's quick check: the same size and modification time."""
     return st.st_size == entry.size and abs(st.st_mtime - entry.mtime) < 1e-6
-
-
-def _mismatch(digest: str | None, trailer: Done) -> bool:
-    """Whether a download's ``digest`` is not the one its ``done`` carries (both known)."""
-    return digest is not None and trailer.sha256 is not None and digest != trailer.sha256
 
 
 def _last_error(data: bytes) -> Message | None:
@@ -652,7 +1022,7 @@ def _write_failure(exc: OSError) -> Exception:
 class _Sink:
     """Write (and hash) received slots in worker threads while the caller reads the next."""
 
-    def __init__(self, file: BinaryIO, hasher: hashlib._Hash | None) -> None:
+    def __init__(self, file: BinaryIO, hasher: Hasher | None) -> None:
         self._file = file
         self._slots = [memoryview(bytearray(SLOT)) for _ in range(SLOTS)]
         self._next = 0
@@ -734,17 +1104,17 @@ class _Worker:
 
 
 class _Hashing:
-    """The SHA-256 of a whole file, computed in a thread while it is being sent."""
+    """The hash of a whole file, computed in a thread while it is being sent."""
 
-    def __init__(self, file: BinaryIO, size: int) -> None:
+    def __init__(self, file: BinaryIO, size: int, hasher: Hasher) -> None:
         self._result: str | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(file, size), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(file, size, hasher), daemon=True)
         self._thread.start()
 
-    def _run(self, file: BinaryIO, size: int) -> None:
+    def _run(self, file: BinaryIO, size: int, hasher: Hasher) -> None:
         try:
-            self._result = hash_file(file, size)
+            self._result = hash_file(file, size, hasher)
         except BaseException as exc:
             self._error = exc
 

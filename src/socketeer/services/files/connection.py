@@ -8,6 +8,14 @@ first; one request at a time; raw file bytes only after ``file`` or
 else: the peer's mistakes raise :class:`RemoteProtocolError`, our own
 :class:`LocalProtocolError`.
 
+**Pipelining.**  Once the server's ``welcome`` offers a ``pipeline`` (bytes
+the client may send ahead), a client may send further requests before the
+replies to earlier ones: ``get``, ``list``, ``stat``, ``mkdir``, ``delete``,
+and ``put`` with ``follows`` (its bytes and ``done`` follow it at once), not
+a ``put`` that waits for ``ready``.  The server answers them in the order
+they were sent; the machine keeps the requests sent ahead in order and
+matches each reply to the oldest one not yet answered.
+
 Raw bytes may bypass the machine for speed (``recv_into`` a file buffer,
 ``sendfile``): report them with :meth:`received_raw` / :meth:`sent_raw`.
 
@@ -23,6 +31,7 @@ the pieces they arrive in.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
@@ -39,6 +48,7 @@ from .messages import (
     Get,
     Hello,
     List,
+    Listing,
     Message,
     Mkdir,
     Put,
@@ -122,6 +132,14 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+class _Out(enum.Enum):
+    """What a pipelining client is sending: requests, or a ``put``'s bytes, or its ``done``."""
+
+    IDLE = "requests"
+    RAW = "upload bytes sent ahead"
+    DONE = "the done of an upload sent ahead"
+
+
 def frame(message: Message) -> bytes:
     """``message`` as it goes on the wire: 4-byte big-endian length, then the body."""
     body = encode(message)
@@ -162,6 +180,11 @@ class FilesConnection:
         self._need = -1  # the body length of a frame whose header was read, or -1
         self._failure: RemoteProtocolError | None = None
         self._eof = False
+        #: Bytes of requests a client may send ahead of the replies (from the welcome).
+        self.window = 0
+        self._ahead: deque[Message] = deque()  # client: requests sent whose replies wait
+        self._out = _Out.IDLE  # client: where the requests sent ahead stand
+        self._out_raw = 0
 
     # what the caller may ask --------------------------------------------------------
 
@@ -200,8 +223,14 @@ class FilesConnection:
 
     @property
     def idle(self) -> bool:
-        """Whether a new request may be sent (client) or received (server)."""
+        """Whether a new request may be sent (client) or received (server), none in flight."""
         return self._state is _State.IDLE
+
+    @property
+    def in_flight(self) -> int:
+        """Client: requests sent whose replies have not ended (the one being answered too)."""
+        answering = self._state not in (_State.IDLE, _State.HELLO, _State.CLOSED)
+        return len(self._ahead) + answering
 
     # receiving ----------------------------------------------------------------------
 
@@ -239,6 +268,9 @@ class FilesConnection:
         """The next thing the peer said, :data:`NEED_DATA`, or :data:`CLOSED`."""
         if self._failure is not None:
             raise self._failure
+        waiting = self.window and self._state not in _PEER_TURN[SERVER]
+        if self.role is SERVER and waiting and not self.receiving_raw:
+            return NEED_DATA  # requests sent ahead wait for their turn
         if self.receiving_raw:
             if not len(self._buffer):
                 return self._need_more()
@@ -259,6 +291,33 @@ class FilesConnection:
         self._advance(self._peer, message, RemoteProtocolError)
         return message
 
+    def requests_ahead(self, limit: int) -> list[Get]:
+        """Server: ``get`` requests received beyond the one being answered, not taken.
+
+        Up to ``limit``, in order, stopping at anything else (a request that
+        changes the disk must run before a later ``get`` reads it): so their
+        files can be opened ahead, together.
+        """
+        found: list[Get] = []
+        if self.role is not SERVER or self._need >= 0 or self._state not in (_State.REPLY,):
+            return found
+        offset = 0
+        while len(found) < limit:
+            header = self._buffer.peek(offset, _HEADER)
+            length = int.from_bytes(header, "big") if header is not None else -1
+            body = self._buffer.peek(offset + _HEADER, length) if length >= 0 else None
+            if body is None or length > self.control_limit:
+                break
+            try:
+                message = decode(body)
+            except RemoteProtocolError:
+                break
+            if not isinstance(message, Get):
+                break
+            found.append(message)
+            offset += _HEADER + length
+        return found
+
     def received_raw(self, count: int) -> None:
         """The caller read ``count`` raw file bytes straight from the socket."""
         if not self.receiving_raw or count > self._raw or self.buffered():
@@ -270,11 +329,19 @@ class FilesConnection:
 
     def send(self, message: Message) -> bytes:
         """Check that ``message`` may be sent now; return its bytes."""
-        self._advance(self.role, message, LocalProtocolError)
+        if not self._send_ahead(message):
+            self._advance(self.role, message, LocalProtocolError)
         return frame(message)
 
     def sent_raw(self, count: int) -> None:
         """The caller sent ``count`` raw file bytes (the current transfer's)."""
+        if self._out is _Out.RAW:
+            if count > self._out_raw:
+                raise LocalProtocolError(f"{count} raw bytes sent, {self._out_raw} were announced")
+            self._out_raw -= count
+            if not self._out_raw:
+                self._out = _Out.DONE
+            return
         if self.receiving_raw or count > self.raw_remaining:
             raise LocalProtocolError(f"{count} raw bytes sent, {self.raw_remaining} were announced")
         self._raw -= count
@@ -286,6 +353,30 @@ class FilesConnection:
         return frame(error)
 
     # the rules ----------------------------------------------------------------------
+
+    def _send_ahead(self, message: Message) -> bool:
+        """A pipelining client sends ``message`` before the replies it waits for; False: not so."""
+        if self.role is not CLIENT or not self.window:
+            return False
+        if isinstance(message, Done) and self._out is _Out.DONE:
+            self._out = _Out.IDLE
+            return True
+        answering = self._state in (_State.REPLY, _State.FILE_DATA, _State.FILE_END)
+        if not isinstance(message, REQUESTS) or not (answering or self._ahead):
+            return False
+        if self._out is not _Out.IDLE:
+            raise LocalProtocolError(f"a request sent while {self._out.value} are due")
+        if isinstance(message, Put) and not message.follows:
+            raise LocalProtocolError("a put that waits for ready cannot be sent ahead")
+        self._ahead.append(message)
+        if isinstance(message, Put):
+            self._out, self._out_raw = (_Out.RAW if message.size else _Out.DONE), message.size
+        return True
+
+    def _next_request(self) -> None:
+        """A client's reply ended: the oldest request sent ahead is answered next."""
+        if self._state is _State.IDLE and self._ahead:
+            self._state, self._request = _State.REPLY, self._ahead.popleft()
 
     @property
     def _peer(self) -> Role:
@@ -317,7 +408,7 @@ class FilesConnection:
         """At most one message's worth may wait beyond the frame being read."""
         current = _HEADER + self._need if self._need >= 0 else 0
         ahead = self.buffered() - current
-        if ahead > _HEADER + self.control_limit:
+        if ahead > _HEADER + max(self.control_limit, self.window):
             raise RemoteProtocolError(
                 f"{self._peer.value} sent {ahead} bytes out of turn ({self.state})"
             )
@@ -346,6 +437,9 @@ class FilesConnection:
         if sender is CLIENT:
             if state is _State.HELLO and isinstance(message, Hello):
                 self._state = _State.WELCOME
+            elif state is _State.IDLE and isinstance(message, Put) and message.follows:
+                self._state, self._request, self._raw = _State.PUT_DATA, message, message.size
+                self._after_raw_if_empty()
             elif state is _State.IDLE and isinstance(message, REQUESTS):
                 self._state, self._request = _State.REPLY, message
             elif state is _State.PUT_RESULT and isinstance(message, Done):
@@ -355,7 +449,7 @@ class FilesConnection:
             return
         if state is _State.WELCOME:
             if isinstance(message, Welcome):
-                self._state = _State.IDLE
+                self._state, self.window = _State.IDLE, message.pipeline
             elif isinstance(message, Error):
                 self._state = _State.CLOSED
             else:
@@ -366,6 +460,7 @@ class FilesConnection:
             self._state, self._request = _State.IDLE, None
         else:
             refuse()
+        self._next_request()
 
     def _reply(
         self,
@@ -377,13 +472,16 @@ class FilesConnection:
         if isinstance(message, FileHeader) and isinstance(request, Get):
             self._state, self._raw = _State.FILE_DATA, message.length
             self._after_raw_if_empty()
-        elif isinstance(message, Ready) and isinstance(request, Put):
+        elif isinstance(message, Ready) and isinstance(request, Put) and not request.follows:
             if message.offset > request.size:
                 raise error("upload offset beyond the file's size")
             self._state, self._raw = _State.PUT_DATA, request.size - message.offset
             self._after_raw_if_empty()
         elif isinstance(message, (FileHeader, Ready, Welcome, Hello, Done, *REQUESTS)):
             refuse()
+        elif isinstance(message, Listing) and message.more:
+            if not (isinstance(request, List) and request.recursive):
+                refuse()  # one listing more answers the same recursive list
         else:
             self._state, self._request = _State.IDLE, None
 

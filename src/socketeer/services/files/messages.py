@@ -102,16 +102,18 @@ class Hello(Message):
     protocol: str = PROTOCOL_NAME
     token: str | None = None
     client: str = ""
+    hashes: tuple[str, ...] = ()
     user: str | None = None
     password: str | None = None
 
 
 @dataclass(frozen=True)
 class List(Message):
-    """List the directory ``path`` ("" is the shared directory itself)."""
+    """List the directory ``path`` ("" is the shared directory); ``recursive``: its whole tree."""
 
     op: ClassVar[str] = "list"
     path: str = ""
+    recursive: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,17 +126,27 @@ class Stat(Message):
 
 @dataclass(frozen=True)
 class Get(Message):
-    """Download ``path`` from byte ``offset``; ``hash`` asks for the file's SHA-256 at the end."""
+    """Download ``path`` from byte ``offset``; ``hash`` asks for the file's hash at the end.
+
+    ``size`` and ``mtime``: the client has a file of that size and
+    modification time; if the server's is the same, no byte is sent
+    (``file`` says ``same``).
+    """
 
     op: ClassVar[str] = "get"
     path: str = ""
     offset: int = 0
     hash: bool = True
+    size: int | None = None
+    mtime: float | None = None
 
 
 @dataclass(frozen=True)
 class Put(Message):
-    """Upload ``size`` bytes to ``path``, stamped ``mtime``; ``force`` replaces an equal file."""
+    """Upload ``size`` bytes to ``path``, stamped ``mtime``; ``force`` replaces an equal file.
+
+    ``follows``: the bytes follow at once, from byte 0, without waiting for ``ready``.
+    """
 
     op: ClassVar[str] = "put"
     path: str = ""
@@ -142,6 +154,7 @@ class Put(Message):
     mtime: float | None = None
     hash: bool = True
     force: bool = False
+    follows: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,10 +180,23 @@ class Delete(Message):
 
 @dataclass(frozen=True)
 class Done(Message):
-    """Closes raw file bytes: the SHA-256 (hex) of the whole file, or None if not hashed."""
+    """Closes raw file bytes: the hash (hex) of the whole file, or None if not hashed.
+
+    The member is named for the connection's hash: ``sha256`` or ``blake3``.
+    """
 
     op: ClassVar[str] = "done"
     sha256: str | None = None
+    blake3: str | None = None
+
+    @classmethod
+    def of(cls, hash_name: str, digest: str | None) -> Done:
+        """The ``done`` carrying ``digest``, a hash of kind ``hash_name``."""
+        return cls(blake3=digest) if hash_name == "blake3" else cls(sha256=digest)
+
+    def digest(self, hash_name: str) -> str | None:
+        """The hash of kind ``hash_name`` this ``done`` carries, if any."""
+        return self.blake3 if hash_name == "blake3" else self.sha256
 
 
 @dataclass(frozen=True)
@@ -189,18 +215,27 @@ class Error(Message):
 @dataclass(frozen=True)
 class Welcome(Message):
     """The server accepts the hello: its version, whether this connection may write,
-    and the account it is logged in as (None: none)."""
+    and the account it is logged in as (None: none).
+
+    ``hash``: what transfers on this connection are verified with.
+    ``pipeline``: bytes of requests the client may send ahead of the replies
+    (0: one request at a time; more also means ``list`` takes ``recursive``).
+    """
 
     op: ClassVar[str] = "welcome"
     version: int = VERSION
     server: str = ""
     writable: bool = False
     user: str | None = None
+    hash: str = "sha256"
+    pipeline: int = 0
 
 
 @dataclass(frozen=True)
 class Listing(Message):
     """The entries of a directory, sorted by name, and its partial files apart.
+
+    ``more``: another listing follows, answering the same (recursive) ``list``.
 
     Partial files given among ``entries`` are moved to ``partials``: a
     client that predates them ignores that member and never sees them.
@@ -210,6 +245,7 @@ class Listing(Message):
     path: str = ""
     entries: tuple[Entry, ...] = ()
     partials: tuple[Entry, ...] = ()
+    more: bool = False
 
     def __post_init__(self) -> None:
         if any(entry.type == "partial" for entry in self.entries):
@@ -229,13 +265,17 @@ class StatReply(Message):
 
 @dataclass(frozen=True)
 class FileHeader(Message):
-    """A download starts: ``length`` raw bytes from ``offset`` of a file of ``size`` bytes."""
+    """A download starts: ``length`` raw bytes from ``offset`` of a file of ``size`` bytes.
+
+    ``same``: the client's file has this size and mtime already; nothing is sent.
+    """
 
     op: ClassVar[str] = "file"
     size: int = 0
     mtime: float = 0.0
     offset: int = 0
     length: int = 0
+    same: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,8 +320,26 @@ _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=Fal
 
 def encode(message: Message) -> bytes:
     """The frame body of ``message`` (without the length prefix)."""
-    body = {"op": message.op, **asdict(message)}
+    names = _FIELDS.get(type(message))
+    if names is None:
+        names = _FIELDS[type(message)] = tuple(f.name for f in fields(message))
+    body = {"op": message.op}
+    for name in names:
+        body[name] = _plain(getattr(message, name))
     return _JSON.encode(body).encode("ascii")
+
+
+#: Each message class's members, in order (``dataclasses.asdict`` deep-copies: slow).
+_FIELDS: dict[type[Message], tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """A member's value as JSON has it: entries as objects, tuples as lists."""
+    if isinstance(value, Entry):
+        return asdict(value)
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def decode(body: bytes) -> Message:
@@ -321,6 +379,13 @@ def _check(op: str, name: str, kind: object, value: Any) -> Any:
         case "str | None":
             if value is not None and not isinstance(value, str):
                 raise bad
+        case "int | None":
+            if value is not None and (type(value) is not int or value < 0):
+                raise bad
+        case "tuple[str, ...]":
+            if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+                raise bad
+            return tuple(value)
         case "float" | "float | None":
             if value is None and kind == "float | None":
                 return None

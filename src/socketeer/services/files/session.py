@@ -12,8 +12,10 @@ fast client on a slow disk costs bounded memory.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
+import itertools
 import logging
 import math
 import os
@@ -44,9 +46,11 @@ from .connection import (
     FilesConnection,
     check_hello,
 )
+from .hashes import choose, new_hasher
 from .messages import (
     Delete,
     Done,
+    Entry,
     Error,
     FileHeader,
     Get,
@@ -63,7 +67,7 @@ from .messages import (
     Welcome,
 )
 from .plain import PlainRequest, is_protocol_opening
-from .store import FileStore, HashCache, StoreError, Upload
+from .store import FileStore, HashCache, StoreError, Upload, os_error
 
 __all__ = ["FilesService", "FilesSession"]
 
@@ -91,6 +95,16 @@ COPY_CHUNK = 1024 * 1024
 SKIP_LIMIT = 256 * 1024 * 1024
 #: Seconds a cut-short upload's connection waits for the client to close.
 LINGER = 10.0
+#: A download this small is read whole and written with its header (and its
+#: ``done``) in one write: one trip to a thread, one segment, no sendfile.
+INLINE = 64 * 1024
+#: Directories read from the disk per trip to a thread for a recursive listing.
+TREE_BATCH = 64
+#: Files opened (and read, if small) per trip to a thread for ``get`` requests sent ahead.
+PREFETCH = 32
+#: An upload this small that follows its request is taken whole, then written in one trip
+#: to a thread (not resumed: such an upload is sent from byte 0 anyway).
+WHOLE_PUT = 1024 * 1024
 #: Password checks (scrypt: 16 MiB and tens of ms each) one service runs at once.
 CHECKS_AT_ONCE = 2
 #: Characters of a user name a log line quotes.
@@ -136,7 +150,7 @@ class FilesService(Service):
         #: The users file's accounts; None: no accounts (the token decides).
         self.accounts = accounts
         self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
-        self._hashing: dict[tuple[int, int, int, int, int], asyncio.Future[str]] = {}
+        self._hashing: dict[tuple[str, tuple[int, int, int, int, int]], asyncio.Future[str]] = {}
         #: Upload buffers, shared by every session and bounded in all.
         self.buffers = BufferPool(SLOT, POOL_SLOTS)
         #: Where everything but upload bytes is received: one buffer for the whole
@@ -198,26 +212,32 @@ class FilesService(Service):
         return hmac.compare_digest(token.encode(), self._token)
 
     async def sha256(self, file: BinaryIO, st: os.stat_result) -> str:
-        """The file's SHA-256; concurrent requests for one version share one hashing."""
-        known = self.store.hashes.get(st)
+        """The file's SHA-256 (see :meth:`digest`)."""
+        return await self.digest(file, st, "sha256")
+
+    async def digest(self, file: BinaryIO, st: os.stat_result, hash_name: str) -> str:
+        """The file's hash; concurrent requests for one version share one hashing."""
+        known = self.store.hashes.get(st, hash_name)
         if known is not None:
             return known
-        key = HashCache.key(st)
+        key = (hash_name, HashCache.key(st))
         running = self._hashing.get(key)
         if running is None:
             # The hashing outlives the session that started it (others share it, and
             # that client may leave): it reads through a descriptor of its own.
             own = os.dup(file.fileno())
-            running = asyncio.ensure_future(asyncio.to_thread(self._hash_own, own, st))
+            running = asyncio.ensure_future(asyncio.to_thread(self._hash_own, own, st, hash_name))
             self._hashing[key] = running
             running.add_done_callback(lambda done: self._hashed(key, done))
         return await asyncio.shield(running)
 
-    def _hash_own(self, fd: int, st: os.stat_result) -> str:
+    def _hash_own(self, fd: int, st: os.stat_result, hash_name: str) -> str:
         with open(fd, "rb") as file:
-            return self.store.sha256(file, st)
+            return self.store.digest(file, st, hash_name)
 
-    def _hashed(self, key: tuple[int, int, int, int, int], done: asyncio.Future[str]) -> None:
+    def _hashed(
+        self, key: tuple[str, tuple[int, int, int, int, int]], done: asyncio.Future[str]
+    ) -> None:
         self._hashing.pop(key, None)
         if not done.cancelled() and done.exception() is not None:
             log.warning("hashing a file failed: %s", done.exception())
@@ -255,9 +275,14 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         #: The rights of a logged-in (or anonymous) client on a server with accounts;
         #: None: the token decides (no accounts, or the token was given).
         self._access: Access | None = None
+        self._hash = "sha256"  # what this connection's transfers are verified with
         self._discarding = False
         self._writing: asyncio.Future[tuple[None, None]] | None = None
         self._web: HttpConnection | None = None  # the connection turned out to speak HTTP
+        #: Files opened ahead for ``get`` requests still waiting their turn, in order.
+        self._opened: collections.deque[tuple[Get, _Opened | StoreError | None]] = (
+            collections.deque()
+        )
 
     # bytes in -----------------------------------------------------------------------
 
@@ -435,6 +460,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             log.exception("files session with %s failed", self.peer)
             self._refuse("internal server error")
         finally:
+            for _, opened in self._opened:
+                if opened is not None and not isinstance(opened, StoreError):
+                    opened[0].close()
             self.close()
 
     async def _wait_for_opening(self) -> None:
@@ -521,8 +549,14 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     # the protocol -------------------------------------------------------------------
 
     async def _converse(self, conn: FilesConnection) -> None:
+        corked = False
         while True:
             event = conn.next_event()
+            # While requests sent ahead wait, their replies leave together: one segment
+            # for several small ones instead of one each (the last reply uncorks).
+            if corked != (event is not NEED_DATA and conn.buffered() > 0):
+                corked = not corked
+                self.stream.cork(corked)
             if event is NEED_DATA:
                 await self._wait()
             elif event is CLOSED:
@@ -569,7 +603,14 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         if account is not None:
             log.info("%s: logged in as %s", self.peer, account.name)
         user = account.name if account is not None else None
-        welcome = Welcome(server=f"socketeer {__version__}", writable=self._writable, user=user)
+        self._hash = choose(hello.hashes)
+        welcome = Welcome(
+            server=f"socketeer {__version__}",
+            writable=self._writable,
+            user=user,
+            hash=self._hash,
+            pipeline=conn.max_control,  # what the connection takes ahead (see connection.py)
+        )
         self._write(conn.send(welcome))
         return True
 
@@ -617,6 +658,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             if isinstance(request, Put):
                 await self._receive_file(conn, request)
                 return
+            if isinstance(request, List) and request.recursive:
+                await self._send_tree(conn, request.path)
+                return
             reply = await self._simple(request)
         except StoreError as exc:
             reply = Error(exc.code, visible(str(exc)))
@@ -663,22 +707,52 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     # downloads ----------------------------------------------------------------------
 
+    async def _send_tree(self, conn: FilesConnection, path: str) -> None:
+        """A recursive listing: one ``listing`` per directory, streamed, parents first."""
+        walk = self._store.tree(path) if self._access is None else self._access.tree(path)
+        last: tuple[str, list[Entry]] | None = None
+        while True:
+            batch = await asyncio.to_thread(lambda: list(itertools.islice(walk, TREE_BATCH)))
+            for found in batch:
+                if last is not None:
+                    self._write(conn.send(Listing(last[0], tuple(last[1]), more=True)))
+                last = found
+            if len(batch) < TREE_BATCH:
+                break
+            await self._drain()
+        assert last is not None  # the tree's top is always there, or tree() raised
+        self._write(conn.send(Listing(last[0], tuple(last[1]))))
+
     async def _send_file(self, conn: FilesConnection, request: Get) -> None:
-        opener = self._store.open_file if self._access is None else self._access.open_file
-        try:
-            file, st = await asyncio.to_thread(opener, request.path)
-        except StoreError as exc:
-            self._write(conn.send(Error(exc.code, visible(str(exc)))))
+        opened = await self._open(conn, request)
+        if isinstance(opened, StoreError):
+            self._write(conn.send(Error(opened.code, visible(str(opened)))))
             return
+        file, st, whole = opened
         with file:
+            if request.size == st.st_size and _same_time(request.mtime, st.st_mtime):
+                # The client has this file already (rsync's quick check): nothing to send.
+                same = FileHeader(st.st_size, st.st_mtime, st.st_size, 0, same=True)
+                self._write(conn.send(same) + conn.send(Done()))
+                return
             offset = request.offset if request.offset <= st.st_size else 0
             length = st.st_size - offset
-            self._write(conn.send(FileHeader(st.st_size, st.st_mtime, offset, length)))
+            header = conn.send(FileHeader(st.st_size, st.st_mtime, offset, length))
+            if whole is not None:
+                await self._send_whole(conn, request, file, st, whole, header)
+                return
             hashing = (
-                asyncio.ensure_future(self._service.sha256(file, st)) if request.hash else None
+                asyncio.ensure_future(self._service.digest(file, st, self._hash))
+                if request.hash
+                else None
             )
             try:
-                sent = await self._sendfile(file, offset, length)
+                self.stream.cork(True)  # the header leaves with the first of the bytes
+                self._write(header)
+                try:
+                    sent = await self._sendfile(file, offset, length)
+                finally:
+                    self.stream.cork(False)
                 if sent < length:  # the file shrank: keep the framing, then say so
                     await self._pad(length - sent)
                 conn.sent_raw(length)
@@ -692,11 +766,82 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             finally:
                 if hashing is not None and not hashing.done():
                     hashing.cancel()
+        self._log_sent(request.path, length, offset)
+        self._write(conn.send(Done.of(self._hash, digest)))
+
+    async def _open(self, conn: FilesConnection, request: Get) -> _Opened | StoreError:
+        """The file ``request`` names, opened; with the (small) files of ``get`` requests
+        sent after it, in one trip to a thread."""
+        if self._opened and self._opened[0][0] == request:
+            ready = self._opened.popleft()[1]
+            if ready is not None:
+                return ready
+            return await asyncio.to_thread(self._open_for, request)
+        for _, stale in self._opened:  # not the requests expected: the order went wrong
+            if stale is not None and not isinstance(stale, StoreError):
+                stale[0].close()
+        self._opened.clear()
+        gets = [request, *conn.requests_ahead(PREFETCH)] if conn.window else [request]
+        opened = await asyncio.to_thread(lambda: [self._open_for(get) for get in gets])
+        for get, ahead in zip(gets[1:], opened[1:], strict=True):
+            if not isinstance(ahead, StoreError) and ahead[2] is None:
+                ahead[0].close()  # a large file is opened in its turn: descriptors stay few
+                self._opened.append((get, None))
+            else:
+                self._opened.append((get, ahead))
+        return opened[0]
+
+    def _open_for(self, request: Get) -> _Opened | StoreError:
+        """In a thread: the file, its status, and all its bytes if it is small (else None)."""
+        opener = self._store.open_file if self._access is None else self._access.open_file
+        try:
+            file, st = opener(request.path)
+        except StoreError as exc:
+            return exc
+        if st.st_size > INLINE:
+            return file, st, None
+        try:
+            data = os.pread(file.fileno(), st.st_size, 0)
+        except OSError as exc:
+            file.close()
+            return os_error(exc, request.path)
+        return file, st, data
+
+    async def _send_whole(
+        self,
+        conn: FilesConnection,
+        request: Get,
+        file: BinaryIO,
+        st: os.stat_result,
+        data: bytes,
+        header: bytes,
+    ) -> None:
+        """A small file read whole: header, bytes and ``done`` leave in one write."""
+        offset = request.offset if request.offset <= st.st_size else 0
+        body = data[offset:].ljust(st.st_size - offset, b"\0")  # shrank: keep the framing
+        conn.sent_raw(len(body))
+        now = os.fstat(file.fileno())
+        if len(data) != st.st_size or HashCache.key(now) != HashCache.key(st):
+            end = Error("changed", f"{visible(request.path)}: changed while sent")
+            self._write(header + body + conn.send(end))
+            return
+        digest = None
+        if request.hash:
+            digest = self._store.hashes.get(st, self._hash)
+            if digest is None:
+                hasher = new_hasher(self._hash)
+                hasher.update(data)
+                digest = hasher.hexdigest()
+                self._store.hashes.put(st, digest, self._hash)
+        self.transferred += len(body)
+        self._log_sent(request.path, len(body), offset)
+        self._write(header + body + conn.send(Done.of(self._hash, digest)))
+
+    def _log_sent(self, path: str, length: int, offset: int) -> None:
         if offset:
-            log.info("%s: sent %r (%d bytes from %d)", self.peer, request.path, length, offset)
+            log.info("%s: sent %r (%d bytes from %d)", self.peer, path, length, offset)
         else:
-            log.info("%s: sent %r (%d bytes)", self.peer, request.path, length)
-        self._write(conn.send(Done(digest)))
+            log.info("%s: sent %r (%d bytes)", self.peer, path, length)
 
     async def _sendfile(self, file: BinaryIO, offset: int, length: int) -> int:
         stream = self.stream
@@ -742,25 +887,33 @@ class FilesSession(Session, asyncio.BufferedProtocol):
     # uploads ------------------------------------------------------------------------
 
     async def _receive_file(self, conn: FilesConnection, request: Put) -> None:
-        if self._access is None:
-            self._check_writable()
-        upload = await asyncio.to_thread(
-            self._store.upload if self._access is None else self._access.upload,
-            request.path,
-            request.size,
-            request.mtime,
-            request.hash,
-            request.force,
-        )
-        if upload is None:
-            self._write(conn.send(Ok(skipped=True)))
+        if request.follows and request.size <= WHOLE_PUT:
+            await self._receive_whole(conn, request)
             return
+        try:
+            upload = await asyncio.to_thread(self._uploader(), request, self._hash)
+        except StoreError as exc:
+            if not request.follows:
+                raise
+            # The bytes are on their way already: the answer comes after them.
+            await self._finish_with(conn, Error(exc.code, visible(str(exc))))
+            return
+        if upload is None:
+            if request.follows:
+                await self._finish_with(conn, Ok(skipped=True))
+            else:
+                self._write(conn.send(Ok(skipped=True)))
+            return
+        if request.follows and upload.offset:
+            await asyncio.to_thread(upload.restart)  # the bytes come from 0
         self._lent = self._service.buffers.take(SLOTS)
         self._free = list(self._lent)
         try:
-            self._write(conn.send(Ready(upload.offset)))
+            if not request.follows:
+                self._write(conn.send(Ready(upload.offset)))
             done = await self._receive_raw(conn, upload)
-            await asyncio.to_thread(upload.finish, done.sha256 if request.hash else None)
+            digest = done.digest(self._hash) if request.hash else None
+            await asyncio.to_thread(upload.finish, digest)
         except StoreError as exc:
             await self._settle(upload)
             upload.abandon()
@@ -782,6 +935,54 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         else:
             log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
         self._write(conn.send(Ok()))
+
+    def _uploader(self) -> Callable[[Put, str], Upload | None]:
+        """In a thread, start receiving a ``put`` (None: the target holds it already),
+        as the token or the account's rights allow."""
+        access = self._access
+        if access is None:
+            self._check_writable()
+        start = self._store.upload if access is None else access.upload
+        return lambda put, hash_name: start(
+            put.path, put.size, put.mtime, put.hash, put.force, hash_name
+        )
+
+    async def _receive_whole(self, conn: FilesConnection, request: Put) -> None:
+        """A small upload that follows its request: its bytes and ``done``, then the disk."""
+        data = bytearray()
+        while True:
+            chunks = self._take_chunks()
+            for chunk in chunks:
+                data += chunk
+            if chunks:
+                self._resume()
+            event = conn.next_event()
+            if isinstance(event, Data):
+                data += event.data
+            elif isinstance(event, Done):
+                self.messages += 1
+                break
+            elif event is NEED_DATA:
+                await self._wait()
+            else:
+                raise ProtocolError(f"unexpected {event!r} during an upload")
+        digest = event.digest(self._hash) if request.hash else None
+
+        def store(upload: Callable[[Put, str], Upload | None]) -> bool:
+            started = upload(request, self._hash)
+            if started is None:
+                return False
+            started.take_whole(bytes(data), digest)
+            return True
+
+        try:
+            stored = await asyncio.to_thread(store, self._uploader())
+        except StoreError as exc:
+            self._write(conn.send(Error(exc.code, visible(str(exc)))))
+            return
+        if stored:
+            log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
+        self._write(conn.send(Ok(skipped=not stored)))
 
     async def _receive_raw(self, conn: FilesConnection, upload: Upload) -> Done:
         """Write the upload's bytes as they come; return the ``done`` that ends them."""
@@ -835,7 +1036,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._release(rest)
         self._resume()
 
-    async def _finish_with(self, conn: FilesConnection, error: Error) -> None:
+    async def _finish_with(self, conn: FilesConnection, error: Error | Ok) -> None:
         """Answer a failed upload, as the reply to its ``done`` when the client is still sending.
 
         The rest of the client's bytes are read and dropped, so the error
@@ -845,7 +1046,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         come is not worth waiting for: the error goes out at once, and the
         connection ends once the client has seen it and closed.
         """
-        if conn.raw_remaining > SKIP_LIMIT:
+        if isinstance(error, Error) and conn.raw_remaining > SKIP_LIMIT:
             self._write(conn.refuse(error))
             await self._linger()
             return
@@ -872,6 +1073,15 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             left = deadline - self.host.now()
             if left <= 0 or not await self._wait(left):
                 break
+
+
+#: A file opened for a download: the file, its status, and all its bytes if it is small.
+_Opened = tuple[BinaryIO, os.stat_result, bytes | None]
+
+
+def _same_time(mtime: float | None, other: float) -> bool:
+    """Whether a client's ``mtime`` is the file's (what rsync's quick check compares)."""
+    return mtime is not None and abs(mtime - other) < 1e-6
 
 
 def _inside(chunk: bytes | memoryview, buffers: list[bytearray]) -> bool:

@@ -13,6 +13,7 @@ half a file under the real name.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
@@ -23,11 +24,13 @@ import stat as stat_module
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from .beneath import DIRECTORY, Found, Refused, identity, lookup, walk_tree
+from .hashes import Hasher, label, new_hasher
 from .messages import MAX_CONTROL_SIZE, Entry, EntryType
 from .paths import MAX_DEPTH, PathRefused, is_partial, partial_name, split_remote
 
@@ -86,8 +89,8 @@ def entry_type(mode: int) -> EntryType:
     return "other"
 
 
-def hash_file(file: BinaryIO, end: int | None = None, hasher: hashlib._Hash | None = None) -> str:
-    """SHA-256 of ``file`` from its start to ``end`` (or its end), read with ``pread``."""
+def hash_file(file: BinaryIO, end: int | None = None, hasher: Hasher | None = None) -> str:
+    """The hash (SHA-256 unless ``hasher`` says) of ``file`` from its start to ``end``."""
     hasher = hasher or hashlib.sha256()
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
@@ -103,7 +106,7 @@ def hash_file(file: BinaryIO, end: int | None = None, hasher: hashlib._Hash | No
 
 
 class HashCache:
-    """SHA-256 of files already hashed, keyed by device, inode, size, mtime and ctime.
+    """Hashes of files already hashed, keyed by device, inode, size, mtime and ctime.
 
     A file rewritten in place gets a new ctime, which no one can set back
     (its mtime can be: ``touch -d``, ``tar x``, ``cp -p``), and is hashed
@@ -112,7 +115,7 @@ class HashCache:
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
-        self._known: OrderedDict[tuple[int, int, int, int, int], str] = OrderedDict()
+        self._known: OrderedDict[tuple[str, tuple[int, int, int, int, int]], str] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -120,18 +123,19 @@ class HashCache:
         """What identifies one version of a file."""
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
-    def get(self, st: os.stat_result) -> str | None:
-        """The hash of this version of the file, if known."""
+    def get(self, st: os.stat_result, hash_name: str = "sha256") -> str | None:
+        """The hash (of kind ``hash_name``) of this version of the file, if known."""
+        key = (hash_name, self.key(st))
         with self._lock:
-            found = self._known.get(self.key(st))
+            found = self._known.get(key)
             if found is not None:
-                self._known.move_to_end(self.key(st))
+                self._known.move_to_end(key)
             return found
 
-    def put(self, st: os.stat_result, sha256: str) -> None:
-        """Remember ``sha256`` for this version of the file."""
+    def put(self, st: os.stat_result, digest: str, hash_name: str = "sha256") -> None:
+        """Remember ``digest`` (of kind ``hash_name``) for this version of the file."""
         with self._lock:
-            self._known[self.key(st)] = sha256
+            self._known[(hash_name, self.key(st))] = digest
             while len(self._known) > self._capacity:
                 self._known.popitem(last=False)
 
@@ -151,9 +155,10 @@ class Upload:
     size: int
     offset: int
     mtime: float | None
-    hasher: hashlib._Hash | None
+    hasher: Hasher | None
     remote: str
     directory: int
+    hash_name: str = "sha256"
 
     def write_all(self, chunks: list[bytes | memoryview]) -> None:
         """Append received bytes (see :meth:`hash_all`)."""
@@ -163,38 +168,61 @@ class Upload:
         except OSError as exc:
             raise os_error(exc, self.remote) from None
 
+    def restart(self) -> None:
+        """Receive the whole file after all: what the partial held is dropped."""
+        try:
+            self.file.truncate(0)
+        except OSError as exc:
+            raise os_error(exc, self.remote) from None
+        self.offset = 0
+        if self.hasher is not None:
+            self.hasher = new_hasher(self.hash_name)
+
+    def take_whole(self, data: bytes, digest: str | None) -> None:
+        """All the file's bytes at once: written, hashed, verified and renamed into place.
+
+        What a partial held before goes: ``data`` is the whole file.
+        """
+        try:
+            self.restart()
+            self.write_all([data])
+            self.hash_all([data])
+            self.finish(digest)
+        finally:
+            self.abandon()
+
     def hash_all(self, chunks: list[bytes | memoryview]) -> None:
         """Hash received bytes; may run beside :meth:`write_all` in another thread."""
         if self.hasher is not None:
             for chunk in chunks:
                 self.hasher.update(chunk)
 
-    def finish(self, sha256: str | None) -> None:
-        """Verify against ``sha256``, make durable, and rename over the target.
+    def finish(self, digest: str | None) -> None:
+        """Verify against ``digest``, make durable, and rename over the target.
 
         A mismatch deletes the partial (its bytes are wrong); any other
         failure keeps it for a resumed upload.  Either way the upload is over.
         """
         try:
-            self._finish(sha256)
+            self._finish(digest)
         except OSError as exc:
             raise os_error(exc, self.remote) from None
         finally:
             self.abandon()
 
-    def _finish(self, sha256: str | None) -> None:
+    def _finish(self, digest: str | None) -> None:
         self.file.flush()
         os.fsync(self.file.fileno())
         written = os.fstat(self.file.fileno()).st_size
         if written != self.size:
             raise StoreError("bad-request", f"{self.remote}: got {written} of {self.size} bytes")
-        if self.hasher is not None and sha256 is not None:
+        if self.hasher is not None and digest is not None:
             got = self.hasher.hexdigest()
-            if got != sha256.lower():
+            if got != digest.lower():
                 os.unlink(self.partial.name, dir_fd=self.directory)  # still locked: ours
                 raise StoreError(
                     "mismatch",
-                    f"{self.remote}: SHA-256 mismatch (sent {sha256[:16]}..., "
+                    f"{self.remote}: {label(self.hash_name)} mismatch (sent {digest[:16]}..., "
                     f"received {got[:16]}...); nothing was replaced",
                 )
         if self.mtime is not None:
@@ -370,10 +398,43 @@ class FileStore:
         outside the shared directory or missing.  Partial files are listed
         with the type ``partial``.
         """
+        return self._list(remote)[0]
+
+    def tree(self, remote: str) -> Iterator[tuple[str, builtins.list[Entry]]]:
+        """Every directory of the tree ``remote`` with its entries, parents first, sorted.
+
+        Directories are those :meth:`list` gives as ``dir`` (symlinks inside
+        included); one that leads back to a directory it is inside of (a
+        symlink loop) is not entered again.  A directory below ``remote``
+        that vanished or cannot be read meanwhile is left out.
+        """
+        todo: list[tuple[str, frozenset[tuple[int, int]]]] = [(remote, frozenset())]
+        while todo:
+            path, above = todo.pop()
+            try:
+                entries, me = self._list(path)
+            except StoreError as exc:
+                if path == remote or exc.code not in ("not-found", "denied", "not-a-directory"):
+                    raise
+                continue
+            if me in above:
+                continue
+            yield path, entries
+            below = above | {me}
+            todo.extend(
+                (f"{path}/{entry.name}" if path else entry.name, below)
+                for entry in reversed(entries)
+                if entry.type == "dir"
+            )
+
+    def _list(self, remote: str) -> tuple[builtins.list[Entry], tuple[int, int]]:
+        """The sorted entries of the directory ``remote``, and its identity (device, inode)."""
         fd, names = self._open(remote, os.O_RDONLY | os.O_DIRECTORY)
         entries = []
+        me = (0, 0)
         size = 0  # what the listing will take on the wire, at the most
         try:
+            me = identity(os.fstat(fd))
             with os.scandir(fd) as scan:
                 for item in scan:
                     size += len(json.dumps(item.name)) + ENTRY_OVERHEAD
@@ -394,7 +455,7 @@ class FileStore:
             raise os_error(exc, remote) from None
         finally:
             os.close(fd)
-        return sorted(entries, key=lambda e: e.name)
+        return sorted(entries, key=lambda e: e.name), me
 
     def _link_entry(self, names: tuple[str, ...], lst: os.stat_result) -> Entry:
         """A symlink as what it leads to, if that is inside and there."""
@@ -418,10 +479,14 @@ class FileStore:
 
     def sha256(self, file: BinaryIO, st: os.stat_result) -> str:
         """The SHA-256 of the opened ``file`` (from the cache if this version is known)."""
-        known = self.hashes.get(st)
+        return self.digest(file, st, "sha256")
+
+    def digest(self, file: BinaryIO, st: os.stat_result, hash_name: str) -> str:
+        """The hash ``hash_name`` of the opened ``file`` (cached per version of the file)."""
+        known = self.hashes.get(st, hash_name)
         if known is None:
-            known = hash_file(file, st.st_size)
-            self.hashes.put(st, known)
+            known = hash_file(file, st.st_size, new_hasher(hash_name))
+            self.hashes.put(st, known, hash_name)
         return known
 
     # writing --------------------------------------------------------------------------
@@ -433,6 +498,7 @@ class FileStore:
         mtime: float | None,
         verify: bool,
         force: bool,
+        hash_name: str = "sha256",
         *,
         resume: bool = False,
     ) -> Upload | None:
@@ -474,7 +540,9 @@ class FileStore:
             directory = os.dup(found.dir_fd)
             target = self.root.joinpath(*found.names)
         try:
-            return self._open_partial(directory, target, remote, size, mtime, verify, resume)
+            return self._open_partial(
+                directory, target, remote, size, mtime, verify, hash_name, resume
+            )
         except BaseException:
             os.close(directory)
             raise
@@ -487,6 +555,7 @@ class FileStore:
         size: int,
         mtime: float | None,
         verify: bool,
+        hash_name: str,
         resume: bool = False,
     ) -> Upload:
         partial = target.with_name(partial_name(target.name))
@@ -499,7 +568,7 @@ class FileStore:
             if offset > size or not (verify or resume):
                 os.ftruncate(fd, 0)
                 offset = 0
-            hasher = hashlib.sha256() if verify else None
+            hasher = new_hasher(hash_name) if verify else None
             if hasher is not None and offset:
                 hash_file(file, offset, hasher)
         except OSError as exc:
@@ -508,7 +577,9 @@ class FileStore:
         except BaseException:
             file.close()
             raise
-        return Upload(target, partial, file, size, offset, mtime, hasher, remote, directory)
+        return Upload(
+            target, partial, file, size, offset, mtime, hasher, remote, directory, hash_name
+        )
 
     def release(self, target: Path) -> None:
         """The upload to ``target`` has ended (its lock went with its file: nothing to do)."""
