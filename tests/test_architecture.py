@@ -42,6 +42,7 @@ SANS_IO = [
     "socketeer.services.files.plain",
     "socketeer.services.files.paths",
     "socketeer.services.chat.backoff",
+    "socketeer.services.chat.network",
     "socketeer.services.chat.commands",
     "socketeer.services.chat.events",
     "socketeer.services.chat.history",

@@ -26,6 +26,7 @@ class Member(Generic[P]):
 
     __slots__ = (
         "address",
+        "asking",
         "bucket",
         "finished",
         "form",
@@ -72,6 +73,8 @@ class Member(Generic[P]):
         self.held: list[str | Overlong] | None = None
         #: How many rooms it joined have their history on the way.
         self.loading = 0
+        #: A question to the other nodes of the chat is on its way (see :mod:`.network`).
+        self.asking = False
         #: Its input ended (acted on once the held lines are).
         self.input_ended = False
 
