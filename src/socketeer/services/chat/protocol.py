@@ -308,6 +308,7 @@ class ChatProtocol(Generic[P]):
         out: list[Addressed[P]] = []
         member = ask.member
         member.asking = False
+        roster = answer if isinstance(answer, list) else []  # None: out of reach
         match ask.command:
             case Nick(nick):
                 if member.gone:
@@ -317,18 +318,18 @@ class ChatProtocol(Generic[P]):
                     self._name(member, nick, wall, out, claimed=True)
                 else:
                     self._taken(member, nick, None, wall, out)
-            case Join(name) if isinstance(answer, list):
+            case Join(name):
                 room = member.rooms.get(name_key(name))
                 if room is not None and not member.gone:
                     key = room.key
-                    elsewhere = [nick for nick, names in answer if key in map(name_key, names)]
+                    elsewhere = [nick for nick, names in roster if key in map(name_key, names)]
                     self._welcome(member, room, elsewhere, wall, out)
-            case Who(room) if isinstance(answer, list):
-                self._who(member, room, wall, out, answer)
-            case Online() if isinstance(answer, list):
-                self._online(member, wall, out, answer)
-            case Rooms() if isinstance(answer, list):
-                self._list_rooms(member, wall, out, answer)
+            case Who(room):
+                self._who(member, room, wall, out, roster)
+            case Online():
+                self._online(member, wall, out, roster)
+            case Rooms():
+                self._list_rooms(member, wall, out, roster)
             case Msg(nick) if not member.gone:
                 if isinstance(answer, Private):
                     out.append((_to(member), answer))

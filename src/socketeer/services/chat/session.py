@@ -328,14 +328,19 @@ async def answer(
     assert network is not None
     member = ask.member
     result: bool | Roster | Private | None
-    match ask.command:
-        case Nick(nick):
-            result = await network.claim(nick)
-        case Msg(nick, text):
-            assert member.nick is not None
-            result = await network.whisper(Private(time.time(), member.nick, nick, visible(text)))
-        case _:
-            result = await network.roster()
+    try:
+        match ask.command:
+            case Nick(nick):
+                result = await network.claim(nick)
+            case Msg(nick, text):
+                assert member.nick is not None
+                private = Private(time.time(), member.nick, nick, visible(text))
+                result = await network.whisper(private)
+            case _:
+                result = await network.roster()
+    except Exception:  # answered as if the other nodes were out of reach
+        log.exception("a question to the chat's other nodes failed")
+        result = True if isinstance(ask.command, Nick) else None
     outbox.post(deliveries(chat.answered(ask, result, now(), time.time())))
     member.peer.resumed()
 
