@@ -1,7 +1,7 @@
 """Chat state in Redis: the rooms' histories and offline messages, shared by every node.
 
 Each room's history is a list, ``history:KEY`` (after the link's prefix),
-of lines in the JSON rendering's fields.  :meth:`RedisState.append` queues
+of lines in the JSON rendering's fields.  Appending a line queues
 an ``RPUSH`` and an ``LTRIM`` to the newest ``lines`` on the node's link
 (:mod:`.redis_link`): they go with the other commands of the same pass of the
 event loop, in one pipeline.  The byte bound (``size``) is applied when a
