@@ -189,6 +189,7 @@ def test_workers_with_redis_are_one_chat(chat_node: StartChat) -> None:
     for n in range(8):  # whichever worker it reaches, every nickname is taken
         twin.say(f"m{n}")
         assert twin.line().endswith(f'the nickname "m{n}" is taken; choose another')
+    assert server.stop() == 0  # SIGTERM reaches the workers (SIGKILL would orphan them)
 
 
 def test_redis_restarting_keeps_the_members_talking(
