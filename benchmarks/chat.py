@@ -1,7 +1,7 @@
 """Chat benchmark: 1,000 members in one room, every message delivered to all of them.
 
     python benchmarks/chat.py [--members 1000] [--rates 100,200,400] [--rounds 5]
-                              [--states none,sqlite] [--seconds 5] [--out docs/chat.md]
+                              [--states none,sqlite,redis] [--seconds 5] [--out docs/chat.md]
                               [--json raw.json]
 
 Each round starts, for each of ``--states``, ``socketeer serve chat
@@ -18,10 +18,17 @@ nanoseconds); every member that receives it records the delivery latency.
 After a warm-up, messages sent during ``--seconds`` are measured; the run then
 waits (at most 5 s) for their last deliveries.
 
+``redis`` is the chat over two processes: ``redis-server --save ''
+--appendonly no`` on a free loopback port and two ``socketeer serve chat
+--redis ...`` processes, all three pinned to CPU 0 (the same core the single
+process has), the members split evenly between the two.
+
 Reported per rate: deliveries per second (deliveries of measured messages /
 measured seconds), p50 and p99 delivery latency, the share of expected
 deliveries that arrived, and CPU busy of the server and the load generator
-over the window.  Each figure is the median over the rounds.  Every round
+over the window (and, for ``redis``, of redis-server, and the CPU time per
+delivery of the chat processes and of Redis).  Each figure is the median
+over the rounds.  Every round
 stops by itself: the server is ended by its PID (SIGTERM, then SIGKILL), and
 the whole run ends at ``--hard-limit`` seconds at the latest.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -37,6 +45,7 @@ import platform
 import re
 import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -71,13 +80,29 @@ TICK = 0.002
 DRAIN = 5.0
 GOAL_DELIVERIES = 100_000
 GOAL_P99_MS = 100.0
+GOAL_REDIS_P50_MS = 2.0
 START_MARK = "<!-- chat benchmark: start -->"
 END_MARK = "<!-- chat benchmark: end -->"
 
 
-def cpu_sample(server_pid: int) -> tuple[float, float, float]:
-    """CPU seconds so far: the server, this process, the whole machine."""
-    return process_cpu_seconds(server_pid), own_cpu_seconds(), machine_busy_seconds()
+#: CPU seconds so far: the chat servers, this process, the whole machine, redis-server.
+CpuSample = tuple[float, float, float, float]
+
+
+@dataclass
+class Servers:
+    """What one measurement runs against: the chat processes' ports and PIDs, and Redis's PID."""
+
+    ports: list[int]
+    pids: list[int]
+    redis_pid: int | None = None
+
+
+def cpu_sample(servers: Servers) -> CpuSample:
+    """CPU seconds so far: the chat servers, this process, the whole machine, redis-server."""
+    redis = process_cpu_seconds(servers.redis_pid) if servers.redis_pid else 0.0
+    chat = sum(process_cpu_seconds(pid) for pid in servers.pids)
+    return chat, own_cpu_seconds(), machine_busy_seconds(), redis
 
 
 # --- the members --------------------------------------------------------------------------
@@ -91,9 +116,9 @@ class Window:
     end_ns: int = 0
     sent: int = 0
     latencies_ns: array[int] = field(default_factory=lambda: array("q"))
-    #: CPU seconds (server, load generator, machine) at the start and the end of the window.
-    cpu_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    cpu_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: CPU seconds (servers, load generator, machine, Redis) at the start and end of the window.
+    cpu_start: CpuSample = (0.0, 0.0, 0.0, 0.0)
+    cpu_end: CpuSample = (0.0, 0.0, 0.0, 0.0)
 
 
 class Member(asyncio.Protocol):
@@ -141,12 +166,14 @@ class Crowd:
         self.window = Window()
         self.last_delivery = 0
 
-    async def join(self, port: int, count: int) -> None:
+    async def join(self, ports: list[int], count: int) -> None:
+        """``count`` members, spread evenly over the servers at ``ports``."""
         loop = asyncio.get_running_loop()
         for start in range(0, count, 100):
             batch = []
             for number in range(start, min(count, start + 100)):
                 member = Member(f"m{number:04}", self)
+                port = ports[number % len(ports)]
                 await loop.create_connection(lambda m=member: m, "127.0.0.1", port)  # type: ignore[misc]
                 batch.append(member.joined)
                 self.members.append(member)
@@ -158,7 +185,7 @@ class Crowd:
         """Wait until nothing has been received for ``seconds`` (join announcements settle)."""
         await asyncio.sleep(seconds)
 
-    async def send(self, rate: float, warmup: float, seconds: float, server_pid: int) -> Window:
+    async def send(self, rate: float, warmup: float, seconds: float, servers: Servers) -> Window:
         """Send ``rate`` messages a second; measure those sent after ``warmup`` for ``seconds``."""
         self.window = window = Window()
         measuring = False
@@ -171,11 +198,11 @@ class Crowd:
         while True:
             now = time.monotonic_ns()
             if now >= window.end_ns:
-                window.cpu_end = cpu_sample(server_pid)
+                window.cpu_end = cpu_sample(servers)
                 break
             if not measuring and now >= window.start_ns:
                 measuring = True
-                window.cpu_start = cpu_sample(server_pid)
+                window.cpu_start = cpu_sample(servers)
             due = int(rate * (now - start) / 1e9) - sent
             for _ in range(due):
                 member = members[turn % len(members)]
@@ -216,13 +243,53 @@ class Measurement:
     server_cpu: float
     loadgen_cpu: float
     other_cpu: float
+    redis_cpu: float = 0.0
     attempts: int = 1
     state: str = "none"
 
+    @property
+    def chat_us_per_delivery(self) -> float:
+        """CPU microseconds the chat processes spent per delivery."""
+        return per_delivery(self.server_cpu, self.deliveries_per_second)
 
-def start_server(log: IO[bytes], state: str) -> tuple[subprocess.Popen[bytes], int]:
+    @property
+    def redis_us_per_delivery(self) -> float:
+        """CPU microseconds redis-server spent per delivery."""
+        return per_delivery(self.redis_cpu, self.deliveries_per_second)
+
+
+def per_delivery(cpu: float, deliveries_per_second: float) -> float:
+    """CPU microseconds per delivery, from CPUs busy and deliveries a second."""
+    return cpu / deliveries_per_second * 1e6 if deliveries_per_second else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis(log: IO[bytes], directory: str) -> tuple[subprocess.Popen[bytes], int]:
+    """redis-server on a free loopback port, pinned with the chat servers, writing nothing."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no", "--dir", directory]
+    proc = subprocess.Popen(pinned(command, SERVER_CPU), stdout=log, stderr=log)
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as c:
+            c.sendall(b"PING\r\n")
+            if c.recv(64).startswith(b"+PONG"):
+                return proc, port
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(proc)
+            raise BenchmarkError("redis-server did not start")
+        time.sleep(0.05)
+
+
+def start_server(log: IO[bytes], *state: str) -> tuple[subprocess.Popen[bytes], int]:
     command = [sys.executable, "-m", "socketeer", "serve", "chat", "127.0.0.1:0", "--quiet"]
-    command += ["--state", state]
+    command += state
     proc = subprocess.Popen(pinned(command, SERVER_CPU), stdout=subprocess.PIPE, stderr=log)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -250,12 +317,12 @@ def percentile(values: list[int], fraction: float) -> float:
 
 
 async def measure(
-    crowd: Crowd, server_pid: int, rate: float, warmup: float, seconds: float, members: int
+    crowd: Crowd, servers: Servers, rate: float, warmup: float, seconds: float, members: int
 ) -> Measurement:
     """One measurement at ``rate`` messages a second."""
-    window = await crowd.send(rate, warmup, seconds, server_pid)
+    window = await crowd.send(rate, warmup, seconds, servers)
     window_seconds = (window.end_ns - window.start_ns) / 1e9
-    server_cpu, loadgen_cpu, machine_cpu = (
+    server_cpu, loadgen_cpu, machine_cpu, redis_cpu = (
         (end - start) / window_seconds
         for start, end in zip(window.cpu_start, window.cpu_end, strict=True)
     )
@@ -270,7 +337,8 @@ async def measure(
         delivered_share=len(latencies) / expected if expected else 0.0,
         server_cpu=server_cpu,
         loadgen_cpu=loadgen_cpu,
-        other_cpu=max(0.0, machine_cpu - server_cpu - loadgen_cpu),
+        other_cpu=max(0.0, machine_cpu - server_cpu - loadgen_cpu - redis_cpu),
+        redis_cpu=redis_cpu,
     )
 
 
@@ -281,11 +349,8 @@ def run_round(
     states = args.states if number % 2 == 0 else list(reversed(args.states))
     results = []
     for state in states:
-        if state == "none":
-            results += run_state(args, budget, log, number, "none")
-            continue
         with tempfile.TemporaryDirectory(prefix="chat-bench-") as kept:
-            results += run_state(args, budget, log, number, kept, "sqlite")
+            results += run_state(args, budget, log, number, kept, state)
     return results
 
 
@@ -294,52 +359,72 @@ def run_state(
     budget: NoiseBudget,
     log: IO[bytes],
     number: int,
-    state: str,
-    name: str = "none",
+    directory: str,
+    name: str,
 ) -> list[Measurement]:
-    """A fresh server keeping its state in ``state``, the members join, then each rate.
+    """Fresh servers keeping their state as ``name`` says, the members join, then each rate.
 
     The event loop runs only while members join and while a measurement
     runs; in between, the noise policy waits for a quiet machine.
     """
+    with contextlib.ExitStack() as stack:
+        if name == "redis":
+            redis, redis_port = start_redis(log, directory)
+            stack.callback(stop_server, redis)
+            url = f"redis://127.0.0.1:{redis_port}/0"
+            started = [start_server(log, "--redis", url) for _ in range(2)]
+        else:
+            started = [start_server(log, "--state", "none" if name == "none" else directory)]
+            redis = None
+        for proc, _ in started:
+            stack.callback(stop_server, proc)
+        servers = Servers(
+            [port for _, port in started],
+            [proc.pid for proc, _ in started],
+            redis.pid if redis is not None else None,
+        )
+        return run_load(args, budget, number, name, servers)
+
+
+def run_load(
+    args: argparse.Namespace, budget: NoiseBudget, number: int, name: str, servers: Servers
+) -> list[Measurement]:
+    """The members join ``servers``, then each rate is measured."""
     import uvloop
 
-    proc, port = start_server(log, state)
     crowd = Crowd()
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            try:
-                runner.run(crowd.join(port, args.members))
-                results = []
-                for rate in args.rates:
-                    label = f"round {number + 1} {name} rate {rate:g}"
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        try:
+            runner.run(crowd.join(servers.ports, args.members))
+            results = []
+            for rate in args.rates:
+                label = f"round {number + 1} {name} rate {rate:g}"
 
-                    def once(rate: float = rate) -> Measurement:
-                        return runner.run(
-                            measure(crowd, proc.pid, rate, args.warmup, args.seconds, args.members)
-                        )
-
-                    def show(m: Measurement, noisy: bool, label: str = label) -> None:
-                        print(
-                            f"{label}: {m.deliveries_per_second:,.0f} deliveries/s, p50"
-                            f" {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms, delivered"
-                            f" {m.delivered_share:.2%}, server CPU {m.server_cpu:.0%}, load CPU"
-                            f" {m.loadgen_cpu:.0%}, other CPU {m.other_cpu:.0%}"
-                            + ("  (noisy)" if noisy else ""),
-                            flush=True,
-                        )
-
-                    best, attempts = quietest(
-                        once, lambda m: m.other_cpu, budget, args.noisy, args.retries, show
+                def once(rate: float = rate) -> Measurement:
+                    return runner.run(
+                        measure(crowd, servers, rate, args.warmup, args.seconds, args.members)
                     )
-                    best.attempts = attempts
-                    best.state = name
-                    results.append(best)
-                return results
-            finally:
-                crowd.close()
-    finally:
-        stop_server(proc)
+
+                def show(m: Measurement, noisy: bool, label: str = label) -> None:
+                    print(
+                        f"{label}: {m.deliveries_per_second:,.0f} deliveries/s, p50"
+                        f" {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms, delivered"
+                        f" {m.delivered_share:.2%}, server CPU {m.server_cpu:.0%}, redis"
+                        f" CPU {m.redis_cpu:.0%}, load CPU"
+                        f" {m.loadgen_cpu:.0%}, other CPU {m.other_cpu:.0%}"
+                        + ("  (noisy)" if noisy else ""),
+                        flush=True,
+                    )
+
+                best, attempts = quietest(
+                    once, lambda m: m.other_cpu, budget, args.noisy, args.retries, show
+                )
+                best.attempts = attempts
+                best.state = name
+                results.append(best)
+            return results
+        finally:
+            crowd.close()
 
 
 # --- report ------------------------------------------------------------------------------
@@ -348,7 +433,40 @@ def run_state(
 def median_of(rounds: list[list[Measurement]], rate: float, state: str) -> dict[str, float]:
     rows = [m for r in rounds for m in r if m.rate == rate and m.state == state]
     figures = [name for name in asdict(rows[0]) if name != "state"]
+    figures += ["chat_us_per_delivery", "redis_us_per_delivery"]
     return {name: statistics.median(getattr(row, name) for row in rows) for name in figures}
+
+
+def redis_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
+    """Two processes and Redis against one process, by rate."""
+    rows = []
+    for rate in rates:
+        one, two = median_of(rounds, rate, "none"), median_of(rounds, rate, "redis")
+        added = two["p50_ms"] - one["p50_ms"]
+        rows.append(
+            [
+                f"{rate:,.0f}",
+                f"{one['deliveries_per_second']:,.0f} / {two['deliveries_per_second']:,.0f}",
+                f"{one['p50_ms']:.1f} / {two['p50_ms']:.1f}",
+                f"{one['p99_ms']:.1f} / {two['p99_ms']:.1f}",
+                f"{one['chat_us_per_delivery']:.2f} / {two['chat_us_per_delivery']:.2f}",
+                f"{two['redis_us_per_delivery']:.3f}",
+                f"{added:+.1f} ({'met' if added <= GOAL_REDIS_P50_MS else 'not met'})",
+            ]
+        )
+    return table(
+        [
+            "offered msg/s",
+            "deliveries/s",
+            "p50 ms",
+            "p99 ms",
+            "chat CPU µs/delivery",
+            "Redis CPU µs/delivery",
+            f"p50 added (goal <= {GOAL_REDIS_P50_MS:g} ms)",
+        ],
+        rows,
+        align="r" * 7,
+    )
 
 
 def rate_row(rounds: list[list[Measurement]], rate: float, state: str) -> list[object]:
@@ -423,7 +541,8 @@ def report(
             f" Python {platform.python_version()}, Linux {platform.release()}",
             f"- {args.members:,} members in one room on 127.0.0.1; server pinned to CPU"
             f" {SERVER_CPU} (`socketeer serve chat --quiet --state ...`, uvloop, default"
-            " limits: history 50 lines and 64 KiB per room), load"
+            " limits: history 50 lines and 64 KiB per room; redis: two `serve chat --redis`"
+            " processes and redis-server, all three on that CPU), load"
             f" generator pinned to CPU {CLIENT_CPU} (one process, uvloop)",
             f"- Each rate: {args.warmup:g} s warm-up, {args.seconds:g} s measured;"
             f" median of {len(rounds)} rounds, a fresh server each round",
@@ -439,7 +558,19 @@ def report(
                     "",
                     states_table(rounds, args.rates),
                 ]
-                if set(args.states) == {"none", "sqlite"}
+                if {"none", "sqlite"} <= set(args.states)
+                else []
+            ),
+            *(
+                [
+                    "",
+                    f"{args.members:,} members over two processes and one Redis against one process"
+                    " (each cell: one process / two with Redis; CPU per delivery: CPU time"
+                    " of all chat processes, and of redis-server, over deliveries):",
+                    "",
+                    redis_table(rounds, args.rates),
+                ]
+                if {"none", "redis"} <= set(args.states)
                 else []
             ),
             END_MARK,
@@ -454,7 +585,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument(
-        "--states", default="none,sqlite", help="history kept: none, sqlite (comma-separated)"
+        "--states",
+        default="none,sqlite,redis",
+        help="history kept: none, sqlite, redis (two processes and Redis; comma-separated)",
     )
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--hard-limit", type=float, default=900.0, help="seconds for the whole run")
@@ -465,8 +598,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.argv = argv
     args.rates = [float(rate) for rate in args.rates.split(",")]
     args.states = args.states.split(",")
-    if not args.states or not set(args.states) <= {"none", "sqlite"}:
-        parser.error("--states takes none and/or sqlite")
+    if not args.states or not set(args.states) <= {"none", "sqlite", "redis"}:
+        parser.error("--states takes none, sqlite and/or redis")
     if not 1 <= args.members <= 5000 or not 1 <= args.rounds <= 20 or args.seconds > 60:
         parser.error("keep --members to 1..5000, --rounds to 1..20 and --seconds to 60")
     return args

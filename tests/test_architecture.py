@@ -46,6 +46,7 @@ SANS_IO = [
     "socketeer.services.files.paths",
     "socketeer.services.files.hashes",
     "socketeer.services.chat.backoff",
+    "socketeer.services.chat.network",
     "socketeer.services.chat.commands",
     "socketeer.services.chat.events",
     "socketeer.services.chat.history",

@@ -28,6 +28,7 @@ from ..services.chat import (
 )
 from ..services.chat.logins import Registry
 from ..services.chat.names import nick_problem
+from ..services.chat.network import ChatNetwork
 from ..services.chat.state import DEFAULT_HISTORY_BYTES, ChatState, MemoryState
 from ..tls import ClientTLS, alpn
 from ..visible import visible
@@ -60,6 +61,27 @@ def chat_state(where: str, lines: int, size: int) -> ChatState:
     return SQLiteState(Path(where).expanduser(), lines, size)
 
 
+#: Seconds a nickname stays held after its process stops refreshing it (``--redis-ttl``).
+DEFAULT_REDIS_TTL = 30.0
+
+
+def redis_chat(url: str, ttl: float, lines: int, size: int) -> tuple[ChatState, ChatNetwork]:
+    """The chat's state and network in the Redis at ``url`` (``--redis``)."""
+    try:
+        from ..services.chat.redis_link import RedisLink, redis_url_problem
+        from ..services.chat.redis_network import RedisNetwork
+        from ..services.chat.redis_state import RedisState
+    except ImportError:
+        raise click.ClickException(
+            "--redis needs the redis package: pip install 'socketeer[redis]'"
+        ) from None
+    problem = redis_url_problem(url)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--redis")
+    link = RedisLink(url)
+    return RedisState(link, lines, size), RedisNetwork(link, ttl)
+
+
 @serve_group.command("chat")
 @server_options(framing=False)
 @click.option(
@@ -81,6 +103,19 @@ def chat_state(where: str, lines: int, size: int) -> ChatState:
     metavar="DIR|none",
     help="Where the rooms' history is kept, so that it survives a restart (SQLite); "
     "none: in memory only.  [default: $XDG_DATA_HOME/socketeer/chat]",
+)
+@click.option(
+    "--redis",
+    metavar="URL",
+    help="Be one chat with every `serve chat` given the same Redis "
+    "(redis://[:PASSWORD@]HOST:PORT/DB, rediss:// for TLS); history is kept there.",
+)
+@click.option(
+    "--redis-ttl",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_REDIS_TTL,
+    show_default=True,
+    help="Seconds a nickname stays taken after its process dies (with --redis).",
 )
 @click.option(
     "--rate",
@@ -144,6 +179,8 @@ def serve_chat(
     history: int,
     history_bytes: int,
     state: str | None,
+    redis: str | None,
+    redis_ttl: float,
     rate: float,
     burst: int,
     max_queue: int,
@@ -162,12 +199,18 @@ def serve_chat(
     Members may stay silent as long as they like unless --idle-timeout is
     given.  The rooms' history is kept in --state and survives a restart.
     With --users, an account's nickname needs its password (/login NAME
-    PASSWORD, or PASS PASSWORD before the nickname).
+    PASSWORD, or PASS PASSWORD before the nickname).  With --redis, every
+    process given the same Redis (--workers, or other machines) is one chat.
     """
     if registered_only and users is None:
         raise click.UsageError("--registered-only needs --users FILE")
-    if options.workers > 1:
-        raise click.BadParameter("chat keeps its rooms in one process", param_hint="--workers")
+    if options.workers > 1 and redis is None:
+        raise click.BadParameter(
+            "chat keeps its rooms in one process; give --redis to spread it over several",
+            param_hint="--workers",
+        )
+    if redis is not None and state is not None:
+        raise click.BadParameter("with --redis the history is kept in Redis", param_hint="--state")
     try:
         settings = ChatSettings(
             default_room=room,
@@ -182,7 +225,11 @@ def serve_chat(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--room") from None
-    kept = chat_state(state or str(default_state_dir()), history, history_bytes)
+    network: ChatNetwork | None = None
+    if redis is not None:
+        kept, network = redis_chat(redis, redis_ttl, history, history_bytes)
+    else:
+        kept = chat_state(state or str(default_state_dir()), history, history_bytes)
     registry = Registry(users, registered_only) if users is not None else None
     service = ChatService(
         settings,
@@ -190,6 +237,7 @@ def serve_chat(
         max_queue_total=max_queue_total,
         state=kept,
         registry=registry,
+        network=network,
     )
     run_server(service, options)
 

@@ -9,6 +9,14 @@ rendering in use (text lines, JSON lines), and the I/O layer
 and ends.  Two clocks are passed in: ``now``, seconds on a clock that never
 jumps (``time.monotonic()``), for the limits, and ``wall``, seconds since the
 epoch (``time.time()``), only for the times shown to people.
+
+Given a :class:`~.network.ChatNetwork`, the chat is one node of a chat
+served by several processes: what happens in its rooms is published to the
+other nodes, what they publish is given to :meth:`ChatProtocol.remote`, and
+what only they can answer (is a nickname free, who is online, where is a
+member) is asked: :meth:`ChatProtocol.take_asks` hands the questions to the
+I/O layer, which gives the answers back with :meth:`ChatProtocol.answered`;
+the member's further lines wait meanwhile.
 """
 
 from __future__ import annotations
@@ -45,11 +53,12 @@ from .incoming import LineSplitter, Overlong
 from .lines import NOWHERE
 from .logins import LoginCheck, Registry, pass_line
 from .names import name_key, nick_problem, room_name
+from .network import ChatNetwork, RoomEvent, Roster
 from .rendering import FORMATS, TEXT, Addressed, Audience, Delivery, group
 from .room import Member, Room
 from .state import DEFAULT_HISTORY_BYTES, ChatState
 
-__all__ = ["Addressed", "ChatProtocol", "ChatSettings", "Delivery"]
+__all__ = ["Addressed", "Ask", "ChatProtocol", "ChatSettings", "Delivery"]
 
 P = TypeVar("P")
 
@@ -63,6 +72,21 @@ JOIN_NAMES = 20
 ONLINE_ROOMS = 10
 #: How much of a name that is not one an error quotes.
 QUOTED_NAME = 64
+
+
+@dataclass(frozen=True)
+class Ask(Generic[P]):
+    """A question ``member``'s ``command`` puts to the other nodes of the chat.
+
+    The answer (:meth:`ChatProtocol.answered`): for :class:`Nick`, whether
+    the nickname could be claimed; for :class:`Join` (the member joined the
+    room), :class:`Who`, :class:`Online` and :class:`Rooms`, the
+    :data:`~.network.Roster` of the other nodes; for
+    :class:`Msg`, the private message as delivered, or None.
+    """
+
+    member: Member[P]
+    command: Nick | Join | Who | Online | Rooms | Msg
 
 
 def _to(member: Member[P]) -> Audience[P]:
@@ -130,6 +154,7 @@ class ChatProtocol(Generic[P]):
         settings: ChatSettings | None = None,
         state: ChatState | None = None,
         registry: Registry | None = None,
+        network: ChatNetwork | None = None,
     ) -> None:
         #: Registered nicknames (a users file), or None: every nickname is free.
         self.registry = registry
@@ -137,6 +162,10 @@ class ChatProtocol(Generic[P]):
         self.settings = settings = settings or ChatSettings()
         #: What keeps the rooms' histories (None: each room's lasts while the room does).
         self.state = state
+        #: The other nodes of the chat (None: this process is the whole chat).
+        self.network = network
+        #: Questions for the other nodes, for the I/O layer to put.
+        self._asks: list[Ask[P]] = []
         #: Every room, by the key of its name (see :func:`.names.name_key`).
         self._rooms: dict[str, Room[P]] = {}
         self._members: dict[str, Member[P]] = {}
@@ -240,7 +269,7 @@ class ChatProtocol(Generic[P]):
 
     def _resume(self, member: Member[P], now: float, wall: float, out: list[Addressed[P]]) -> None:
         """Act on ``member``'s held lines once nothing it waits for is on its way."""
-        if member.loading or member.checking or member.held is None:
+        if member.loading or member.checking or member.asking or member.held is None:
             return
         held, member.held = member.held, None
         self._act_on(member, held, now, wall, out)
@@ -302,12 +331,110 @@ class ChatProtocol(Generic[P]):
             self._resume(member, now, wall, out)
         return out
 
+    # the other nodes ------------------------------------------------------------------
+
+    def take_asks(self) -> list[Ask[P]]:
+        """The questions for the other nodes (each handed out once)."""
+        asks, self._asks = self._asks, []
+        return asks
+
+    def _ask(self, member: Member[P], command: Nick | Join | Who | Online | Rooms | Msg) -> None:
+        """Put ``command`` to the other nodes; hold ``member``'s lines until the answer."""
+        member.asking = True
+        if member.held is None:
+            member.held = []
+        self._asks.append(Ask(member, command))
+
+    def answered(
+        self, ask: Ask[P], answer: bool | Roster | Private | None, now: float, wall: float
+    ) -> list[Addressed[P]]:
+        """The other nodes answered ``ask``: finish its command, then act on the held lines."""
+        out: list[Addressed[P]] = []
+        member = ask.member
+        member.asking = False
+        roster = answer if isinstance(answer, list) else []  # None: out of reach
+        match ask.command:
+            case Nick(nick):
+                if member.gone:
+                    if answer is True and self.network is not None:
+                        self.network.released(nick)
+                elif answer is True:
+                    self._name(member, nick, wall, out, claimed=True)
+                else:
+                    self._taken(member, nick, None, wall, out)
+            case Join(name):
+                room = member.rooms.get(name_key(name))
+                if room is not None and not member.gone:
+                    key = room.key
+                    elsewhere = [nick for nick, names in roster if key in map(name_key, names)]
+                    self._welcome(member, room, elsewhere, wall, out)
+            case Who(room):
+                self._who(member, room, wall, out, roster)
+            case Online():
+                self._online(member, wall, out, roster)
+            case Rooms():
+                self._list_rooms(member, wall, out, roster)
+            case Msg(nick) if not member.gone:
+                if isinstance(answer, Private):
+                    out.append((_to(member), answer))
+                else:
+                    self._no_such_nick(member, nick, wall, out)
+        if not member.gone:
+            self._resume(member, now, wall, out)
+        return out
+
+    def remote(self, room: str, event: RoomEvent) -> list[Addressed[P]]:
+        """``event`` happened in the room keyed ``room`` on another node: tell the members here."""
+        found = self._rooms.get(room)
+        if found is None:
+            return []
+        if isinstance(event, Said | Acted):
+            found.history.append(event if event.room == found.name else _moved(event, found.name))
+        return [(found.audience(), event)] if found.members else []
+
+    def private(self, message: Private) -> list[Addressed[P]]:
+        """A member of another node sent ``message`` to a member here."""
+        target = self._members.get(name_key(message.recipient))
+        return [(_to(target), message)] if target is not None else []
+
+    def announce(self, code: str, text: str, wall: float) -> list[Addressed[P]]:
+        """Tell every member with a nickname ``text`` (a notice with ``code``)."""
+        members = list(self._members.values())
+        return [(group(members), Notice(wall, NOWHERE, code, text))] if members else []
+
+    def nick_lost(self, nick: str, new: str, wall: float) -> list[Addressed[P]]:
+        """``nick`` is held on another node: its member here is renamed ``new`` and told why."""
+        member = self._members.get(name_key(nick))
+        out: list[Addressed[P]] = []
+        if member is None or member.nick is None or self._members.get(name_key(new)):
+            return out
+        old = member.nick
+        text = (
+            f'"{old}" was taken on another server while the chat was cut off;'
+            f" you are now known as {new}"
+        )
+        data = {"nick": new, "lost": old}
+        out.append((_to(member), Notice(wall, NOWHERE, "nick-lost", text, data, error=True)))
+        self._rename(member, new, wall, out)
+        return out
+
+    def _publish(self, room: Room[P], event: RoomEvent) -> None:
+        if self.network is not None:
+            self.network.publish(room.key, event)
+
+    def _present(self, member: Member[P]) -> None:
+        """Tell the other nodes which rooms ``member`` is in now."""
+        if self.network is not None and member.nick is not None and not member.gone:
+            self.network.present(member.nick, [room.name for room in member.rooms.values()])
+
     def _new_room(self, name: str) -> Room[P]:
         """Make the room called ``name``, with its history from the state."""
         settings = self.settings
         history = RecentLines(settings.history, settings.history_bytes)
         room = Room[P](name, history)
         self._rooms[room.key] = room
+        if self.network is not None:
+            self.network.opened(room.key)
         state = self.state
         if state is not None:
             past = state.cached(room.key)
@@ -373,11 +500,11 @@ class ChatProtocol(Generic[P]):
             case Switch(room):
                 self._switch(member, room, wall, out)
             case Rooms():
-                self._list_rooms(member, wall, out)
+                self._list_rooms(member, wall, out, None)
             case Who(room):
-                self._who(member, room, wall, out)
+                self._who(member, room, wall, out, None)
             case Online():
-                self._online(member, wall, out)
+                self._online(member, wall, out, None)
             case Ping(token):
                 text = f"pong {token}".rstrip()
                 out.append((_to(member), Notice(wall, NOWHERE, "pong", text, {"token": token})))
@@ -419,6 +546,7 @@ class ChatProtocol(Generic[P]):
         room.history.append(line)
         if self.state is not None:
             self.state.append(room.key, line)
+        self._publish(room, line)
         out.append((room.audience(), line))
 
     def _msg(
@@ -428,18 +556,38 @@ class ChatProtocol(Generic[P]):
             return
         target = self._members.get(name_key(nick))
         if target is None:
-            shown = visible(nick)
-            reply = f'no one is called "{shown}"'
-            self._error(member, wall, "no-such-nick", reply, out, nick=shown)
+            if self.network is not None:
+                self._ask(member, Msg(nick, text))
+            else:
+                self._no_such_nick(member, nick, wall, out)
             return
         assert member.nick is not None
         assert target.nick is not None
         event = Private(wall, member.nick, target.nick, visible(text))
         out.append((_to(member) if target is member else group((target, member)), event))
 
+    def _no_such_nick(
+        self, member: Member[P], nick: str, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        shown = visible(nick)
+        reply = f'no one is called "{shown}"'
+        self._error(member, wall, "no-such-nick", reply, out, nick=shown)
+
     # names and rooms ----------------------------------------------------------------
 
-    def _name(self, member: Member[P], nick: str, wall: float, out: list[Addressed[P]]) -> None:
+    def _name(
+        self,
+        member: Member[P],
+        nick: str,
+        wall: float,
+        out: list[Addressed[P]],
+        claimed: bool = False,
+    ) -> None:
+        """Give ``member`` the nickname ``nick`` if it may have it.
+
+        On a node of a larger chat the nickname is first claimed from the
+        other nodes (``claimed``: it was).
+        """
         problem = nick_problem(nick)
         shown = visible(nick)
         if problem:
@@ -456,14 +604,17 @@ class ChatProtocol(Generic[P]):
         key = name_key(nick)
         holder = self._members.get(key)
         if holder is not None and holder is not member and holder.nick is not None:
-            same = holder.nick.casefold() == nick.casefold()
-            alike = "" if same else f' (it looks like "{holder.nick}")'
-            reply = f'the nickname "{nick}" is taken{alike}; choose another'
-            self._error(member, wall, "nick-taken", reply, out, nick=nick, holder=holder.nick)
+            self._taken(member, nick, holder.nick, wall, out)
+            return
+        network = self.network
+        if network is not None and not claimed and (old is None or name_key(old) != key):
+            self._ask(member, Nick(nick))
             return
         member.nick = nick
         if old is not None:
             del self._members[name_key(old)]
+            if network is not None and name_key(old) != key:
+                network.released(old)
         self._members[key] = member
         text = f"you are now known as {nick}"
         settings = self.settings
@@ -477,11 +628,39 @@ class ChatProtocol(Generic[P]):
             for name in landing or ():
                 self._join(member, name, wall, out)
             return
+        self._renamed(member, old, wall, out)
+
+    def _taken(
+        self, member: Member[P], nick: str, holder: str | None, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        """Tell ``member`` that ``nick`` is taken (by ``holder``, when it is known here)."""
+        same = holder is None or holder.casefold() == nick.casefold()
+        alike = "" if same else f' (it looks like "{holder}")'
+        reply = f'the nickname "{nick}" is taken{alike}; choose another'
+        self._error(member, wall, "nick-taken", reply, out, nick=nick, holder=holder or nick)
+
+    def _rename(self, member: Member[P], nick: str, wall: float, out: list[Addressed[P]]) -> None:
+        """Call ``member`` (who has a nickname) ``nick``, with no questions asked."""
+        old = member.nick
+        assert old is not None
+        member.nick = nick
+        del self._members[name_key(old)]
+        self._members[name_key(nick)] = member
+        if self.network is not None:
+            self.network.released(old)
+        self._renamed(member, old, wall, out)
+
+    def _renamed(self, member: Member[P], old: str, wall: float, out: list[Addressed[P]]) -> None:
+        """``member`` was called ``old``: tell the rooms it is in."""
+        assert member.nick is not None
         for room in member.rooms.values():
             room.rename(member, old)
+            renamed = Renamed(wall, room.name, old, member.nick)
+            self._publish(room, renamed)
             others = room.others(member)
             if others:
-                out.append((others, Renamed(wall, room.name, old, nick)))
+                out.append((others, renamed))
+        self._present(member)
 
     # registered nicknames --------------------------------------------------------
 
@@ -633,13 +812,30 @@ class ChatProtocol(Generic[P]):
         self, member: Member[P], room: Room[P], wall: float, out: list[Addressed[P]]
     ) -> None:
         assert member.nick is not None
+        joined_room = Joined(wall, room.name, member.nick)
+        self._publish(room, joined_room)
         if room.members:
-            out.append((room.audience(), Joined(wall, room.name, member.nick)))
+            out.append((room.audience(), joined_room))
         before = room.holder()
         room.add(member)
         self._hold(room, before)
         member.room = room
-        nicks = room.nicks()
+        self._present(member)
+        if self.network is not None:
+            self._ask(member, Join(room.name))  # who is in it on the other nodes
+        else:
+            self._welcome(member, room, [], wall, out)
+
+    def _welcome(
+        self,
+        member: Member[P],
+        room: Room[P],
+        elsewhere: list[str],
+        wall: float,
+        out: list[Addressed[P]],
+    ) -> None:
+        """Tell ``member`` it joined ``room`` (where ``elsewhere`` are on other nodes)."""
+        nicks = sorted(room.nicks() + elsewhere, key=str.casefold)
         listed = ", ".join(nicks[:JOIN_NAMES])
         if len(nicks) > JOIN_NAMES:
             listed += f" and {len(nicks) - JOIN_NAMES} more (/who lists everyone)"
@@ -693,10 +889,14 @@ class ChatProtocol(Generic[P]):
         self._hold(room, before)
         if member.room is room:
             member.room = next(reversed(member.rooms.values()), None)
+        self._publish(room, left)
+        self._present(member)
         if room.members:
             out.append((room.audience(), left))
         elif room.key != self._default_room:
             del self._rooms[room.key]
+            if self.network is not None:
+                self.network.closed(room.key)
 
     def _leave(
         self, member: Member[P], typed: str | None, wall: float, out: list[Addressed[P]]
@@ -736,6 +936,8 @@ class ChatProtocol(Generic[P]):
         member.gone = True
         if member.nick is not None:
             del self._members[name_key(member.nick)]
+            if self.network is not None:
+                self.network.released(member.nick)
             for room in list(member.rooms.values()):
                 self._exit(member, room, Left(wall, room.name, member.nick, how, reason), out)
         return out
@@ -760,16 +962,36 @@ class ChatProtocol(Generic[P]):
 
     # listings -----------------------------------------------------------------------
 
-    def _list_rooms(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
-        rooms = sorted(self._rooms.values(), key=lambda room: room.name)
-        listed = ", ".join(f"{room.name} ({len(room.members)})" for room in rooms)
-        data = {"rooms": [{"room": room.name, "count": len(room.members)} for room in rooms]}
+    def _list_rooms(
+        self, member: Member[P], wall: float, out: list[Addressed[P]], roster: Roster | None
+    ) -> None:
+        if self.network is not None and roster is None:
+            self._ask(member, Rooms())
+            return
+        names = {room.key: room.name for room in self._rooms.values()}
+        counts = {room.key: len(room.members) for room in self._rooms.values()}
+        for _, elsewhere in roster or ():
+            for name in elsewhere:
+                key = name_key(name)
+                names.setdefault(key, name)
+                counts[key] = counts.get(key, 0) + 1
+        rooms = sorted((names[key], count) for key, count in counts.items())
+        listed = ", ".join(f"{name} ({count})" for name, count in rooms)
+        data = {"rooms": [{"room": name, "count": count} for name, count in rooms]}
         out.append((_to(member), Notice(wall, NOWHERE, "rooms", f"rooms: {listed}", data)))
 
     def _who(
-        self, member: Member[P], typed: str | None, wall: float, out: list[Addressed[P]]
+        self,
+        member: Member[P],
+        typed: str | None,
+        wall: float,
+        out: list[Addressed[P]],
+        roster: Roster | None,
     ) -> None:
         if not self._named(member, wall, out):
+            return
+        if self.network is not None and roster is None:
+            self._ask(member, Who(typed))
             return
         if typed is None:
             room = member.room
@@ -781,32 +1003,44 @@ class ChatProtocol(Generic[P]):
             name = self._room_name(member, typed, wall, out)
             if name is None:
                 return
-            found = self._rooms.get(name_key(name))
-            if found is None:
+            key = name_key(name)
+            found = self._rooms.get(key)
+            elsewhere = any(key in map(name_key, names) for _, names in roster or ())
+            if found is None and not elsewhere:
                 reply = f"there is no room called {name}; /rooms lists them"
                 self._error(member, wall, "no-such-room", reply, out, room=name)
                 return
-            room = found
+            room = found or Room[P](name, RecentLines(0, 0))
         nicks = room.nicks()
+        for nick, names in roster or ():
+            if room.key in map(name_key, names):
+                nicks.append(nick)
+        nicks.sort(key=str.casefold)
         text = f"{len(nicks)} in {room.name}: {', '.join(nicks)}"
         data = {"room": room.name, "nicks": nicks}
         out.append((_to(member), Notice(wall, room.name, "who", text, data)))
 
-    def _online(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
+    def _online(
+        self, member: Member[P], wall: float, out: list[Addressed[P]], roster: Roster | None
+    ) -> None:
         if not self._named(member, wall, out):
             return
-        online = sorted(self._members.values(), key=lambda m: (m.nick or "").casefold())
+        if self.network is not None and roster is None:
+            self._ask(member, Online())
+            return
+        here = [
+            (someone.nick or "", [room.name for room in someone.rooms.values()])
+            for someone in self._members.values()
+        ]
+        online = sorted(here + list(roster or ()), key=lambda entry: entry[0].casefold())
         listed = []
         members = []
-        for someone in online:
-            rooms = [room.name for room in someone.rooms.values()]
-            members.append(
-                {"nick": someone.nick, "rooms": rooms[:ONLINE_ROOMS], "count": len(rooms)}
-            )
+        for nick, rooms in online:
+            members.append({"nick": nick, "rooms": rooms[:ONLINE_ROOMS], "count": len(rooms)})
             shown = ", ".join(rooms[:ONLINE_ROOMS]) or "no room"
             if len(rooms) > ONLINE_ROOMS:
                 shown += f" and {len(rooms) - ONLINE_ROOMS} more"
-            listed.append(f"{someone.nick} ({shown})")
+            listed.append(f"{nick} ({shown})")
         text = f"{len(online)} online: {', '.join(listed)}"
         data = {"members": members, "count": len(online)}
         out.append((_to(member), Notice(wall, NOWHERE, "online", text, data)))

@@ -28,6 +28,7 @@ class Member(Generic[P]):
         "account",
         "account",
         "address",
+        "asking",
         "bucket",
         "checking",
         "finished",
@@ -77,6 +78,8 @@ class Member(Generic[P]):
         self.held: list[str | Overlong] | None = None
         #: How many rooms it joined have their history on the way.
         self.loading = 0
+        #: A question to the other nodes of the chat is on its way (see :mod:`.network`).
+        self.asking = False
         #: Its input ended (acted on once the held lines are).
         self.input_ended = False
         #: Its password is being checked (its lines wait in :attr:`held`).

@@ -33,9 +33,12 @@ from ...session import Session
 from ...stream import ByteStream
 from ...throttle import AuthThrottle
 from ...visible import visible
+from .commands import Msg, Nick
+from .events import Private
 from .lines import NOWHERE, SERVER, Stamp, format_line
 from .logins import LoginCheck, Registry
-from .protocol import Addressed, ChatProtocol, ChatSettings
+from .network import ChatNetwork, RoomEvent, Roster
+from .protocol import Addressed, Ask, ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
 from .room import Member, Room
 from .state import ChatState, MemoryState
@@ -290,6 +293,9 @@ class ChatSession(Session):
         for room in chat.take_loads():
             loading = load_history(chat, room, self.host.now, self._outbox)
             self.host.spawn(loading, f"history of {room.name}")
+        for ask in chat.take_asks():
+            asking = answer(chat, ask, self.host.now, self._outbox)
+            self.host.spawn(asking, "a question to the chat's other nodes")
         self._start_checks()
 
     # closing ----------------------------------------------------------------------
@@ -349,6 +355,62 @@ async def load_history(
         session.resumed()
 
 
+async def answer(
+    chat: ChatProtocol[ChatSession],
+    ask: Ask[ChatSession],
+    now: Callable[[], float],
+    outbox: Outbox,
+) -> None:
+    """Put ``ask`` to the chat's other nodes and give the protocol the answer."""
+    network = chat.network
+    assert network is not None
+    member = ask.member
+    result: bool | Roster | Private | None
+    try:
+        match ask.command:
+            case Nick(nick):
+                result = await network.claim(nick)
+            case Msg(nick, text):
+                assert member.nick is not None
+                private = Private(time.time(), member.nick, nick, visible(text))
+                result = await network.whisper(private)
+            case _:
+                result = await network.roster()
+    except Exception:  # answered as if the other nodes were out of reach
+        log.exception("a question to the chat's other nodes failed")
+        result = True if isinstance(ask.command, Nick) else None
+    outbox.post(deliveries(chat.answered(ask, result, now(), time.time())))
+    member.peer.resumed()
+
+
+class _Arrivals:
+    """What the other nodes send this one, delivered to its members."""
+
+    def __init__(self, chat: ChatProtocol[ChatSession], outbox: Outbox) -> None:
+        self._chat = chat
+        self._outbox = outbox
+
+    def room_event(self, room: str, event: RoomEvent) -> None:
+        self._outbox.post(deliveries(self._chat.remote(room, event)))
+
+    def private(self, message: Private) -> None:
+        self._outbox.post(deliveries(self._chat.private(message)))
+
+    def degraded(self, reason: str) -> None:
+        text = (
+            "the chat is degraded: this server cannot reach the others;"
+            " you reach only the members on this server until it can"
+        )
+        self._outbox.post(deliveries(self._chat.announce("degraded", text, time.time())))
+
+    def restored(self) -> None:
+        text = "the chat is whole again: you reach the members on every server"
+        self._outbox.post(deliveries(self._chat.announce("restored", text, time.time())))
+
+    def nick_lost(self, nick: str, new: str) -> None:
+        self._outbox.post(deliveries(self._chat.nick_lost(nick, new, time.time())))
+
+
 class Logins:
     """Checks members' passwords: in threads, a few at a time, throttled per address."""
 
@@ -404,8 +466,10 @@ class ChatService(Service):
     keeps the rooms' histories (:mod:`.state`; by default in memory, for as
     long as the process runs): the server starts it and closes it.  With a
     ``registry`` (accounts), registered nicknames need their password; failed
-    logins are throttled per address by ``throttle``.  One
-    ChatService is one chat: run it in one process (its rooms live in memory).
+    logins are throttled per address by ``throttle``.  Without a ``network``
+    one ChatService is one chat: run it in one process (its rooms live in
+    memory).  With one (:mod:`.network`, e.g. Redis), any number of processes,
+    on any number of machines, are one chat.
     """
 
     name = "chat"
@@ -421,23 +485,32 @@ class ChatService(Service):
         state: ChatState | None = None,
         registry: Registry | None = None,
         throttle: AuthThrottle | None = None,
+        network: ChatNetwork | None = None,
     ) -> None:
         self._outbox = Outbox(max_queue, max_queue_total)
         self.settings = settings = settings or ChatSettings()
         #: What keeps the rooms' histories.
         self.state = state or MemoryState(settings.history, settings.history_bytes)
-        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state, registry)
+        #: The chat's other processes (None: this one is the whole chat).
+        self.network = network
+        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state, registry, network)
         #: Password checks for registered nicknames (None: no accounts).
         self.logins = Logins(registry, throttle) if registry is not None else None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Open the chat's state and fetch the default room's history; close it at the end."""
+        """Open the chat's state (and network) and fetch the default room's history."""
         await self.state.start()
         try:
-            for room in self.chat.take_loads():
-                await load_history(self.chat, room)
-            yield
+            if self.network is not None:
+                await self.network.start(_Arrivals(self.chat, self._outbox))
+            try:
+                for room in self.chat.take_loads():
+                    await load_history(self.chat, room)
+                yield
+            finally:
+                if self.network is not None:
+                    await self.network.close()
         finally:
             await self.state.close()
 
