@@ -16,6 +16,7 @@ import click
 
 from .. import loop
 from ..endpoint import Endpoint
+from ..logs import announce_browsable
 from ..services.chat import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_QUEUE_TOTAL,
@@ -97,7 +98,9 @@ def serve_chat(
     max_rooms_per_address: int,
     room: str,
 ) -> None:
-    """Chat rooms that nc, telnet and `socketeer chat` can join.
+    """Chat rooms that nc, telnet, `socketeer chat` and browsers can join.
+
+    Browsers open the printed http:// address (the same port).
 
     Plain lines are said to your room; /help lists the commands.  Lines
     longer than --max-message are refused with a notice.  Members may stay
@@ -118,7 +121,7 @@ def serve_chat(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--room") from None
     service = ChatService(settings, max_queue=max_queue, max_queue_total=max_queue_total)
-    run_server(service, options)
+    run_server(service, options, on_ready=announce_browsable)
 
 
 # --- the client -------------------------------------------------------------------------
