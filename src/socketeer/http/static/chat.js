@@ -80,7 +80,7 @@
         return;
       }
       case "private":
-        message({ ...event, nick: event.from, room: `${event.from} → ${event.to}` }, event.text, "private");
+        message({ ...event, nick: event.from }, event.text, "private");
         return;
       case "joined":
         if (event.room === room && !members.includes(event.nick)) setMembers([...members, event.nick]);
@@ -197,7 +197,7 @@
     const item = document.createElement("li");
     if (kind) item.className = kind;
     stamp(item, event.time);
-    if (event.room && event.room !== room) {
+    if (event.room && room && event.room !== room && kind !== "private") {
       const place = document.createElement("span");
       place.className = "place";
       place.textContent = event.room;
@@ -207,10 +207,17 @@
     who.className = "nick";
     who.textContent = event.nick;
     paint(who, event.nick);
+    item.append(who);
+    if (kind === "private") {
+      const to = document.createElement("span");
+      to.className = "place";
+      to.textContent = `→ ${event.to} (private)`;
+      item.append(to);
+    }
     const body = document.createElement("span");
     body.className = "text";
     body.textContent = text;
-    item.append(who, body);
+    item.append(body);
     append(item);
   }
 
