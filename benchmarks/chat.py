@@ -1,7 +1,13 @@
 """Chat benchmark: 1,000 members in one room, every message delivered to all of them.
 
     python benchmarks/chat.py [--members 1000] [--rates 100,200,400] [--rounds 5]
+                              [--protocols lines,websocket]
                               [--seconds 5] [--out docs/chat.md] [--json raw.json]
+
+Each protocol is measured in every round, one after the other, each against
+a fresh server: ``lines`` members speak the line protocol (as nc does);
+``websocket`` members upgrade ``GET /ws`` and send and receive each line as
+a text message (as the chat page does).
 
 Each round starts ``socketeer serve chat 127.0.0.1:0 --quiet`` (uvloop, the
 server's default limits) pinned to CPU 0, and runs the load generator in this
@@ -42,6 +48,8 @@ from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, cast
+
+from wsproto.frame_protocol import FrameProtocol
 
 from machine import (
     CLIENT_CPU,
@@ -107,10 +115,19 @@ class Member(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.write(f"{self.nick}\n".encode())
 
+    def say(self, line: bytes) -> None:
+        """Send one line."""
+        assert self.transport is not None
+        self.transport.write(line + b"\n")
+
     def data_received(self, data: bytes) -> None:
-        now = time.monotonic_ns()
         lines = (self._rest + data).split(b"\n")
         self._rest = lines.pop()
+        self.heard(lines)
+
+    def heard(self, lines: list[bytes]) -> None:
+        """Lines from the chat: record the latency of the benchmark's."""
+        now = time.monotonic_ns()
         window = self.crowd.window
         for line in lines:
             # "HH:MM:SS #lobby <nick> bench SENT_NS"
@@ -129,10 +146,73 @@ class Member(asyncio.Protocol):
             self.joined.set_exception(BenchmarkError(f"{self.nick} was cut off: {exc}"))
 
 
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class WebSocketMember(Member):
+    """A member over WebSocket: each line one text message, as the chat page sends them.
+
+    Frames from the server are read with a few lines of code of its own (they
+    are unmasked and whole: the load generator must not cost more than the
+    server); frames to it are made by wsproto.
+    """
+
+    def __init__(self, nick: str, crowd: Crowd) -> None:
+        super().__init__(nick, crowd)
+        self._frames = FrameProtocol(client=True, extensions=[])
+        self._upgraded = False
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(UPGRADE)
+        self.say(self.nick.encode())
+
+    def say(self, line: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(bytes(self._frames.send_data(line.decode())))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        if not self._upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self._buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101 "):
+                raise BenchmarkError(f"upgrade refused: {buffer[:200]!r}")
+            self._upgraded = True
+            buffer = buffer[end + 4 :]
+        lines = []
+        at, size = 0, len(buffer)
+        while size - at >= 2:
+            length = buffer[at + 1]
+            head = 2
+            if length == 126:
+                if size - at < 4:
+                    break
+                length, head = int.from_bytes(buffer[at + 2 : at + 4]), 4
+            elif length == 127:
+                if size - at < 10:
+                    break
+                length, head = int.from_bytes(buffer[at + 2 : at + 10]), 10
+            if size - at < head + length:
+                break
+            if buffer[at] == 0x81:
+                lines.append(buffer[at + head : at + head + length])
+            at += head + length
+        self._buffer = buffer[at:]
+        self.heard(lines)
+
+
 class Crowd:
     """Every member of one round."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: str = "lines") -> None:
+        self.member_class = WebSocketMember if protocol == "websocket" else Member
         self.members: list[Member] = []
         self.window = Window()
         self.last_delivery = 0
@@ -142,7 +222,7 @@ class Crowd:
         for start in range(0, count, 100):
             batch = []
             for number in range(start, min(count, start + 100)):
-                member = Member(f"m{number:04}", self)
+                member = self.member_class(f"m{number:04}", self)
                 await loop.create_connection(lambda m=member: m, "127.0.0.1", port)  # type: ignore[misc]
                 batch.append(member.joined)
                 self.members.append(member)
@@ -177,8 +257,7 @@ class Crowd:
                 member = members[turn % len(members)]
                 turn += 1
                 stamp = time.monotonic_ns()
-                assert member.transport is not None
-                member.transport.write(b"bench %d\n" % stamp)
+                member.say(b"bench %d" % stamp)
                 if window.start_ns <= stamp < window.end_ns:
                     window.sent += 1
             sent += max(due, 0)
@@ -213,6 +292,7 @@ class Measurement:
     loadgen_cpu: float
     other_cpu: float
     attempts: int = 1
+    protocol: str = "lines"
 
 
 def start_server(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
@@ -276,17 +356,26 @@ def run_round(
     The event loop runs only while members join and while a measurement
     runs; in between, the noise policy waits for a quiet machine.
     """
+    return [
+        m for protocol in args.protocols for m in run_protocol(args, budget, log, number, protocol)
+    ]
+
+
+def run_protocol(
+    args: argparse.Namespace, budget: NoiseBudget, log: IO[bytes], number: int, protocol: str
+) -> list[Measurement]:
+    """One protocol in one round."""
     import uvloop
 
     proc, port = start_server(log)
-    crowd = Crowd()
+    crowd = Crowd(protocol)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             try:
                 runner.run(crowd.join(port, args.members))
                 results = []
                 for rate in args.rates:
-                    label = f"round {number + 1} rate {rate:g}"
+                    label = f"round {number + 1} {protocol} rate {rate:g}"
 
                     def once(rate: float = rate) -> Measurement:
                         return runner.run(
@@ -307,6 +396,7 @@ def run_round(
                         once, lambda m: m.other_cpu, budget, args.noisy, args.retries, show
                     )
                     best.attempts = attempts
+                    best.protocol = protocol
                     results.append(best)
                 return results
             finally:
@@ -318,17 +408,18 @@ def run_round(
 # --- report ------------------------------------------------------------------------------
 
 
-def median_of(rounds: list[list[Measurement]], rate: float) -> dict[str, float]:
-    rows = [m for measurements in rounds for m in measurements if m.rate == rate]
-    figures = asdict(rows[0]).keys()
+def median_of(rounds: list[list[Measurement]], rate: float, protocol: str) -> dict[str, float]:
+    rows = [m for r in rounds for m in r if m.rate == rate and m.protocol == protocol]
+    figures = [name for name, value in asdict(rows[0]).items() if not isinstance(value, str)]
     return {name: statistics.median(getattr(row, name) for row in rows) for name in figures}
 
 
-def rate_row(rounds: list[list[Measurement]], rate: float) -> list[object]:
-    m = median_of(rounds, rate)
+def rate_row(rounds: list[list[Measurement]], rate: float, protocol: str) -> list[object]:
+    m = median_of(rounds, rate, protocol)
     ratio = m["deliveries_per_second"] / GOAL_DELIVERIES
     met = "met" if ratio >= 1 and m["p99_ms"] < GOAL_P99_MS else "not met"
     return [
+        protocol,
         f"{rate:,.0f}",
         f"{m['deliveries_per_second']:,.0f}",
         f"{m['p50_ms']:.1f}",
@@ -341,9 +432,10 @@ def rate_row(rounds: list[list[Measurement]], rate: float) -> list[object]:
     ]
 
 
-def rates_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
+def rates_table(rounds: list[list[Measurement]], rates: list[float], protocols: list[str]) -> str:
     return table(
         [
+            "members speak",
             "offered msg/s",
             "deliveries/s",
             "p50 ms",
@@ -354,8 +446,8 @@ def rates_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
             "other CPU",
             "vs goal (deliveries, p99)",
         ],
-        (rate_row(rounds, rate) for rate in rates),
-        align="r" * 8 + "l",
+        (rate_row(rounds, rate, protocol) for protocol in protocols for rate in rates),
+        align="l" + "r" * 8 + "l",
     )
 
 
@@ -371,7 +463,8 @@ def report(
             f"- Command: `{command.strip()}` (from the repository root; {wall:.0f} s)",
             f"- {when}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}),"
             f" Python {platform.python_version()}, Linux {platform.release()}",
-            f"- {args.members:,} members in one room on 127.0.0.1; server pinned to CPU"
+            f"- {args.members:,} members in one room on 127.0.0.1 ({' and '.join(args.protocols)},"
+            " each against a fresh server in every round); server pinned to CPU"
             f" {SERVER_CPU} (`socketeer serve chat --quiet`, uvloop, default limits), load"
             f" generator pinned to CPU {CLIENT_CPU} (one process, uvloop)",
             f"- Each rate: {args.warmup:g} s warm-up, {args.seconds:g} s measured;"
@@ -380,7 +473,7 @@ def report(
             " machine used during the kept measurement.",
             f"- Goal: {GOAL_DELIVERIES:,} deliveries/s with p99 under {GOAL_P99_MS:g} ms",
             "",
-            rates_table(rounds, args.rates),
+            rates_table(rounds, args.rates, args.protocols),
             END_MARK,
         ]
     )
@@ -391,6 +484,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--rates", default="100,200,400", help="messages a second, comma-separated")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--protocols", default="lines,websocket", help="lines, websocket or both, comma-separated"
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--hard-limit", type=float, default=900.0, help="seconds for the whole run")
@@ -400,6 +496,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.argv = argv
     args.rates = [float(rate) for rate in args.rates.split(",")]
+    args.protocols = args.protocols.split(",")
+    if not set(args.protocols) <= {"lines", "websocket"}:
+        parser.error("--protocols takes lines and websocket")
     if not 1 <= args.members <= 5000 or not 1 <= args.rounds <= 20 or args.seconds > 60:
         parser.error("keep --members to 1..5000, --rounds to 1..20 and --seconds to 60")
     return args
