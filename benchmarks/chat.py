@@ -56,6 +56,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
+from wsproto.frame_protocol import FrameProtocol
+
 from machine import (
     CLIENT_CPU,
     SERVER_CPU,
@@ -136,10 +138,19 @@ class Member(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.write(f"{self.nick}\n".encode())
 
+    def say(self, line: bytes) -> None:
+        """Send one line."""
+        assert self.transport is not None
+        self.transport.write(line + b"\n")
+
     def data_received(self, data: bytes) -> None:
-        now = time.monotonic_ns()
         lines = (self._rest + data).split(b"\n")
         self._rest = lines.pop()
+        self.heard(lines)
+
+    def heard(self, lines: list[bytes]) -> None:
+        """Lines from the chat: record the latency of the benchmark's."""
+        now = time.monotonic_ns()
         window = self.crowd.window
         for line in lines:
             # "HH:MM:SS #lobby <nick> bench SENT_NS"
@@ -158,10 +169,73 @@ class Member(asyncio.Protocol):
             self.joined.set_exception(BenchmarkError(f"{self.nick} was cut off: {exc}"))
 
 
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class WebSocketMember(Member):
+    """A member over WebSocket: each line one text message, as the chat page sends them.
+
+    Frames from the server are read with a few lines of code of its own (they
+    are unmasked and whole: the load generator must not cost more than the
+    server); frames to it are made by wsproto.
+    """
+
+    def __init__(self, nick: str, crowd: Crowd) -> None:
+        super().__init__(nick, crowd)
+        self._frames = FrameProtocol(client=True, extensions=[])
+        self._upgraded = False
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(UPGRADE)
+        self.say(self.nick.encode())
+
+    def say(self, line: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(bytes(self._frames.send_data(line.decode())))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        if not self._upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self._buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101 "):
+                raise BenchmarkError(f"upgrade refused: {buffer[:200]!r}")
+            self._upgraded = True
+            buffer = buffer[end + 4 :]
+        lines = []
+        at, size = 0, len(buffer)
+        while size - at >= 2:
+            length = buffer[at + 1]
+            head = 2
+            if length == 126:
+                if size - at < 4:
+                    break
+                length, head = int.from_bytes(buffer[at + 2 : at + 4]), 4
+            elif length == 127:
+                if size - at < 10:
+                    break
+                length, head = int.from_bytes(buffer[at + 2 : at + 10]), 10
+            if size - at < head + length:
+                break
+            if buffer[at] == 0x81:
+                lines.append(buffer[at + head : at + head + length])
+            at += head + length
+        self._buffer = buffer[at:]
+        self.heard(lines)
+
+
 class Crowd:
     """Every member of one round."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: str = "lines") -> None:
+        self.member_class = WebSocketMember if protocol == "websocket" else Member
         self.members: list[Member] = []
         self.window = Window()
         self.last_delivery = 0
@@ -208,8 +282,7 @@ class Crowd:
                 member = members[turn % len(members)]
                 turn += 1
                 stamp = time.monotonic_ns()
-                assert member.transport is not None
-                member.transport.write(b"bench %d\n" % stamp)
+                member.say(b"bench %d" % stamp)
                 if window.start_ns <= stamp < window.end_ns:
                     window.sent += 1
             sent += max(due, 0)
@@ -583,6 +656,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--rates", default="100,200,400", help="messages a second, comma-separated")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--protocols", default="lines,websocket", help="lines, websocket or both, comma-separated"
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument(
         "--states",

@@ -54,6 +54,8 @@ SANS_IO = [
     "socketeer.services.chat.lines",
     "socketeer.services.chat.logins",
     "socketeer.services.chat.names",
+    "socketeer.services.chat.opening",
+    "socketeer.services.chat.websocket",
     "socketeer.services.chat.protocol",
     "socketeer.services.chat.rendering",
     "socketeer.services.chat.room",

@@ -138,3 +138,46 @@ def test_an_idle_tls_connection_costs_at_most_64_kib(
     assert per_connection <= BUDGET, (
         f"{service} over TLS: {per_connection / 1024:.1f} KiB per connection"
     )
+
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def websocket(address: tuple[str, int]) -> socket.socket:
+    """A WebSocket to the chat that has joined nothing and says nothing more."""
+    sock = socket.create_connection(address, WAIT)
+    sock.sendall(UPGRADE)
+    sock.settimeout(WAIT)
+    answer = b""
+    while b"choose a nickname" not in answer:
+        data = sock.recv(4096)
+        assert data, answer
+        answer += data
+    assert answer.startswith(b"HTTP/1.1 101 ")
+    return sock
+
+
+def test_an_idle_websocket_costs_at_most_64_kib(serve_process: ServeProcess) -> None:
+    server = serve_process("serve", "chat", "127.0.0.1:0", "--idle-timeout", "0", "-q")
+    (endpoint,) = server.endpoints
+    assert endpoint.host is not None
+    address = (endpoint.host, endpoint.port)
+    pid = server.proc.pid
+    listening = open_sockets(pid)
+    held: list[socket.socket] = []
+    count = 1000
+    try:
+        for _ in range(WARM):
+            held.append(websocket(address))
+        before = settle(pid, listening + WARM)
+        for _ in range(count):
+            held.append(websocket(address))
+        after = settle(pid, listening + WARM + count)
+        per_connection = (after - before) / count
+        assert per_connection <= BUDGET, f"{per_connection / 1024:.1f} KiB per idle WebSocket"
+    finally:
+        for sock in held:
+            sock.close()

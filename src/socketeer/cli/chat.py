@@ -192,7 +192,9 @@ def serve_chat(
     users: Accounts | None,
     registered_only: bool,
 ) -> None:
-    """Chat rooms that nc, telnet and `socketeer chat` can join.
+    """Chat rooms that nc, telnet, `socketeer chat` and browsers can join.
+
+    Browsers open the printed http:// address (the same port).
 
     Plain lines are said to your room; /join adds a room, /help lists the
     commands.  Lines longer than --max-message are refused with a notice.
@@ -239,7 +241,7 @@ def serve_chat(
         registry=registry,
         network=network,
     )
-    run_server(service, options)
+    run_server(service, options, browsable=True)
 
 
 # --- the client -------------------------------------------------------------------------

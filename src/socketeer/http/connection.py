@@ -361,6 +361,7 @@ class HttpConnection:
         self.activity.transferred += nbytes
         if raw.filled(nbytes):
             self._raw_wait()
+        self._handed_over = False  # the application took the connection (a WebSocket)
 
     # bytes in, from the session's protocol callbacks --------------------------------
 
@@ -471,6 +472,21 @@ class HttpConnection:
                 self._wakeup.clear()
                 await self._wakeup.wait()
 
+    def hand_over(self) -> bytes:
+        """The application takes the connection over (an upgrade): stop serving requests.
+
+        Returns what the client sent after the request; the caller now
+        receives the connection's bytes itself.
+        """
+        self._handed_over = True
+        rest = bytes(self.h11.trailing_data[0]) + b"".join(self._inbox)
+        self._inbox.clear()
+        self._queued = 0
+        if self._paused and not self.stream.closing:
+            self._paused = False
+            self.stream.resume_reading()
+        return rest
+
     # serving ------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -482,7 +498,8 @@ class HttpConnection:
             log.info("%s: HTTP connection ended: %s", self.stream.peer, exc)
             self.stream.abort()
             return
-        await self._close()
+        if not self._handed_over:
+            await self._close()
 
     async def _one(self) -> bool:
         """Answer one request; whether the connection can take another."""
@@ -523,7 +540,7 @@ class HttpConnection:
             return False
         finally:
             self._exchange = None
-        if not exchange.finished:
+        if self._handed_over or not exchange.finished:
             return False
         return await self._next_cycle(exchange)
 

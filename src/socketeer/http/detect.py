@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["METHODS", "is_request_line"]
+__all__ = ["METHODS", "could_be_request_line", "is_request_line"]
 
 #: The methods a request line may name.
 METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS")
@@ -22,3 +22,12 @@ _REQUEST_LINE = re.compile(
 def is_request_line(line: bytes) -> bool:
     """Whether ``line`` (with or without its line ending) is an HTTP/1.x request line."""
     return _REQUEST_LINE.fullmatch(line) is not None
+
+
+def could_be_request_line(start: bytes) -> bool:
+    """Whether ``start``, the first bytes of a connection, may still become a request line."""
+    for method in METHODS:
+        opening = method.encode() + b" "
+        if opening.startswith(start) or start.startswith(opening):
+            return True
+    return False

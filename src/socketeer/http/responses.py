@@ -56,6 +56,8 @@ SHARED_FILE_HEADERS: tuple[tuple[str, str], ...] = (
 #: Assets shipped in the package, by the name they are served under.
 ASSETS = {
     "files.js": "text/javascript; charset=utf-8",
+    "chat.js": "text/javascript; charset=utf-8",
+    "chat.css": "text/css; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 

@@ -530,7 +530,9 @@ class ChatService(Service):
         return self._outbox.queued
 
     def new_session(self, host: Host) -> ChatSession:
-        return ChatSession(host, self.chat, self._outbox, self.logins)
+        from .web import WebChatSession  # builds on ChatSession: imported once it exists
+
+        return WebChatSession(host, self.chat, self._outbox, self.logins)
 
     def refusal(self, reason: str) -> bytes:
         """A refused member is told in a chat line: ``14:03:07 - -!- error: server busy: ...``."""
