@@ -51,6 +51,7 @@ SANS_IO = [
     "socketeer.services.chat.lines",
     "socketeer.services.chat.logins",
     "socketeer.services.chat.names",
+    "socketeer.services.chat.offers",
     "socketeer.services.chat.protocol",
     "socketeer.services.chat.rendering",
     "socketeer.services.chat.room",

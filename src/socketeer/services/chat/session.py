@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ...host import Host
 from ...service import Service
@@ -33,12 +34,16 @@ from ...session import Session
 from ...stream import ByteStream
 from ...throttle import AuthThrottle
 from ...visible import visible
+from .errands import Errands
 from .lines import NOWHERE, SERVER, Stamp, format_line
 from .logins import LoginCheck, Registry
 from .protocol import Addressed, ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
 from .room import Member, Room
 from .state import ChatState, MemoryState
+
+if TYPE_CHECKING:
+    from .dropbox import DropBox
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -189,9 +194,11 @@ class ChatSession(Session):
         chat: ChatProtocol[ChatSession],
         outbox: Outbox,
         logins: Logins | None = None,
+        errands: Errands[ChatSession] | None = None,
     ) -> None:
         super().__init__(host)
         self._chat = chat
+        self._errands = errands
         self._outbox = outbox
         self._logins = logins
         self._member: Member[ChatSession] | None = None
@@ -291,6 +298,8 @@ class ChatSession(Session):
             loading = load_history(chat, room, self.host.now, self._outbox)
             self.host.spawn(loading, f"history of {room.name}")
         self._start_checks()
+        if self._errands is not None:
+            self._errands.run(self.host.spawn)
 
     # closing ----------------------------------------------------------------------
 
@@ -421,12 +430,17 @@ class ChatService(Service):
         state: ChatState | None = None,
         registry: Registry | None = None,
         throttle: AuthThrottle | None = None,
+        dropbox: DropBox | None = None,
     ) -> None:
         self._outbox = Outbox(max_queue, max_queue_total)
         self.settings = settings = settings or ChatSettings()
         #: What keeps the rooms' histories.
         self.state = state or MemoryState(settings.history, settings.history_bytes)
-        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state, registry)
+        offers = dropbox.desk if dropbox is not None else None
+        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state, registry, offers)
+        #: Offered files' drop box (None: the chat has none).
+        self.dropbox = dropbox
+        self._errands = Errands(self.chat, self._outbox, dropbox)
         #: Password checks for registered nicknames (None: no accounts).
         self.logins = Logins(registry, throttle) if registry is not None else None
 
@@ -437,7 +451,11 @@ class ChatService(Service):
         try:
             for room in self.chat.take_loads():
                 await load_history(self.chat, room)
-            yield
+            if self.dropbox is None:
+                yield
+            else:
+                async with self.dropbox.running(self._errands.tell):
+                    yield
         finally:
             await self.state.close()
 
@@ -457,7 +475,7 @@ class ChatService(Service):
         return self._outbox.queued
 
     def new_session(self, host: Host) -> ChatSession:
-        return ChatSession(host, self.chat, self._outbox, self.logins)
+        return ChatSession(host, self.chat, self._outbox, self.logins, self._errands)
 
     def refusal(self, reason: str) -> bytes:
         """A refused member is told in a chat line: ``14:03:07 - -!- error: server busy: ...``."""
