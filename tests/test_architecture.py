@@ -56,6 +56,7 @@ SANS_IO = [
     "socketeer.services.chat.names",
     "socketeer.services.chat.opening",
     "socketeer.services.chat.websocket",
+    "socketeer.services.chat.offers",
     "socketeer.services.chat.protocol",
     "socketeer.services.chat.rendering",
     "socketeer.services.chat.room",

@@ -234,6 +234,12 @@ class Accounts:
         """Whether ``account`` may write anywhere."""
         return any(Right.WRITE in rule.rights for rule in self._rules(account))
 
+    def upload_refusal(
+        self, account: Account | None, names: tuple[str, ...], size: int
+    ) -> str | None:
+        """Why ``account`` may not upload ``size`` bytes to ``names`` (None: rights decide)."""
+        return None
+
     def _rules(self, account: Account | None) -> tuple[Rule, ...]:
         return self.anonymous + (account.rules if account is not None else ())
 

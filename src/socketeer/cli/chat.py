@@ -29,12 +29,19 @@ from ..services.chat import (
 from ..services.chat.logins import Registry
 from ..services.chat.names import nick_problem
 from ..services.chat.network import ChatNetwork
+from ..services.chat.offers import (
+    DEFAULT_MAX_OFFER_SIZE,
+    DEFAULT_MAX_OFFERS,
+    DEFAULT_MAX_OFFERS_TOTAL,
+    DEFAULT_OFFER_TTL,
+    OfferLimits,
+)
 from ..services.chat.state import DEFAULT_HISTORY_BYTES, ChatState, MemoryState
 from ..tls import ClientTLS, alpn
 from ..visible import visible
 from .login import USER, USERS, credentials
 from .params import SECONDS, EndpointType, SizeType
-from .serve import ServeOptions, run_server, serve_group, server_options
+from .serve import ServeOptions, run_server, serve_group, server_options, size_text
 from .tls import client_tls_options
 
 __all__ = ["chat_command", "serve_chat"]
@@ -168,6 +175,53 @@ def redis_chat(url: str, ttl: float, lines: int, size: int) -> tuple[ChatState, 
     help="Rooms one member may be in at once.",
 )
 @click.option("--room", default="lobby", show_default=True, help="The room newcomers land in.")
+@click.option(
+    "--files",
+    "files_endpoint",
+    type=EndpointType(),
+    default=None,
+    help="Run a drop box for files between members here (a files share; /send, /accept).",
+)
+@click.option(
+    "--files-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The drop box's directory, emptied at start.  [default: STATE/offers]",
+)
+@click.option(
+    "--files-host",
+    default=None,
+    help="The host name members fetch from when --files listens on every address "
+    "(default: this machine's name).",
+)
+@click.option(
+    "--max-offer-size",
+    type=SizeType(),
+    default=size_text(DEFAULT_MAX_OFFER_SIZE),
+    show_default=True,
+    help="The largest file one offer may hold.",
+)
+@click.option(
+    "--max-offers",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_OFFERS,
+    show_default=True,
+    help="Offers one member may have pending, as sender and as recipient.",
+)
+@click.option(
+    "--max-offers-total",
+    type=SizeType(),
+    default=size_text(DEFAULT_MAX_OFFERS_TOTAL),
+    show_default=True,
+    help="Bytes all pending offers may hold together.",
+)
+@click.option(
+    "--offer-ttl",
+    type=SECONDS,
+    default=DEFAULT_OFFER_TTL,
+    show_default=True,
+    help="Seconds an offer has to be uploaded, then again to be fetched.",
+)
 @USERS
 @click.option(
     "--registered-only",
@@ -189,6 +243,13 @@ def serve_chat(
     max_rooms_per_address: int,
     max_rooms_per_member: int,
     room: str,
+    files_endpoint: Endpoint | None,
+    files_dir: Path | None,
+    files_host: str | None,
+    max_offer_size: int,
+    max_offers: int,
+    max_offers_total: int,
+    offer_ttl: float,
     users: Accounts | None,
     registered_only: bool,
 ) -> None:
@@ -201,8 +262,11 @@ def serve_chat(
     Members may stay silent as long as they like unless --idle-timeout is
     given.  The rooms' history is kept in --state and survives a restart.
     With --users, an account's nickname needs its password (/login NAME
-    PASSWORD, or PASS PASSWORD before the nickname).  With --redis, every
-    process given the same Redis (--workers, or other machines) is one chat.
+    PASSWORD, or PASS PASSWORD before the nickname), and a /msg to one who
+    is offline waits for their next login.  With --files, members send each
+    other files through a drop box on that endpoint (socketeer chat: /send
+    NICK PATH, /accept).  With --redis, every process given the same Redis
+    (--workers, or other machines) is one chat.
     """
     if registered_only and users is None:
         raise click.UsageError("--registered-only needs --users FILE")
@@ -227,12 +291,33 @@ def serve_chat(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--room") from None
+    where = state or str(default_state_dir())
     network: ChatNetwork | None = None
     if redis is not None:
         kept, network = redis_chat(redis, redis_ttl, history, history_bytes)
     else:
-        kept = chat_state(state or str(default_state_dir()), history, history_bytes)
+        kept = chat_state(where, history, history_bytes)
     registry = Registry(users, registered_only) if users is not None else None
+    dropbox = None
+    if files_endpoint is not None:
+        if files_endpoint.transport not in ("tcp", "unix") or files_endpoint.tls:
+            raise click.BadParameter(
+                "the drop box listens on plain TCP or a Unix socket", param_hint="--files"
+            )
+        from ..services.chat.dropbox import DropBox  # the files service: only when it is used
+
+        base = default_state_dir() if where == "none" else Path(where).expanduser()
+        try:
+            limits = OfferLimits(max_offer_size, max_offers, max_offers_total, offer_ttl)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-offer-size") from None
+        directory = files_dir or base / "offers"
+        try:
+            dropbox = DropBox(directory, files_endpoint, limits, shown_host=files_host)
+        except OSError as exc:
+            raise click.BadParameter(
+                f"{directory}: {exc.strerror or exc}", param_hint="--files-dir"
+            ) from None
     service = ChatService(
         settings,
         max_queue=max_queue,
@@ -240,6 +325,7 @@ def serve_chat(
         state=kept,
         registry=registry,
         network=network,
+        dropbox=dropbox,
     )
     run_server(service, options, browsable=True)
 
@@ -260,6 +346,12 @@ def serve_chat(
 )
 @click.option("--no-reconnect", is_flag=True, help="Exit (status 1) when the connection drops.")
 @click.option(
+    "--downloads",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    help="Where files you /accept are saved.  [default: here]",
+)
+@click.option(
     "--plain",
     is_flag=True,
     help="Read lines from stdin, print lines as received, no colours "
@@ -272,6 +364,7 @@ def chat_command(
     user: str | None,
     timeout: float,
     no_reconnect: bool,
+    downloads: Path,
     plain: bool,
     tls: ClientTLS,
 ) -> None:
@@ -279,7 +372,8 @@ def chat_command(
 
     \b
     Type to talk to your room; /help lists the commands.  Up and down
-    arrows recall what you typed.  Ctrl-D or /quit leaves (exit 0), Ctrl-C
+    arrows recall what you typed.  /send NICK PATH offers a file, /accept
+    saves one offered to you in --downloads.  Ctrl-D or /quit leaves (exit 0), Ctrl-C
     too (exit 130).  A dropped connection is retried with backoff.
     """
     if endpoint.transport == "udp":
@@ -303,7 +397,7 @@ def chat_command(
     from .chat_terminal import run_plain, run_terminal  # prompt_toolkit: only when chatting
 
     code = loop.run(
-        run_terminal(client) if terminal else run_plain(client),
+        run_terminal(client, downloads) if terminal else run_plain(client, downloads),
         use_uvloop=not endpoint.tls,  # see run_server: TLS on asyncio's loop
     )
     if code:

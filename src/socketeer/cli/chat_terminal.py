@@ -17,6 +17,7 @@ import sys
 import threading
 import zlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.formatted_text import FormattedText
@@ -26,6 +27,7 @@ from prompt_toolkit.styles import Style
 from ..errors import NetworkError
 from ..services.chat import ChatClient, ChatEvent, ChatLine, Connected, Disconnected
 from ..services.chat.commands import Quit, parse_command
+from ..services.chat.transfers import Transfers
 
 __all__ = ["QUIT_WAIT", "run_plain", "run_terminal"]
 
@@ -37,15 +39,23 @@ class _ConnectionLost(NetworkError):
     """The connection dropped and was not to be retried."""
 
 
-async def _show_events(client: ChatClient, show: Callable[[ChatEvent], None]) -> None:
+async def _show_events(
+    client: ChatClient, show: Callable[[ChatEvent], None], transfers: Transfers
+) -> None:
     async for event in client.events():
+        if isinstance(event, ChatLine) and not transfers.follow(event):
+            continue
         show(event)
         if isinstance(event, Disconnected) and event.retry_in is None:
             raise _ConnectionLost(f"connection lost: {event.reason}")
 
 
-async def _send(client: ChatClient, text: str, status: Callable[[str], None]) -> bool:
-    """Send one typed line; False once it was a /quit."""
+async def _send(
+    client: ChatClient, text: str, status: Callable[[str], None], transfers: Transfers
+) -> bool:
+    """Send one typed line (``/send`` offers a file); False once it was a /quit."""
+    if await transfers.command(text):
+        return True
     if isinstance(parse_command(text), Quit):
         await client.close(text.partition(" ")[2].strip())
         return False
@@ -116,9 +126,10 @@ def formatted(event: ChatEvent, me: str) -> FormattedText:
     return FormattedText(parts)
 
 
-async def run_terminal(client: ChatClient) -> int:
-    """The interactive client; returns the exit status."""
+async def run_terminal(client: ChatClient, downloads: Path = Path()) -> int:
+    """The interactive client; files accepted go into ``downloads``; returns the exit status."""
     await client.connect()
+    transfers = Transfers(client.send, show_status, downloads)
     # What was typed is erased once sent: the server's copy shows it, once.
     session: PromptSession[str] = PromptSession(history=InMemoryHistory(), erase_when_done=True)
 
@@ -128,7 +139,7 @@ async def run_terminal(client: ChatClient) -> int:
     def prompt() -> FormattedText:
         return FormattedText([("class:prompt", f"{client.room or '-'} {client.nick}> ")])
 
-    shower = asyncio.create_task(_show_events(client, show))
+    shower = asyncio.create_task(_show_events(client, show, transfers))
     shower.add_done_callback(lambda _: session.app.exit() if session.app.is_running else None)
     code = 0
     try:
@@ -142,9 +153,10 @@ async def run_terminal(client: ChatClient) -> int:
                 break
             if text is None:  # the connection is gone for good
                 break
-            if text.strip() and not await _send(client, text, show_status):
+            if text.strip() and not await _send(client, text, show_status, transfers):
                 break
     finally:
+        await transfers.close()
         await client.close()
         await _finish(shower)
     return code
@@ -185,8 +197,12 @@ async def _stdin_lines() -> AsyncIterator[str]:
         yield raw.decode("utf-8", "replace").rstrip("\r\n")
 
 
-async def run_plain(client: ChatClient) -> int:
-    """Lines from stdin to the chat, lines from the chat to stdout; returns the exit status."""
+async def run_plain(client: ChatClient, downloads: Path = Path()) -> int:
+    """Lines from stdin to the chat, lines from the chat to stdout; returns the exit status.
+
+    Files accepted go into ``downloads``; at the end of stdin, transfers under
+    way are finished before the client says goodbye.
+    """
     await client.connect()
 
     def show(event: ChatEvent) -> None:
@@ -200,6 +216,8 @@ async def run_plain(client: ChatClient) -> int:
         sys.stderr.write(f"{text}\n")
         sys.stderr.flush()
 
+    transfers = Transfers(client.send, status, downloads)
+
     async def pump() -> None:
         message = ""
         if not await client.wait_named(QUIT_WAIT):  # else lines would be taken as nicknames
@@ -212,16 +230,19 @@ async def run_plain(client: ChatClient) -> int:
                 message = text.partition(" ")[2].strip()
                 break
             if text.strip():
-                await _send(client, text, status)
+                await _send(client, text, status, transfers)
+        if transfers.used:
+            await transfers.settle(QUIT_WAIT)
         await client.quit(message)  # and show what the server still says, up to its "bye"
         await asyncio.wait({shower}, timeout=QUIT_WAIT)
 
-    shower = asyncio.create_task(_show_events(client, show))
+    shower = asyncio.create_task(_show_events(client, show, transfers))
     pumper = asyncio.create_task(pump())
     try:
         await asyncio.wait({shower, pumper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         pumper.cancel()
+        await transfers.close()
         await client.close()
         await _finish(shower)
     return 0

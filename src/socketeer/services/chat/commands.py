@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 __all__ = [
     "COMMAND_HELP",
     "LOGIN_HELP",
+    "OFFER_HELP",
+    "Accept",
     "Act",
     "Command",
+    "Decline",
     "Format",
     "Help",
     "Invalid",
@@ -24,9 +27,12 @@ __all__ = [
     "Login",
     "Msg",
     "Nick",
+    "Offer",
+    "Offered",
     "Online",
     "Ping",
     "Quit",
+    "Received",
     "Rooms",
     "Say",
     "Switch",
@@ -137,6 +143,43 @@ class Format:
 
 
 @dataclass(frozen=True)
+class Offer:
+    """``/offer NICK SIZE NAME``: offer NICK a file (its bytes go through the drop box)."""
+
+    nick: str
+    size: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Offered:
+    """``/offered ID``: the file of offer ID is uploaded; tell its recipient."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class Accept:
+    """``/accept [ID]``: take offer ID (None: the latest offered to the member)."""
+
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Decline:
+    """``/decline [ID]``: refuse offer ID (None: the latest offered to the member)."""
+
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """``/received ID``: the member has fetched offer ID's file; it may be deleted."""
+
+    id: str
+
+
+@dataclass(frozen=True)
 class Invalid:
     """A line that looks like a command but is not a valid one; ``reason`` says why.
 
@@ -164,6 +207,11 @@ Command = (
     | Format
     | Ping
     | Login
+    | Offer
+    | Offered
+    | Accept
+    | Decline
+    | Received
     | Invalid
 )
 
@@ -187,11 +235,20 @@ COMMAND_HELP: tuple[tuple[str, str], ...] = (
 #: ``/login``'s usage, which ``/help`` lists on a chat with accounts.
 LOGIN_HELP = ("/login NAME PASSWORD", "take the registered nickname NAME")
 
+#: The commands for files between members, which ``/help`` lists on a chat with a drop box.
+OFFER_HELP: tuple[tuple[str, str], ...] = (
+    ("/accept [ID]", "fetch the file offered to you (the latest, or offer ID)"),
+    ("/decline [ID]", "refuse the file offered to you (the latest, or offer ID)"),
+    ("/offer NAME SIZE FILE", "offer NAME a file (socketeer chat: /send NAME PATH)"),
+    ("/offered ID", "the file of offer ID is uploaded: offer it"),
+    ("/received ID", "you have the file of offer ID: delete it from the drop box"),
+)
+
 _ALIASES = {"part": "leave", "list": "rooms", "names": "who", "exit": "quit"}
 
 
 def _usage(name: str) -> Invalid:
-    commands = (*COMMAND_HELP, LOGIN_HELP)
+    commands = (*COMMAND_HELP, LOGIN_HELP, *OFFER_HELP)
     usage = next(usage for usage, _ in commands if usage.split()[0] == f"/{name}")
     return Invalid(f"usage: {usage}")
 
@@ -249,6 +306,22 @@ def parse_command(line: str) -> Command:
     if name == "login":
         words = rest.split(None, 1)
         return Login(words[0], words[1].strip()) if len(words) == 2 else _usage(name)
+    if name in ("accept", "decline"):
+        words = rest.split()
+        if len(words) > 1:
+            return _usage(name)
+        which = words[0] if words else None
+        return Accept(which) if name == "accept" else Decline(which)
+    if name in ("offered", "received"):
+        word = _one_word(name, rest)
+        if isinstance(word, Invalid):
+            return word
+        return Offered(word) if name == "offered" else Received(word)
+    if name == "offer":
+        words = rest.split(None, 2)
+        if len(words) != 3 or not words[1].isascii() or not words[1].isdigit():
+            return _usage(name)
+        return Offer(words[0], int(words[1]), words[2].strip())
     if name == "format":
         word = _one_word(name, rest)
         return word if isinstance(word, Invalid) else Format(word.casefold())

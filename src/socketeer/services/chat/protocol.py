@@ -22,14 +22,17 @@ the member's further lines wait meanwhile.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from ...ratelimit import TokenBucket
 from ...visible import visible
 from .commands import (
     COMMAND_HELP,
     LOGIN_HELP,
+    OFFER_HELP,
+    Accept,
     Act,
+    Decline,
     Format,
     Help,
     Invalid,
@@ -38,9 +41,12 @@ from .commands import (
     Login,
     Msg,
     Nick,
+    Offer,
+    Offered,
     Online,
     Ping,
     Quit,
+    Received,
     Rooms,
     Say,
     Switch,
@@ -57,6 +63,9 @@ from .network import ChatNetwork, RoomEvent, Roster
 from .rendering import FORMATS, TEXT, Addressed, Audience, Delivery, group
 from .room import Member, Room
 from .state import DEFAULT_HISTORY_BYTES, ChatState
+
+if TYPE_CHECKING:  # offers.py needs the accounts, which need the chat's names
+    from .offers import Note, OfferDesk
 
 __all__ = ["Addressed", "Ask", "ChatProtocol", "ChatSettings", "Delivery"]
 
@@ -155,9 +164,14 @@ class ChatProtocol(Generic[P]):
         state: ChatState | None = None,
         registry: Registry | None = None,
         network: ChatNetwork | None = None,
+        offers: OfferDesk | None = None,
     ) -> None:
         #: Registered nicknames (a users file), or None: every nickname is free.
         self.registry = registry
+        #: Files offered between members (None: the chat has no drop box).
+        self.offers = offers
+        self._kept: list[tuple[str, Private]] = []
+        self._inboxes: list[Member[P]] = []
         self._checks: list[LoginCheck[P]] = []
         self.settings = settings = settings or ChatSettings()
         #: What keeps the rooms' histories (None: each room's lasts while the room does).
@@ -427,6 +441,79 @@ class ChatProtocol(Generic[P]):
         if self.network is not None and member.nick is not None and not member.gone:
             self.network.present(member.nick, [room.name for room in member.rooms.values()])
 
+    # offline messages and offered files -----------------------------------------------
+
+    def take_kept(self) -> list[tuple[str, Private]]:
+        """Messages to keep for offline members (by nickname key), since the last call."""
+        kept, self._kept = self._kept, []
+        return kept
+
+    def take_inboxes(self) -> list[Member[P]]:
+        """Members who logged in since the last call: fetch their kept messages."""
+        inboxes, self._inboxes = self._inboxes, []
+        return inboxes
+
+    def inbox_taken(
+        self, member: Member[P], messages: list[Private], wall: float
+    ) -> list[Addressed[P]]:
+        """``member``'s kept messages arrived: show them, after how many there are."""
+        if member.gone or not messages:
+            return []
+        count = len(messages)
+        text = f"{count} message{'' if count == 1 else 's'} came while you were away:"
+        me = _to(member)
+        notice = Notice(wall, NOWHERE, "kept-messages", text, {"count": count})
+        out: list[Addressed[P]] = [(me, notice)]
+        out += [(me, message) for message in messages]
+        return out
+
+    def tell(self, notes: list[Note]) -> list[Addressed[P]]:
+        """Notices for nickname keys, to those of them who are online."""
+        out: list[Addressed[P]] = []
+        for key, notice in notes:
+            member = self._members.get(key)
+            if member is not None:
+                out.append((_to(member), notice))
+        return out
+
+    def _offer(
+        self,
+        member: Member[P],
+        command: Offer | Offered | Accept | Decline | Received,
+        now: float,
+        wall: float,
+        out: list[Addressed[P]],
+    ) -> None:
+        if not self._named(member, wall, out):
+            return
+        desk = self.offers
+        if desk is None:
+            reply = "this chat has no drop box for files (serve chat --files ENDPOINT)"
+            self._error(member, wall, "no-files", reply, out)
+            return
+        assert member.nick is not None
+        key = name_key(member.nick)
+        match command:
+            case Offer(nick, size, name):
+                target = self._members.get(name_key(nick))
+                if target is None or target.nick is None:
+                    shown = visible(nick)
+                    reply = f'no one called "{shown}" is online; files go to members who are online'
+                    self._error(member, wall, "not-online", reply, out, nick=shown)
+                    return
+                notes = desk.offer(
+                    member.nick, key, target.nick, name_key(target.nick), size, name, now, wall
+                )
+            case Offered(offer_id):
+                notes = desk.offered(key, offer_id, wall)
+            case Accept(offer_id):
+                notes = desk.accept(key, offer_id, wall)
+            case Decline(offer_id):
+                notes = desk.decline(key, offer_id, wall)
+            case Received(offer_id):
+                notes = desk.received(key, offer_id, wall)
+        out += self.tell(notes)
+
     def _new_room(self, name: str) -> Room[P]:
         """Make the room called ``name``, with its history from the state."""
         settings = self.settings
@@ -518,6 +605,8 @@ class ChatProtocol(Generic[P]):
                 self._format(member, name, wall, out)
             case Login(name, password):
                 self._login(member, name, password, out, wall)
+            case Offer() | Offered() | Accept() | Decline() | Received():
+                self._offer(member, command, now, wall, out)
             case Invalid(reason, code):
                 self._error(member, wall, code, reason, out)
 
@@ -555,6 +644,16 @@ class ChatProtocol(Generic[P]):
         if not self._named(member, wall, out):
             return
         target = self._members.get(name_key(nick))
+        account = self.registry.accounts.find(nick) if self.registry is not None else None
+        if target is None and account is not None and self.state is not None:
+            assert member.nick is not None
+            kept = Private(wall, member.nick, account.name, visible(text))
+            self._kept.append((name_key(account.name), kept))
+            reply = f"{account.name} is offline; the message is kept for when they log in"
+            data = {"nick": account.name}
+            out.append((_to(member), kept))
+            out.append((_to(member), Notice(wall, NOWHERE, "kept", reply, data)))
+            return
         if target is None:
             if self.network is not None:
                 self._ask(member, Msg(nick, text))
@@ -620,6 +719,8 @@ class ChatProtocol(Generic[P]):
         settings = self.settings
         data = {"nick": nick, "rate": settings.rate, "burst": settings.burst}
         out.append((_to(member), Notice(wall, NOWHERE, "nick", text, data)))
+        if member.account is not None and name_key(member.account) == key and self.state:
+            self._inboxes.append(member)
         if old is None:
             landing = member.landing
             member.landing = None
@@ -1047,6 +1148,7 @@ class ChatProtocol(Generic[P]):
 
     def _help(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
         listed = (*COMMAND_HELP, LOGIN_HELP) if self.registry is not None else COMMAND_HELP
+        listed += OFFER_HELP if self.offers is not None else ()
         width = max(len(usage) for usage, _ in listed)
         lines = ["commands (anything else is said to your room):"]
         lines += [f"{usage.ljust(width)}  {what}" for usage, what in listed]

@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ...host import Host
 from ...service import Service
@@ -34,6 +35,7 @@ from ...stream import ByteStream
 from ...throttle import AuthThrottle
 from ...visible import visible
 from .commands import Msg, Nick
+from .errands import Errands
 from .events import Private
 from .lines import NOWHERE, SERVER, Stamp, format_line
 from .logins import LoginCheck, Registry
@@ -42,6 +44,9 @@ from .protocol import Addressed, Ask, ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
 from .room import Member, Room
 from .state import ChatState, MemoryState
+
+if TYPE_CHECKING:
+    from .dropbox import DropBox
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -192,9 +197,11 @@ class ChatSession(Session):
         chat: ChatProtocol[ChatSession],
         outbox: Outbox,
         logins: Logins | None = None,
+        errands: Errands[ChatSession] | None = None,
     ) -> None:
         super().__init__(host)
         self._chat = chat
+        self._errands = errands
         self._outbox = outbox
         self._logins = logins
         self._member: Member[ChatSession] | None = None
@@ -297,6 +304,8 @@ class ChatSession(Session):
             asking = answer(chat, ask, self.host.now, self._outbox)
             self.host.spawn(asking, "a question to the chat's other nodes")
         self._start_checks()
+        if self._errands is not None:
+            self._errands.run(self.host.spawn)
 
     # closing ----------------------------------------------------------------------
 
@@ -486,6 +495,7 @@ class ChatService(Service):
         registry: Registry | None = None,
         throttle: AuthThrottle | None = None,
         network: ChatNetwork | None = None,
+        dropbox: DropBox | None = None,
     ) -> None:
         self._outbox = Outbox(max_queue, max_queue_total)
         self.settings = settings = settings or ChatSettings()
@@ -493,7 +503,13 @@ class ChatService(Service):
         self.state = state or MemoryState(settings.history, settings.history_bytes)
         #: The chat's other processes (None: this one is the whole chat).
         self.network = network
-        self.chat: ChatProtocol[ChatSession] = ChatProtocol(settings, self.state, registry, network)
+        offers = dropbox.desk if dropbox is not None else None
+        self.chat: ChatProtocol[ChatSession] = ChatProtocol(
+            settings, self.state, registry, network, offers
+        )
+        #: Offered files' drop box (None: the chat has none).
+        self.dropbox = dropbox
+        self._errands = Errands(self.chat, self._outbox, dropbox)
         #: Password checks for registered nicknames (None: no accounts).
         self.logins = Logins(registry, throttle) if registry is not None else None
 
@@ -507,7 +523,11 @@ class ChatService(Service):
             try:
                 for room in self.chat.take_loads():
                     await load_history(self.chat, room)
-                yield
+                if self.dropbox is None:
+                    yield
+                else:
+                    async with self.dropbox.running(self._errands.tell):
+                        yield
             finally:
                 if self.network is not None:
                     await self.network.close()
@@ -532,7 +552,7 @@ class ChatService(Service):
     def new_session(self, host: Host) -> ChatSession:
         from .web import WebChatSession  # builds on ChatSession: imported once it exists
 
-        return WebChatSession(host, self.chat, self._outbox, self.logins)
+        return WebChatSession(host, self.chat, self._outbox, self.logins, self._errands)
 
     def refusal(self, reason: str) -> bytes:
         """A refused member is told in a chat line: ``14:03:07 - -!- error: server busy: ...``."""

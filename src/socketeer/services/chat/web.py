@@ -35,6 +35,7 @@ from ...http.connection import Exchange, HttpConnection
 from ...http.responses import PAGE_HEADERS, Headers, HttpError, asset, html_response
 from ...http.targets import BadTarget, parse_target
 from ...stream import ByteStream
+from .errands import Errands
 from .opening import GREETING_HOLD, Kind, Opening
 from .protocol import ChatProtocol
 from .session import ChatSession, Logins, Outbox
@@ -131,9 +132,10 @@ class WebChatSession(ChatSession):
         chat: ChatProtocol[ChatSession],
         outbox: Outbox,
         logins: Logins | None = None,
+        errands: Errands[ChatSession] | None = None,
         frames: LineFrames | None = None,
     ) -> None:
-        super().__init__(host, chat, outbox, logins)
+        super().__init__(host, chat, outbox, logins, errands)
         self._frames = frames or FRAMES
         self._opening: Opening | None = None
         self._timer: asyncio.TimerHandle | None = None

@@ -119,6 +119,9 @@ class Access:
         """Start an upload: a new file needs the write right, replacing one also delete."""
         names, st = self.store.resolve(remote)
         self.require(remote, names, Right.WRITE)
+        refusal = self.accounts.upload_refusal(self.account, names, size)
+        if refusal:
+            raise StoreError("forbidden", f"{remote}: {refusal}")
         if st is not None and Right.DELETE not in self.rights(names):
             raise self.refusal(
                 remote, Right.DELETE, names, f"may not replace /{'/'.join(names)}, which exists"
