@@ -206,7 +206,7 @@ class Transfers:
     def _put(path: Path, facts: _Facts) -> None:
         endpoint = parse_endpoint(facts.files)
         with FilesClient.connect(
-            endpoint, timeout=TIMEOUT, user=facts.user, password=facts.token
+            endpoint, timeout=TIMEOUT, user=facts.user, password=facts.token, hash="sha256"
         ) as client:
             client.upload(path, facts.path)
 
@@ -238,7 +238,9 @@ class Transfers:
     @staticmethod
     def _get(target: Path, facts: _Facts) -> str | None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with FilesClient.connect(parse_endpoint(facts.files), timeout=TIMEOUT) as client:
+        # The offer names the file by its SHA-256: verify the download with the same hash.
+        endpoint = parse_endpoint(facts.files)
+        with FilesClient.connect(endpoint, timeout=TIMEOUT, hash="sha256") as client:
             return client.download(facts.path, target, force=True).sha256
 
 
