@@ -20,6 +20,8 @@ import pytest
 from socketeer import Endpoint
 from support import WAIT, ServeProcess, ServerProcess, run_cli, wait_until
 from test_chat_server import Member
+from test_haproxy import Balancer
+from test_haproxy import haproxy as haproxy  # the fixture, for the test behind a balancer
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -267,3 +269,22 @@ def test_redis_usage_errors_are_one_line() -> None:
     result = run_cli("serve", "chat", "127.0.0.1:0", "--workers", "2")
     assert result.returncode == 2
     assert "--redis" in result.stderr.decode()
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy")
+def test_two_nodes_behind_haproxy_are_one_chat(chat_node: StartChat, haproxy: Balancer) -> None:
+    one, two = chat_node("--proxy-protocol"), chat_node("--proxy-protocol")
+    front = haproxy([one, two])  # round robin: one member lands on each node
+    where = Endpoint("tcp", "127.0.0.1", front)
+    alice = Member(where, "alice")
+    bob = Member(where, "bob")
+    assert alice.expect("bob joined") == ["#lobby -!- bob joined #lobby"]
+    bob.say("hello alice")
+    assert bob.line() == "#lobby <bob> hello alice"
+    assert alice.line() == "#lobby <bob> hello alice"
+    alice.say("/online")
+    assert alice.line().startswith("- -!- 2 online: alice (#lobby), bob (#lobby)")
+    wait_until(
+        lambda: all("connection from 127.0.0.1:" in node.stderr() for node in (one, two)),
+        "each node to log the member it took, by the member's address",
+    )
