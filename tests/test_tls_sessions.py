@@ -1,14 +1,17 @@
-"""Sessions over TLS: a client leaving costs no warning."""
+"""Sessions over TLS: a client leaving costs no warning; the files web knows it is https."""
 
 from __future__ import annotations
 
 import logging
 import socket
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from shares import TOKEN
+from socketeer.services.files import FilesService
 from socketeer.tasks import MessageStream, task_service
 from support import WAIT, ServeInThread, ThreadedServer, wait_until
 from tls_support import Certificates, make_certificates
@@ -81,3 +84,36 @@ def test_a_tls_client_leaving_logs_no_warning(
     wait_until(lambda: threaded.server.session_count == 0, "the session to end")
     problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert problems == []
+
+
+def test_the_files_web_login_over_tls_takes_an_https_origin_and_sets_a_secure_cookie(
+    serve_in_thread: ServeInThread, certs: Certificates, tmp_path: Path
+) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    service = FilesService(share, allow_upload=True, token=TOKEN)
+    _, (bound,) = serve_in_thread(service, ["tls://127.0.0.1:0"], tls=certs.server())
+    where = f"127.0.0.1:{bound.port}"
+    login = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-i",
+            "--max-time",
+            str(WAIT),
+            "--cacert",
+            str(certs.ca),
+            "-H",
+            f"Origin: https://{where}",
+            "-d",
+            f"token={TOKEN}",
+            f"https://{where}/.socketeer/login",
+        ],
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    head = login.stdout.decode(errors="replace")
+    assert head.startswith("HTTP/1.1 303"), head + login.stderr.decode()
+    (cookie,) = [line for line in head.splitlines() if line.lower().startswith("set-cookie:")]
+    assert cookie.rstrip().endswith("; Secure")
