@@ -1,5 +1,7 @@
 """Behind a real HAProxy (Debian's) in TCP mode: two socketeer processes, PROXY v2 and v1.
 
+TLS passes through HAProxy untouched to ``tls://`` endpoints after the header.
+
 HAProxy connects to the backends from 127.0.0.3 (``source``), clients from
 127.0.0.1 or 127.0.0.2, so a log or a limit that used the balancer's address
 instead of the client's would show.  The configuration is docs/deployment.md's.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ import pytest
 
 from files_commands import socketeer as files_cli
 from support import WAIT, ServeProcess, ServerProcess, recv_all, wait_until
+from tls_support import Certificates, make_certificates
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy")
 
@@ -181,3 +185,78 @@ def test_chat_behind_haproxy(serve_process: ServeProcess, haproxy: Balancer) -> 
         assert b"too many connections from 127.0.0.2" in second
     assert "connection from 127.0.0.2:" in logged_from(backends)
     assert BALANCER_SOURCE not in logged_from(backends)
+
+
+# TLS from the client to socketeer, through HAProxy (mode tcp) -----------------------------
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Certificates:
+    return make_certificates(tmp_path / "certs")
+
+
+def tls_options(certs: Certificates) -> tuple[str, ...]:
+    return ("--proxy-protocol", "--tls-cert", str(certs.cert), "--tls-key", str(certs.key))
+
+
+def tls_client(port: int, certs: Certificates, source: str) -> ssl.SSLSocket:
+    """A TLS connection through the balancer from ``source``, its handshake done."""
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    sock = socket.create_connection(("127.0.0.1", port), WAIT, source_address=(source, 0))
+    try:
+        return context.wrap_socket(sock, server_hostname="127.0.0.1")
+    except BaseException:
+        sock.close()
+        raise
+
+
+def refused_during_handshake(port: int, certs: Certificates, source: str) -> bool:
+    """Whether the server closes a TLS client from ``source`` before the handshake ends."""
+    try:
+        tls_client(port, certs, source).close()
+    except (ssl.SSLError, ConnectionError):
+        return True
+    return False
+
+
+def test_greet_over_tls_behind_haproxy_knows_the_client(
+    serve_process: ServeProcess, haproxy: Balancer, certs: Certificates
+) -> None:
+    backend = serve_process(
+        "serve", "greet", "tls://127.0.0.1:0", *tls_options(certs), "--deny", "127.0.0.5"
+    )
+    port = haproxy([backend])
+    with tls_client(port, certs, "127.0.0.2") as conn:
+        client_port = conn.getsockname()[1]
+        conn.sendall(b"ann\n")
+        reply = b""
+        while not reply.endswith(b"ann!\n"):
+            chunk = conn.recv(100)
+            assert chunk, reply
+            reply += chunk
+        assert reply == b"welcome!\nhello, ann!\n"
+    wait_until(lambda: f"closed 127.0.0.2:{client_port}" in backend.stderr(), "the log")
+    assert f"connection from 127.0.0.2:{client_port} (TLS)" in backend.stderr()
+    assert refused_during_handshake(port, certs, "127.0.0.5")
+    wait_until(lambda: "refused 127.0.0.5:" in backend.stderr(), "the refusal's log line")
+    assert BALANCER_SOURCE not in backend.stderr()
+
+
+def test_files_over_tls_behind_haproxy_knows_the_client(
+    serve_process: ServeProcess, haproxy: Balancer, certs: Certificates, tmp_path: Path
+) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "a.txt").write_bytes(b"alpha\n" * 100_000)
+    options = (*tls_options(certs), "--deny", "127.0.0.5")
+    backend = serve_process("serve", "files", str(share), "tls://127.0.0.1:0", *options)
+    port = haproxy([backend])
+    target = tmp_path / "copy.txt"
+    where = f"tls://127.0.0.1:{port}"
+    result = files_cli("get", where, "a.txt", str(target), "--tls-ca", str(certs.ca))
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == (share / "a.txt").read_bytes()
+    wait_until(lambda: "connection from 127.0.0.1:" in backend.stderr(), "the log line")
+    assert refused_during_handshake(port, certs, "127.0.0.5")
+    wait_until(lambda: "refused 127.0.0.5:" in backend.stderr(), "the refusal's log line")
+    assert BALANCER_SOURCE not in backend.stderr()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import ssl
@@ -252,8 +253,9 @@ class Server:
         """The first protocol of each connection on a listener (``tls``: a ``tls://`` one)."""
         if not self.config.proxy_protocol:
             return lambda: _Doorway(self, tls)
+        arrived = functools.partial(self._arrived, tls=tls)
         return lambda: ProxyDoorway(
-            self._arrived,
+            arrived,
             self._header_refused,
             self._waiting_for_header,
             timeout=self.config.proxy_timeout,
@@ -273,7 +275,8 @@ class Server:
         """Admit or refuse the client at ``peername`` (None: the transport's peer).
 
         ``data`` came after a PROXY header: the session gets it first.  On a
-        ``tls://`` listener (``tls``) an admitted client's handshake comes next.
+        ``tls://`` listener (``tls``) an admitted client's handshake comes next,
+        starting with ``data`` (the ClientHello's first bytes).
         """
         if peername is None:
             peername = transport.get_extra_info("peername")
@@ -307,7 +310,7 @@ class Server:
             self._per_address[address] = self._per_address.get(address, 0) + 1
         self._all_gone.clear()
         if tls is not None:  # admitted: the handshake counts toward --max-conns
-            self._handshake(transport, session, tls)
+            self._handshake(transport, session, tls, peername, data)
             return
         log.info("connection from %s", describe_peer(peername))
         transport.set_protocol(session)
@@ -316,11 +319,16 @@ class Server:
             feed(session, data)
 
     def _handshake(
-        self, transport: asyncio.BaseTransport, session: Session, tls: ssl.SSLContext
+        self,
+        transport: asyncio.BaseTransport,
+        session: Session,
+        tls: ssl.SSLContext,
+        peername: object,
+        received: bytes,
     ) -> None:
-        # Until the handshake task runs, the ClientHello must stay in the kernel.
+        # Until the handshake task runs, the rest of the ClientHello must stay in the kernel.
         cast(asyncio.Transport, transport).pause_reading()
-        peer = describe_peer(transport.get_extra_info("peername"))
+        peer = describe_peer(peername)
         timeout = self.config.tls.handshake_timeout if self.config.tls else 10.0
         handshake = accept_tls(
             transport,
@@ -329,6 +337,8 @@ class Server:
             timeout,
             on_failure=lambda: self.release(session),
             on_success=lambda: log.info("connection from %s (TLS)", peer),
+            received=received,
+            peername=peername,
         )
         self.spawn(handshake, name=f"TLS handshake with {peer}")
 

@@ -12,7 +12,10 @@ an asyncio transport: TCP, Unix, and TLS (asyncio's TLS transport).
 sends FIN and the peer may keep sending.  TLS cannot (a ``close_notify``
 ends both directions), so over TLS ``can_half_close`` is false and the end
 of a stream is the end of the connection: a session that would half-close
-closes once what it wrote has been sent.
+closes once what it wrote has been sent.  asyncio closes a TLS connection
+at the peer's end of stream whatever ``eof_received`` returns (and warns if
+it returned True), so sessions return True, keeping a connection open, only
+where the stream is not ``secure``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class ByteStream(Protocol):
     can_sendfile: bool
     #: Whether :meth:`half_close` is possible (not over TLS).
     can_half_close: bool
+    #: Whether the connection is encrypted (TLS).
+    secure: bool
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data``; never blocks.  Await :meth:`drain` to respect flow control."""
@@ -120,6 +125,7 @@ class TransportStream:
         self.peer = describe_peer(peername)
         self.address = peer_address(peername)
         self.address_key = address_key(peername)
+        self.secure = transport.get_extra_info("sslcontext") is not None
         self.can_half_close = transport.can_write_eof()
         self.can_sendfile = self.can_half_close  # TLS transports copy through the loop
         self.write = transport.write  # the hot path: the transport's own method

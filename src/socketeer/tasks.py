@@ -168,7 +168,8 @@ class TaskSession(Session):
                 self._inbox.extend(last)
         self._ended = True
         self._wake()
-        return True  # the handler may still be answering: it closes when done
+        # the handler may still be answering: it closes when done (TLS cannot wait)
+        return not self.stream.secure
 
     def ended(self, exc: Exception | None) -> None:
         self._ended = True

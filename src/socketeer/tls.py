@@ -32,6 +32,7 @@ from .endpoint import Endpoint, describe_peer
 from .errors import TLSError, describe_os_error
 from .known_hosts import KnownHosts, fingerprint, parse_fingerprint
 from .proxy_doorway import feed
+from .session import Session
 from .tls_transport import start_tls
 
 __all__ = [
@@ -130,26 +131,30 @@ class _Handshaking(asyncio.Protocol):
 
 async def accept_tls(
     transport: asyncio.BaseTransport,
-    session: asyncio.Protocol,
+    session: Session,
     context: ssl.SSLContext,
     timeout: float,
     on_failure: Callable[[], None],
     on_success: Callable[[], None],
     received: bytes = b"",
+    peername: object = None,
 ) -> None:
     """Run the server's handshake on an admitted connection, then start ``session`` on it.
 
     The caller pauses reading on ``transport`` when it admits the connection,
     so that nothing the client sends is lost before this runs; ``received``
     is the start of the handshake if some was read already (after a PROXY
-    header).
+    header).  ``peername`` (None: the transport's) is who the client is: the
+    address a PROXY header carried, in log lines and for the session.
 
     A handshake that fails or takes longer than ``timeout`` seconds is
     logged in one line and the connection closed; ``on_failure`` then
     releases what admission took.
     """
     transport = cast(asyncio.Transport, transport)
-    peer = describe_peer(transport.get_extra_info("peername"))
+    if peername is None:
+        peername = transport.get_extra_info("peername")
+    peer = describe_peer(peername)
     waiting = _Handshaking()
     transport.set_protocol(waiting)
     try:
@@ -170,7 +175,7 @@ async def accept_tls(
         return
     on_success()
     tls_transport.set_protocol(session)
-    session.connection_made(tls_transport)
+    session.connection_made(tls_transport, peername)
     for data in waiting.data:
         feed(session, data)
     if waiting.eof:

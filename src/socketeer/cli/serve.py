@@ -324,11 +324,6 @@ def run_server(
                 "one process answers for its own counts: run --health with one worker",
                 param_hint="--health",
             )
-    if options.proxy_protocol and tls is not None:
-        raise click.BadParameter(
-            "not with tls:// endpoints: end TLS at the balancer, or use TLS without PROXY",
-            param_hint="--proxy-protocol",
-        )
     if not service.datagrams and any(e.transport == "udp" for e in where):
         raise click.BadParameter(f"{service.name} does not run over UDP", param_hint="ENDPOINTS")
     _raise_fd_limit()

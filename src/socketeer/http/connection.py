@@ -103,6 +103,11 @@ class Exchange:
         return self._stream.address_key
 
     @property
+    def scheme(self) -> str:
+        """``https`` over TLS, else ``http``: what the client's ``Origin`` starts with."""
+        return "https" if self._stream.secure else "http"
+
+    @property
     def started(self) -> bool:
         """Whether the response has begun (its status can no longer change)."""
         return self.status is not None

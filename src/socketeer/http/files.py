@@ -122,8 +122,8 @@ def content_disposition(kind: str, name: str) -> str:
 class FilesWeb:
     """Serves ``service``'s share to browsers, curl and wget.
 
-    ``basic`` checks a user and password (accounts); ``scheme`` is ``https``
-    on TLS endpoints (the login cookie is then ``Secure``).
+    ``basic`` checks a user and password (accounts).  Over TLS (the
+    exchange's ``scheme`` is ``https``) the login cookie is ``Secure``.
     """
 
     def __init__(
@@ -131,11 +131,9 @@ class FilesWeb:
         service: FilesService,
         *,
         basic: Callable[[str, str], bool] | None = None,
-        scheme: str = "http",
     ) -> None:
         self.service = service
         self.store = service.store
-        self.scheme = scheme
         self.access = Access(service.token_matches if service.allow_upload else None, basic=basic)
 
     # dispatch -----------------------------------------------------------------------
@@ -225,7 +223,7 @@ class FilesWeb:
 
     def _same_origin(self, exchange: Exchange) -> bool:
         headers = exchange.headers
-        return same_origin(headers.get("origin"), headers.get("host"), self.scheme)
+        return same_origin(headers.get("origin"), headers.get("host"), exchange.scheme)
 
     # socketeer's own pages ----------------------------------------------------------
 
@@ -245,7 +243,7 @@ class FilesWeb:
             await self._login(exchange)
         elif exchange.method == "POST" and name == "logout":
             self.access.logout(parse_cookies(exchange.headers.get("cookie")))
-            await self._see_other(exchange, "/", [("set-cookie", self._cookie("", 0))])
+            await self._see_other(exchange, "/", [("set-cookie", self._cookie(exchange, "", 0))])
         else:
             raise HttpError(405, f"{exchange.method} is not supported here", [("allow", "GET")])
 
@@ -269,11 +267,13 @@ class FilesWeb:
         if not after.startswith("/") or after.startswith("//"):
             after = "/"
         await self._see_other(
-            exchange, after, [("set-cookie", self._cookie(session or "", SESSION_LIFETIME))]
+            exchange,
+            after,
+            [("set-cookie", self._cookie(exchange, session or "", SESSION_LIFETIME))],
         )
 
-    def _cookie(self, value: str, lifetime: float) -> str:
-        secure = "; Secure" if self.scheme == "https" else ""
+    def _cookie(self, exchange: Exchange, value: str, lifetime: float) -> str:
+        secure = "; Secure" if exchange.scheme == "https" else ""
         return (
             f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={int(lifetime)}{secure}"
         )

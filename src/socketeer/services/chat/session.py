@@ -269,9 +269,10 @@ class ChatSession(Session):
         if member is not None and not member.gone:
             self._post(self._chat.end_of_input(member, self.host.now(), time.time()))
             if member.held is not None:
-                return True  # closed by resumed(), once its held lines are acted on
+                # closed by resumed(), once its held lines are acted on (over TLS: now)
+                return not self.stream.secure
         self._close_when_written()
-        return True  # closed above, once the replies are written
+        return not self.stream.secure  # closed above, once the replies are written
 
     def resumed(self) -> None:
         """What this member waited for (a history, a password check) came; its held lines

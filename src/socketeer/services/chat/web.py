@@ -76,6 +76,7 @@ class WebSocketStream:
         self.peer = stream.peer
         self.address = stream.address
         self.address_key = stream.address_key
+        self.secure = stream.secure
         #: The close code sent when the chat closes the connection.
         self.close_code = 1000
         self.close_reason = ""
@@ -218,7 +219,7 @@ class WebChatSession(ChatSession):
             return False  # a WebSocket without its closing frame: gone
         if self._http is not None:
             self._http.feed_eof()
-            return True
+            return not self.stream.secure  # the answer may still be on its way
         return super().eof_received()
 
     def ended(self, exc: Exception | None) -> None:
