@@ -266,7 +266,10 @@ class FilesWeb:
             account = accounts.find(verdict.user)
         elif verdict.grant is Grant.BEARER:
             service.throttle.succeeded(exchange.address_key, service.clock())
-        if account is None:  # the token, as a bearer or its login cookie: everything
+        token = verdict.grant is Grant.BEARER or (
+            verdict.grant is Grant.COOKIE and verdict.user is None
+        )
+        if token:  # as a bearer or its login cookie: everything
             return Caller(verdict.grant, self.store)
         return Caller(verdict.grant, Rights(self.store, accounts, account), account)
 
