@@ -141,13 +141,16 @@ def test_logins_and_bearer_tokens() -> None:
     assert access.check(None, {COOKIE: "forged"}, 10).grant is Grant.NONE
 
 
-def test_basic_auth_is_a_hook_for_accounts() -> None:
-    access = Access(None, basic=lambda user, password: (user, password) == ("ann", "pw"))
-    good = "Basic " + base64.b64encode(b"ann:pw").decode()
-    bad = "Basic " + base64.b64encode(b"ann:no").decode()
+def test_basic_pairs_are_read_only_with_accounts_and_cookies_name_their_account() -> None:
+    access = Access(None, accounts=True)
+    good = "Basic " + base64.b64encode(b"ann:pw:with:colons").decode()
+    assert access.check(good, {}, 0).basic == ("ann", "pw:with:colons")
     assert access.check(good, {}, 0).grant is Grant.BASIC
-    assert access.check(bad, {}, 0).failed
     assert access.check("Basic !!!", {}, 0).failed
+    assert access.check("Basic " + base64.b64encode(b"no-colon").decode(), {}, 0).failed
+    assert Access(None).check(good, {}, 0).grant is Grant.NONE  # no accounts: no Basic
+    session = access.open_session("ann", 0)
+    assert access.check(None, {COOKIE: session}, 10).user == "ann"
 
 
 def test_cookies_and_origins() -> None:

@@ -18,8 +18,15 @@ transport allows.
 ``POST /dir/?mkdir``        make the directory named by the form's ``name``
 ``POST /path?delete``,      delete (a directory with what is in it)
 ``DELETE /path``
-``POST /.socketeer/login``  exchange the token for a session cookie
+``POST /.socketeer/login``  exchange the token, or an account's name and
+                            password, for a session cookie
 ==========================  ==============================================
+
+With accounts (``--users``), every request acts as the account it proves
+(``Authorization: Basic``, or a login cookie) or anonymously, and each goes
+through :class:`~socketeer.services.files.access.Access`: anonymous
+refusals get 401 with a Basic challenge, a logged-in user's 403.  The
+token (``Authorization: Bearer``, or its cookie) still allows everything.
 """
 
 from __future__ import annotations
@@ -29,18 +36,30 @@ import logging
 import math
 import mimetypes
 import stat as stat_module
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qsl, quote
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from stream_zip import ZIP_AUTO, stream_zip
 
+from ..accounts import Account, Right
+from ..services.files.access import Access as Rights
+from ..services.files.messages import Entry
 from ..services.files.paths import join_remote
-from ..services.files.store import StoreError, Upload
+from ..services.files.store import FileStore, StoreError, Upload
 from ..visible import visible
-from .access import COOKIE, SESSION_LIFETIME, Access, Grant, parse_cookies, same_origin
+from .access import (
+    COOKIE,
+    SESSION_LIFETIME,
+    Access,
+    Grant,
+    Verdict,
+    parse_cookies,
+    same_origin,
+)
 from .connection import Exchange
 from .listing import SORT_KEYS, ListingView, listing_json, render_listing
 from .responses import (
@@ -66,7 +85,7 @@ from .validators import (
 if TYPE_CHECKING:
     from ..services.files.session import FilesService
 
-__all__ = ["FORM_LIMIT", "STATUS_OF", "FilesWeb"]
+__all__ = ["FORM_LIMIT", "STATUS_OF", "Caller", "FilesWeb"]
 
 log = logging.getLogger("socketeer.server")
 
@@ -81,6 +100,7 @@ STATUS_OF = {
     "not-found": 404,
     "bad-path": 400,
     "denied": 403,
+    "forbidden": 403,
     "read-only": 403,
     "unauthorized": 401,
     "exists": 409,
@@ -105,11 +125,20 @@ _ACTIVE_TYPES = {
     "application/javascript",
 }
 _ALLOW = "GET, HEAD, PUT, POST, DELETE, OPTIONS"
+#: Characters of a user name a log line or an answer quotes.
+SHOWN_NAME = 64
+
+
+def challenge(scheme: str) -> tuple[str, str]:
+    """The ``WWW-Authenticate`` header a 401 carries."""
+    return ("www-authenticate", f'{scheme} realm="socketeer"')
 
 
 def store_error(exc: StoreError) -> HttpError:
     """A store's refusal as the HTTP error a client is told."""
-    return HttpError(STATUS_OF.get(exc.code, 500), visible(str(exc)))
+    # Only an account's rights say "unauthorized": an anonymous request that may log in.
+    headers = [challenge("Basic")] if exc.code == "unauthorized" else []
+    return HttpError(STATUS_OF.get(exc.code, 500), visible(str(exc)), headers)
 
 
 def content_disposition(kind: str, name: str) -> str:
@@ -119,22 +148,32 @@ def content_disposition(kind: str, name: str) -> str:
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request, and what its reads and writes go through."""
+
+    grant: Grant
+    #: The store itself (no accounts, or the token), or an account's rights in it.
+    source: FileStore | Rights
+    #: The account that logged in, if one did.
+    account: Account | None = None
+
+
 class FilesWeb:
     """Serves ``service``'s share to browsers, curl and wget.
 
-    ``basic`` checks a user and password (accounts).  Over TLS (the
+    With the service's accounts, each request is checked against the rights
+    of the account it proves (or of anonymous users).  Over TLS (the
     exchange's ``scheme`` is ``https``) the login cookie is ``Secure``.
     """
 
-    def __init__(
-        self,
-        service: FilesService,
-        *,
-        basic: Callable[[str, str], bool] | None = None,
-    ) -> None:
+    def __init__(self, service: FilesService) -> None:
         self.service = service
         self.store = service.store
-        self.access = Access(service.token_matches if service.allow_upload else None, basic=basic)
+        self.access = Access(
+            service.token_matches if service.allow_upload else None,
+            accounts=service.accounts is not None,
+        )
 
     # dispatch -----------------------------------------------------------------------
 
@@ -157,8 +196,8 @@ class FilesWeb:
             elif exchange.method == "POST":
                 await self._post(exchange, target)
             elif exchange.method == "DELETE":
-                await self._authorize(exchange)
-                await asyncio.to_thread(self.store.delete, target.path, True)
+                source = await self._writer(exchange)
+                await asyncio.to_thread(source.delete, target.path, True)
                 log.info("%s: deleted %r over HTTP", exchange.peer, target.path)
                 await exchange.respond(204, PAGE_HEADERS)
             else:
@@ -166,51 +205,109 @@ class FilesWeb:
         except StoreError as exc:
             raise store_error(exc) from None
 
-    # who may write ------------------------------------------------------------------
+    # who sent the request -----------------------------------------------------------
 
-    def _grant(self, exchange: Exchange) -> Grant:
-        if not self.service.allow_upload:
-            return Grant.NONE
-        verdict = self.access.check(
-            exchange.headers.get("authorization"),
-            parse_cookies(exchange.headers.get("cookie")),
+    def _verdict(self, exchange: Exchange) -> Verdict:
+        headers = exchange.headers
+        return self.access.check(
+            headers.get("authorization"),
+            parse_cookies(headers.get("cookie")),
             self.service.clock(),
         )
-        return verdict.grant
+
+    async def _reader(self, exchange: Exchange) -> Caller:
+        """Who reads: without accounts anyone may, and the token shows the write tools."""
+        if self.service.accounts is None:
+            grant = self._verdict(exchange).grant if self.service.allow_upload else Grant.NONE
+            return Caller(grant, self.store)
+        return await self._caller(exchange)
+
+    async def _writer(self, exchange: Exchange) -> FileStore | Rights:
+        """What a write goes through; refused (401/403) before anything is written."""
+        if self.service.accounts is None:
+            await self._authorize(exchange)
+            return self.store
+        caller = await self._caller(exchange)
+        if caller.grant is not Grant.NONE:
+            origin = exchange.headers.get("origin")
+            # A browser attaches cookies and Basic credentials to other sites' posts too.
+            foreign = origin is not None and not self._same_origin(exchange)
+            if foreign or (caller.grant is Grant.COOKIE and origin is None):
+                raise HttpError(403, "a logged-in write from a browser must come from this server")
+        return caller.source
+
+    async def _caller(self, exchange: Exchange) -> Caller:
+        """On a server with accounts: anonymous, unless the request proves an account or the token.
+
+        A Basic password is checked in a thread (at most two at once); wrong
+        ones are answered late and counted against the address, like the
+        files protocol's.
+        """
+        service, accounts = self.service, self.service.accounts
+        assert accounts is not None
+        verdict = self._verdict(exchange)
+        if verdict.grant is Grant.NONE and not verdict.failed:
+            return Caller(Grant.NONE, Rights(self.store, accounts, None))
+        self._refuse_banned(exchange)
+        if verdict.failed:
+            basic = (exchange.headers.get("authorization") or "").lower().startswith("basic")
+            if basic:
+                await self._failed_login(exchange, "malformed Basic credentials", "Basic")
+            await self._failed_login(exchange, "wrong token")
+        account = None
+        if verdict.basic is not None:
+            user, password = verdict.basic
+            account = await service.authenticate(user, password)
+            if account is None:
+                await self._failed_login(exchange, _wrong_password(user), "Basic")
+            service.throttle.succeeded(exchange.address_key, service.clock())
+        elif verdict.user is not None:
+            account = accounts.find(verdict.user)
+        elif verdict.grant is Grant.BEARER:
+            service.throttle.succeeded(exchange.address_key, service.clock())
+        token = verdict.grant is Grant.BEARER or (
+            verdict.grant is Grant.COOKIE and verdict.user is None
+        )
+        if token:  # as a bearer or its login cookie: everything
+            return Caller(verdict.grant, self.store)
+        return Caller(verdict.grant, Rights(self.store, accounts, account), account)
 
     async def _authorize(self, exchange: Exchange) -> None:
-        """Refuse (401/403) a write the request may not make; nothing is written then."""
+        """Without accounts: refuse (401/403) a write without the token; nothing is written."""
         service = self.service
         if not service.allow_upload:
             raise HttpError(403, "this server is read-only (start it with --allow-upload)")
-        address, now = exchange.address_key, service.clock()
-        banned = service.throttle.ban_remaining(address, now)
+        self._refuse_banned(exchange)
+        verdict = self._verdict(exchange)
+        if verdict.failed:
+            await self._failed_login(exchange, "wrong token")
+        if verdict.grant is Grant.NONE:
+            raise HttpError(
+                401,
+                "writing needs the server's token (Authorization: Bearer TOKEN, or log in)",
+                [challenge("Bearer")],
+            )
+        if verdict.grant is Grant.COOKIE and not self._same_origin(exchange):
+            raise HttpError(403, "a write with the login cookie must come from this server's pages")
+        service.throttle.succeeded(exchange.address_key, service.clock())
+
+    def _refuse_banned(self, exchange: Exchange) -> None:
+        address = exchange.address_key
+        banned = self.service.throttle.ban_remaining(address, self.service.clock())
         if banned:
             raise HttpError(
                 403,
                 f"too many failed logins from {visible(address)}; "
                 f"try again in {math.ceil(banned)} s",
             )
-        verdict = self.access.check(
-            exchange.headers.get("authorization"),
-            parse_cookies(exchange.headers.get("cookie")),
-            now,
-        )
-        if verdict.failed:
-            await self._failed_login(exchange)
-        if verdict.grant is Grant.NONE:
-            raise HttpError(
-                401,
-                "writing needs the server's token (Authorization: Bearer TOKEN, or log in)",
-                [("www-authenticate", 'Bearer realm="socketeer"')],
-            )
-        if verdict.grant is Grant.COOKIE and not self._same_origin(exchange):
-            raise HttpError(403, "a write with the login cookie must come from this server's pages")
-        service.throttle.succeeded(address, now)
 
-    async def _failed_login(self, exchange: Exchange) -> None:
+    async def _failed_login(
+        self, exchange: Exchange, reason: str, scheme: str = "Bearer"
+    ) -> NoReturn:
+        """Count a wrong credential against the address, log it, and answer 401 late."""
         service = self.service
         failure = service.throttle.failed(exchange.address_key, service.clock())
+        log.warning("%s: refused over HTTP: %s", exchange.peer, reason)
         if failure.banned_for:
             log.warning(
                 "%s: banned for %d s after %d failed logins",
@@ -219,7 +316,7 @@ class FilesWeb:
                 failure.failures,
             )
         await asyncio.sleep(failure.delay)
-        raise HttpError(401, "wrong token", [("www-authenticate", 'Bearer realm="socketeer"')])
+        raise HttpError(401, reason, [challenge(scheme)])
 
     def _same_origin(self, exchange: Exchange) -> bool:
         headers = exchange.headers
@@ -252,17 +349,25 @@ class FilesWeb:
         if origin is not None and not self._same_origin(exchange):
             raise HttpError(403, "log in from this server's own page")
         form = dict(parse_qsl((await exchange.body(FORM_LIMIT)).decode("utf-8", "replace")))
-        service, address = self.service, exchange.address_key
-        if not service.allow_upload or not self.access.enabled:
+        service = self.service
+        if not self.access.enabled:
             raise HttpError(403, "this server is read-only (start it with --allow-upload)")
-        banned = service.throttle.ban_remaining(address, service.clock())
-        if banned:
-            raise HttpError(403, f"too many failed logins; try again in {math.ceil(banned)} s")
-        session = self.access.login(form.get("token", ""), service.clock())
-        if session is None:
-            await self._failed_login(exchange)
-        service.throttle.succeeded(address, service.clock())
-        log.info("%s: logged in over HTTP", exchange.peer)
+        self._refuse_banned(exchange)
+        user = form.get("user", "")
+        if user and service.accounts is not None:
+            account = await service.authenticate(user, form.get("password", ""))
+            if account is None:
+                await self._failed_login(exchange, _wrong_password(user), "Basic")
+            session = self.access.open_session(account.name, service.clock())
+            log.info("%s: logged in over HTTP as %s", exchange.peer, account.name)
+        else:  # the token (on a form with accounts, in the password field)
+            token = form.get("token") or form.get("password", "")
+            found = self.access.login(token, service.clock())
+            if found is None:
+                await self._failed_login(exchange, "wrong token")
+            session = found
+            log.info("%s: logged in over HTTP", exchange.peer)
+        service.throttle.succeeded(exchange.address_key, service.clock())
         after = form.get("next", "/")
         if not after.startswith("/") or after.startswith("//"):
             after = "/"
@@ -286,7 +391,8 @@ class FilesWeb:
     # reading ------------------------------------------------------------------------
 
     async def _get(self, exchange: Exchange, target: Target) -> None:
-        entry = await asyncio.to_thread(self.store.stat, target.path)
+        caller = await self._reader(exchange)
+        entry = await asyncio.to_thread(caller.source.stat, target.path)
         if entry.type == "dir":
             if not target.directory:
                 query = exchange.target.partition(b"?")[2].decode("ascii")
@@ -294,16 +400,16 @@ class FilesWeb:
                 await exchange.respond(301, [("location", location), *PAGE_HEADERS])
                 return
             if "zip" in target.query:
-                await self._zip(exchange, target.path)
+                await self._zip(exchange, target.path, caller.source)
                 return
-            await self._listing(exchange, target)
+            await self._listing(exchange, target, caller)
             return
         if target.directory and target.path:
             raise HttpError(404, f"{visible(target.path)}: not a directory")
-        await self._file(exchange, target)
+        await self._file(exchange, target, caller.source)
 
-    async def _listing(self, exchange: Exchange, target: Target) -> None:
-        entries = await asyncio.to_thread(self.store.list, target.path)
+    async def _listing(self, exchange: Exchange, target: Target, caller: Caller) -> None:
+        entries = await asyncio.to_thread(caller.source.list, target.path)
         if "json" in target.query or wants_json(exchange.headers):
             await exchange.respond(
                 200,
@@ -312,20 +418,30 @@ class FilesWeb:
             )
             return
         sort = target.query.get("sort", "name")
-        grant = self._grant(exchange)
         view = ListingView(
             target.path,
             sort if sort in SORT_KEYS else "name",
             target.query.get("order") == "desc",
-            writable=grant is not Grant.NONE,
-            can_log_in=self.service.allow_upload and self.access.enabled,
+            writable=await self._may_write(caller, target.path),
+            can_log_in=self.access.enabled,
+            accounts=self.access.accounts,
+            user=caller.account.name if caller.account is not None else None,
+            logged_in=caller.grant is Grant.COOKIE,
         )
         await html_response(
             exchange, 200, render_listing(entries, view), [("cache-control", "no-cache")]
         )
 
-    async def _file(self, exchange: Exchange, target: Target) -> None:
-        file, st = await asyncio.to_thread(self.store.open_file, target.path)
+    async def _may_write(self, caller: Caller, path: str) -> bool:
+        """Whether the listing of ``path`` offers ``caller`` the forms that write."""
+        source = caller.source
+        if not isinstance(source, Rights):
+            return caller.grant is not Grant.NONE
+        names, _ = await asyncio.to_thread(self.store.resolve, path)
+        return Right.WRITE in source.rights(names)
+
+    async def _file(self, exchange: Exchange, target: Target, source: FileStore | Rights) -> None:
+        file, st = await asyncio.to_thread(source.open_file, target.path)
         with file:
             name = target.names[-1]
             tag = entity_tag(st.st_ino, st.st_size, st.st_mtime_ns)
@@ -381,7 +497,8 @@ class FilesWeb:
                 start,
             )
 
-    async def _zip(self, exchange: Exchange, path: str) -> None:
+    async def _zip(self, exchange: Exchange, path: str, source: FileStore | Rights) -> None:
+        entries = await asyncio.to_thread(source.list, path)  # refused before a byte is sent
         name = path.rsplit("/", 1)[-1] if path else "share"
         await exchange.start(
             200,
@@ -392,7 +509,7 @@ class FilesWeb:
             ],
         )
         if not exchange.head:
-            chunks = iter(stream_zip(self._zip_members(path, name)))
+            chunks = iter(stream_zip(_zip_members(source, path, name, entries)))
             while True:
                 batch = await asyncio.to_thread(_gather, chunks, ZIP_BATCH)
                 if not batch:
@@ -402,37 +519,12 @@ class FilesWeb:
         await exchange.end()
         log.info("%s: sent %r as a zip over HTTP", exchange.peer, path)
 
-    def _zip_members(self, path: str, top: str) -> Iterator[tuple[str, datetime, int, Any, Any]]:
-        """The tree below ``path`` as stream-zip members (runs in the zipping thread)."""
-        store = self.store
-        todo = [(path, top)]
-        while todo:
-            remote, shown = todo.pop()
-            for entry in store.list(remote):
-                below, name = join_remote(remote, entry.name), f"{shown}/{entry.name}"
-                when = datetime.fromtimestamp(max(entry.mtime, 315532800), UTC)
-                if entry.type == "dir":
-                    todo.append((below, name))
-                    yield name + "/", when, stat_module.S_IFDIR | 0o755, ZIP_AUTO(0), iter(())
-                elif entry.type == "file":
-                    try:
-                        file, st = store.open_file(below)
-                    except StoreError:
-                        continue  # gone or swapped meanwhile
-                    yield (
-                        name,
-                        when,
-                        stat_module.S_IFREG | 0o644,
-                        ZIP_AUTO(st.st_size, level=1),
-                        _read_exactly(file, st.st_size),
-                    )
-
     # writing ------------------------------------------------------------------------
 
     async def _put(self, exchange: Exchange, target: Target) -> None:
-        await self._authorize(exchange)
+        source = await self._writer(exchange)
         if target.directory:
-            await asyncio.to_thread(self.store.mkdir, target.path, True)
+            await asyncio.to_thread(source.mkdir, target.path, True)
             await json_response(exchange, 201, {"made": target.path})
             return
         query = target.query
@@ -445,19 +537,9 @@ class FilesWeb:
             declared = exchange.headers.get("content-length")
             if declared is not None and declared.isdigit():
                 total = int(declared)
-        parent = target.path.rsplit("/", 1)[0] if "/" in target.path else ""
-        if parent:
-            await asyncio.to_thread(self.store.mkdir, parent, True)
         upload = await asyncio.to_thread(
-            self.store.upload,
-            target.path,
-            total or 0,
-            None,
-            False,
-            True,
-            resume=resumable and "fresh" not in query,
+            self._begin_upload, source, target.path, total or 0, resumable and "fresh" not in query
         )
-        assert upload is not None  # force: never skipped
         try:
             if upload.offset != offset:
                 raise HttpError(
@@ -485,23 +567,23 @@ class FilesWeb:
     async def _post(self, exchange: Exchange, target: Target) -> None:
         query = target.query
         if "delete" in query:
-            await self._authorize(exchange)
-            await asyncio.to_thread(self.store.delete, target.path, True)
+            source = await self._writer(exchange)
+            await asyncio.to_thread(source.delete, target.path, True)
             log.info("%s: deleted %r over HTTP", exchange.peer, target.path)
             parent = target.path.rsplit("/", 1)[0] if "/" in target.path else ""
             await self._done(exchange, parent, {"deleted": target.path})
         elif "mkdir" in query:
-            await self._authorize(exchange)
+            source = await self._writer(exchange)
             form = dict(parse_qsl((await exchange.body(FORM_LIMIT)).decode("utf-8", "replace")))
             made = join_remote(target.path, form.get("name", "").strip("/"))
             if made == target.path:
                 raise HttpError(400, "name the new directory")
-            await asyncio.to_thread(self.store.mkdir, made, False)
+            await asyncio.to_thread(source.mkdir, made, False)
             log.info("%s: made directory %r over HTTP", exchange.peer, made)
             await self._done(exchange, target.path, {"made": made})
         elif "upload" in query:
-            await self._authorize(exchange)
-            received = await self._multipart(exchange, target.path)
+            source = await self._writer(exchange)
+            received = await self._multipart(exchange, target.path, source)
             await self._done(exchange, target.path, {"received": received})
         else:
             raise HttpError(400, "say what to do: ?upload, ?mkdir or ?delete")
@@ -513,7 +595,9 @@ class FilesWeb:
         else:
             await self._see_other(exchange, _href(directory, directory=True))
 
-    async def _multipart(self, exchange: Exchange, directory: str) -> list[str]:
+    async def _multipart(
+        self, exchange: Exchange, directory: str, source: FileStore | Rights
+    ) -> list[str]:
         """Receive each file of a ``multipart/form-data`` body into ``directory``."""
         content_type, options = parse_options_header(exchange.headers.get("content-type") or "")
         boundary = options.get(b"boundary")
@@ -528,7 +612,7 @@ class FilesWeb:
                 parser.write(chunk)
                 for kind, value in parts.take():
                     if kind == "begin":
-                        upload = await self._start_part(directory, value)
+                        upload = await self._start_part(source, directory, value)
                     elif kind == "data" and upload is not None:
                         await asyncio.to_thread(upload.write_all, [value])
                     elif kind == "end" and upload is not None:
@@ -547,7 +631,9 @@ class FilesWeb:
             raise HttpError(400, "the multipart body ended in the middle of a file")
         return received
 
-    async def _start_part(self, directory: str, headers: bytes) -> Upload | None:
+    async def _start_part(
+        self, source: FileStore | Rights, directory: str, headers: bytes
+    ) -> Upload | None:
         disposition = _part_header(headers, b"content-disposition")
         _, options = parse_options_header(disposition)
         filename = options.get(b"filename")
@@ -555,11 +641,23 @@ class FilesWeb:
             return None  # a plain form field
         name = filename.decode("utf-8", "replace").replace("\\", "/").strip("/")
         remote = join_remote(directory, name)
-        parent = remote.rsplit("/", 1)[0] if "/" in remote else ""
-        if parent and parent != directory:
-            await asyncio.to_thread(self.store.mkdir, parent, True)  # a folder's upload
-        upload = await asyncio.to_thread(self.store.upload, remote, 0, None, False, True)
-        assert upload is not None
+        return await asyncio.to_thread(self._begin_upload, source, remote, 0)
+
+    def _begin_upload(
+        self, source: FileStore | Rights, remote: str, size: int, resume: bool = False
+    ) -> Upload:
+        """In a thread: start an upload, making its missing parent directories first.
+
+        With an account's rights, the upload itself is checked before any
+        directory is made, so a refused one leaves nothing behind.
+        """
+        if isinstance(source, Rights):
+            source.may_upload(remote)
+        parent = remote.rpartition("/")[0]
+        if parent and self.store.resolve(parent)[1] is None:
+            source.mkdir(parent, True)  # a folder's upload, a PUT to a new directory
+        upload = source.upload(remote, size, None, False, True, resume=resume)
+        assert upload is not None  # force: never skipped
         return upload
 
 
@@ -604,6 +702,48 @@ class _Parts:
     def take(self) -> list[tuple[str, bytes]]:
         events, self._events = self._events, []
         return events
+
+
+def _wrong_password(user: str) -> str:
+    return f'wrong user name or password (user "{visible(user[:SHOWN_NAME])}")'
+
+
+def _zip_members(
+    source: FileStore | Rights, path: str, top: str, entries: list[Entry]
+) -> Iterator[tuple[str, datetime, int, Any, Any]]:
+    """The tree below ``path`` (listed as ``entries``) as stream-zip members.
+
+    Runs in the zipping thread.  Every directory is listed and every file
+    opened through ``source``: with an account's rights, what it may not
+    read is left out.
+    """
+    todo: list[tuple[str, str, datetime | None]] = [(path, top, None)]
+    while todo:
+        remote, shown, modified = todo.pop()
+        listed = entries
+        if modified is not None:  # below the top: listed (and shown) only if it may be
+            try:
+                listed = source.list(remote)
+            except StoreError:
+                continue  # not to be read, or gone meanwhile
+            yield shown + "/", modified, stat_module.S_IFDIR | 0o755, ZIP_AUTO(0), iter(())
+        for entry in listed:
+            below, name = join_remote(remote, entry.name), f"{shown}/{entry.name}"
+            when = datetime.fromtimestamp(max(entry.mtime, 315532800), UTC)
+            if entry.type == "dir":
+                todo.append((below, name, when))
+            elif entry.type == "file":
+                try:
+                    file, st = source.open_file(below)
+                except StoreError:
+                    continue  # not to be read, or gone or swapped meanwhile
+                yield (
+                    name,
+                    when,
+                    stat_module.S_IFREG | 0o644,
+                    ZIP_AUTO(st.st_size, level=1),
+                    _read_exactly(file, st.st_size),
+                )
 
 
 def _part_header(head: bytes, name: bytes) -> bytes:

@@ -37,6 +37,12 @@ class ListingView:
     writable: bool = False
     #: The server takes logins (it has a token or accounts).
     can_log_in: bool = False
+    #: The server has accounts: the login form asks for a user and a password.
+    accounts: bool = False
+    #: The account the visitor is logged in as.
+    user: str | None = None
+    #: The visitor has a login cookie (and may log out).
+    logged_in: bool = False
 
 
 def human_size(size: int) -> str:
@@ -126,32 +132,7 @@ def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
             f'<td class="actions">{actions}</td></tr>'
         )
     here = escape(_href(path, directory=True) if path else "/")
-    tools = ""
-    if view.writable:
-        tools = (
-            '<section class="tools" id="tools">'
-            f'<form method="post" action="{here}?upload" enctype="multipart/form-data" '
-            'id="upload-form">'
-            '<div class="drop" id="drop">Drop files or folders here, or pick '
-            '<label>files <input type="file" name="file" multiple id="file-input"></label> '
-            '<label>a folder <input type="file" name="file" multiple webkitdirectory '
-            'id="folder-input"></label></div>'
-            '<button type="submit">Upload</button></form>'
-            '<ul id="progress" class="progress" aria-live="polite"></ul>'
-            f'<form method="post" action="{here}?mkdir" class="row">'
-            '<input name="name" placeholder="new directory" aria-label="new directory" required>'
-            '<button type="submit">Make directory</button></form>'
-            '<form method="post" action="/.socketeer/logout" class="row">'
-            '<button type="submit">Log out</button></form></section>'
-        )
-    elif view.can_log_in:
-        tools = (
-            '<section class="tools"><form method="post" action="/.socketeer/login" class="row">'
-            f'<input type="hidden" name="next" value="{here}">'
-            '<input type="password" name="token" placeholder="token" aria-label="token" '
-            'autocomplete="current-password" required>'
-            '<button type="submit">Log in to upload</button></form></section>'
-        )
+    tools = _tools(view, here)
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -169,6 +150,53 @@ def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
         + "".join(rows)
         + "</tbody></table></main></body></html>"
     )
+
+
+def _tools(view: ListingView, here: str) -> str:
+    """The forms above the table: who is logged in, upload, make a directory, log in or out."""
+    parts = []
+    if view.user is not None:
+        parts.append(f'<p class="row">logged in as {escape(visible(view.user))}</p>')
+    if view.writable:
+        parts.append(
+            f'<form method="post" action="{here}?upload" enctype="multipart/form-data" '
+            'id="upload-form">'
+            '<div class="drop" id="drop">Drop files or folders here, or pick '
+            '<label>files <input type="file" name="file" multiple id="file-input"></label> '
+            '<label>a folder <input type="file" name="file" multiple webkitdirectory '
+            'id="folder-input"></label></div>'
+            '<button type="submit">Upload</button></form>'
+            '<ul id="progress" class="progress" aria-live="polite"></ul>'
+            f'<form method="post" action="{here}?mkdir" class="row">'
+            '<input name="name" placeholder="new directory" aria-label="new directory" required>'
+            '<button type="submit">Make directory</button></form>'
+        )
+    if view.logged_in or (view.writable and not view.accounts):
+        parts.append(
+            '<form method="post" action="/.socketeer/logout" class="row">'
+            '<button type="submit">Log out</button></form>'
+        )
+    elif view.can_log_in and view.accounts and view.user is None:
+        parts.append(
+            '<form method="post" action="/.socketeer/login" class="row">'
+            f'<input type="hidden" name="next" value="{here}">'
+            '<input name="user" placeholder="user" aria-label="user" autocomplete="username">'
+            '<input type="password" name="password" placeholder="password" '
+            'aria-label="password" autocomplete="current-password" required>'
+            '<button type="submit">Log in</button></form>'
+        )
+    elif view.can_log_in and not view.writable and not view.accounts:
+        parts.append(
+            '<form method="post" action="/.socketeer/login" class="row">'
+            f'<input type="hidden" name="next" value="{here}">'
+            '<input type="password" name="token" placeholder="token" aria-label="token" '
+            'autocomplete="current-password" required>'
+            '<button type="submit">Log in to upload</button></form>'
+        )
+    if not parts:
+        return ""
+    section = '<section class="tools" id="tools">' if view.writable else '<section class="tools">'
+    return section + "".join(parts) + "</section>"
 
 
 def listing_json(path: str, entries: Sequence[Entry]) -> bytes:

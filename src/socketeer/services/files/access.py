@@ -115,18 +115,25 @@ class Access:
         verify: bool,
         force: bool,
         hash_name: str = "sha256",
+        *,
+        resume: bool = False,
     ) -> Upload | None:
         """Start an upload: a new file needs the write right, replacing one also delete."""
+        self.may_upload(remote, size)
+        return self.store.upload(remote, size, mtime, verify, force, hash_name, resume=resume)
+
+    def may_upload(self, remote: str, size: int | None = None) -> None:
+        """Refuse an upload of ``remote`` (of ``size`` bytes, when known) the rights do not
+        allow, before anything is made."""
         names, st = self.store.resolve(remote)
         self.require(remote, names, Right.WRITE)
-        refusal = self.accounts.upload_refusal(self.account, names, size)
+        refusal = None if size is None else self.accounts.upload_refusal(self.account, names, size)
         if refusal:
             raise StoreError("forbidden", f"{remote}: {refusal}")
         if st is not None and Right.DELETE not in self.rights(names):
             raise self.refusal(
                 remote, Right.DELETE, names, f"may not replace /{'/'.join(names)}, which exists"
             )
-        return self.store.upload(remote, size, mtime, verify, force, hash_name)
 
     def mkdir(self, remote: str, parents: bool) -> None:
         """Make a directory: needs the write right where it is made."""
