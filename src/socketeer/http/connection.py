@@ -343,6 +343,7 @@ class HttpConnection:
         self._into_slot = False
         self._raw_paused = False
         self._resync = False  # a body went past h11: the next request needs a fresh h11
+        self._handed_over = False  # the application took the connection (a WebSocket)
 
     # bytes in, for a buffered protocol ----------------------------------------------
 
@@ -361,7 +362,6 @@ class HttpConnection:
         self.activity.transferred += nbytes
         if raw.filled(nbytes):
             self._raw_wait()
-        self._handed_over = False  # the application took the connection (a WebSocket)
 
     # bytes in, from the session's protocol callbacks --------------------------------
 
