@@ -25,6 +25,7 @@ __all__ = [
     "Access",
     "Grant",
     "Verdict",
+    "basic_credentials",
     "parse_cookies",
     "same_origin",
 ]
@@ -115,6 +116,12 @@ class Access:
                 return Verdict(Grant.COOKIE)
             self._sessions.pop(session, None)
         return Verdict(Grant.NONE)
+
+
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """The user and password of a ``Basic`` ``Authorization`` header (None: not one)."""
+    scheme, _, credential = (authorization or "").strip().partition(" ")
+    return _basic_pair(credential) if scheme.lower() == "basic" else None
 
 
 def _basic_pair(credential: str) -> tuple[str, str] | None:

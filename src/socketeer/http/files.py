@@ -37,10 +37,20 @@ from urllib.parse import parse_qsl, quote
 from python_multipart.multipart import MultipartParser, parse_options_header
 from stream_zip import ZIP_AUTO, stream_zip
 
+from ..accounts import Account
+from ..services.files.access import Access as Rights
 from ..services.files.paths import join_remote
-from ..services.files.store import StoreError, Upload
+from ..services.files.store import FileStore, StoreError, Upload
 from ..visible import visible
-from .access import COOKIE, SESSION_LIFETIME, Access, Grant, parse_cookies, same_origin
+from .access import (
+    COOKIE,
+    SESSION_LIFETIME,
+    Access,
+    Grant,
+    basic_credentials,
+    parse_cookies,
+    same_origin,
+)
 from .connection import Exchange
 from .listing import SORT_KEYS, ListingView, listing_json, render_listing
 from .responses import (
@@ -83,6 +93,7 @@ STATUS_OF = {
     "denied": 403,
     "read-only": 403,
     "unauthorized": 401,
+    "forbidden": 403,
     "exists": 409,
     "not-empty": 409,
     "not-a-directory": 409,
@@ -105,6 +116,9 @@ _ACTIVE_TYPES = {
     "application/javascript",
 }
 _ALLOW = "GET, HEAD, PUT, POST, DELETE, OPTIONS"
+#: What a request reads through: the whole share, or an account's rights in it.
+Reader = FileStore | Rights
+_ASK_BASIC = ("www-authenticate", 'Basic realm="socketeer", charset="UTF-8"')
 
 
 def store_error(exc: StoreError) -> HttpError:
@@ -166,7 +180,41 @@ class FilesWeb:
             else:
                 raise HttpError(405, f"{exchange.method} is not supported", [("allow", _ALLOW)])
         except StoreError as exc:
-            raise store_error(exc) from None
+            error = store_error(exc)
+            if exc.code == "unauthorized" and self.service.accounts is not None:
+                error.headers = (*error.headers, _ASK_BASIC)
+            raise error from None
+
+    # who may read -------------------------------------------------------------------
+
+    async def _reader(self, exchange: Exchange) -> Reader:
+        """Where this request reads: with accounts, through the rights of the one it logs in as.
+
+        The token (as a bearer or a login cookie) reads everything, as it
+        does over the files protocol; a ``Basic`` user and password read what
+        that account may; anyone else what anonymous users may.
+        """
+        accounts = self.service.accounts
+        if accounts is None or self._grant(exchange) is not Grant.NONE:
+            return self.store
+        pair = basic_credentials(exchange.headers.get("authorization"))
+        account = None if pair is None else await self._account(exchange, *pair)
+        return Rights(self.store, accounts, account)
+
+    async def _account(self, exchange: Exchange, user: str, password: str) -> Account:
+        """The account a ``Basic`` header logs in to; a wrong pair is counted and refused (401)."""
+        service = self.service
+        address = exchange.address_key
+        banned = service.throttle.ban_remaining(address, service.clock())
+        if banned:
+            raise HttpError(403, f"too many failed logins; try again in {math.ceil(banned)} s")
+        account = await service.authenticate(user, password)
+        if account is None:
+            failure = service.throttle.failed(address, service.clock())
+            await asyncio.sleep(failure.delay)
+            raise HttpError(401, "wrong user name or password", [_ASK_BASIC])
+        service.throttle.succeeded(address, service.clock())
+        return account
 
     # who may write ------------------------------------------------------------------
 
@@ -286,7 +334,8 @@ class FilesWeb:
     # reading ------------------------------------------------------------------------
 
     async def _get(self, exchange: Exchange, target: Target) -> None:
-        entry = await asyncio.to_thread(self.store.stat, target.path)
+        reader = await self._reader(exchange)
+        entry = await asyncio.to_thread(reader.stat, target.path)
         if entry.type == "dir":
             if not target.directory:
                 query = exchange.target.partition(b"?")[2].decode("ascii")
@@ -294,16 +343,16 @@ class FilesWeb:
                 await exchange.respond(301, [("location", location), *PAGE_HEADERS])
                 return
             if "zip" in target.query:
-                await self._zip(exchange, target.path)
+                await self._zip(exchange, reader, target.path)
                 return
-            await self._listing(exchange, target)
+            await self._listing(exchange, reader, target)
             return
         if target.directory and target.path:
             raise HttpError(404, f"{visible(target.path)}: not a directory")
-        await self._file(exchange, target)
+        await self._file(exchange, reader, target)
 
-    async def _listing(self, exchange: Exchange, target: Target) -> None:
-        entries = await asyncio.to_thread(self.store.list, target.path)
+    async def _listing(self, exchange: Exchange, reader: Reader, target: Target) -> None:
+        entries = await asyncio.to_thread(reader.list, target.path)
         if "json" in target.query or wants_json(exchange.headers):
             await exchange.respond(
                 200,
@@ -324,8 +373,8 @@ class FilesWeb:
             exchange, 200, render_listing(entries, view), [("cache-control", "no-cache")]
         )
 
-    async def _file(self, exchange: Exchange, target: Target) -> None:
-        file, st = await asyncio.to_thread(self.store.open_file, target.path)
+    async def _file(self, exchange: Exchange, reader: Reader, target: Target) -> None:
+        file, st = await asyncio.to_thread(reader.open_file, target.path)
         with file:
             name = target.names[-1]
             tag = entity_tag(st.st_ino, st.st_size, st.st_mtime_ns)
@@ -381,7 +430,8 @@ class FilesWeb:
                 start,
             )
 
-    async def _zip(self, exchange: Exchange, path: str) -> None:
+    async def _zip(self, exchange: Exchange, reader: Reader, path: str) -> None:
+        await asyncio.to_thread(reader.list, path)  # refused before the answer starts
         name = path.rsplit("/", 1)[-1] if path else "share"
         await exchange.start(
             200,
@@ -392,7 +442,7 @@ class FilesWeb:
             ],
         )
         if not exchange.head:
-            chunks = iter(stream_zip(self._zip_members(path, name)))
+            chunks = iter(stream_zip(_zip_members(reader, path, name)))
             while True:
                 batch = await asyncio.to_thread(_gather, chunks, ZIP_BATCH)
                 if not batch:
@@ -401,31 +451,6 @@ class FilesWeb:
                 await exchange.write(batch)
         await exchange.end()
         log.info("%s: sent %r as a zip over HTTP", exchange.peer, path)
-
-    def _zip_members(self, path: str, top: str) -> Iterator[tuple[str, datetime, int, Any, Any]]:
-        """The tree below ``path`` as stream-zip members (runs in the zipping thread)."""
-        store = self.store
-        todo = [(path, top)]
-        while todo:
-            remote, shown = todo.pop()
-            for entry in store.list(remote):
-                below, name = join_remote(remote, entry.name), f"{shown}/{entry.name}"
-                when = datetime.fromtimestamp(max(entry.mtime, 315532800), UTC)
-                if entry.type == "dir":
-                    todo.append((below, name))
-                    yield name + "/", when, stat_module.S_IFDIR | 0o755, ZIP_AUTO(0), iter(())
-                elif entry.type == "file":
-                    try:
-                        file, st = store.open_file(below)
-                    except StoreError:
-                        continue  # gone or swapped meanwhile
-                    yield (
-                        name,
-                        when,
-                        stat_module.S_IFREG | 0o644,
-                        ZIP_AUTO(st.st_size, level=1),
-                        _read_exactly(file, st.st_size),
-                    )
 
     # writing ------------------------------------------------------------------------
 
@@ -612,6 +637,41 @@ def _part_header(head: bytes, name: bytes) -> bytes:
         if field.strip().lower() == name:
             return value.strip()
     return b""
+
+
+def _zip_members(
+    reader: Reader, path: str, top: str
+) -> Iterator[tuple[str, datetime, int, Any, Any]]:
+    """The tree below ``path`` as stream-zip members (runs in the zipping thread).
+
+    What ``reader`` refuses (a directory or file the account may not read,
+    or one gone or swapped meanwhile) is left out.
+    """
+    todo = [(path, top)]
+    while todo:
+        remote, shown = todo.pop()
+        try:
+            entries = reader.list(remote)
+        except StoreError:
+            continue
+        for entry in entries:
+            below, name = join_remote(remote, entry.name), f"{shown}/{entry.name}"
+            when = datetime.fromtimestamp(max(entry.mtime, 315532800), UTC)
+            if entry.type == "dir":
+                todo.append((below, name))
+                yield name + "/", when, stat_module.S_IFDIR | 0o755, ZIP_AUTO(0), iter(())
+            elif entry.type == "file":
+                try:
+                    file, st = reader.open_file(below)
+                except StoreError:
+                    continue
+                yield (
+                    name,
+                    when,
+                    stat_module.S_IFREG | 0o644,
+                    ZIP_AUTO(st.st_size, level=1),
+                    _read_exactly(file, st.st_size),
+                )
 
 
 def _gather(chunks: Iterator[bytes], size: int) -> bytes:
