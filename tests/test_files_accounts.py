@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -17,7 +18,9 @@ from socketeer import ServerConfig
 from socketeer.accounts import Accounts, parse_users
 from socketeer.passwords import hash_password
 from socketeer.services.files import FilesService
+from socketeer.services.files.access import Access
 from socketeer.services.files.client import FilesClient, FilesError
+from socketeer.services.files.store import FileStore, StoreError
 from socketeer.throttle import AuthThrottle
 from support import WAIT, ThreadedServer, recv_all
 
@@ -396,3 +399,24 @@ def test_uploads_sent_ahead_get_each_its_own_answer_by_the_rights(
         assert [e.name for e in client.list("alice/keep")] == ["kept.txt"]  # still usable
     assert (served.root / "alice" / "mine.txt").read_bytes() == b"mine.txt"
     assert not (served.root / "bob" / "x").exists()
+
+
+def test_a_file_swapped_for_a_link_after_the_check_is_not_read(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    race = tree / "alice" / "race"
+    race.write_bytes(b"harmless\n")
+    store = FileStore(tree)
+    opened = store.open_file
+
+    def swapped_first(remote: str) -> tuple[BinaryIO, os.stat_result]:
+        # A local user swaps the checked file for a link into /bob just before the open.
+        race.unlink()
+        race.symlink_to("../bob/secret.txt")
+        return opened(remote)
+
+    monkeypatch.setattr(store, "open_file", swapped_first)
+    access = Access(store, accounts, accounts.find("alice"))
+    with pytest.raises(StoreError) as caught:
+        access.open_file("alice/race")
+    assert caught.value.code == "changed"

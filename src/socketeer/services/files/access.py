@@ -100,10 +100,18 @@ class Access:
         raise self.refusal(remote, Right.READ, names)
 
     def open_file(self, remote: str) -> tuple[BinaryIO, os.stat_result]:
-        """Open for a download: needs the read right."""
-        names, _ = self.store.resolve(remote)
+        """Open for a download: needs the read right.
+
+        The file opened must be the one whose rights were checked: a name
+        swapped for a link to elsewhere in between is refused (``changed``).
+        """
+        names, checked = self.store.resolve(remote)
         self.require(remote, names, Right.READ)
-        return self.store.open_file(remote)
+        file, st = self.store.open_file(remote)
+        if checked is None or (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
+            file.close()
+            raise StoreError("changed", f"{remote}: changed while it was opened; try again")
+        return file, st
 
     # writing ------------------------------------------------------------------------
 
