@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -20,7 +20,7 @@ from socketeer.passwords import hash_password
 from socketeer.services.files import FilesService
 from socketeer.services.files.access import Access
 from socketeer.services.files.client import FilesClient, FilesError
-from socketeer.services.files.store import FileStore, StoreError
+from socketeer.services.files.store import FileStore, StoreError, Upload
 from socketeer.throttle import AuthThrottle
 from support import WAIT, ThreadedServer, recv_all
 
@@ -420,3 +420,25 @@ def test_a_file_swapped_for_a_link_after_the_check_is_not_read(
     with pytest.raises(StoreError) as caught:
         access.open_file("alice/race")
     assert caught.value.code == "changed"
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_gets_no_upload(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    store = FileStore(tree)
+    started = store.upload
+
+    def swapped_first(remote: str, *args: Any, **options: Any) -> Upload | None:
+        # A local user swaps the checked directory for a link into /bob just before.
+        way.rmdir()
+        way.symlink_to("../bob")
+        return started(remote, *args, **options)
+
+    monkeypatch.setattr(store, "upload", swapped_first)
+    access = Access(store, accounts, accounts.find("alice"))
+    with pytest.raises(StoreError) as caught:
+        access.upload("alice/dir/planted.txt", 4, None, False, True)
+    assert caught.value.code == "changed"
+    assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]

@@ -12,6 +12,7 @@ read or written.  Blocking, like the store: run the methods in threads.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import stat as stat_module
 from collections.abc import Iterator
@@ -124,14 +125,26 @@ class Access:
         force: bool,
         hash_name: str = "sha256",
     ) -> Upload | None:
-        """Start an upload: a new file needs the write right, replacing one also delete."""
+        """Start an upload: a new file needs the write right, replacing one also delete.
+
+        The upload must land where the rights were checked (``changed`` if not).
+        """
         names, st = self.store.resolve(remote)
         self.require(remote, names, Right.WRITE)
         if st is not None and Right.DELETE not in self.rights(names):
             raise self.refusal(
                 remote, Right.DELETE, names, f"may not replace /{'/'.join(names)}, which exists"
             )
-        return self.store.upload(remote, size, mtime, verify, force, hash_name)
+        upload = self.store.upload(remote, size, mtime, verify, force, hash_name)
+        if upload is not None and upload.target.relative_to(self.store.root).parts != names:
+            # A directory on the way was swapped for a link to elsewhere after the check:
+            # leave nothing there (a partial that holds bytes was there before: keep it).
+            if upload.offset == 0:
+                with contextlib.suppress(OSError):
+                    os.unlink(upload.partial.name, dir_fd=upload.directory)
+            upload.abandon()
+            raise StoreError("changed", f"{remote}: changed while it was opened; try again")
+        return upload
 
     def mkdir(self, remote: str, parents: bool) -> None:
         """Make a directory: needs the write right where it is made."""
