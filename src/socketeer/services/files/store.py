@@ -159,6 +159,8 @@ class Upload:
     remote: str
     directory: int
     hash_name: str = "sha256"
+    #: Never replace a target: one that appeared meanwhile makes the finish fail (``exists``).
+    keep_existing: bool = False
 
     def write_all(self, chunks: list[bytes | memoryview]) -> None:
         """Append received bytes (see :meth:`hash_all`)."""
@@ -227,13 +229,33 @@ class Upload:
                 )
         if self.mtime is not None:
             os.utime(self.file.fileno(), (self.mtime, self.mtime))
-        os.replace(
-            self.partial.name,
-            self.target.name,
-            src_dir_fd=self.directory,
-            dst_dir_fd=self.directory,
-        )
+        if self.keep_existing:
+            self._link_new()
+        else:
+            os.replace(
+                self.partial.name,
+                self.target.name,
+                src_dir_fd=self.directory,
+                dst_dir_fd=self.directory,
+            )
         fsync_directory(self.directory)
+
+    def _link_new(self) -> None:
+        """The partial becomes the target only if there is none (a link cannot replace)."""
+        try:
+            os.link(
+                self.partial.name,
+                self.target.name,
+                src_dir_fd=self.directory,
+                dst_dir_fd=self.directory,
+                follow_symlinks=False,
+            )
+        except FileExistsError:
+            os.unlink(self.partial.name, dir_fd=self.directory)  # still locked: ours
+            raise StoreError(
+                "exists", f"{self.remote}: appeared during the upload; nothing was replaced"
+            ) from None
+        os.unlink(self.partial.name, dir_fd=self.directory)
 
     def abandon(self) -> None:
         """Stop receiving; what arrived stays in the partial for a resumed upload."""
