@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -440,5 +441,42 @@ def test_a_directory_swapped_for_a_link_after_the_check_gets_no_upload(
     access = Access(store, accounts, accounts.find("alice"))
     with pytest.raises(StoreError) as caught:
         access.upload("alice/dir/planted.txt", 4, None, False, True)
+    assert caught.value.code == "changed"
+    assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_loses_nothing(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    (way / "secret.txt").write_bytes(b"alice's copy\n")
+    store = FileStore(tree)
+    deleting, making = store.delete, store.mkdir
+
+    def swap() -> None:
+        # A local user swaps the checked directory for a link into /bob just before.
+        shutil.rmtree(way)
+        way.symlink_to("../bob")
+
+    def swapped_delete(remote: str, *args: Any, **options: Any) -> None:
+        swap()
+        deleting(remote, *args, **options)
+
+    def swapped_mkdir(remote: str, *args: Any, **options: Any) -> None:
+        swap()
+        making(remote, *args, **options)
+
+    monkeypatch.setattr(store, "delete", swapped_delete)
+    monkeypatch.setattr(store, "mkdir", swapped_mkdir)
+    access = Access(store, accounts, accounts.find("alice"))
+    with pytest.raises(StoreError) as caught:
+        access.delete("alice/dir/secret.txt", False)
+    assert caught.value.code == "changed"
+    assert (tree / "bob" / "secret.txt").read_bytes() == b"bob's secret\n"
+    way.unlink()
+    way.mkdir()
+    with pytest.raises(StoreError) as caught:
+        access.mkdir("alice/dir/made", False)
     assert caught.value.code == "changed"
     assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]

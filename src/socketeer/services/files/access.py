@@ -150,7 +150,7 @@ class Access:
         """Make a directory: needs the write right where it is made."""
         names, _ = self.store.resolve(remote, follow=parents)
         self.require(remote, names, Right.WRITE)
-        self.store.mkdir(remote, parents)
+        self.store.mkdir(remote, parents, where=names)
 
     def delete(self, remote: str, recursive: bool) -> None:
         """Delete: needs the delete right there, and, for a tree, everywhere below."""
@@ -160,4 +160,4 @@ class Access:
         if tree and Right.DELETE not in self.accounts.tree_rights(self.account, names):
             why = f"may not delete everything below /{join_remote(*names)}"
             raise self.refusal(remote, Right.DELETE, names, why)
-        self.store.delete(remote, recursive)
+        self.store.delete(remote, recursive, where=names)
