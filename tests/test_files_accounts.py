@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -17,7 +19,9 @@ from socketeer import ServerConfig
 from socketeer.accounts import Accounts, parse_users
 from socketeer.passwords import hash_password
 from socketeer.services.files import FilesService
+from socketeer.services.files.access import Access
 from socketeer.services.files.client import FilesClient, FilesError
+from socketeer.services.files.store import FileStore, StoreError, Upload
 from socketeer.throttle import AuthThrottle
 from support import WAIT, ThreadedServer, recv_all
 
@@ -396,3 +400,83 @@ def test_uploads_sent_ahead_get_each_its_own_answer_by_the_rights(
         assert [e.name for e in client.list("alice/keep")] == ["kept.txt"]  # still usable
     assert (served.root / "alice" / "mine.txt").read_bytes() == b"mine.txt"
     assert not (served.root / "bob" / "x").exists()
+
+
+def test_a_file_swapped_for_a_link_after_the_check_is_not_read(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    race = tree / "alice" / "race"
+    race.write_bytes(b"harmless\n")
+    store = FileStore(tree)
+    opened = store.open_file
+
+    def swapped_first(remote: str) -> tuple[BinaryIO, os.stat_result]:
+        # A local user swaps the checked file for a link into /bob just before the open.
+        race.unlink()
+        race.symlink_to("../bob/secret.txt")
+        return opened(remote)
+
+    monkeypatch.setattr(store, "open_file", swapped_first)
+    access = Access(store, accounts, accounts.find("alice"))
+    with pytest.raises(StoreError) as caught:
+        access.open_file("alice/race")
+    assert caught.value.code == "changed"
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_gets_no_upload(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    store = FileStore(tree)
+    started = store.upload
+
+    def swapped_first(remote: str, *args: Any, **options: Any) -> Upload | None:
+        # A local user swaps the checked directory for a link into /bob just before.
+        way.rmdir()
+        way.symlink_to("../bob")
+        return started(remote, *args, **options)
+
+    monkeypatch.setattr(store, "upload", swapped_first)
+    access = Access(store, accounts, accounts.find("alice"))
+    with pytest.raises(StoreError) as caught:
+        access.upload("alice/dir/planted.txt", 4, None, False, True)
+    assert caught.value.code == "changed"
+    assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_loses_nothing(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    (way / "secret.txt").write_bytes(b"alice's copy\n")
+    store = FileStore(tree)
+    deleting, making = store.delete, store.mkdir
+
+    def swap() -> None:
+        # A local user swaps the checked directory for a link into /bob just before.
+        shutil.rmtree(way)
+        way.symlink_to("../bob")
+
+    def swapped_delete(remote: str, *args: Any, **options: Any) -> None:
+        swap()
+        deleting(remote, *args, **options)
+
+    def swapped_mkdir(remote: str, *args: Any, **options: Any) -> None:
+        swap()
+        making(remote, *args, **options)
+
+    monkeypatch.setattr(store, "delete", swapped_delete)
+    monkeypatch.setattr(store, "mkdir", swapped_mkdir)
+    access = Access(store, accounts, accounts.find("alice"))
+    with pytest.raises(StoreError) as caught:
+        access.delete("alice/dir/secret.txt", False)
+    assert caught.value.code == "changed"
+    assert (tree / "bob" / "secret.txt").read_bytes() == b"bob's secret\n"
+    way.unlink()
+    way.mkdir()
+    with pytest.raises(StoreError) as caught:
+        access.mkdir("alice/dir/made", False)
+    assert caught.value.code == "changed"
+    assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]

@@ -181,3 +181,21 @@ def test_an_idle_websocket_costs_at_most_64_kib(serve_process: ServeProcess) -> 
     finally:
         for sock in held:
             sock.close()
+
+
+def half_request(address: tuple[str, int]) -> socket.socket:
+    """A connection to the chat that sent an HTTP request line and one header, then nothing."""
+    sock = socket.create_connection(address, WAIT)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+    return sock
+
+
+def test_an_idle_half_sent_http_request_to_the_chat_costs_at_most_64_kib(
+    serve_process: ServeProcess,
+) -> None:
+    server = serve_process("serve", "chat", "127.0.0.1:0", "--idle-timeout", "0", "-q")
+    (endpoint,) = server.endpoints
+    assert endpoint.host is not None
+    address = (endpoint.host, endpoint.port)
+    per_connection = idle_cost(server, lambda: half_request(address))
+    assert per_connection <= BUDGET, f"{per_connection / 1024:.1f} KiB per half-sent request"

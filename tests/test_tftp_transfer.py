@@ -282,6 +282,15 @@ def test_errors_have_their_codes(tmp_path: Path) -> None:
     assert not (tmp_path / "new").exists()
 
 
+def test_an_upload_never_replaces_a_file_made_at_its_name_meanwhile(tmp_path: Path) -> None:
+    server = tftp_server(tmp_path, allow_upload=True)
+    assert [parse(d) for d in exchange(server, Request(True, "new").encode())] == [Ack(0)]
+    (tmp_path / "new").write_bytes(b"someone else's\n")  # made while the upload runs
+    assert error_code(exchange(server, Data(1, b"mine\n").encode(), 0.1)) == 6
+    assert (tmp_path / "new").read_bytes() == b"someone else's\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new"]
+
+
 def test_a_request_gets_one_reply_until_the_peer_answers(tmp_path: Path) -> None:
     """A forged request buys one datagram: no window, no retransmission."""
     (tmp_path / "f").write_bytes(b"x" * 100_000)

@@ -344,7 +344,7 @@ class HttpConnection:
         #: The body being received past h11, if one is.
         self.raw: RawBody | None = None
         self._pool = pool
-        self._scratch = scratch if scratch is not None else memoryview(bytearray(64 * 1024))
+        self._scratch = scratch  # made at the first buffered read, if none is shared
         self._into_slot = False
         self._raw_paused = False
         self._resync = False  # a body went past h11: the next request needs a fresh h11
@@ -356,12 +356,17 @@ class HttpConnection:
         """Where the protocol's next read goes: a pooled buffer during a raw body."""
         slot = self.raw.slot() if self.raw is not None else None
         self._into_slot = slot is not None
-        return slot if slot is not None else self._scratch
+        if slot is not None:
+            return slot
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(64 * 1024))
+        return self._scratch
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were read into what :meth:`get_buffer` gave."""
         raw = self.raw
         if not self._into_slot or raw is None:
+            assert self._scratch is not None
             self.feed(bytes(self._scratch[:nbytes]))
             return
         self.activity.transferred += nbytes

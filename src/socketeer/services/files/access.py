@@ -12,6 +12,7 @@ read or written.  Blocking, like the store: run the methods in threads.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import stat as stat_module
 from collections.abc import Iterator
@@ -100,10 +101,18 @@ class Access:
         raise self.refusal(remote, Right.READ, names)
 
     def open_file(self, remote: str) -> tuple[BinaryIO, os.stat_result]:
-        """Open for a download: needs the read right."""
-        names, _ = self.store.resolve(remote)
+        """Open for a download: needs the read right.
+
+        The file opened must be the one whose rights were checked: a name
+        swapped for a link to elsewhere in between is refused (``changed``).
+        """
+        names, checked = self.store.resolve(remote)
         self.require(remote, names, Right.READ)
-        return self.store.open_file(remote)
+        file, st = self.store.open_file(remote)
+        if checked is None or (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
+            file.close()
+            raise StoreError("changed", f"{remote}: changed while it was opened; try again")
+        return file, st
 
     # writing ------------------------------------------------------------------------
 
@@ -118,13 +127,25 @@ class Access:
         *,
         resume: bool = False,
     ) -> Upload | None:
-        """Start an upload: a new file needs the write right, replacing one also delete."""
-        self.may_upload(remote, size)
-        return self.store.upload(remote, size, mtime, verify, force, hash_name, resume=resume)
+        """Start an upload: a new file needs the write right, replacing one also delete.
 
-    def may_upload(self, remote: str, size: int | None = None) -> None:
+        The upload must land where the rights were checked (``changed`` if not).
+        """
+        names = self.may_upload(remote, size)
+        upload = self.store.upload(remote, size, mtime, verify, force, hash_name, resume=resume)
+        if upload is not None and upload.target.relative_to(self.store.root).parts != names:
+            # A directory on the way was swapped for a link to elsewhere after the check:
+            # leave nothing there (a partial that holds bytes was there before: keep it).
+            if upload.offset == 0:
+                with contextlib.suppress(OSError):
+                    os.unlink(upload.partial.name, dir_fd=upload.directory)
+            upload.abandon()
+            raise StoreError("changed", f"{remote}: changed while it was opened; try again")
+        return upload
+
+    def may_upload(self, remote: str, size: int | None = None) -> tuple[str, ...]:
         """Refuse an upload of ``remote`` (of ``size`` bytes, when known) the rights do not
-        allow, before anything is made."""
+        allow, before anything is made; the names it resolves to, if allowed."""
         names, st = self.store.resolve(remote)
         self.require(remote, names, Right.WRITE)
         refusal = None if size is None else self.accounts.upload_refusal(self.account, names, size)
@@ -134,12 +155,13 @@ class Access:
             raise self.refusal(
                 remote, Right.DELETE, names, f"may not replace /{'/'.join(names)}, which exists"
             )
+        return names
 
     def mkdir(self, remote: str, parents: bool) -> None:
         """Make a directory: needs the write right where it is made."""
         names, _ = self.store.resolve(remote, follow=parents)
         self.require(remote, names, Right.WRITE)
-        self.store.mkdir(remote, parents)
+        self.store.mkdir(remote, parents, where=names)
 
     def delete(self, remote: str, recursive: bool) -> None:
         """Delete: needs the delete right there, and, for a tree, everywhere below."""
@@ -149,4 +171,4 @@ class Access:
         if tree and Right.DELETE not in self.accounts.tree_rights(self.account, names):
             why = f"may not delete everything below /{join_remote(*names)}"
             raise self.refusal(remote, Right.DELETE, names, why)
-        self.store.delete(remote, recursive)
+        self.store.delete(remote, recursive, where=names)

@@ -159,6 +159,8 @@ class Upload:
     remote: str
     directory: int
     hash_name: str = "sha256"
+    #: Never replace a target: one that appeared meanwhile makes the finish fail (``exists``).
+    keep_existing: bool = False
 
     def write_all(self, chunks: list[bytes | memoryview]) -> None:
         """Append received bytes (see :meth:`hash_all`)."""
@@ -227,13 +229,33 @@ class Upload:
                 )
         if self.mtime is not None:
             os.utime(self.file.fileno(), (self.mtime, self.mtime))
-        os.replace(
-            self.partial.name,
-            self.target.name,
-            src_dir_fd=self.directory,
-            dst_dir_fd=self.directory,
-        )
+        if self.keep_existing:
+            self._link_new()
+        else:
+            os.replace(
+                self.partial.name,
+                self.target.name,
+                src_dir_fd=self.directory,
+                dst_dir_fd=self.directory,
+            )
         fsync_directory(self.directory)
+
+    def _link_new(self) -> None:
+        """The partial becomes the target only if there is none (a link cannot replace)."""
+        try:
+            os.link(
+                self.partial.name,
+                self.target.name,
+                src_dir_fd=self.directory,
+                dst_dir_fd=self.directory,
+                follow_symlinks=False,
+            )
+        except FileExistsError:
+            os.unlink(self.partial.name, dir_fd=self.directory)  # still locked: ours
+            raise StoreError(
+                "exists", f"{self.remote}: appeared during the upload; nothing was replaced"
+            ) from None
+        os.unlink(self.partial.name, dir_fd=self.directory)
 
     def abandon(self) -> None:
         """Stop receiving; what arrived stays in the partial for a resumed upload."""
@@ -245,6 +267,12 @@ class Upload:
         if self.directory >= 0:
             os.close(self.directory)
             self.directory = -1
+
+
+def _still(remote: str, names: tuple[str, ...], where: tuple[str, ...] | None) -> None:
+    """Refuse (``changed``) unless ``remote`` leads to ``where`` (None: anywhere) still."""
+    if where is not None and names != where:
+        raise StoreError("changed", f"{_shown(remote)}: changed while it was looked at; try again")
 
 
 def fsync_directory(directory: Path | int) -> None:
@@ -584,14 +612,19 @@ class FileStore:
     def release(self, target: Path) -> None:
         """The upload to ``target`` has ended (its lock went with its file: nothing to do)."""
 
-    def mkdir(self, remote: str, parents: bool) -> None:
-        """Make the directory ``remote`` (and missing parents, with ``parents``)."""
+    def mkdir(self, remote: str, parents: bool, *, where: tuple[str, ...] | None = None) -> None:
+        """Make the directory ``remote`` (and missing parents, with ``parents``).
+
+        ``where``: the names ``remote`` resolved to when it was checked; if it
+        leads elsewhere now (a link swapped in), nothing is made (``changed``).
+        """
         names = self._names(remote)
         if not names:
             if parents:
                 return
             raise StoreError("exists", "/: the shared directory exists")
         with self._lookup(remote, names, follow=parents, make_dirs=parents) as found:
+            _still(remote, found.names, where)
             if parents:
                 if found.st is not None and not stat_module.S_ISDIR(found.st.st_mode):
                     raise StoreError("exists", f"{remote}: exists and is not a directory")
@@ -602,16 +635,18 @@ class FileStore:
             except OSError as exc:
                 raise os_error(exc, remote) from None
 
-    def delete(self, remote: str, recursive: bool) -> None:
+    def delete(self, remote: str, recursive: bool, *, where: tuple[str, ...] | None = None) -> None:
         """Delete the file ``remote``, or the directory (empty unless ``recursive``).
 
         A symlink is deleted itself, not what it points to, if that is
         inside.  A partial file may be named, unless an upload holds it.
+        ``where``: as for :meth:`mkdir`.
         """
         names = self._names(remote, partial_last=True)
         if not names:
             raise StoreError("denied", "the shared directory itself cannot be deleted")
         with self._lookup(remote, names, follow=False) as found:
+            _still(remote, found.names, where)
             st, name, directory = found.st, found.name, found.dir_fd
             assert name is not None
             if st is None:

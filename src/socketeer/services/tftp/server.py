@@ -273,6 +273,7 @@ class TftpServer(DatagramCore[TftpPeer]):
         # The size is known only at the end; an old partial is started over.
         upload = self.store.upload(request.filename, 0, None, False, True)
         assert upload is not None
+        upload.keep_existing = True  # a file made at the name meanwhile stays
         peer.upload = upload
         decoder = NetasciiDecoder() if request.mode == "netascii" else None
 
