@@ -1,16 +1,20 @@
 """Chat benchmark: 1,000 members in one room, every message delivered to all of them.
 
     python benchmarks/chat.py [--members 1000] [--rates 100,200,400] [--rounds 5]
-                              [--states none,sqlite,redis] [--seconds 5] [--out docs/chat.md]
-                              [--json raw.json]
+                              [--states none,sqlite,redis] [--protocols lines,websocket]
+                              [--seconds 5] [--out docs/chat.md] [--json raw.json]
 
-Each round starts, for each of ``--states``, ``socketeer serve chat
-127.0.0.1:0 --quiet --state ...`` (``none``: history in memory only;
-``sqlite``: history written to SQLite in a temporary directory; uvloop, the
-server's other limits at their defaults; the order of the states alternates
-from round to round) pinned to CPU 0, and runs the load generator in this
-process pinned to CPU 1: ``--members`` connections on uvloop, asyncio
-Protocol clients, each logged in with its own nickname in the lobby.  For
+Each round measures every combination of ``--states`` (default ``none``) and
+``--protocols`` (default ``lines``), each against fresh servers; the order of
+the combinations alternates from round to round.  For each, it starts
+``socketeer serve chat 127.0.0.1:0 --quiet --state ...`` (``none``: history
+in memory only; ``sqlite``: history written to SQLite in a temporary
+directory; uvloop, the server's other limits at their defaults) pinned to
+CPU 0, and runs the load generator in this process pinned to CPU 1:
+``--members`` connections on uvloop, asyncio Protocol clients, each logged in
+with its own nickname in the lobby.  ``lines`` members speak the line
+protocol (as nc does); ``websocket`` members upgrade ``GET /ws`` and send and
+receive each line as a text message (as the chat page does).  For
 each offered rate, messages are sent open-loop (a tick every 2 ms sends the
 ones due) from the members in turn, so no member comes near the per-member
 rate limit.  Each message carries the time it was sent (monotonic clock,
@@ -39,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -246,7 +251,7 @@ class Crowd:
         for start in range(0, count, 100):
             batch = []
             for number in range(start, min(count, start + 100)):
-                member = Member(f"m{number:04}", self)
+                member = self.member_class(f"m{number:04}", self)
                 port = ports[number % len(ports)]
                 await loop.create_connection(lambda m=member: m, "127.0.0.1", port)  # type: ignore[misc]
                 batch.append(member.joined)
@@ -319,6 +324,7 @@ class Measurement:
     redis_cpu: float = 0.0
     attempts: int = 1
     state: str = "none"
+    protocol: str = "lines"
 
     @property
     def chat_us_per_delivery(self) -> float:
@@ -418,12 +424,14 @@ async def measure(
 def run_round(
     args: argparse.Namespace, budget: NoiseBudget, log: IO[bytes], number: int
 ) -> list[Measurement]:
-    """One round: each state in turn (alternating the order from round to round)."""
-    states = args.states if number % 2 == 0 else list(reversed(args.states))
+    """One round: each state with each protocol in turn (the order alternating by round)."""
+    combinations = list(itertools.product(args.states, args.protocols))
+    if number % 2:
+        combinations.reverse()
     results = []
-    for state in states:
+    for state, protocol in combinations:
         with tempfile.TemporaryDirectory(prefix="chat-bench-") as kept:
-            results += run_state(args, budget, log, number, kept, state)
+            results += run_state(args, budget, log, number, kept, state, protocol)
     return results
 
 
@@ -434,8 +442,9 @@ def run_state(
     number: int,
     directory: str,
     name: str,
+    protocol: str,
 ) -> list[Measurement]:
-    """Fresh servers keeping their state as ``name`` says, the members join, then each rate.
+    """Fresh servers keeping state as ``name`` says; members speaking ``protocol`` join them.
 
     The event loop runs only while members join and while a measurement
     runs; in between, the noise policy waits for a quiet machine.
@@ -456,22 +465,27 @@ def run_state(
             [proc.pid for proc, _ in started],
             redis.pid if redis is not None else None,
         )
-        return run_load(args, budget, number, name, servers)
+        return run_load(args, budget, number, name, protocol, servers)
 
 
 def run_load(
-    args: argparse.Namespace, budget: NoiseBudget, number: int, name: str, servers: Servers
+    args: argparse.Namespace,
+    budget: NoiseBudget,
+    number: int,
+    name: str,
+    protocol: str,
+    servers: Servers,
 ) -> list[Measurement]:
-    """The members join ``servers``, then each rate is measured."""
+    """The members, speaking ``protocol``, join ``servers``, then each rate is measured."""
     import uvloop
 
-    crowd = Crowd()
+    crowd = Crowd(protocol)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
             runner.run(crowd.join(servers.ports, args.members))
             results = []
             for rate in args.rates:
-                label = f"round {number + 1} {name} rate {rate:g}"
+                label = f"round {number + 1} {name} {protocol} rate {rate:g}"
 
                 def once(rate: float = rate) -> Measurement:
                     return runner.run(
@@ -494,6 +508,7 @@ def run_load(
                 )
                 best.attempts = attempts
                 best.state = name
+                best.protocol = protocol
                 results.append(best)
             return results
         finally:
@@ -503,21 +518,31 @@ def run_load(
 # --- report ------------------------------------------------------------------------------
 
 
-def median_of(rounds: list[list[Measurement]], rate: float, state: str) -> dict[str, float]:
-    rows = [m for r in rounds for m in r if m.rate == rate and m.state == state]
-    figures = [name for name in asdict(rows[0]) if name != "state"]
+def median_of(
+    rounds: list[list[Measurement]], rate: float, state: str, protocol: str
+) -> dict[str, float]:
+    """Each figure's median over the rounds, at ``rate`` for ``state`` and ``protocol``."""
+    rows = [
+        m
+        for r in rounds
+        for m in r
+        if m.rate == rate and m.state == state and m.protocol == protocol
+    ]
+    figures = [name for name, value in asdict(rows[0]).items() if not isinstance(value, str)]
     figures += ["chat_us_per_delivery", "redis_us_per_delivery"]
     return {name: statistics.median(getattr(row, name) for row in rows) for name in figures}
 
 
-def redis_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
-    """Two processes and Redis against one process, by rate."""
+def redis_table(rounds: list[list[Measurement]], rates: list[float], protocols: list[str]) -> str:
+    """Two processes and Redis against one process, by protocol and rate."""
     rows = []
-    for rate in rates:
-        one, two = median_of(rounds, rate, "none"), median_of(rounds, rate, "redis")
+    for protocol, rate in itertools.product(protocols, rates):
+        one = median_of(rounds, rate, "none", protocol)
+        two = median_of(rounds, rate, "redis", protocol)
         added = two["p50_ms"] - one["p50_ms"]
         rows.append(
             [
+                protocol,
                 f"{rate:,.0f}",
                 f"{one['deliveries_per_second']:,.0f} / {two['deliveries_per_second']:,.0f}",
                 f"{one['p50_ms']:.1f} / {two['p50_ms']:.1f}",
@@ -529,6 +554,7 @@ def redis_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
         )
     return table(
         [
+            "members speak",
             "offered msg/s",
             "deliveries/s",
             "p50 ms",
@@ -538,16 +564,19 @@ def redis_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
             f"p50 added (goal <= {GOAL_REDIS_P50_MS:g} ms)",
         ],
         rows,
-        align="r" * 7,
+        align="l" + "r" * 7,
     )
 
 
-def rate_row(rounds: list[list[Measurement]], rate: float, state: str) -> list[object]:
-    m = median_of(rounds, rate, state)
+def rate_row(
+    rounds: list[list[Measurement]], rate: float, state: str, protocol: str
+) -> list[object]:
+    m = median_of(rounds, rate, state, protocol)
     ratio = m["deliveries_per_second"] / GOAL_DELIVERIES
     met = "met" if ratio >= 1 and m["p99_ms"] < GOAL_P99_MS else "not met"
     return [
         state,
+        protocol,
         f"{rate:,.0f}",
         f"{m['deliveries_per_second']:,.0f}",
         f"{m['p50_ms']:.1f}",
@@ -560,10 +589,13 @@ def rate_row(rounds: list[list[Measurement]], rate: float, state: str) -> list[o
     ]
 
 
-def rates_table(rounds: list[list[Measurement]], rates: list[float], states: list[str]) -> str:
+def rates_table(
+    rounds: list[list[Measurement]], rates: list[float], states: list[str], protocols: list[str]
+) -> str:
     return table(
         [
             "history",
+            "members speak",
             "offered msg/s",
             "deliveries/s",
             "p50 ms",
@@ -574,22 +606,27 @@ def rates_table(rounds: list[list[Measurement]], rates: list[float], states: lis
             "other CPU",
             "vs goal (deliveries, p99)",
         ],
-        (rate_row(rounds, rate, state) for state in states for rate in rates),
-        align="l" + "r" * 8 + "l",
+        (
+            rate_row(rounds, rate, state, protocol)
+            for state, protocol, rate in itertools.product(states, protocols, rates)
+        ),
+        align="ll" + "r" * 8 + "l",
     )
 
 
-def states_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
-    """SQLite history against none: each figure's change, by rate."""
+def states_table(rounds: list[list[Measurement]], rates: list[float], protocols: list[str]) -> str:
+    """SQLite history against none: each figure's change, by protocol and rate."""
 
     def change(sqlite: float, none: float) -> str:
         return f"{(sqlite - none) / none:+.1%}" if none else "-"
 
     rows = []
-    for rate in rates:
-        none, sqlite = median_of(rounds, rate, "none"), median_of(rounds, rate, "sqlite")
+    for protocol, rate in itertools.product(protocols, rates):
+        none = median_of(rounds, rate, "none", protocol)
+        sqlite = median_of(rounds, rate, "sqlite", protocol)
         rows.append(
             [
+                protocol,
                 f"{rate:,.0f}",
                 *(
                     change(sqlite[name], none[name])
@@ -597,7 +634,11 @@ def states_table(rounds: list[list[Measurement]], rates: list[float]) -> str:
                 ),
             ]
         )
-    return table(["offered msg/s", "deliveries/s", "p50", "p99", "server CPU"], rows, align="r" * 5)
+    return table(
+        ["members speak", "offered msg/s", "deliveries/s", "p50", "p99", "server CPU"],
+        rows,
+        align="l" + "r" * 5,
+    )
 
 
 def report(
@@ -612,7 +653,9 @@ def report(
             f"- Command: `{command.strip()}` (from the repository root; {wall:.0f} s)",
             f"- {when}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}),"
             f" Python {platform.python_version()}, Linux {platform.release()}",
-            f"- {args.members:,} members in one room on 127.0.0.1; server pinned to CPU"
+            f"- {args.members:,} members in one room on 127.0.0.1, speaking"
+            f" {' and '.join(args.protocols)} (lines: the line protocol, as nc; websocket:"
+            " `GET /ws`, a text message a line, as the chat page); server pinned to CPU"
             f" {SERVER_CPU} (`socketeer serve chat --quiet --state ...`, uvloop, default"
             " limits: history 50 lines and 64 KiB per room; redis: two `serve chat --redis`"
             " processes and redis-server, all three on that CPU), load"
@@ -623,13 +666,13 @@ def report(
             " machine used during the kept measurement.",
             f"- Goal: {GOAL_DELIVERIES:,} deliveries/s with p99 under {GOAL_P99_MS:g} ms",
             "",
-            rates_table(rounds, args.rates, args.states),
+            rates_table(rounds, args.rates, args.states, args.protocols),
             *(
                 [
                     "",
                     "SQLite history against history in memory only (the change of each median):",
                     "",
-                    states_table(rounds, args.rates),
+                    states_table(rounds, args.rates, args.protocols),
                 ]
                 if {"none", "sqlite"} <= set(args.states)
                 else []
@@ -641,7 +684,7 @@ def report(
                     " (each cell: one process / two with Redis; CPU per delivery: CPU time"
                     " of all chat processes, and of redis-server, over deliveries):",
                     "",
-                    redis_table(rounds, args.rates),
+                    redis_table(rounds, args.rates, args.protocols),
                 ]
                 if {"none", "redis"} <= set(args.states)
                 else []
@@ -657,12 +700,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rates", default="100,200,400", help="messages a second, comma-separated")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--protocols", default="lines,websocket", help="lines, websocket or both, comma-separated"
+        "--protocols",
+        default="lines",
+        help="what the members speak: lines, websocket (comma-separated)",
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument(
         "--states",
-        default="none,sqlite,redis",
+        default="none",
         help="history kept: none, sqlite, redis (two processes and Redis; comma-separated)",
     )
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -673,9 +718,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.argv = argv
     args.rates = [float(rate) for rate in args.rates.split(",")]
-    args.states = args.states.split(",")
-    if not args.states or not set(args.states) <= {"none", "sqlite", "redis"}:
+    args.states = list(dict.fromkeys(args.states.split(",")))
+    if not set(args.states) <= {"none", "sqlite", "redis"}:
         parser.error("--states takes none, sqlite and/or redis")
+    args.protocols = list(dict.fromkeys(args.protocols.split(",")))
+    if not set(args.protocols) <= {"lines", "websocket"}:
+        parser.error("--protocols takes lines and/or websocket")
     if not 1 <= args.members <= 5000 or not 1 <= args.rounds <= 20 or args.seconds > 60:
         parser.error("keep --members to 1..5000, --rounds to 1..20 and --seconds to 60")
     return args
