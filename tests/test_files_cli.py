@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from files_commands import on_a_terminal, size_of, socketeer, succeeds, user_directory
 from relay import StallingRelay
 from shares import TOKEN, ServeShare, Share, digest, sha256, snapshot, write
-from socketeer.cli import cli
+from socketeer.cli import cli, serve_files
 from socketeer.cli import files as files_cli
 from socketeer.services.files import Entry, FilesService
 from support import (
@@ -157,7 +157,7 @@ def test_put_into_missing_directories_needs_p(share: Share, work: Path) -> None:
 
 def test_serve_files_partial_ttl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     served: list[FilesService] = []
-    monkeypatch.setattr(files_cli, "run_server", lambda service, *_, **__: served.append(service))
+    monkeypatch.setattr(serve_files, "run_server", lambda service, *_, **__: served.append(service))
     runner = CliRunner()
     for args, ttl in (([], 86400.0), (["--partial-ttl", "60"], 60.0), (["--partial-ttl", "0"], 0)):
         result = runner.invoke(cli, ["serve", "files", str(tmp_path), *args])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import blake3
@@ -18,6 +20,7 @@ from files_commands import on_a_terminal, succeeds
 from relay import DelayingRelay
 from shares import TOKEN, Share, snapshot, write
 from socketeer.cli.progress import _RichProgress, progress_bars
+from socketeer.errors import LocalProtocolError
 from socketeer.services.files.client import FilesClient, FilesError, TransferProgress
 from socketeer.services.files.connection import NEED_DATA, SERVER, FilesConnection, frame
 from socketeer.services.files.messages import (
@@ -43,6 +46,10 @@ pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
 #: Each way: a network with a round trip of 50 ms.
 DELAY = 0.025
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def a_tree(root: Path, files: int = 100) -> dict[str, bytes]:
@@ -373,3 +380,78 @@ def test_a_server_that_predates_pipelining_and_blake3_is_asked_one_thing_at_a_ti
     kinds = [type(request).__name__ for request in older.requests]
     assert kinds == ["Hello", "List", "Stat", "Get", "Stat", "Get", "Stat", "Get"]
     assert not any(isinstance(r, List) and r.recursive for r in older.requests)
+
+
+def test_small_uploads_sent_together_are_stored_in_one_trip_to_a_thread(
+    share: Share, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips: list[object] = []
+    real = asyncio.to_thread
+
+    async def counted(function: Callable[..., object], /, *args: object) -> object:
+        trips.append(function)
+        return await real(function, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    uploads: list[Message | bytes] = []
+    for i in range(20):
+        data = f"file {i}\n".encode()
+        uploads += [Put(f"f{i:02}.txt", len(data), follows=True), data, Done(sha256=sha(data))]
+    replies = converse(share, *uploads)
+    assert replies[1:] == [Ok()] * 20
+    assert all(
+        (share.root / f"f{i:02}.txt").read_bytes() == f"file {i}\n".encode() for i in range(20)
+    )
+    # One request at a time, every upload was a trip of its own (20).
+    assert len(trips) <= 3, f"20 small uploads took {len(trips)} trips to a thread"
+
+
+def test_replies_to_uploads_stored_together_keep_their_order_and_their_errors(
+    share: Share,
+) -> None:
+    write(share.root / "notes.txt", b"old\n")
+    good, bad = b"new\n", b"bad\n"
+    replies = converse(
+        share,
+        Put("a.txt", 4, follows=True),
+        good,
+        Done(sha256=sha(good)),
+        Put("nowhere/b.txt", 4, follows=True),  # no such directory
+        bad,
+        Done(sha256=sha(bad)),
+        Put("c.txt", 4, follows=True),
+        bad,
+        Done(sha256="0" * 64),  # does not verify
+        Get("a.txt"),
+        Put("notes.txt", 4, follows=True),
+        good,
+        Done(sha256=sha(good)),
+    )
+    assert replies[1] == Ok()
+    assert isinstance(replies[2], Error)
+    assert replies[2].code == "not-found"
+    assert isinstance(replies[3], Error)
+    assert replies[3].code == "mismatch"
+    assert replies[4] == FileHeader(4, (share.root / "a.txt").stat().st_mtime, 0, 4)
+    assert replies[5] == Done(sha256=sha(good))
+    assert replies[6] == Ok()
+    assert (share.root / "notes.txt").read_bytes() == good
+    assert not (share.root / "c.txt").exists()
+
+
+def test_a_server_that_holds_upload_replies_back_sends_nothing_else_first() -> None:
+    conn = FilesConnection(SERVER)
+    conn.receive_data(frame(Hello()))
+    assert isinstance(conn.next_event(), Hello)
+    conn.send(Welcome(server="test", hash="sha256", pipeline=65536))
+    conn.receive_data(frame(Put("a", 1, follows=True)) + b"x" + frame(Done()) + frame(Stat("a")))
+    for _ in range(3):
+        conn.next_event()
+    conn.defer_reply()
+    assert conn.next_event() == Stat("a")
+    with pytest.raises(LocalProtocolError):
+        conn.send(StatReply(Entry("a", "file", 1, 0.0)))
+    assert decode(conn.deferred_reply(Ok())[4:]) == Ok()
+    conn.send(StatReply(Entry("a", "file", 1, 0.0)))
+    with pytest.raises(LocalProtocolError):
+        conn.deferred_reply(Ok())

@@ -8,6 +8,7 @@ failure (cannot bind, connection refused, timeout, the peer broke off),
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -18,19 +19,47 @@ import click
 from .. import __version__
 from ..errors import SocketeerError
 from ..visible import visible
-from .chat import chat_command
-from .files import EXIT_BROKEN_PIPE, get_command, ls_command, mkdir_command, put_command, rm_command
-from .login import passwd_command
-from .netcat import connect_command, listen_command, send_command
-from .serve import serve_group
-from .tftp import serve_tftp  # noqa: F401  (registers serve tftp)
 
 __all__ = ["cli", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The exit status of ``get ... -`` whose reader went away (128 + SIGPIPE, as for ``cat``).
+EXIT_BROKEN_PIPE = 141
+
+#: Each command and the module defining it: a command imports only what it needs, so
+#: ``get`` starts without the chat's terminal or the servers.  ``serve`` takes every
+#: module that adds a service to it.
+COMMANDS = {
+    "serve": (".serve", ".serve_files", ".tftp", ".chat"),
+    "chat": (".chat",),
+    "connect": (".netcat",),
+    "listen": (".netcat",),
+    "send": (".netcat",),
+    "ls": (".files",),
+    "get": (".files",),
+    "put": (".files",),
+    "mkdir": (".files",),
+    "rm": (".files",),
+    "passwd": (".login",),
+}
+_ATTRIBUTES = {"serve": "serve_group", "passwd": "passwd_command"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose commands are imported when they are run (or listed in ``--help``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            modules = [importlib.import_module(name, __name__) for name in COMMANDS[cmd_name]]
+            attribute = _ATTRIBUTES.get(cmd_name, f"{cmd_name}_command")
+            self.add_command(getattr(modules[0], attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="socketeer")
 def cli() -> None:
     """Socket servers and clients, from the command line.
@@ -46,36 +75,6 @@ def cli() -> None:
     Endpoints: HOST:PORT, :PORT, [::1]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
     unix:///path/to.sock, tls://HOST:PORT.  Port 0 picks a free port.
     """
-
-
-for _command in (
-    serve_group,
-    chat_command,
-    connect_command,
-    listen_command,
-    send_command,
-    ls_command,
-    get_command,
-    put_command,
-    mkdir_command,
-    rm_command,
-    passwd_command,
-):
-    cli.add_command(_command)
-
-
-def _describe_read_tokens(*commands: click.Command) -> None:
-    """``--token`` on commands that only read: say what it does there."""
-    for command in commands:
-        for param in command.params:
-            if isinstance(param, click.Option) and param.name == "token":
-                param.help = (
-                    f"The server's write token (default: ${param.envvar}).  Reading needs "
-                    "none; one given to a server that accepts uploads must be right."
-                )
-
-
-_describe_read_tokens(ls_command, get_command)
 
 
 def _fail(message: str, code: int) -> NoReturn:

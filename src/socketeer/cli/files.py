@@ -1,4 +1,5 @@
-"""``serve files``, ``ls``, ``get``, ``put``, ``mkdir``, ``rm``: the network disk's commands."""
+"""``ls``, ``get``, ``put``, ``mkdir``, ``rm``: the network disk's commands (``serve files``
+is in :mod:`.serve_files`, so that these start without the server's imports)."""
 
 from __future__ import annotations
 
@@ -18,28 +19,32 @@ from typing import Any, BinaryIO, cast
 
 import click
 
-from ..accounts import Accounts
 from ..endpoint import Endpoint
-from ..services.files import FilesService
 from ..services.files.client import FilesClient, FilesError
 from ..services.files.hashes import DEFAULT, HASHES
 from ..services.files.messages import Entry
 from ..services.files.paths import join_remote
 from ..tls import ClientTLS, alpn
-from .login import USER, USERS, credentials
+from . import EXIT_BROKEN_PIPE
+from .login import USER, credentials
 from .params import SECONDS, EndpointType
 from .reporter import Reporter
-from .serve import ServeOptions, run_server, serve_group, server_options
 from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get, tftp_put
 from .tls import client_tls_options
 
-__all__ = ["get_command", "ls_command", "mkdir_command", "put_command", "rm_command"]
+__all__ = [
+    "TOKEN",
+    "TOKEN_ENV",
+    "get_command",
+    "ls_command",
+    "mkdir_command",
+    "put_command",
+    "rm_command",
+]
 
 #: A files server's endpoint, which may open with the user to log in as (``alice@HOST:PORT``).
 ENDPOINT = EndpointType(users=True)
 
-#: The exit status of ``get ... -`` whose reader went away (128 + SIGPIPE, as for ``cat``).
-EXIT_BROKEN_PIPE = 141
 SPOOL_CHUNK = 1024 * 1024
 TOKEN_ENV = "SOCKETEER_TOKEN"
 TOKEN = click.option(
@@ -64,52 +69,6 @@ HASH = click.option(
     show_default=True,
     help="Verify with this hash (a server that predates BLAKE3 uses SHA-256).",
 )
-
-
-@serve_group.command("files")
-@click.argument(
-    "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR"
-)
-@server_options(framing=False)
-@click.option(
-    "--allow-upload", is_flag=True, help="Accept uploads, mkdir and delete (need --token)."
-)
-@TOKEN
-@USERS
-@click.option(
-    "--partial-ttl",
-    type=SECONDS,
-    default=86400.0,
-    show_default=True,
-    help="Delete partial files of uploads abandoned this long (seconds; 0 = never).",
-)
-def serve_files(
-    options: ServeOptions,
-    directory: Path,
-    allow_upload: bool,
-    token: str | None,
-    users: Accounts | None,
-    partial_ttl: float,
-) -> None:
-    """Share DIR: list, stat, download; with --allow-upload also upload, mkdir, delete.
-
-    Speaks socketeer's files protocol (see `socketeer get`), and on the same
-    port serves plain downloads (`echo NAME | nc -N HOST PORT > NAME`) and
-    browsers, curl and wget over HTTP: open the printed http:// address.
-    With --users, clients log in (--user) and get their rights per path
-    (plain downloads then get what anonymous users may read); the token
-    of --allow-upload --token still allows everything.
-    """
-    if allow_upload and not token:
-        raise click.UsageError(f"--allow-upload needs a token: --token or ${TOKEN_ENV}")
-    service = FilesService(
-        directory,
-        allow_upload=allow_upload,
-        token=token,
-        partial_ttl=partial_ttl,
-        accounts=users,
-    )
-    run_server(service, options, use_uvloop=False, browsable=True)
 
 
 def _connect(
@@ -613,3 +572,17 @@ def rm_command(
     """Delete the file or directory REMOTE on ENDPOINT (needs the token, or the delete right)."""
     with _connect(endpoint, token, user, timeout, tls) as client:
         client.delete(remote, recursive)
+
+
+def _describe_read_tokens(*commands: click.Command) -> None:
+    """``--token`` on commands that only read: say what it does there."""
+    for command in commands:
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name == "token":
+                param.help = (
+                    f"The server's write token (default: ${param.envvar}).  Reading needs "
+                    "none; one given to a server that accepts uploads must be right."
+                )
+
+
+_describe_read_tokens(ls_command, get_command)

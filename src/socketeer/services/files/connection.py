@@ -51,6 +51,7 @@ from .messages import (
     Listing,
     Message,
     Mkdir,
+    Ok,
     Put,
     Ready,
     Stat,
@@ -183,6 +184,7 @@ class FilesConnection:
         #: Bytes of requests a client may send ahead of the replies (from the welcome).
         self.window = 0
         self._ahead: deque[Message] = deque()  # client: requests sent whose replies wait
+        self._deferred = 0  # server: uploads ended whose replies are still to be sent
         self._out = _Out.IDLE  # client: where the requests sent ahead stand
         self._out_raw = 0
 
@@ -329,6 +331,8 @@ class FilesConnection:
 
     def send(self, message: Message) -> bytes:
         """Check that ``message`` may be sent now; return its bytes."""
+        if self._deferred:
+            raise LocalProtocolError(f"{message.op!r} sent before the deferred replies")
         if not self._send_ahead(message):
             self._advance(self.role, message, LocalProtocolError)
         return frame(message)
@@ -346,6 +350,31 @@ class FilesConnection:
             raise LocalProtocolError(f"{count} raw bytes sent, {self.raw_remaining} were announced")
         self._raw -= count
         self._after_raw()
+
+    def defer_reply(self) -> None:
+        """Server: answer the upload whose ``done`` just arrived later; take the next request.
+
+        Small uploads sent ahead can so be stored together, in one trip to
+        the disk.  Their replies go out in order with :meth:`deferred_reply`
+        before anything else is sent.
+        """
+        request = self._request
+        if self.role is not SERVER or not self.awaiting_reply or not isinstance(request, Put):
+            raise LocalProtocolError("only the reply to an ended upload can wait")
+        self._advance(SERVER, Ok(), LocalProtocolError)  # an error would end it alike
+        self._deferred += 1
+
+    @property
+    def deferred(self) -> int:
+        """Server: replies to uploads that :meth:`defer_reply` holds back, still to be sent."""
+        return self._deferred
+
+    def deferred_reply(self, reply: Ok | Error) -> bytes:
+        """Server: the bytes of the oldest deferred reply (``ok`` or ``error``)."""
+        if not self._deferred:
+            raise LocalProtocolError("no reply was deferred")
+        self._deferred -= 1
+        return frame(reply)
 
     def refuse(self, error: Error) -> bytes:
         """An error to send whatever the state (after a protocol error); the connection ends."""

@@ -105,6 +105,8 @@ PREFETCH = 32
 #: An upload this small that follows its request is taken whole, then written in one trip
 #: to a thread (not resumed: such an upload is sent from byte 0 anyway).
 WHOLE_PUT = 1024 * 1024
+#: Small uploads stored in one trip to a thread at most (and their bytes).
+STORE_BATCH, STORE_BATCH_BYTES = 64, 4 * 1024 * 1024
 #: Password checks (scrypt: 16 MiB and tens of ms each) one service runs at once.
 CHECKS_AT_ONCE = 2
 #: Characters of a user name a log line quotes.
@@ -279,6 +281,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._discarding = False
         self._writing: asyncio.Future[tuple[None, None]] | None = None
         self._web: HttpConnection | None = None  # the connection turned out to speak HTTP
+        #: Small uploads received whole whose replies wait to be stored together.
+        self._stores: list[tuple[Put, bytes, str | None]] = []
+        self._stored_bytes = 0
         #: Files opened ahead for ``get`` requests still waiting their turn, in order.
         self._opened: collections.deque[tuple[Get, _Opened | StoreError | None]] = (
             collections.deque()
@@ -557,6 +562,14 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             if corked != (event is not NEED_DATA and conn.buffered() > 0):
                 corked = not corked
                 self.stream.cork(corked)
+            if event is NEED_DATA and conn.deferred:
+                # Nothing more here yet: store what waits (bytes may arrive meanwhile).
+                await self._store_pending(conn)
+                continue
+            if conn.deferred and (
+                not isinstance(event, Put) or not event.follows or event.size > WHOLE_PUT
+            ):
+                await self._store_pending(conn)  # before answering anything else
             if event is NEED_DATA:
                 await self._wait()
             elif event is CLOSED:
@@ -967,22 +980,35 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             else:
                 raise ProtocolError(f"unexpected {event!r} during an upload")
         digest = event.digest(self._hash) if request.hash else None
+        # Stored with the small uploads sent after it, in one trip to a thread: the
+        # replies wait until the client has nothing more here (or the batch is full).
+        conn.defer_reply()
+        self._stores.append((request, bytes(data), digest))
+        self._stored_bytes += len(data)
+        if len(self._stores) >= STORE_BATCH or self._stored_bytes >= STORE_BATCH_BYTES:
+            await self._store_pending(conn)
 
-        def store(upload: Callable[[Put, str], Upload | None]) -> bool:
-            started = upload(request, self._hash)
-            if started is None:
-                return False
-            started.take_whole(bytes(data), digest)
-            return True
-
-        try:
-            stored = await asyncio.to_thread(store, self._uploader())
-        except StoreError as exc:
-            self._write(conn.send(Error(exc.code, visible(str(exc)))))
+    async def _store_pending(self, conn: FilesConnection) -> None:
+        """Store the small uploads waiting for the disk, together; send their replies in order."""
+        stores, self._stores, self._stored_bytes = self._stores, [], 0
+        if not stores:
             return
-        if stored:
-            log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
-        self._write(conn.send(Ok(skipped=not stored)))
+        replies = await asyncio.to_thread(lambda: [self._store_whole(*job) for job in stores])
+        for (request, _, _), reply in zip(stores, replies, strict=True):
+            if isinstance(reply, Ok) and not reply.skipped:
+                log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
+            self._write(conn.deferred_reply(reply))
+
+    def _store_whole(self, request: Put, data: bytes, digest: str | None) -> Ok | Error:
+        """In a thread: a whole small upload written, verified and renamed into place."""
+        try:
+            started = self._uploader()(request, self._hash)
+            if started is None:
+                return Ok(skipped=True)
+            started.take_whole(data, digest)
+        except StoreError as exc:
+            return Error(exc.code, visible(str(exc)))
+        return Ok()
 
     async def _receive_raw(self, conn: FilesConnection, upload: Upload) -> Done:
         """Write the upload's bytes as they come; return the ``done`` that ends them."""
