@@ -347,6 +347,8 @@ class Sender(Transfer):
         self.sent_blocks += end - base + 1
         if end > self._sent_upto:
             self._sent_upto = end
+        if end == base:  # lock-step: one block
+            return [packets[base]]
         return [packets[index] for index in range(base, end + 1)]
 
     def prepare(self) -> None:
@@ -374,8 +376,12 @@ class Sender(Transfer):
         self.heard = True
         self.retries = 0
         packets = self._packets
-        for index in range(base or 1, acked + 1):  # block 0 is the OACK
-            self.acked_bytes += len(packets.pop(index)) - 4
+        if acked == base:  # one block: every ACK in lock-step
+            if base:  # block 0 is the OACK
+                self.acked_bytes += len(packets.pop(base)) - 4
+        else:
+            for index in range(base or 1, acked + 1):
+                self.acked_bytes += len(packets.pop(index)) - 4
         self._base = acked + 1
         if self._last is not None and acked >= self._last:
             self.outcome = ""
