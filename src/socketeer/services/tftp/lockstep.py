@@ -93,6 +93,8 @@ class LockstepThreads:
 
     def __init__(self, limit: int = LOCKSTEP_THREADS) -> None:
         self.limit = limit
+        # Added to on the event loop, discarded from by each thread as it ends (a set's
+        # add, discard, len and copy are atomic in CPython).
         self._threads: set[threading.Thread] = set()
         self._stopping = False
 
