@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -48,6 +49,7 @@ __all__ = [
     "Address",
     "DatagramCore",
     "DatagramLimits",
+    "HandOff",
     "HandlerDatagrams",
     "Peer",
 ]
@@ -60,6 +62,11 @@ MAX_DATAGRAM = 65_507
 #: A remote address as the socket layer gives it: ``(host, port)``, or a
 #: 4-tuple for IPv6.  Only equality and hashing are used here.
 Address = tuple[Any, ...]
+
+#: What a core returns to take a peer's exchange over (see :meth:`DatagramCore.hand_off`):
+#: called with the peer's connected socket and a function to be called later, on the
+#: event loop, with the datagrams and bytes received and the bytes sent over it.
+HandOff = Callable[[Any, Callable[[int, int, int], None]], None]
 
 # At most this many throttle warnings a second (bursts of WARNING_BURST): a
 # flood from spoofed sources must not become a flood of log lines.
@@ -202,6 +209,18 @@ class DatagramCore(ABC, Generic[PeerT]):
         once, unqueued and past the limits (the core returns only what they
         allow), then calls :meth:`prepare`, where the core counts the exchange.
         None (the default) means: take the usual way, nothing was done.
+        """
+        return None
+
+    def hand_off(self, addr: Address, now: float) -> HandOff | None:
+        """Whether the core now runs ``addr``'s exchange itself, off the I/O layer.
+
+        Asked after each datagram that arrived at the reply port of a peer the
+        core knows (a per-peer socket).  None (the default): the I/O layer goes
+        on as before.  Otherwise the core has dropped the peer from its table
+        without reporting it in :meth:`forgotten`; the I/O layer stops reading
+        the peer's socket, forgets it, and calls the :data:`HandOff` returned
+        with it, which owns (and closes) it from then on.
         """
         return None
 

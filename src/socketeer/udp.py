@@ -235,6 +235,22 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
                 self._send_on(sock, reply, addr)
         self._transmit()
         self._prepare(now)
+        try:
+            take = core.hand_off(addr, now)
+        except Exception:
+            log.exception("datagram core failed to hand %s off", describe_peer(addr))
+            return
+        if take is not None:
+            self._sockets.pop(addr, None)
+            assert self._loop is not None
+            self._loop.remove_reader(sock.fileno())
+            take(sock, self._count)
+
+    def _count(self, datagrams: int, received: int, sent: int) -> None:
+        """Count what went over a socket handed to the core (see ``hand_off``)."""
+        self.datagrams_received += datagrams
+        self.bytes_received += received
+        self.bytes_sent += sent
 
     def _close_socket(self, addr: Address) -> None:
         sock = self._sockets.pop(addr, None)

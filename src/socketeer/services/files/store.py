@@ -495,15 +495,15 @@ class FileStore:
             pass
         return Entry(names[-1], "link", 0, lst.st_mtime)
 
-    def open_file(self, remote: str) -> tuple[BinaryIO, os.stat_result]:
-        """``remote`` opened for reading, with its status at the time of opening."""
+    def open_file(self, remote: str, buffering: int = -1) -> tuple[BinaryIO, os.stat_result]:
+        """``remote`` opened for reading (``buffering`` as :func:`open`), with its status then."""
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
         fd, _ = self._open(remote, os.O_RDONLY | os.O_NONBLOCK)
         st = os.fstat(fd)
         if not stat_module.S_ISREG(st.st_mode):
             os.close(fd)
             raise StoreError("not-a-file", f"{remote or '/'}: not a regular file")
-        return os.fdopen(fd, "rb"), st
+        return os.fdopen(fd, "rb", buffering), st
 
     def sha256(self, file: BinaryIO, st: os.stat_result) -> str:
         """The SHA-256 of the opened ``file`` (from the cache if this version is known)."""

@@ -27,12 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ...datagram import Address, DatagramCore, DatagramLimits, Peer
+from ...datagram import Address, DatagramCore, DatagramLimits, HandOff, Peer
 from ...endpoint import describe_peer
 from ...visible import visible
 from ..files.store import FileStore, StoreError, Upload
+from .lockstep import STOPPED, LockstepThreads, step
 from .packets import ACK, ErrorCode, ErrorPacket, Packet, PacketError, Request, parse
 from .transfer import (
+    READ_BUFFER,
     Abort,
     NetasciiDecoder,
     NetasciiReader,
@@ -105,6 +107,10 @@ class TftpServer(DatagramCore[TftpPeer]):
         self.transfers = 0
         # Quick replies sent since the last prepare(), to be counted there.
         self._answered: list[tuple[TftpPeer, list[bytes]]] = []
+        #: Lock-step downloads handed to threads of their own (see :meth:`hand_off`).
+        self.threads = LockstepThreads(min(self.settings.threads, self.settings.max_transfers))
+        # The addresses whose download runs on a thread: their requests are not new ones.
+        self._threaded: set[Address] = set()
 
     def new_peer(self, addr: Address, now: float) -> TftpPeer:
         return TftpPeer(addr, self.limits, now)
@@ -128,7 +134,7 @@ class TftpServer(DatagramCore[TftpPeer]):
         transfer = peer.transfer
         if type(transfer) is not Sender:
             return None
-        replies = self._step(transfer, transfer.ack, now, data[2] << 8 | data[3])
+        replies = step(transfer, transfer.ack, now, data[2] << 8 | data[3])
         self._answered.append((peer, replies))
         return replies
 
@@ -144,15 +150,16 @@ class TftpServer(DatagramCore[TftpPeer]):
             return
         if isinstance(packet, Request):
             if transfer is None:
-                self._start(peer, packet, now)
+                if peer.addr not in self._threaded:  # else the request of the running download
+                    self._start(peer, packet, now)
             elif packet == peer.request:
-                self._send_all(peer, self._step(transfer, transfer.repeat, now), now)
+                self._send_all(peer, step(transfer, transfer.repeat, now), now)
             return
         if transfer is None or not self.at_reply_port:
             # A stray packet, or one sent to the server's port rather than the
             # transfer's: only a receiver of the transfer's replies knows that port.
             return
-        replies = self._step(transfer, transfer.receive, now, packet)
+        replies = step(transfer, transfer.receive, now, packet)
         if transfer.heard and not peer.validated:
             self.validate(peer)
         self._send_all(peer, replies, now)
@@ -185,15 +192,36 @@ class TftpServer(DatagramCore[TftpPeer]):
             except OSError:
                 continue  # read again, and reported, when the block is due
 
-    @staticmethod
-    def _step(
-        transfer: Transfer, step: Callable[..., list[bytes]], now: float, *args: Any
-    ) -> list[bytes]:
-        """Run one step of ``transfer``; a file that cannot be read ends it with an ERROR."""
-        try:
-            return step(*args, now) if args else step(now)
-        except OSError as exc:
-            return transfer.abort(ErrorCode.NOT_DEFINED, f"cannot read the file: {exc.strerror}")
+    def hand_off(self, addr: Address, now: float) -> HandOff | None:
+        """A validated lock-step download goes on on a thread of its own, if one is free."""
+        peer = self._peers.get(addr)
+        if peer is None or not peer.validated or not self.threads.room:
+            return None
+        transfer = peer.transfer
+        if type(transfer) is not Sender or transfer.params.windowsize != 1 or transfer.finished:
+            return None
+        file, peer.file = peer.file, None
+        peer.transfer = None
+        peer.counted = False  # still counted in self.transfers, until the thread ends
+        peer.watched = False  # its socket is the thread's now
+        self.forget(peer)
+        self._threaded.add(addr)
+
+        def take(sock: Any, count: Callable[[int, int, int], None]) -> None:
+            def done(addr: Address, outcome: str, datagrams: int, received: int, sent: int) -> None:
+                count(datagrams, received, sent)
+                self._thread_done(addr, outcome)
+
+            self.threads.start(transfer, sock, file, addr, done)
+
+        return take
+
+    def _thread_done(self, addr: Address, outcome: str) -> None:
+        """A download that ran on a thread has ended (on the event loop)."""
+        self._threaded.discard(addr)
+        self.transfers -= 1
+        if outcome and outcome != STOPPED:
+            log.info("tftp %s: transfer failed: %s", describe_peer(addr), visible(outcome))
 
     def _send_all(self, peer: TftpPeer, datagrams: list[bytes], now: float) -> None:
         for datagram in datagrams:
@@ -244,11 +272,11 @@ class TftpServer(DatagramCore[TftpPeer]):
             visible(request.filename),
             request.mode,
         )
-        self._send_all(peer, self._step(transfer, transfer.start, now), now)
+        self._send_all(peer, step(transfer, transfer.start, now), now)
         self._schedule(peer, transfer.deadline() or now)
 
     def _read(self, peer: TftpPeer, request: Request, now: float) -> Transfer:
-        file, st = self.store.open_file(request.filename)
+        file, st = self.store.open_file(request.filename, READ_BUFFER)
         try:
             octet = request.mode == "octet"
             params, oack = negotiate(request.options, self.settings, st.st_size if octet else None)
@@ -323,7 +351,7 @@ class TftpServer(DatagramCore[TftpPeer]):
             if peer.timer_at != due or transfer is None or self.peer(peer.addr) is not peer:
                 continue  # stale: rescheduled, or forgotten
             peer.timer_at = None
-            self._send_all(peer, self._step(transfer, transfer.handle_timer, now), now)
+            self._send_all(peer, step(transfer, transfer.handle_timer, now), now)
             self._settle(peer, now, forget=True)
             if self.peer(peer.addr) is peer:
                 self._schedule(peer, transfer.deadline() or now)
@@ -360,6 +388,7 @@ class TftpServer(DatagramCore[TftpPeer]):
         """Stop every transfer and let go of the directory."""
         for peer in list(self._peers.values()):
             self.forget(peer)
+        self.threads.stop()
         self.store.close()
 
 

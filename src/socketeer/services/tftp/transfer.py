@@ -35,6 +35,8 @@ from .packets import (
 )
 
 __all__ = [
+    "LOCKSTEP_THREADS",
+    "READ_BUFFER",
     "Abort",
     "NetasciiDecoder",
     "NetasciiReader",
@@ -57,8 +59,13 @@ MAX_WINDOW_BYTES = 1024 * 1024
 #: :class:`~socketeer.udp.DatagramEndpoint`'s ``max_peer_sockets``, 1,024), with room
 #: left for the refusals answered meanwhile.
 MAX_TRANSFERS = 1000
+#: Lock-step downloads (no ``windowsize``) served on threads of their own at once, by
+#: default (see :mod:`~socketeer.services.tftp.lockstep`); more run on the event loop.
+LOCKSTEP_THREADS = 64
 #: A sender reads at most this many bytes ahead of its window.
 READ_AHEAD = 256 * 1024
+#: Bytes a download's file is read by at a time (a block or a window is taken from them).
+READ_BUFFER = 64 * 1024
 
 _DATA_HEAD = struct.Struct("!HH")
 
@@ -92,10 +99,14 @@ class Settings:
     retries: int = 5
     #: Transfers running at once; a request beyond them is refused (server busy).
     max_transfers: int = MAX_TRANSFERS
+    #: Lock-step downloads on threads of their own at once (at most ``max_transfers``).
+    threads: int = LOCKSTEP_THREADS
 
     def __post_init__(self) -> None:
         if self.max_transfers < 1:
             raise ValueError("max_transfers must be >= 1")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0")
         if not MIN_BLKSIZE <= self.max_blksize <= MAX_BLKSIZE:
             raise ValueError(f"max_blksize must be {MIN_BLKSIZE}..{MAX_BLKSIZE}")
         if self.max_windowsize < 1:
@@ -347,6 +358,8 @@ class Sender(Transfer):
         self.sent_blocks += end - base + 1
         if end > self._sent_upto:
             self._sent_upto = end
+        if end == base:  # lock-step: one block
+            return [packets[base]]
         return [packets[index] for index in range(base, end + 1)]
 
     def prepare(self) -> None:
@@ -374,8 +387,12 @@ class Sender(Transfer):
         self.heard = True
         self.retries = 0
         packets = self._packets
-        for index in range(base or 1, acked + 1):  # block 0 is the OACK
-            self.acked_bytes += len(packets.pop(index)) - 4
+        if acked == base:  # one block: every ACK in lock-step
+            if base:  # block 0 is the OACK
+                self.acked_bytes += len(packets.pop(base)) - 4
+        else:
+            for index in range(base or 1, acked + 1):
+                self.acked_bytes += len(packets.pop(index)) - 4
         self._base = acked + 1
         if self._last is not None and acked >= self._last:
             self.outcome = ""
