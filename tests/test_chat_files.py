@@ -35,8 +35,11 @@ def serve(serve_in_thread: ServeInThread, box: Path, **limits: object) -> tuple[
 
 
 def left_in(box: Path) -> list[str]:
-    """Every file and directory in the drop box."""
-    return sorted(str(path.relative_to(box)) for path in box.rglob("*"))
+    """Every file and directory in the drop box (one the server removes meanwhile is gone)."""
+    found = []
+    for directory, names, files in os.walk(box):  # skips what vanishes while it walks
+        found += [str(Path(directory, name).relative_to(box)) for name in names + files]
+    return sorted(found)
 
 
 def offer(alice: Member, to: str, path: Path) -> tuple[str, str, str, str, str]:

@@ -66,7 +66,11 @@ def test_a_byte_at_a_time_without_a_whole_line_is_closed_as_idle(
             readable, _, _ = select.select([trickler], [], [], 0.1)
             if readable:
                 closed_after = time.monotonic() - started
-                assert recv_all(trickler) == b"error: idle for 0.4 seconds\n"
+                try:
+                    said = recv_all(trickler)
+                except ConnectionResetError:  # a byte crossed the close: the kernel said reset
+                    break
+                assert said == b"error: idle for 0.4 seconds\n"
                 break
         assert closed_after is not None, "a client trickling bytes was never closed"
 
