@@ -576,23 +576,9 @@ class HttpConnection:
         log.info("%s: bad HTTP request: %s", self.stream.peer, message)
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = f"{reason(status).decode()}: {message}\n".encode()
-        with contextlib.suppress(h11.LocalProtocolError):
-            self.stream.write(
-                self.h11.send(
-                    h11.Response(
-                        status_code=status,
-                        headers=[
-                            ("content-type", "text/plain; charset=utf-8"),
-                            ("content-length", str(len(body))),
-                            ("connection", "close"),
-                        ],
-                        reason=reason(status),
-                    )
-                )
-            )
-            self.stream.write(self.h11.send(h11.Data(data=body)))
-            self.stream.write(self.h11.send(h11.EndOfMessage()))
+        self.stream.write(
+            _plain_response(self.h11, status, f"{reason(status).decode()}: {message}\n")
+        )
 
     def failed(self, reason_text: str) -> None:
         """The session is being closed (idle, shutting down): answer a request that waits."""
