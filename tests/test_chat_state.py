@@ -7,6 +7,7 @@ import socket
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,6 +98,34 @@ def test_sqlite_keeps_history_across_a_restart_and_batches_writes(tmp_path: Path
         assert db.execute("SELECT COUNT(*) FROM lines").fetchone() == (50,), "trimmed on disk"
     finally:
         db.close()
+
+
+def test_sqlite_writes_lines_said_close_together_in_one_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A room saying a line every few milliseconds costs a commit per GATHER, not per line."""
+    commits: list[int] = []
+    write = SQLiteState._write
+
+    def counted(self: SQLiteState, db: sqlite3.Connection, rows: list[Any]) -> None:
+        commits.append(len(rows))
+        write(self, db, rows)
+
+    monkeypatch.setattr(SQLiteState, "_write", counted)
+
+    async def main() -> None:
+        state = SQLiteState(tmp_path, 50, 64 * 1024)
+        await state.start()
+        try:
+            for n in range(10):
+                state.append("dev", said(n))
+                await asyncio.sleep(0.002)
+        finally:
+            await state.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert sum(commits) == 10
+    assert len(commits) <= 3, f"one commit per line or nearly: {commits}"
 
 
 def test_sqlite_that_cannot_be_opened_says_where_and_why(tmp_path: Path) -> None:

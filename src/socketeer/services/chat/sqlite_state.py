@@ -3,10 +3,12 @@
 One thread owns the database connection and does every read and write, in
 the order they were asked for, so a read sees every line appended before it.
 ``SQLiteState.append()`` only puts the line on the thread's queue (a
-``SimpleQueue``, no lock held by the loop); the thread takes everything
-waiting and writes it in one transaction, so under load many lines share a
-commit.  After each batch it trims the rooms it wrote to their bounds (lines
-and bytes) and forgets the least recently used rooms past ``rooms``.
+``SimpleQueue``, no lock held by the loop); woken by a line, the thread
+lets :data:`GATHER` seconds pass, then takes everything waiting and writes it
+in one transaction, so a busy room costs a few commits a second, not one per
+line (nor one wake-up of the thread, and a turn at the GIL, per line).
+After each batch it trims the rooms it wrote to their bounds (lines and
+bytes) and forgets the least recently used rooms past ``rooms``.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a commit does not wait
 for the disk, so a crash of the process loses nothing, while a power cut may
@@ -24,6 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from time import sleep
 from typing import TypeVar
 
 from ...errors import SocketeerError
@@ -39,6 +42,8 @@ log = logging.getLogger("socketeer.server")
 DATABASE = "chat.sqlite3"
 #: Lines written in one transaction at most.
 BATCH = 1000
+#: Seconds the thread waits after a line wakes it, for more to write with it.
+GATHER = 0.05
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lines (
     id INTEGER PRIMARY KEY,
@@ -220,6 +225,7 @@ class SQLiteState(ChatState):
             while True:
                 item = held.pop() if held else work.get()
                 if isinstance(item, tuple):
+                    sleep(GATHER)  # the GIL is free meanwhile; lines gather
                     rows = [item]
                     while len(rows) < BATCH:
                         try:
