@@ -318,7 +318,7 @@ class OfferDesk:
         told = [
             (offer.recipient_key, Notice(wall, NOWHERE, "offer", text, self._facts(offer))),
         ]
-        sent = f"offer {offer.id}: {offer.recipient} is offered {shown}; waiting for an answer"
+        sent = f"{offer.recipient} is offered {shown}; waiting for an answer"
         told.append(_note(offer.sender_key, wall, "offer-sent", sent, offer))
         return told
 
@@ -333,7 +333,7 @@ class OfferDesk:
         told = [(recipient_key, Notice(wall, NOWHERE, "offer-accepted", text, self._facts(offer)))]
         if not offer.accepted:
             offer.accepted = True
-            said = f"offer {offer.id}: {offer.recipient} accepted {shown}"
+            said = f"{offer.recipient} accepted {shown}"
             told.append(_note(offer.sender_key, wall, "offer-taken", said, offer))
         return told
 
