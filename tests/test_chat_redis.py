@@ -288,3 +288,15 @@ def test_two_nodes_behind_haproxy_are_one_chat(chat_node: StartChat, haproxy: Ba
         lambda: all("connection from 127.0.0.1:" in node.stderr() for node in (one, two)),
         "each node to log the member it took, by the member's address",
     )
+
+
+def test_workers_and_a_drop_box_are_refused_in_one_line(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve", "chat", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1/0", "--workers", "2",
+        "--files", "127.0.0.1:0", "--files-dir", str(tmp_path / "box"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "--files" in err
+    assert "workers cannot share a drop box" in err
+    assert "Traceback" not in err
