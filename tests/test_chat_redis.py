@@ -8,7 +8,6 @@ chat`` processes and WebSockets.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -24,6 +23,7 @@ from socketeer import Endpoint
 from socketeer.services.files.client import FilesClient
 from support import WAIT, ServeProcess, ServerProcess, run_cli, socketeer_command, wait_until
 from test_chat_cli import Talker
+from test_chat_files import payload as payload  # the fixture: a file to offer
 from test_chat_files import upload
 from test_chat_server import Member
 from test_haproxy import Balancer
@@ -316,13 +316,6 @@ def fetch(member: Member, path: Path) -> tuple[str, str]:
     with FilesClient.connect(files, timeout=WAIT) as client:
         client.download(remote, path)
     return offer_id, files
-
-
-@pytest.fixture
-def payload(tmp_path: Path) -> Path:
-    path = tmp_path / "report.bin"
-    path.write_bytes(os.urandom(200_000))
-    return path
 
 
 def test_a_file_offered_to_a_member_of_another_node_is_fetched_from_the_senders_node(
