@@ -24,7 +24,7 @@ from test_chat_server import Member, close_members  # noqa: F401  (the fixture c
 
 pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
-OFFER = re.compile(r"offer (\d+): upload .* socketeer put FILE (\S+) (\S+) --user (\S+)")
+OFFER = re.compile(r"offer (\S+): upload .* socketeer put FILE (\S+) (\S+) --user (\S+)")
 
 
 def serve(serve_in_thread: ServeInThread, box: Path, **limits: object) -> tuple[Endpoint, DropBox]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from socketeer.services.chat import ChatProtocol, ChatSettings
-from socketeer.services.chat.commands import Join, Nick, Online
-from socketeer.services.chat.events import Joined, Left, Private, Renamed, Said
-from socketeer.services.chat.network import ChatNetwork, RoomEvent, Roster
+from socketeer.services.chat.commands import Join, Nick, Offer, Online
+from socketeer.services.chat.events import Joined, Left, Notice, Private, Renamed, Said
+from socketeer.services.chat.network import ChatNetwork, OfferAnswer, RoomEvent, Roster
+from socketeer.services.chat.offers import OfferDesk
 from socketeer.services.chat.protocol import Addressed, Ask
 from socketeer.services.chat.rendering import deliveries
 from socketeer.services.chat.room import Member
@@ -17,7 +18,10 @@ NOW = 1_700_000_000.0
 class FakeNetwork(ChatNetwork):
     """Records what the protocol tells it; its questions are answered by the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, node: str = "") -> None:
+        self.node = node
+        #: Notices passed on for members of other nodes.
+        self.tells: list[tuple[str, Notice]] = []
         self.rooms: set[str] = set()
         self.published: list[tuple[str, RoomEvent]] = []
         self.present_: dict[str, list[str]] = {}
@@ -39,6 +43,9 @@ class FakeNetwork(ChatNetwork):
         self.released_.append(nick)
         self.present_.pop(nick, None)
 
+    def tell(self, key: str, notice: Notice) -> None:
+        self.tells.append((key, notice))
+
     async def claim(self, nick: str) -> bool:
         raise AssertionError("the protocol never awaits")
 
@@ -52,11 +59,11 @@ class FakeNetwork(ChatNetwork):
 class Node:
     """One node's ChatProtocol with a fake network; members are names."""
 
-    def __init__(self) -> None:
-        self.network = FakeNetwork()
+    def __init__(self, name: str = "", desk: OfferDesk | None = None) -> None:
+        self.network = FakeNetwork(name)
         rules = ChatSettings(rate=0)
         self.chat: ChatProtocol[str] = ChatProtocol(
-            rules, MemoryState(rules.history), network=self.network
+            rules, MemoryState(rules.history), network=self.network, offers=desk
         )
         self.members: dict[str, Member[str]] = {}
         self.received: dict[str, list[str]] = {}
@@ -80,7 +87,7 @@ class Node:
     def asks(self) -> list[Ask[str]]:
         return self.chat.take_asks()
 
-    def answer(self, ask: Ask[str], answer: bool | Roster | Private | None) -> None:
+    def answer(self, ask: Ask[str], answer: bool | Roster | Private | str | None) -> None:
         self.deliver(self.chat.answered(ask, answer, NOW, NOW))
 
     def take(self, peer: str) -> list[str]:
@@ -192,3 +199,103 @@ def test_leaving_releases_the_nickname_and_tells_the_other_nodes() -> None:
     assert kinds[-2:] == [Left, Left]
     assert Joined in kinds
     assert len(node.network.rooms) == 1  # #dev is no longer in use here
+
+
+def offering_nodes() -> tuple[Node, Node, OfferDesk]:
+    """Node n1 with a drop box and alice, node n2 with bob; alice's offer to bob is ready."""
+    desk = OfferDesk(token=lambda: "0" * 32)
+    desk.prefix = "n1-"
+    desk.files = "n1.example:6668"
+    one, two = Node("n1", desk), Node("n2")
+    one.named("alice")
+    two.named("bob")
+    one.send("alice", "/offer Bob 10 notes.txt\n")
+    (ask,) = one.asks()
+    assert ask.command == Offer("Bob", 10, "notes.txt")  # not here: asked of the network
+    one.answer(ask, "bob")
+    (upload,) = one.take("alice")
+    assert upload.startswith("- -!- offer n1-1: upload notes.txt (10 bytes) for bob, then")
+    one.send("alice", "/offered n1-1\n")
+    ((_, offer),) = desk.take_jobs()[1:]
+    one.deliver(one.chat.tell(desk.checked(offer, "ab" * 32, 10, NOW, NOW)))
+    assert one.take("alice") == [
+        "- -!- offer n1-1: bob is offered notes.txt; waiting for an answer"
+    ]
+    ((key, notice),) = one.network.tells  # bob is not here: passed on
+    assert (key, notice.code) == ("bob", "offer")
+    one.network.tells.clear()
+    two.deliver(two.chat.told("n1", key, notice))
+    (told,) = two.take("bob")
+    assert told.startswith("- -!- alice offers you notes.txt (10 bytes): /accept n1-1 or")
+    assert told.endswith("fetch it with: socketeer get n1.example:6668 " + "0" * 32 + "/notes.txt")
+    return one, two, desk
+
+
+def test_an_offer_crosses_nodes_and_the_answers_go_back_to_its_node() -> None:
+    one, two, desk = offering_nodes()
+    two.send("bob", "/accept\n")  # the latest offer bob was told of, held on n1
+    (ask,) = two.asks()
+    accept = OfferAnswer("n1", "bob", "accept", "n1-1")
+    assert ask.command == accept
+    two.answer(ask, True)
+    assert two.take("bob") == []
+    one.deliver(one.chat.forwarded(accept, NOW))
+    assert one.take("alice") == ["- -!- offer n1-1: bob accepted notes.txt"]
+    ((key, accepted),) = one.network.tells
+    assert (key, accepted.code, accepted.data["path"]) == ("bob", "offer-accepted", offer_path())
+    one.network.tells.clear()
+    two.send("bob", "/received n1-1\n")
+    (ask,) = two.asks()
+    received_answer = OfferAnswer("n1", "bob", "received", "n1-1")
+    assert ask.command == received_answer
+    two.answer(ask, True)
+    one.deliver(one.chat.forwarded(received_answer, NOW))
+    assert one.take("alice") == ["- -!- offer n1-1: bob received notes.txt"]
+    assert len(desk) == 0
+    ((key, received),) = one.network.tells
+    two.deliver(two.chat.told("n1", key, received))
+    assert two.take("bob") == ["- -!- offer n1-1: notes.txt is yours; it is gone from the drop box"]
+    assert two.chat.node_gone("n1", NOW) == []  # settled: nothing left to expire
+
+
+def offer_path() -> str:
+    return "0" * 32 + "/notes.txt"
+
+
+def test_an_offer_expires_for_its_recipient_when_its_node_is_gone() -> None:
+    _, two, _ = offering_nodes()
+    two.deliver(two.chat.node_gone("n1", NOW))
+    assert two.take("bob") == [
+        "- -!- offer n1-1: notes.txt from alice expired (the server it was on is gone)"
+    ]
+    two.send("bob", "/accept\n")  # nothing left (and no drop box on this node)
+    assert two.take("bob") == ["- -!- error: there is no offer for you"]
+
+
+def test_an_answer_to_a_gone_node_expires_the_offer_and_one_out_of_reach_may_be_retried() -> None:
+    _, two, _ = offering_nodes()
+    two.send("bob", "/decline n1-1\n")
+    (ask,) = two.asks()
+    two.answer(ask, None)
+    assert two.take("bob") == [
+        "- -!- error: the server holding offer n1-1 is out of reach; try again later"
+    ]
+    two.send("bob", "/decline\n")
+    (ask,) = two.asks()
+    assert ask.command == OfferAnswer("n1", "bob", "decline", "n1-1")
+    two.answer(ask, False)
+    assert two.take("bob") == [
+        "- -!- offer n1-1: notes.txt from alice expired (the server it was on is gone)"
+    ]
+
+
+def test_an_offer_to_a_nickname_online_nowhere_is_refused() -> None:
+    desk = OfferDesk()
+    one = Node("n1", desk)
+    one.named("alice")
+    one.send("alice", "/offer zed 10 x\n")
+    one.answer(one.asks()[0], None)
+    assert one.take("alice") == [
+        '- -!- error: no one called "zed" is online; files go to members who are online'
+    ]
+    assert len(desk) == 0

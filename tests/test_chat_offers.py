@@ -79,3 +79,13 @@ def test_the_drop_box_rights_follow_the_offer() -> None:
     assert accounts.rights(None, path) == Right.READ  # anyone who knows the path
     assert accounts.authenticate(offer.user, offer.token) is None  # no more writing
     assert accounts.ways(None, ()) == frozenset()
+
+
+def test_the_sender_is_told_each_step_once_with_the_offers_number() -> None:
+    offers = desk()
+    offers.offer("alice", "alice", "bob", "bob", 5, "x", 0, 0)
+    ((_, offer),) = offers.take_jobs()
+    told = offers.checked(offer, "ab" * 32, 5, 0, 0)
+    assert told[1][1].text == "offer 1: bob is offered x; waiting for an answer"
+    taken = offers.accept("bob", None, 0)
+    assert taken[1][1].text == "offer 1: bob accepted x"

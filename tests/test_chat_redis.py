@@ -2,11 +2,13 @@
 
 Each test starts ``redis-server --port N --save '' --appendonly no`` on a free
 loopback port and stops it by its PID; the chat servers are real processes,
-and the members are plain sockets speaking the nc line protocol.
+and the members are plain sockets speaking the nc line protocol, ``socketeer
+chat`` processes and WebSockets.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -18,10 +20,15 @@ from pathlib import Path
 import pytest
 
 from socketeer import Endpoint
-from support import WAIT, ServeProcess, ServerProcess, run_cli, wait_until
+from socketeer.services.files.client import FilesClient
+from support import WAIT, ServeProcess, ServerProcess, run_cli, socketeer_command, wait_until
+from test_chat_cli import Talker
+from test_chat_files import payload as payload  # the fixture: a file to offer
+from test_chat_files import upload
 from test_chat_server import Member
 from test_haproxy import Balancer
 from test_haproxy import haproxy as haproxy  # the fixture, for the test behind a balancer
+from ws_client import WsClient
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -288,3 +295,153 @@ def test_two_nodes_behind_haproxy_are_one_chat(chat_node: StartChat, haproxy: Ba
         lambda: all("connection from 127.0.0.1:" in node.stderr() for node in (one, two)),
         "each node to log the member it took, by the member's address",
     )
+
+
+def files_node(chat_node: StartChat, box: Path, *extra: str) -> ServerProcess:
+    """A node with a drop box of its own in ``box``."""
+    return chat_node("--files", "127.0.0.1:0", "--files-dir", str(box), *extra)
+
+
+#: What an offer tells its recipient: the offer's id, and the command that fetches it.
+OFFERED = re.compile(r"/accept (\S+) or /decline .* fetch it with: socketeer get (\S+) (\S+)$")
+
+
+def fetch(member: Member, path: Path) -> tuple[str, str]:
+    """``member`` is offered a file and fetches it as the offer says: the offer's id and
+    where it was fetched from."""
+    told = member.expect("offers you")[-1]
+    found = OFFERED.search(told)
+    assert found, told
+    offer_id, files, remote = found.groups()
+    with FilesClient.connect(files, timeout=WAIT) as client:
+        client.download(remote, path)
+    return offer_id, files
+
+
+def test_a_file_offered_to_a_member_of_another_node_is_fetched_from_the_senders_node(
+    chat_node: StartChat, tmp_path: Path, payload: Path
+) -> None:
+    one = files_node(chat_node, tmp_path / "box1")
+    two = files_node(chat_node, tmp_path / "box2")
+    alice = Member(endpoint(one), "alice")
+    bob = Member(endpoint(two), "bob")
+    alice.expect("bob joined")
+    offer_id, files, _ = upload(alice, "bob", payload)
+    fetched, where = fetch(bob, tmp_path / "copy")
+    assert (fetched, where) == (offer_id, files)  # from alice's node, by an id of the chat
+    assert (tmp_path / "copy").read_bytes() == payload.read_bytes()
+    assert list((tmp_path / "box1").iterdir())
+    assert not list((tmp_path / "box2").iterdir())
+    bob.say("/accept")  # the latest offer: held on the other node
+    assert bob.expect("fetching")[-1].startswith(f"- -!- offer {offer_id}: fetching report.bin")
+    alice.expect(f"offer {offer_id}: bob accepted report.bin")
+    bob.say(f"/received {offer_id}")
+    bob.expect(f"offer {offer_id}: report.bin is yours; it is gone from the drop box")
+    alice.expect(f"offer {offer_id}: bob received report.bin")
+    wait_until(lambda: not list((tmp_path / "box1").iterdir()), "the drop box to be emptied")
+
+    second, _, _ = upload(alice, "bob", payload)
+    assert second.split("-")[0] == offer_id.split("-")[0]
+    assert second != offer_id
+    bob.expect("offers you")
+    bob.say("/decline")
+    bob.expect(f"offer {second}: declined report.bin")
+    alice.expect(f"offer {second}: bob declined report.bin")
+    bob.say(f"/accept {second}")
+    assert bob.expect("no offer")[-1] == f"- -!- error: there is no offer {second} for you"
+    assert "Traceback" not in one.stderr() + two.stderr()
+
+
+def test_an_offer_expires_for_its_recipient_when_the_senders_node_dies(
+    chat_node: StartChat, tmp_path: Path, payload: Path
+) -> None:
+    doomed = files_node(chat_node, tmp_path / "box1", "--redis-ttl", "1")
+    other = chat_node("--redis-ttl", "1")  # no drop box: it may still be offered files
+    alice = Member(endpoint(doomed), "alice")
+    bob = Member(endpoint(other), "bob")
+    alice.expect("bob joined")
+    offer_id, _, _ = upload(alice, "bob", payload)
+    bob.expect("offers you")
+    doomed.proc.send_signal(signal.SIGKILL)
+    doomed.proc.wait(WAIT)
+    assert bob.expect("expired")[-1] == (
+        f"- -!- offer {offer_id}: report.bin from alice expired (the server it was on is gone)"
+    )
+    bob.say("/accept")
+    assert bob.line() == "- -!- error: there is no offer for you"
+
+
+def test_workers_and_a_drop_box_are_refused_in_one_line(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve", "chat", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1/0", "--workers", "2",
+        "--files", "127.0.0.1:0", "--files-dir", str(tmp_path / "box"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "--files" in err
+    assert "workers cannot share a drop box" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy")
+def test_nc_terminal_and_websocket_members_behind_haproxy_are_one_chat_and_send_files(
+    chat_node: StartChat, haproxy: Balancer, tmp_path: Path, payload: Path
+) -> None:
+    one = files_node(chat_node, tmp_path / "box1", "--proxy-protocol")
+    two = files_node(chat_node, tmp_path / "box2", "--proxy-protocol")
+    # the fewest connections first: the terminal goes to the node nc is not on, and
+    # the WebSocket, to either, shares a node with one of them
+    front = haproxy([one, two], balance="leastconn")
+    alice = Member(Endpoint("tcp", "127.0.0.1", front), "alice")
+    downloads = tmp_path / "downloads"
+    command = ["chat", f"127.0.0.1:{front}", "-n", "carol", "--plain", "--downloads"]
+    carol = Talker(socketeer_command(*command, str(downloads)))
+    web: WsClient | None = None
+    try:
+        carol.expect("you joined #lobby")
+        alice.expect("carol joined")
+        web = WsClient("127.0.0.1", front)
+        web.expect("choose a nickname")
+        web.send("wendy")
+        assert web.expect("you joined #lobby")[-1].endswith("3 here: alice, carol, wendy")
+
+        alice.say("hello from nc")
+        assert carol.expect("hello from nc")[-1] == "#lobby <alice> hello from nc"
+        assert web.expect("hello from nc")[-1].endswith("#lobby <alice> hello from nc")
+        carol.say("hello from a terminal")
+        assert alice.expect("from a terminal")[-1] == "#lobby <carol> hello from a terminal"
+        assert web.expect("from a terminal")[-1].endswith("#lobby <carol> hello from a terminal")
+        web.send("hello from a browser")
+        assert alice.expect("from a browser")[-1] == "#lobby <wendy> hello from a browser"
+        assert carol.expect("from a browser")[-1] == "#lobby <wendy> hello from a browser"
+        web.send("/msg carol psst")
+        assert carol.expect("psst")[-1] == "@carol <wendy> psst"
+
+        # the terminal's /send, to nc on the other node, fetched as the offer says
+        carol.say(f"/send alice {payload}")
+        theirs, files = fetch(alice, tmp_path / "from-carol")
+        assert (tmp_path / "from-carol").read_bytes() == payload.read_bytes()
+        alice.say(f"/received {theirs}")
+        alice.expect("is yours")
+        assert (
+            carol.expect("alice received")[-1] == f"- -!- offer {theirs}: alice received report.bin"
+        )
+
+        # nc's offer, to the terminal on the other node: /accept fetches and verifies it
+        ours, mine, _ = upload(alice, "carol", payload)
+        assert ours.split("-")[0] != theirs.split("-")[0], "both members on one node"
+        assert mine != files  # each node's drop box serves its own members' files
+        carol.expect("alice offers you")
+        carol.say("/accept")
+        assert carol.expect("saved", carol.proc.stderr)[-1].endswith("(SHA-256 verified)")
+        alice.expect(f"offer {ours}: carol received report.bin")
+        assert (downloads / "report.bin").read_bytes() == payload.read_bytes()
+        wait_until(
+            lambda: not [*(tmp_path / "box1").iterdir(), *(tmp_path / "box2").iterdir()],
+            "both drop boxes to be emptied",
+        )
+    finally:
+        carol.stop()
+        if web is not None:
+            web.shut()
+    assert "Traceback" not in one.stderr() + two.stderr()

@@ -7,7 +7,9 @@ kernel spreads new connections across them.  Unix sockets cannot share a
 path that way, so the parent listens once and the workers inherit the
 socket.  SIGINT/SIGTERM on the parent is passed on to every worker, which
 shuts down gracefully; a second one cuts the grace period short.  SIGHUP
-is passed on too when there are access lists to reload.
+is passed on too when there are access lists to reload.  On Linux a worker
+also ends (as for SIGTERM) when the parent is killed outright (SIGKILL):
+see :mod:`.parent_death`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .binding import BoundSocket, bind_endpoint, remove_unix_socket
 from .endpoint import Endpoint
 from .errors import BindError, SocketeerError
 from .logs import mark_worker
+from .parent_death import end_with_parent
 from .quantity import quantity
 from .server import Server, ServerConfig, serve
 from .service import Service
@@ -61,11 +64,12 @@ def run_workers(
                 concrete.append(endpoint.with_port(reserved[0].actual.port))
         ctx = multiprocessing.get_context("fork")
         ready: multiprocessing.queues.Queue[tuple[str, str]] = ctx.Queue()
+        parent = os.getpid()
         worker_config = replace(config, reuse_port=True)
         processes = [
             ctx.Process(
                 target=_worker_main,
-                args=(n, service, concrete, worker_config, inherited, ready, use_uvloop),
+                args=(n, service, concrete, worker_config, inherited, ready, use_uvloop, parent),
                 name=f"worker {n}",
             )
             for n in range(1, count + 1)
@@ -97,7 +101,9 @@ def _worker_main(
     inherited: list[BoundSocket],
     ready: multiprocessing.queues.Queue[tuple[str, str]],
     use_uvloop: bool,
+    parent: int,
 ) -> None:
+    end_with_parent(parent)
     # The parent relays the terminal's Ctrl-C as SIGTERM; ignoring SIGINT here
     # keeps one keypress from counting twice.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

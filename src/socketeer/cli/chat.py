@@ -300,6 +300,12 @@ def serve_chat(
     registry = Registry(users, registered_only) if users is not None else None
     dropbox = None
     if files_endpoint is not None:
+        if options.workers > 1:
+            raise click.BadParameter(
+                "workers cannot share a drop box's port: give --files to a node with one"
+                " worker (with --redis, members of every node may be offered files from it)",
+                param_hint="--files",
+            )
         if files_endpoint.transport not in ("tcp", "unix") or files_endpoint.tls:
             raise click.BadParameter(
                 "the drop box listens on plain TCP or a Unix socket", param_hint="--files"

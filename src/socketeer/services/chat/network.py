@@ -21,22 +21,48 @@ never by the protocol: whether a nickname is free across the chat
 its recipient (:meth:`~ChatNetwork.whisper`).  While one is on its way the
 member's further lines wait, as they do for a room's history.
 
+Files offered between members cross nodes the same ways: a notice about an
+offer for a member of another node is passed on (:meth:`~ChatNetwork.tell`),
+the recipient of an ``/offer`` is looked for on the other nodes
+(:meth:`~ChatNetwork.find`), and a recipient's answer (``/accept``,
+``/decline``, ``/received``) goes to the node whose drop box holds the file
+(:meth:`~ChatNetwork.forward`): an offer's id opens with that node's name
+(:func:`offer_node`).
+
 What comes from the other nodes is told to a :class:`NetworkListener`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from .events import Acted, Joined, Left, Private, Renamed, Said
+from .events import Acted, Joined, Left, Notice, Private, Renamed, Said
 
-__all__ = ["ChatNetwork", "NetworkListener", "RoomEvent", "Roster"]
+__all__ = ["ChatNetwork", "NetworkListener", "OfferAnswer", "RoomEvent", "Roster", "offer_node"]
 
 #: What happens in a room and is told to the room's members on every node.
 RoomEvent = Said | Acted | Joined | Left | Renamed
 #: Who is online on the other nodes: each member's nickname and the rooms it is in.
 Roster = list[tuple[str, list[str]]]
+
+
+def offer_node(offer_id: str) -> str:
+    """The node whose drop box holds the offer ``offer_id`` (``NODE-N``); "" for an id
+    made without a network (``N``)."""
+    return offer_id.rpartition("-")[0]
+
+
+@dataclass(frozen=True)
+class OfferAnswer:
+    """The member whose nickname has ``key`` answers ``verb`` to offer ``offer_id``, held on
+    ``node``."""
+
+    node: str
+    key: str
+    verb: Literal["accept", "decline", "received"]
+    offer_id: str
 
 
 class NetworkListener(Protocol):
@@ -57,9 +83,21 @@ class NetworkListener(Protocol):
     def nick_lost(self, nick: str, new: str) -> None:
         """``nick`` turned out to be held on another node: its member here is now ``new``."""
 
+    def told(self, node: str, key: str, notice: Notice) -> None:
+        """``node`` tells the member here whose nickname has ``key`` ``notice`` (about an offer)."""
+
+    def answered(self, answer: OfferAnswer) -> None:
+        """A member of another node answers an offer made on this node."""
+
+    def node_gone(self, node: str) -> None:
+        """``node``, which told members here about offers, is gone (stopped, or died)."""
+
 
 class ChatNetwork(ABC):
     """The other nodes of the chat, as one node sees them."""
+
+    #: This node's name among the others, once started ("" when there are none).
+    node = ""
 
     async def start(self, listener: NetworkListener) -> None:  # noqa: B027
         """Join the network; what arrives from it is told to ``listener``."""
@@ -102,3 +140,18 @@ class ChatNetwork(ABC):
         Returns it with the recipient named as that member is, or None when
         no member of another node has that nickname.
         """
+
+    def tell(self, key: str, notice: Notice) -> None:  # noqa: B027
+        """Pass ``notice`` to the member of another node whose nickname has ``key``, if any."""
+
+    async def find(self, nick: str) -> str | None:
+        """``nick`` as a member of another node is called, or None if none is."""
+        return None
+
+    async def forward(self, answer: OfferAnswer) -> bool | None:
+        """Pass ``answer`` to the node holding the offer.
+
+        True once it is on its way; False if that node is gone; None if it is
+        out of reach (it may be back later).
+        """
+        return None

@@ -165,7 +165,9 @@ class OfferDesk:
 
     ``files`` is the drop box's address as members are to use it
     (``HOST:PORT``), set by the I/O layer once it listens; ``token`` makes
-    the offers' secrets and upload tokens.
+    the offers' secrets and upload tokens.  ``prefix`` opens every offer's
+    id: on a node of a larger chat, the node's name and ``-``, so that ids
+    are unique across the chat and name the node holding the file.
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class OfferDesk:
     ) -> None:
         self.limits = limits or OfferLimits()
         self.files = ""
+        self.prefix = ""
         self._token = token
         self._offers: dict[str, Offer] = {}
         self._by_secret: dict[str, Offer] = {}
@@ -246,7 +249,7 @@ class OfferDesk:
             text = "the drop box is full; try again later, or offer a smaller file"
             return _error(sender_key, wall, "drop-box-full", text)
         offer = Offer(
-            str(self._next),
+            f"{self.prefix}{self._next}",
             self._token(),
             self._token(),
             sender,
@@ -318,7 +321,7 @@ class OfferDesk:
         told = [
             (offer.recipient_key, Notice(wall, NOWHERE, "offer", text, self._facts(offer))),
         ]
-        sent = f"offer {offer.id}: {offer.recipient} is offered {shown}; waiting for an answer"
+        sent = f"{offer.recipient} is offered {shown}; waiting for an answer"
         told.append(_note(offer.sender_key, wall, "offer-sent", sent, offer))
         return told
 
@@ -333,7 +336,7 @@ class OfferDesk:
         told = [(recipient_key, Notice(wall, NOWHERE, "offer-accepted", text, self._facts(offer)))]
         if not offer.accepted:
             offer.accepted = True
-            said = f"offer {offer.id}: {offer.recipient} accepted {shown}"
+            said = f"{offer.recipient} accepted {shown}"
             told.append(_note(offer.sender_key, wall, "offer-taken", said, offer))
         return told
 

@@ -16,7 +16,12 @@ other nodes, what they publish is given to :meth:`ChatProtocol.remote`, and
 what only they can answer (is a nickname free, who is online, where is a
 member) is asked: :meth:`ChatProtocol.take_asks` hands the questions to the
 I/O layer, which gives the answers back with :meth:`ChatProtocol.answered`;
-the member's further lines wait meanwhile.
+the member's further lines wait meanwhile.  Offered files cross nodes too:
+notices about an offer for a member of another node go to the network
+(:meth:`~.network.ChatNetwork.tell`), and a recipient's answer goes to the
+node that holds the offer (an :class:`~.network.OfferAnswer`, asked like the
+rest); what other nodes tell and answer comes in through :meth:`ChatProtocol.told`
+and :meth:`ChatProtocol.forwarded`.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from .incoming import LineSplitter, Overlong
 from .lines import NOWHERE
 from .logins import LoginCheck, Registry, pass_line
 from .names import name_key, nick_problem, room_name
-from .network import ChatNetwork, RoomEvent, Roster
+from .network import ChatNetwork, OfferAnswer, RoomEvent, Roster, offer_node
 from .rendering import FORMATS, TEXT, Addressed, Audience, Delivery, group
 from .room import Member, Room
 from .state import DEFAULT_HISTORY_BYTES, ChatState
@@ -77,6 +82,11 @@ WELCOME = (
 )
 #: How many names "you joined" lists before saying how many more there are.
 JOIN_NAMES = 20
+#: Offers a member keeps track of (to settle the latest with ``/accept``); older ones are
+#: forgotten here, not on the node holding them.
+OFFERS_SEEN = 100
+#: Notices that settle an offer for its recipient.
+_SETTLED = frozenset({"offer-declined", "offer-received", "offer-expired", "no-offer"})
 #: How many of a member's rooms ``/online`` lists before saying how many more there are.
 ONLINE_ROOMS = 10
 #: How much of a name that is not one an error quotes.
@@ -91,11 +101,14 @@ class Ask(Generic[P]):
     the nickname could be claimed; for :class:`Join` (the member joined the
     room), :class:`Who`, :class:`Online` and :class:`Rooms`, the
     :data:`~.network.Roster` of the other nodes; for
-    :class:`Msg`, the private message as delivered, or None.
+    :class:`Msg`, the private message as delivered, or None; for
+    :class:`Offer`, the recipient's nickname on another node, or None; for an
+    :class:`~.network.OfferAnswer`, True (on its way), False (the node holding
+    the offer is gone) or None (out of reach).
     """
 
     member: Member[P]
-    command: Nick | Join | Who | Online | Rooms | Msg
+    command: Nick | Join | Who | Online | Rooms | Msg | Offer | OfferAnswer
 
 
 def _to(member: Member[P]) -> Audience[P]:
@@ -352,7 +365,11 @@ class ChatProtocol(Generic[P]):
         asks, self._asks = self._asks, []
         return asks
 
-    def _ask(self, member: Member[P], command: Nick | Join | Who | Online | Rooms | Msg) -> None:
+    def _ask(
+        self,
+        member: Member[P],
+        command: Nick | Join | Who | Online | Rooms | Msg | Offer | OfferAnswer,
+    ) -> None:
         """Put ``command`` to the other nodes; hold ``member``'s lines until the answer."""
         member.asking = True
         if member.held is None:
@@ -360,7 +377,7 @@ class ChatProtocol(Generic[P]):
         self._asks.append(Ask(member, command))
 
     def answered(
-        self, ask: Ask[P], answer: bool | Roster | Private | None, now: float, wall: float
+        self, ask: Ask[P], answer: bool | Roster | Private | str | None, now: float, wall: float
     ) -> list[Addressed[P]]:
         """The other nodes answered ``ask``: finish its command, then act on the held lines."""
         out: list[Addressed[P]] = []
@@ -393,6 +410,17 @@ class ChatProtocol(Generic[P]):
                     out.append((_to(member), answer))
                 else:
                     self._no_such_nick(member, nick, wall, out)
+            case Offer(nick, size, name) if not member.gone:
+                if isinstance(answer, str):
+                    self._make_offer(member, answer, size, name, now, wall, out)
+                else:
+                    self._not_online(member, nick, wall, out)
+            case OfferAnswer(offer_id=offer_id) if not member.gone:
+                if answer is False:
+                    self._offer_gone(member, offer_id, wall, out)
+                elif answer is None:
+                    text = f"the server holding offer {offer_id} is out of reach; try again later"
+                    self._error(member, wall, "offer-unreachable", text, out, id=offer_id)
         if not member.gone:
             self._resume(member, now, wall, out)
         return out
@@ -468,13 +496,68 @@ class ChatProtocol(Generic[P]):
         return out
 
     def tell(self, notes: list[Note]) -> list[Addressed[P]]:
-        """Notices for nickname keys, to those of them who are online."""
+        """Notices for nickname keys, to those of them who are online here; the others'
+        go to the network, for the node where they are online."""
         out: list[Addressed[P]] = []
+        here = self.network.node if self.network is not None else ""
         for key, notice in notes:
             member = self._members.get(key)
             if member is not None:
-                out.append((_to(member), notice))
+                self._note_to(member, notice, here, out)
+            elif self.network is not None:
+                self.network.tell(key, notice)
         return out
+
+    def told(self, node: str, key: str, notice: Notice) -> list[Addressed[P]]:
+        """``node`` tells the member here whose nickname has ``key`` ``notice``."""
+        out: list[Addressed[P]] = []
+        member = self._members.get(key)
+        if member is not None:
+            self._note_to(member, notice, node, out)
+        return out
+
+    def forwarded(self, answer: OfferAnswer, wall: float) -> list[Addressed[P]]:
+        """A member of another node answers an offer held here: as if it were here."""
+        if self.offers is None:
+            return []
+        return self.tell(self._settle(self.offers, answer.verb, answer.key, answer.offer_id, wall))
+
+    def node_gone(self, node: str, wall: float) -> list[Addressed[P]]:
+        """``node`` is gone: the offers it held expire for the members here."""
+        out: list[Addressed[P]] = []
+        for member in self._members.values():
+            for offer_id, (held_on, _) in list(member.offers.items()):
+                if held_on == node:
+                    self._offer_gone(member, offer_id, wall, out)
+        return out
+
+    @staticmethod
+    def _note_to(member: Member[P], notice: Notice, node: str, out: list[Addressed[P]]) -> None:
+        """Tell ``member`` ``notice`` (from ``node``); keep track of the offers it is told of."""
+        offer_id = notice.data.get("id")
+        if isinstance(offer_id, str):
+            offers = member.offers
+            if notice.code == "offer":
+                offers[offer_id] = (node, notice)
+                if len(offers) > OFFERS_SEEN:
+                    del offers[next(iter(offers))]
+            elif notice.code in _SETTLED:
+                offers.pop(offer_id, None)
+        out.append((_to(member), notice))
+
+    def _offer_gone(
+        self, member: Member[P], offer_id: str, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        """The node holding ``offer_id`` is gone: the offer has expired for ``member``."""
+        seen = member.offers.pop(offer_id, None)
+        if seen is None:
+            self._no_offer(member, offer_id, wall, out)
+            return
+        facts = seen[1].data
+        name, sender = visible(str(facts.get("name", ""))), str(facts.get("from", ""))
+        text = f"offer {offer_id}: {name} from {sender} expired (the server it was on is gone)"
+        expired = Notice(wall, NOWHERE, "offer-expired", text, {"id": offer_id})
+        out.append((_to(member), expired))
 
     def _offer(
         self,
@@ -486,33 +569,118 @@ class ChatProtocol(Generic[P]):
     ) -> None:
         if not self._named(member, wall, out):
             return
+        assert member.nick is not None
+        if isinstance(command, Accept | Decline | Received):
+            self._answer_offer(member, command, wall, out)
+            return
         desk = self.offers
         if desk is None:
-            reply = "this chat has no drop box for files (serve chat --files ENDPOINT)"
-            self._error(member, wall, "no-files", reply, out)
+            self._no_files(member, wall, out)
             return
-        assert member.nick is not None
-        key = name_key(member.nick)
         match command:
             case Offer(nick, size, name):
                 target = self._members.get(name_key(nick))
-                if target is None or target.nick is None:
-                    shown = visible(nick)
-                    reply = f'no one called "{shown}" is online; files go to members who are online'
-                    self._error(member, wall, "not-online", reply, out, nick=shown)
-                    return
-                notes = desk.offer(
-                    member.nick, key, target.nick, name_key(target.nick), size, name, now, wall
-                )
+                if target is not None and target.nick is not None:
+                    self._make_offer(member, target.nick, size, name, now, wall, out)
+                elif self.network is not None:
+                    self._ask(member, command)  # on another node?
+                else:
+                    self._not_online(member, nick, wall, out)
             case Offered(offer_id):
-                notes = desk.offered(key, offer_id, wall)
-            case Accept(offer_id):
-                notes = desk.accept(key, offer_id, wall)
-            case Decline(offer_id):
-                notes = desk.decline(key, offer_id, wall)
-            case Received(offer_id):
-                notes = desk.received(key, offer_id, wall)
+                out += self.tell(desk.offered(name_key(member.nick), offer_id, wall))
+
+    def _answer_offer(
+        self,
+        member: Member[P],
+        command: Accept | Decline | Received,
+        wall: float,
+        out: list[Addressed[P]],
+    ) -> None:
+        """``/accept``, ``/decline``, ``/received``: settled here if the offer is held here,
+        else passed to the node holding it."""
+        assert member.nick is not None
+        key = name_key(member.nick)
+        verb: Literal["accept", "decline", "received"] = (
+            "accept"
+            if isinstance(command, Accept)
+            else "decline"
+            if isinstance(command, Decline)
+            else "received"
+        )
+        offer_id = command.id
+        if offer_id is None and member.offers:
+            offer_id = next(reversed(member.offers))  # the latest it was told of
+        network = self.network
+        node = offer_node(offer_id or "")
+        if network is not None and offer_id is not None and node not in ("", network.node):
+            self._ask(member, OfferAnswer(node, key, verb, offer_id))
+        elif self.offers is not None:
+            out += self.tell(self._settle(self.offers, verb, key, offer_id, wall))
+        elif network is not None:  # no drop box here, but offers may come from other nodes
+            self._no_offer(member, offer_id, wall, out)
+        else:
+            self._no_files(member, wall, out)
+
+    def _no_files(self, member: Member[P], wall: float, out: list[Addressed[P]]) -> None:
+        reply = "this chat has no drop box for files (serve chat --files ENDPOINT)"
+        self._error(member, wall, "no-files", reply, out)
+
+    @staticmethod
+    def _settle(
+        desk: OfferDesk,
+        verb: Literal["accept", "decline", "received"],
+        key: str,
+        offer_id: str | None,
+        wall: float,
+    ) -> list[Note]:
+        """The member whose nickname has ``key`` answers ``verb`` to ``offer_id`` (None:
+        the latest offered to it)."""
+        if verb == "accept":
+            return desk.accept(key, offer_id, wall)
+        if verb == "decline":
+            return desk.decline(key, offer_id, wall)
+        return desk.received(key, offer_id or "", wall)
+
+    def _make_offer(
+        self,
+        member: Member[P],
+        recipient: str,
+        size: int,
+        name: str,
+        now: float,
+        wall: float,
+        out: list[Addressed[P]],
+    ) -> None:
+        """``member`` offers ``recipient`` (online here or on another node) a file."""
+        assert member.nick is not None
+        assert self.offers is not None
+        notes = self.offers.offer(
+            member.nick,
+            name_key(member.nick),
+            recipient,
+            name_key(recipient),
+            size,
+            name,
+            now,
+            wall,
+        )
         out += self.tell(notes)
+
+    def _no_offer(
+        self, member: Member[P], offer_id: str | None, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        if offer_id is None:
+            self._error(member, wall, "no-offer", "there is no offer for you", out)
+            return
+        shown = visible(offer_id[:24])
+        self._error(member, wall, "no-offer", f"there is no offer {shown} for you", out, id=shown)
+
+    def _not_online(
+        self, member: Member[P], nick: str, wall: float, out: list[Addressed[P]]
+    ) -> None:
+        shown = visible(nick)
+        reply = f'no one called "{shown}" is online; files go to members who are online'
+        self._error(member, wall, "not-online", reply, out, nick=shown)
 
     def _new_room(self, name: str) -> Room[P]:
         """Make the room called ``name``, with its history from the state."""
@@ -711,6 +879,8 @@ class ChatProtocol(Generic[P]):
             return
         member.nick = nick
         if old is not None:
+            if name_key(old) != key:
+                member.offers.clear()  # offers are between nicknames
             del self._members[name_key(old)]
             if network is not None and name_key(old) != key:
                 network.released(old)
@@ -745,6 +915,7 @@ class ChatProtocol(Generic[P]):
         old = member.nick
         assert old is not None
         member.nick = nick
+        member.offers.clear()
         del self._members[name_key(old)]
         self._members[name_key(nick)] = member
         if self.network is not None:

@@ -5,7 +5,14 @@ Keys and channels (each after the link's prefix, ``socketeer:chat:``):
 - ``room:KEY`` (channel): what happens in the room keyed KEY, published by the
   node where it happened as ``NODE\\nJSON`` (the JSON rendering's fields);
   every node with the room in use is subscribed and ignores its own.
-- ``node:NODE`` (channel): private messages for the members of one node.
+- ``node:NODE`` (channel): what is for the members of one node: private
+  messages (their JSON), notices about offered files (``told NODE KEY`` and
+  the notice's JSON, on two lines: from NODE, for the member whose nickname
+  has key KEY), and members' answers to the offers the node holds
+  (``answer KEY VERB ID``).  A node that told members of this one about
+  offers is watched: once its ``members:NODE`` hash is gone at two refreshes
+  in a row (the node stopped, or died and its TTL ran out), its offers expire
+  for them.
 - ``nick:KEY``: the node holding the nickname keyed KEY, set with ``SET NX``
   and a TTL (``ttl``) that the node refreshes every third of it; a node that
   dies holds its nicknames no longer than that.
@@ -23,6 +30,7 @@ and told why.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -32,9 +40,9 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 
-from .events import Private
+from .events import Notice, Private
 from .names import MAX_NICK_LENGTH, name_key, nick_problem
-from .network import ChatNetwork, NetworkListener, RoomEvent, Roster
+from .network import ChatNetwork, NetworkListener, OfferAnswer, RoomEvent, Roster
 from .redis_link import LINK_ERRORS, LinkDown, RedisLink
 from .rendering import JSON, parse_json
 
@@ -86,6 +94,12 @@ class RedisNetwork(ChatNetwork):
         self._reader: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._degraded = False
+        #: Notices for members of other nodes, passed on in order by one task.
+        self._tells: collections.deque[tuple[str, Notice]] = collections.deque()
+        self._teller: asyncio.Task[None] | None = None
+        #: The other nodes that told members here about offers, and whether their
+        #: ``members`` hash was missing the last time it was looked for.
+        self._watched: dict[str, bool] = {}
 
     # names ------------------------------------------------------------------------------
 
@@ -107,7 +121,7 @@ class RedisNetwork(ChatNetwork):
     # life -------------------------------------------------------------------------------
 
     async def start(self, listener: NetworkListener) -> None:
-        self.node = uuid.uuid4().hex[:16]
+        self.node = uuid.uuid4().hex[:8]  # short: offers' ids open with it
         self._listener = listener
         self.link.on_down(self._down)
         self.link.on_up(self._resync)
@@ -123,7 +137,7 @@ class RedisNetwork(ChatNetwork):
         self._refresher = asyncio.create_task(self._refresh_forever(), name="nickname refresh")
 
     async def close(self) -> None:
-        for task in (self._refresher, self._reader):
+        for task in (self._refresher, self._reader, self._teller):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -188,8 +202,25 @@ class RedisNetwork(ChatNetwork):
                 lost = await self._refresh()
                 for key in lost:
                     await self._move_away(key)
+                await self._look_at_watched()
             except (LinkDown, *LINK_ERRORS) as exc:
                 self.link.down(str(exc))
+
+    async def _look_at_watched(self) -> None:
+        """Tell the listener of the watched nodes that are gone.
+
+        A node is gone when its ``members`` hash is missing twice in a row: once
+        may be a Redis that restarted empty, before the node wrote it again.
+        """
+        for node, missing in list(self._watched.items()):
+            if await self.link.call("EXISTS", self._key("members", node)):
+                self._watched[node] = False
+            elif not missing:
+                self._watched[node] = True
+            else:
+                del self._watched[node]
+                if self._listener is not None:
+                    self._listener.node_gone(node)
 
     async def _move_away(self, key: str) -> None:
         """The nickname keyed ``key`` is held elsewhere: rename its member here."""
@@ -225,9 +256,7 @@ class RedisNetwork(ChatNetwork):
         try:
             name = channel.decode()
             if name == self._node_channel:
-                message = parse_json(data)
-                if isinstance(message, Private):
-                    listener.private(message)
+                self._for_this_node(listener, data)
                 return
             node, _, body = data.partition(b"\n")
             if node.decode() == self.node:
@@ -239,6 +268,25 @@ class RedisNetwork(ChatNetwork):
             return
         if not isinstance(event, Private):
             listener.room_event(room, event)  # type: ignore[arg-type]
+
+    def _for_this_node(self, listener: NetworkListener, data: bytes) -> None:
+        """A message on this node's channel (ValueError if it is not one)."""
+        if data.startswith(b"{"):
+            message = parse_json(data)
+            if isinstance(message, Private):
+                listener.private(message)
+            return
+        head, _, body = data.partition(b"\n")
+        words = head.decode().split(" ")
+        if words[0] == "told" and len(words) == 3:
+            notice = parse_json(body)
+            if isinstance(notice, Notice):
+                self._watched[words[1]] = False
+                listener.told(words[1], words[2], notice)
+        elif words[0] == "answer" and len(words) == 4 and words[2] in _VERBS:
+            listener.answered(OfferAnswer(self.node, words[1], words[2], words[3]))  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"no such message: {head[:40]!r}")
 
     # what the protocol tells ------------------------------------------------------------
 
@@ -318,10 +366,10 @@ class RedisNetwork(ChatNetwork):
                 roster.append((str(nick), [str(room) for room in rooms]))
         return roster
 
-    async def whisper(self, message: Private) -> Private | None:
+    async def _holder(self, key: str) -> tuple[str, str] | None:
+        """The other node holding the nickname keyed ``key``, and its member's nickname."""
         if not self.link.up:
             return None
-        key = name_key(message.recipient)
         try:
             holder = await self.link.call("GET", self._key("nick", key))
             if holder is None or bytes(holder).decode() == self.node:
@@ -332,7 +380,54 @@ class RedisNetwork(ChatNetwork):
             return None
         if record is None:
             return None
-        delivered = replace(message, recipient=str(json.loads(record)[0]))
-        body = json.dumps(JSON.fields(delivered), separators=(",", ":"))
-        self.link.send("PUBLISH", self._key("node", node), body)
+        return node, str(json.loads(record)[0])
+
+    async def whisper(self, message: Private) -> Private | None:
+        found = await self._holder(name_key(message.recipient))
+        if found is None:
+            return None
+        node, nick = found
+        delivered = replace(message, recipient=nick)
+        self.link.send("PUBLISH", self._key("node", node), _json(delivered))
         return delivered
+
+    async def find(self, nick: str) -> str | None:
+        found = await self._holder(name_key(nick))
+        return found[1] if found is not None else None
+
+    def tell(self, key: str, notice: Notice) -> None:
+        if not self.link.up:
+            return
+        self._tells.append((key, notice))
+        if self._teller is None or self._teller.done():
+            self._teller = asyncio.get_running_loop().create_task(self._tell_all(), name="tell")
+
+    async def _tell_all(self) -> None:
+        """Pass the queued notices on, in order, each to the node of its member."""
+        while self._tells:
+            key, notice = self._tells.popleft()
+            found = await self._holder(key)
+            if found is not None:
+                body = f"told {self.node} {key}\n{_json(notice)}"
+                self.link.send("PUBLISH", self._key("node", found[0]), body)
+
+    async def forward(self, answer: OfferAnswer) -> bool | None:
+        if not self.link.up:
+            return None
+        body = f"answer {answer.key} {answer.verb} {answer.offer_id}"
+        try:
+            heard = await self.link.call("PUBLISH", self._key("node", answer.node), body)
+            if heard:
+                return True
+            alive = await self.link.call("EXISTS", self._key("members", answer.node))
+        except (LinkDown, *LINK_ERRORS):
+            return None
+        return None if alive else False
+
+
+#: What a member may answer to an offer.
+_VERBS = ("accept", "decline", "received")
+
+
+def _json(event: Notice | Private) -> str:
+    return json.dumps(JSON.fields(event), separators=(",", ":"))

@@ -39,6 +39,7 @@ class Member(Generic[P]):
         "landing",
         "loading",
         "nick",
+        "offers",
         "password",
         "peer",
         "room",
@@ -88,6 +89,9 @@ class Member(Generic[P]):
         self.account: str | None = None
         #: A ``PASS`` line's password, for the nickname still to come.
         self.password: str | None = None
+        #: The offers of files it was told of and has not settled, oldest first: each
+        #: offer's id, the node holding it ("" or this node: here) and the notice.
+        self.offers: dict[str, tuple[str, Notice]] = {}
 
     def __repr__(self) -> str:
         return f"<Member {self.nick or '(no nickname)'} in {self.room.name if self.room else '-'}>"

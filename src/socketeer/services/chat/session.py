@@ -25,8 +25,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ...host import Host
 from ...service import Service
@@ -34,12 +34,12 @@ from ...session import Session
 from ...stream import ByteStream
 from ...throttle import AuthThrottle
 from ...visible import visible
-from .commands import Msg, Nick
-from .errands import Errands
-from .events import Private
+from .commands import Msg, Nick, Offer
+from .errands import Errands, Spawn
+from .events import Notice, Private
 from .lines import NOWHERE, SERVER, Stamp, format_line
 from .logins import LoginCheck, Registry
-from .network import ChatNetwork, RoomEvent, Roster
+from .network import ChatNetwork, OfferAnswer, RoomEvent, Roster
 from .protocol import Addressed, Ask, ChatProtocol, ChatSettings
 from .rendering import Delivery, deliveries
 from .room import Member, Room
@@ -375,7 +375,7 @@ async def answer(
     network = chat.network
     assert network is not None
     member = ask.member
-    result: bool | Roster | Private | None
+    result: bool | Roster | Private | str | None
     try:
         match ask.command:
             case Nick(nick):
@@ -384,6 +384,10 @@ async def answer(
                 assert member.nick is not None
                 private = Private(time.time(), member.nick, nick, visible(text))
                 result = await network.whisper(private)
+            case Offer(nick):
+                result = await network.find(nick)
+            case OfferAnswer() as offer_answer:
+                result = await network.forward(offer_answer)
             case _:
                 result = await network.roster()
     except Exception:  # answered as if the other nodes were out of reach
@@ -394,11 +398,23 @@ async def answer(
 
 
 class _Arrivals:
-    """What the other nodes send this one, delivered to its members."""
+    """What the other nodes send this one, delivered to its members.
 
-    def __init__(self, chat: ChatProtocol[ChatSession], outbox: Outbox) -> None:
+    An answer to an offer held here may give the drop box work (deleting the
+    file): ``errands`` start it, in tasks ``spawn`` starts.
+    """
+
+    def __init__(
+        self,
+        chat: ChatProtocol[ChatSession],
+        outbox: Outbox,
+        errands: Errands[ChatSession],
+        spawn: Spawn,
+    ) -> None:
         self._chat = chat
         self._outbox = outbox
+        self._errands = errands
+        self._spawn = spawn
 
     def room_event(self, room: str, event: RoomEvent) -> None:
         self._outbox.post(deliveries(self._chat.remote(room, event)))
@@ -419,6 +435,16 @@ class _Arrivals:
 
     def nick_lost(self, nick: str, new: str) -> None:
         self._outbox.post(deliveries(self._chat.nick_lost(nick, new, time.time())))
+
+    def told(self, node: str, key: str, notice: Notice) -> None:
+        self._outbox.post(deliveries(self._chat.told(node, key, notice)))
+
+    def answered(self, answer: OfferAnswer) -> None:
+        self._errands.post(self._chat.forwarded(answer, time.time()))
+        self._errands.run(self._spawn)
+
+    def node_gone(self, node: str) -> None:
+        self._outbox.post(deliveries(self._chat.node_gone(node, time.time())))
 
 
 class Logins:
@@ -518,9 +544,19 @@ class ChatService(Service):
     async def running(self) -> AsyncIterator[None]:
         """Open the chat's state (and network) and fetch the default room's history."""
         await self.state.start()
+        tasks: set[asyncio.Task[None]] = set()
+
+        def spawn(work: Coroutine[Any, Any, None], name: str) -> None:
+            task = asyncio.get_running_loop().create_task(work, name=name)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
         try:
             if self.network is not None:
-                await self.network.start(_Arrivals(self.chat, self._outbox))
+                arrivals = _Arrivals(self.chat, self._outbox, self._errands, spawn)
+                await self.network.start(arrivals)
+                if self.dropbox is not None:  # its offers' ids name this node
+                    self.dropbox.desk.prefix = f"{self.network.node}-"
             try:
                 for room in self.chat.take_loads():
                     await load_history(self.chat, room)
@@ -532,6 +568,8 @@ class ChatService(Service):
             finally:
                 if self.network is not None:
                     await self.network.close()
+                for task in list(tasks):
+                    task.cancel()
         finally:
             await self.state.close()
 
