@@ -21,6 +21,7 @@ from socketeer.passwords import hash_password
 from socketeer.services.files import FilesService
 from socketeer.services.files.access import Access
 from socketeer.services.files.client import FilesClient, FilesError
+from socketeer.services.files.messages import Entry
 from socketeer.services.files.store import FileStore, StoreError, Upload
 from socketeer.throttle import AuthThrottle
 from support import WAIT, ThreadedServer, recv_all
@@ -480,3 +481,57 @@ def test_a_directory_swapped_for_a_link_after_the_check_loses_nothing(
         access.mkdir("alice/dir/made", False)
     assert caught.value.code == "changed"
     assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_is_not_listed(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    store = FileStore(tree)
+    listing = store.list
+
+    def swapped_first(remote: str, **options: Any) -> list[Entry]:
+        # A local user swaps the checked directory for a link into /bob just before the open.
+        way.rmdir()
+        way.symlink_to("../bob")
+        return listing(remote, **options)
+
+    monkeypatch.setattr(store, "list", swapped_first)
+    access = Access(store, accounts, accounts.find("alice"))
+    with pytest.raises(StoreError) as caught:
+        access.list("alice/dir")
+    assert caught.value.code == "changed"
+
+
+def test_a_directory_swapped_for_a_link_while_a_tree_is_read_shows_nothing_of_it(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    (way / "mine.txt").write_bytes(b"mine\n")
+    store = FileStore(tree)
+    opening = store._open
+
+    def swapped_while_opened(remote: str, flags: int) -> tuple[int, tuple[str, ...]]:
+        # A local user swaps the directory for a link into /bob just as it is opened,
+        # and back before anyone looks again.
+        if remote != "alice/dir":
+            return opening(remote, flags)
+        hidden = tree / "alice" / "hidden"
+        way.rename(hidden)
+        way.symlink_to("../bob")
+        try:
+            return opening(remote, flags)
+        finally:
+            way.unlink()
+            hidden.rename(way)
+
+    monkeypatch.setattr(store, "_open", swapped_while_opened)
+    access = Access(store, accounts, accounts.find("alice"))
+    shown = {path: [entry.name for entry in entries] for path, entries in access.tree("alice")}
+    assert "secret.txt" not in {name for names in shown.values() for name in names}
+    assert shown["alice"] == ["dir", "keep", "notes.txt"]
+    with pytest.raises(StoreError) as caught:
+        list(access.tree("alice/dir"))  # the top itself: refused
+    assert caught.value.code == "changed"

@@ -11,6 +11,7 @@ import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -299,3 +300,27 @@ def test_the_token_still_allows_everything(served: Share, tmp_path: Path) -> Non
     assert status(*admin, "-T", upload_file(tmp_path), url(served, "/bob/new.txt")) == 201
     assert status(*admin, "-X", "DELETE", url(served, "/top.txt")) == 204
     assert status("-H", "Authorization: Bearer wrong", url(served, "/public/readme.txt")) == 401
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_is_not_listed(
+    served: Share, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = served.root / "alice" / "dir"
+    store = served.service.store
+    reading = store._list
+
+    def swapped_first(remote: str, *args: Any) -> Any:
+        # A local user swaps the checked directory for a link into /bob just before it is read.
+        if remote == "alice/dir" and not way.is_symlink():
+            way.rmdir()
+            way.symlink_to("../bob")
+        return reading(remote, *args)
+
+    monkeypatch.setattr(store, "_list", swapped_first)
+    for query in ("", "?json", "?zip"):
+        if way.is_symlink():
+            way.unlink()
+        way.mkdir()
+        code, _, body = answer(*as_user("alice"), url(served, f"/alice/dir/{query}"))
+        assert code == 409, query
+        assert b"secret" not in body
