@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import h11
 import pytest
 
 from shares import TOKEN, Share, write
@@ -233,3 +236,38 @@ def test_names_that_look_like_others_are_shown_with_their_escapes(
     assert f">{shown}</a>" in page
     assert f">{looks_like}</a>" in page
     assert name not in page
+
+
+def get_capped(share: Share, target: str, cap: int) -> tuple[int | None, bytes, bool]:
+    """GET ``target``: the status, the body (at most about ``cap`` bytes) and whether it ended."""
+    conn = h11.Connection(h11.CLIENT)
+    status: int | None = None
+    body = bytearray()
+    with connect(share) as sock:
+        request = h11.Request(method="GET", target=target, headers=[("host", "x")])
+        sock.sendall(conn.send(request) + conn.send(h11.EndOfMessage()))
+        while len(body) <= cap:
+            conn.receive_data(sock.recv(65536))
+            while (event := conn.next_event()) is not h11.NEED_DATA:
+                if isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    return status, bytes(body), True
+    return status, bytes(body), False
+
+
+def test_a_zip_of_a_tree_with_symlink_loops_holds_each_directory_once(share: Share) -> None:
+    write(share.root / "d" / "one.txt", b"one")
+    write(share.root / "d" / "sub" / "two.txt", b"two")
+    (share.root / "d" / "self").symlink_to(".")  # two ways back: each level doubles
+    (share.root / "d" / "again").symlink_to(".")
+    (share.root / "d" / "sub" / "up").symlink_to("..")
+    (share.root / "d" / "sub2").symlink_to("sub")  # another way to a directory zipped already
+    status, body, ended = get_capped(share, "/d/?zip", 8 * 1024 * 1024)
+    assert status == 200
+    assert ended, "the zip went on past 8 MiB"
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert sorted(archive.namelist()) == ["d/one.txt", "d/sub/", "d/sub/two.txt"]
+        assert archive.read("d/sub/two.txt") == b"two"

@@ -71,7 +71,9 @@ class Access:
         self._shown(remote, names, [])  # refused before anything is read
         return self._shown(remote, names, self.store.list(remote, where=names))
 
-    def tree(self, remote: str) -> Iterator[tuple[str, builtins.list[Entry]]]:
+    def tree(
+        self, remote: str, *, once: bool = False
+    ) -> Iterator[tuple[str, builtins.list[Entry]]]:
         """:meth:`FileStore.tree`, each directory's listing as :meth:`list` gives it.
 
         A directory below ``remote`` that may not be listed is left out (and
@@ -89,7 +91,7 @@ class Access:
             except StoreError:
                 return None
 
-        yield from self.store.tree(remote, where=names, shown=shown)
+        yield from self.store.tree(remote, where=names, once=once, shown=shown)
 
     def _shown(
         self, remote: str, names: tuple[str, ...], entries: builtins.list[Entry]

@@ -439,13 +439,16 @@ class FileStore:
         remote: str,
         *,
         where: tuple[str, ...] | None = None,
+        once: bool = False,
         shown: Shown | None = None,
     ) -> Iterator[tuple[str, builtins.list[Entry]]]:
         """Every directory of the tree ``remote`` with its entries, parents first, sorted.
 
         Directories are those :meth:`list` gives as ``dir`` (symlinks inside
         included); one that leads back to a directory it is inside of (a
-        symlink loop) is not entered again.  A directory below ``remote`` that
+        symlink loop) is not entered again, nor, with ``once``, one already
+        listed by another way (links that would make a tree of a few
+        directories list millions).  A directory below ``remote`` that
         vanished or cannot be read meanwhile is left out.  ``where`` is
         checked for ``remote`` as :meth:`list` checks it.  ``shown(path,
         names, entries)`` says what of each directory is given and walked
@@ -453,6 +456,7 @@ class FileStore:
         was when it was read (symlinks resolved), whatever ``path`` says.
         """
         todo: list[tuple[str, frozenset[tuple[int, int]]]] = [(remote, frozenset())]
+        listed: set[tuple[int, int]] = set()
         while todo:
             path, above = todo.pop()
             try:
@@ -461,8 +465,10 @@ class FileStore:
                 if path == remote or exc.code not in ("not-found", "denied", "not-a-directory"):
                     raise
                 continue
-            if me in above:
+            if me in above or me in listed:
                 continue
+            if once:
+                listed.add(me)
             if shown is not None:
                 given = shown(path, names, entries)
                 if given is None:
