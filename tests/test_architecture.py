@@ -63,6 +63,7 @@ SANS_IO = [
     "socketeer.http.access",
     "socketeer.http.detect",
     "socketeer.http.listing",
+    "socketeer.http.origins",
     "socketeer.http.targets",
     "socketeer.http.validators",
     "socketeer.known_hosts",
