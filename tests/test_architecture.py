@@ -35,6 +35,7 @@ SANS_IO = [
     "socketeer.throttle",
     "socketeer.accounts",
     "socketeer.passwords",
+    "socketeer.recent_logins",
     "socketeer.transcode",
     "socketeer.conversation",
     "socketeer.quantity",
