@@ -535,6 +535,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             if name is None and (self._eof or not await self._wait(PLAIN_QUIET)):
                 name = request.end() if self._eof or not self._chunks else None
         if is_request_line(name.encode("utf-8", "surrogateescape")):
+            # HTTP reads the opening again; nothing else may keep it while the connection lasts.
+            self._plain = None
+            del request
             await self._serve_http(opening)
             return
         self.messages += 1
@@ -562,8 +565,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._web = web = HttpConnection(
             self.stream, self, service.web, pool=service.buffers, scratch=self._scratch
         )
-        for data in opening:
-            web.feed(data)
+        while opening:
+            web.feed(opening.pop(0))
         for chunk in self._take_chunks():
             web.feed(bytes(chunk))
         if self._eof:
