@@ -223,6 +223,10 @@ def test_two_puts_of_one_name_at_once_never_mix(share: Share) -> None:
         ("\u202etxt.exe", "exe.txt", "\\u202etxt.exe"),  # a right-to-left override
         ("a\nb", "a b", "a\\x0ab"),  # a newline shows as a space in a page
         ("pay\u200bpal", "paypal", "pay\\u200bpal"),  # a zero-width space
+        ("notes.txt ", "notes.txt", "notes.txt\\x20"),  # a space a link does not show
+        (" notes.txt", "notes.txt", "\\x20notes.txt"),
+        ("cafe\u0301.txt", "caf\u00e9.txt", "cafe\\u0301.txt"),  # decomposed (NFD)
+        ("\u1100\u1161", "\uac00", "\\u1100\\u1161"),  # Hangul jamo, composed as one
     ],
 )
 def test_names_that_look_like_others_are_shown_with_their_escapes(
