@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import socket
 import threading
@@ -17,7 +18,7 @@ import pytest
 from shares import TOKEN, Share, write
 from socketeer import ServerConfig
 from socketeer.services.files import FilesService
-from support import WAIT, ThreadedServer, recv_all
+from support import WAIT, ThreadedServer, recv_all, wait_until
 
 pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
@@ -275,3 +276,25 @@ def test_a_zip_of_a_tree_with_symlink_loops_holds_each_directory_once(share: Sha
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert sorted(archive.namelist()) == ["d/one.txt", "d/sub/", "d/sub/two.txt"]
         assert archive.read("d/sub/two.txt") == b"two"
+
+
+def test_downloads_never_read_are_closed_without_a_traceback(
+    quick_share: Share, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The idle sweep closes a client that stopped reading mid-download (asyncio's sendfile
+    in flight, or waiting for the answers before it to leave): nothing is logged as an error."""
+    caplog.set_level(logging.INFO)
+    write(quick_share.root / "big.bin", os.urandom(16 * 1024 * 1024))
+    request = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    with connect(quick_share) as one, connect(quick_share) as many:
+        for sock in (one, many):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        one.sendall(request)
+        many.sendall(request * 3)
+        wait_until(lambda: closed(caplog) >= 2, "the idle sweep to close both")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+def closed(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage().startswith("closed 127.0.0.1") for r in caplog.records)
