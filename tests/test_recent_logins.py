@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from socketeer.accounts import parse_users
+from socketeer.accounts import Account, Accounts, parse_users
 from socketeer.passwords import hash_password
 from socketeer.recent_logins import RecentLogins
 
@@ -18,10 +18,15 @@ password = "{HASH}"
 """
 
 
-def test_a_login_is_taken_again_only_for_its_lifetime() -> None:
-    accounts = parse_users(USERS)
+def alice_in(text: str) -> tuple[Accounts, Account]:
+    accounts = parse_users(text)
     alice = accounts.find("alice")
     assert alice is not None
+    return accounts, alice
+
+
+def test_a_login_is_taken_again_only_for_its_lifetime() -> None:
+    accounts, alice = alice_in(USERS)
     logins = RecentLogins(lifetime=60.0)
     assert logins.find(accounts, "alice", "pw", 0.0) is None
     logins.remember(accounts, "alice", "pw", alice, 0.0)
@@ -33,9 +38,7 @@ def test_a_login_is_taken_again_only_for_its_lifetime() -> None:
 
 
 def test_name_and_password_cannot_be_shifted_into_each_other() -> None:
-    accounts = parse_users(USERS)
-    alice = accounts.find("alice")
-    assert alice is not None
+    accounts, alice = alice_in(USERS)
     logins = RecentLogins()
     logins.remember(accounts, "alice", "pw", alice, 0.0)
     assert logins.find(accounts, "alicep", "w", 1.0) is None
@@ -43,9 +46,7 @@ def test_name_and_password_cannot_be_shifted_into_each_other() -> None:
 
 
 def test_a_users_file_read_again_or_a_changed_account_forgets() -> None:
-    accounts = parse_users(USERS)
-    alice = accounts.find("alice")
-    assert alice is not None
+    accounts, alice = alice_in(USERS)
     logins = RecentLogins()
     logins.remember(accounts, "alice", "pw", alice, 0.0)
     again = parse_users(USERS)  # the same text, read again: other objects
@@ -57,9 +58,7 @@ def test_a_users_file_read_again_or_a_changed_account_forgets() -> None:
 
 
 def test_at_most_capacity_logins_are_kept_the_least_recent_go() -> None:
-    accounts = parse_users(USERS)
-    alice = accounts.find("alice")
-    assert alice is not None
+    accounts, alice = alice_in(USERS)
     logins = RecentLogins(capacity=3)
     for index in range(5):
         logins.remember(accounts, "alice", f"pw{index}", alice, 0.0)
@@ -69,9 +68,7 @@ def test_at_most_capacity_logins_are_kept_the_least_recent_go() -> None:
 
 
 def test_the_password_is_not_kept() -> None:
-    accounts = parse_users(USERS)
-    alice = accounts.find("alice")
-    assert alice is not None
+    accounts, alice = alice_in(USERS)
     logins = RecentLogins()
     secret = "a rather long secret password"
     logins.remember(accounts, "alice", secret, alice, 0.0)
@@ -88,9 +85,7 @@ def test_a_cache_needs_room_and_time() -> None:
 
 
 def test_every_spelling_of_a_name_is_one_login() -> None:
-    accounts = parse_users(USERS)
-    alice = accounts.find("alice")
-    assert alice is not None
+    accounts, alice = alice_in(USERS)
     logins = RecentLogins()
     logins.remember(accounts, "alice", "pw", alice, 0.0)
     for spelling in ("ALICE", "Alice", "al\u200bice"):
