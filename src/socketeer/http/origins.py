@@ -61,9 +61,8 @@ def _origin(scheme: str, parts: SplitResult) -> Origin | None:
     netloc = parts.netloc
     if default is None or "@" in netloc:
         return None
-    _, colon, digits = (netloc.rpartition("]")[2] if netloc.startswith("[") else netloc).rpartition(
-        ":"
-    )
+    after_address = netloc.rpartition("]")[2] if netloc.startswith("[") else netloc
+    _, colon, digits = after_address.rpartition(":")
     if colon and not (digits.isascii() and digits.isdigit()):  # "host:", "host:+80"
         return None
     try:
