@@ -11,9 +11,11 @@ import asyncio
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -29,6 +31,7 @@ from socketeer.services.chat.web import WebChatSession
 from socketeer.services.chat.websocket import LineFrames, text_frame
 from support import WAIT, ServeInThread, ServeProcess, recv_all, socketeer_command
 from test_chat_cli import Talker
+from tls_support import make_certificates
 from ws_client import Rejected, WsClient
 
 needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="netcat-openbsd not installed")
@@ -377,6 +380,56 @@ def test_a_websocket_from_another_sites_page_is_refused(serve_process: ServeProc
         WsClient(host, port, headers=[("Origin", "http://evil.example")])
     assert refused.value.status == 403
     WsClient(host, port, headers=[("Origin", f"http://{host}:{port}")]).shut()
+
+
+def upgrade_status(sock: socket.socket, host: str, origin: str) -> int:
+    """The status a raw upgrade request from a page of ``origin`` gets."""
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n" not in head:
+        data = sock.recv(4096)
+        assert data, head
+        head += data
+    return int(head.split()[1])
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_websocket_origin_is_the_server_s_only_in_scheme_host_and_port(
+    serve_in_thread: ServeInThread, tmp_path: Path, tls: bool
+) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    options = {"tls": certs.server()} if tls else {}
+    listen = "tls://127.0.0.1:0" if tls else "127.0.0.1:0"
+    _, (endpoint,) = serve_in_thread(
+        ChatService(ChatSettings()), [listen], idle_timeout=None, **options
+    )
+    host = f"127.0.0.1:{endpoint.port}"
+    own, other = ("https", "http") if tls else ("http", "https")
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    expected = {
+        f"{own}://{host}": 101,
+        f"{own.upper()}://127.0.0.1:{endpoint.port}": 101,
+        f"{other}://{host}": 403,  # the same host and port over the other scheme
+        f"ws://{host}": 403,
+        f"wss://{host}": 403,
+        f"ftp://{host}": 403,
+        f"{own}://127.0.0.1:{endpoint.port + 1}": 403,
+        f"{own}://127.0.0.1": 403,
+        f"{own}://{host}/": 403,  # not an origin: a URL
+        f"{own}://user@{host}": 403,
+        "null": 403,
+    }
+    for origin, status in expected.items():
+        raw = socket.create_connection(("127.0.0.1", endpoint.port), WAIT)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw as sock:
+            sock.settimeout(WAIT)
+            assert upgrade_status(sock, host, origin) == status, origin
 
 
 def test_a_handshake_that_never_completes_is_closed(

@@ -8,9 +8,9 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 
@@ -21,7 +21,7 @@ from socketeer.passwords import hash_password
 from socketeer.services.files import FilesService
 from socketeer.services.files.access import Access
 from socketeer.services.files.client import FilesClient, FilesError
-from socketeer.services.files.store import FileStore, StoreError, Upload
+from socketeer.services.files.store import FileStore, StoreError
 from socketeer.throttle import AuthThrottle
 from support import WAIT, ThreadedServer, recv_all
 
@@ -402,47 +402,48 @@ def test_uploads_sent_ahead_get_each_its_own_answer_by_the_rights(
     assert not (served.root / "bob" / "x").exists()
 
 
+def swapped_first(
+    monkeypatch: pytest.MonkeyPatch, store: FileStore, step: str, swap: Callable[[], None]
+) -> None:
+    """Make the store's ``step`` run ``swap`` (a local user's move) just before it acts."""
+    original = getattr(store, step)
+
+    def swapped(*args: Any, **options: Any) -> Any:
+        swap()
+        return original(*args, **options)
+
+    monkeypatch.setattr(store, step, swapped)
+
+
+def to_bob(way: Path) -> Callable[[], None]:
+    """A local user swapping ``way`` (checked) for a link into /bob."""
+
+    def swap() -> None:
+        if way.is_dir():
+            shutil.rmtree(way)
+            way.symlink_to("../bob")
+        else:
+            way.unlink()
+            way.symlink_to("../bob/secret.txt")
+
+    return swap
+
+
+def refused_as_changed(call: Callable[..., object], *args: object) -> None:
+    with pytest.raises(StoreError) as caught:
+        call(*args)
+    assert caught.value.code == "changed"
+
+
 def test_a_file_swapped_for_a_link_after_the_check_is_not_read(
     tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     race = tree / "alice" / "race"
     race.write_bytes(b"harmless\n")
     store = FileStore(tree)
-    opened = store.open_file
-
-    def swapped_first(remote: str) -> tuple[BinaryIO, os.stat_result]:
-        # A local user swaps the checked file for a link into /bob just before the open.
-        race.unlink()
-        race.symlink_to("../bob/secret.txt")
-        return opened(remote)
-
-    monkeypatch.setattr(store, "open_file", swapped_first)
+    swapped_first(monkeypatch, store, "open_file", to_bob(race))
     access = Access(store, accounts, accounts.find("alice"))
-    with pytest.raises(StoreError) as caught:
-        access.open_file("alice/race")
-    assert caught.value.code == "changed"
-
-
-def test_a_directory_swapped_for_a_link_after_the_check_gets_no_upload(
-    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    way = tree / "alice" / "dir"
-    way.mkdir()
-    store = FileStore(tree)
-    started = store.upload
-
-    def swapped_first(remote: str, *args: Any, **options: Any) -> Upload | None:
-        # A local user swaps the checked directory for a link into /bob just before.
-        way.rmdir()
-        way.symlink_to("../bob")
-        return started(remote, *args, **options)
-
-    monkeypatch.setattr(store, "upload", swapped_first)
-    access = Access(store, accounts, accounts.find("alice"))
-    with pytest.raises(StoreError) as caught:
-        access.upload("alice/dir/planted.txt", 4, None, False, True)
-    assert caught.value.code == "changed"
-    assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
+    refused_as_changed(access.open_file, "alice/race")
 
 
 def test_a_directory_swapped_for_a_link_after_the_check_loses_nothing(
@@ -452,31 +453,65 @@ def test_a_directory_swapped_for_a_link_after_the_check_loses_nothing(
     way.mkdir()
     (way / "secret.txt").write_bytes(b"alice's copy\n")
     store = FileStore(tree)
-    deleting, making = store.delete, store.mkdir
-
-    def swap() -> None:
-        # A local user swaps the checked directory for a link into /bob just before.
-        shutil.rmtree(way)
-        way.symlink_to("../bob")
-
-    def swapped_delete(remote: str, *args: Any, **options: Any) -> None:
-        swap()
-        deleting(remote, *args, **options)
-
-    def swapped_mkdir(remote: str, *args: Any, **options: Any) -> None:
-        swap()
-        making(remote, *args, **options)
-
-    monkeypatch.setattr(store, "delete", swapped_delete)
-    monkeypatch.setattr(store, "mkdir", swapped_mkdir)
+    swapped_first(monkeypatch, store, "delete", to_bob(way))
+    swapped_first(monkeypatch, store, "mkdir", to_bob(way))
     access = Access(store, accounts, accounts.find("alice"))
-    with pytest.raises(StoreError) as caught:
-        access.delete("alice/dir/secret.txt", False)
-    assert caught.value.code == "changed"
+    refused_as_changed(access.delete, "alice/dir/secret.txt", False)
     assert (tree / "bob" / "secret.txt").read_bytes() == b"bob's secret\n"
     way.unlink()
     way.mkdir()
-    with pytest.raises(StoreError) as caught:
-        access.mkdir("alice/dir/made", False)
-    assert caught.value.code == "changed"
+    refused_as_changed(access.mkdir, "alice/dir/made", False)
     assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
+
+
+@pytest.mark.parametrize(
+    ("step", "act"),
+    [
+        ("upload", lambda access: access.upload("alice/dir/planted.txt", 4, None, False, True)),
+        ("list", lambda access: access.list("alice/dir")),
+    ],
+)
+def test_a_directory_swapped_for_a_link_after_the_check_is_neither_written_nor_listed(
+    tree: Path,
+    accounts: Accounts,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    act: Callable[[Access], object],
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    store = FileStore(tree)
+    swapped_first(monkeypatch, store, step, to_bob(way))
+    refused_as_changed(act, Access(store, accounts, accounts.find("alice")))
+    assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
+
+
+def test_a_directory_swapped_for_a_link_while_a_tree_is_read_shows_nothing_of_it(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    (way / "mine.txt").write_bytes(b"mine\n")
+    store = FileStore(tree)
+    opening = store._open
+
+    def swapped_while_opened(remote: str, flags: int) -> tuple[int, tuple[str, ...]]:
+        # A local user swaps the directory for a link into /bob just as it is opened,
+        # and back before anyone looks again.
+        if remote != "alice/dir":
+            return opening(remote, flags)
+        hidden = tree / "alice" / "hidden"
+        way.rename(hidden)
+        way.symlink_to("../bob")
+        try:
+            return opening(remote, flags)
+        finally:
+            way.unlink()
+            hidden.rename(way)
+
+    monkeypatch.setattr(store, "_open", swapped_while_opened)
+    access = Access(store, accounts, accounts.find("alice"))
+    shown = {path: [entry.name for entry in entries] for path, entries in access.tree("alice")}
+    assert "secret.txt" not in {name for names in shown.values() for name in names}
+    assert shown["alice"] == ["dir", "keep", "notes.txt"]
+    refused_as_changed(lambda: list(access.tree("alice/dir")))  # the top itself: refused

@@ -160,6 +160,40 @@ def test_cookies_and_origins() -> None:
     assert not same_origin(None, "127.0.0.1:80", "http")
 
 
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme", "same"),
+    [
+        ("http://example.org", "example.org:80", "http", True),  # the default port
+        ("https://example.org:443", "Example.ORG", "https", True),
+        ("http://[::1]:8000", "[::1]:8000", "http", True),
+        ("https://example.org:8000", "example.org:8000", "http", False),  # another scheme
+        ("http://example.org:8000", "example.org:8000", "https", False),
+        ("ws://example.org:8000", "example.org:8000", "http", False),
+        ("http://example.org", "example.org:443", "https", False),
+        ("https://example.org", "example.org:80", "http", False),
+        ("http://example.org:8000", "example.org:8001", "http", False),  # another port
+        ("http://example.org:", "example.org:80", "http", False),
+        ("http://example.org:+80", "example.org:80", "http", False),
+        ("http://example.org:99999", "example.org:99999", "http", False),
+        ("http://example.org/", "example.org", "http", False),  # a URL, not an origin
+        ("http://me@example.org", "example.org", "http", False),
+        ("http://example.org", "me@example.org", "http", False),
+        ("http://[::1", "[::1", "http", False),
+        ("null", "example.org", "http", False),
+        ("example.org", "example.org", "http", False),
+    ],
+)
+def test_origins_are_compared_as_browsers_do(
+    origin: str, host: str, scheme: str, same: bool
+) -> None:
+    assert same_origin(origin, host, scheme) is same
+
+
+@given(st.text(max_size=40), st.text(max_size=40), st.sampled_from(["http", "https"]))
+def test_origin_comparison_takes_any_text(origin: str, host: str, scheme: str) -> None:
+    assert same_origin(origin, host, scheme) in (True, False)
+
+
 def test_a_listing_shows_hostile_names_as_text() -> None:
     hostile = '<img src=x onerror="alert(1)">'
     page = render_listing([Entry(hostile, "file", 3, 0.0)], ListingView(""))

@@ -199,3 +199,53 @@ def test_an_idle_half_sent_http_request_to_the_chat_costs_at_most_64_kib(
     address = (endpoint.host, endpoint.port)
     per_connection = idle_cost(server, lambda: half_request(address))
     assert per_connection <= BUDGET, f"{per_connection / 1024:.1f} KiB per half-sent request"
+
+
+#: What a client that sends requests without reading the answers may cost the server.
+PIPELINE_BUDGET = 384 * 1024
+
+
+def flood(address: tuple[str, int], request: bytes, most: int) -> socket.socket:
+    """A connection that sends up to ``most`` bytes of requests and never reads an answer."""
+    sock = socket.create_connection(address, WAIT)
+    sock.setblocking(False)
+    data = request * (most // len(request))
+    sent, stalled = 0, time.monotonic()
+    while sent < len(data) and time.monotonic() - stalled < 0.3:
+        try:
+            sent += sock.send(data[sent : sent + 65536])
+            stalled = time.monotonic()
+        except BlockingIOError:
+            time.sleep(0.01)  # the server stopped reading (or has not read yet)
+    return sock
+
+
+@pytest.mark.parametrize("service", ["files", "chat"])
+def test_a_client_that_pipelines_requests_and_never_reads_costs_little(
+    serve_process: ServeProcess, service: str, tmp_path: Path
+) -> None:
+    (tmp_path / "big").write_bytes(os.urandom(4 * 1024 * 1024))
+    server = serve_process(*serve_args(service, "127.0.0.1:0", tmp_path))
+    (endpoint,) = server.endpoints
+    assert endpoint.host is not None
+    address = (endpoint.host, endpoint.port)
+    target = b"/big" if service == "files" else b"/"
+    request = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    pid = server.proc.pid
+    listening = open_sockets(pid)
+    held: list[socket.socket] = []
+    warm, count = 5, 20
+    try:
+        for _ in range(warm):
+            held.append(flood(address, request, 8 * 1024 * 1024))
+        before = settle(pid, listening + warm)
+        for _ in range(count):
+            held.append(flood(address, request, 8 * 1024 * 1024))
+        after = settle(pid, listening + warm + count)
+        per_connection = (after - before) / count
+        assert per_connection <= PIPELINE_BUDGET, (
+            f"{service}: {per_connection / 1024:.0f} KiB per connection that never reads"
+        )
+    finally:
+        for sock in held:
+            sock.close()

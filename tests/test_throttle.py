@@ -60,10 +60,34 @@ def test_a_success_forgets_the_failures() -> None:
     throttle.failed(ADDRESS, now=0.0)
     throttle.failed(ADDRESS, now=1.0)
     throttle.succeeded(ADDRESS, now=2.0)
-    assert len(throttle) == 0
     after = throttle.failed(ADDRESS, now=3.0)
     assert (after.failures, after.banned_for) == (1, 0.0)
     assert after.delay == pytest.approx(0.1)
+
+
+def test_a_success_forgets_failures_once_a_window() -> None:
+    """One account's right password between guesses at others' does not keep the ban away."""
+    throttle = AuthThrottle(max_failures=6, window=600.0)
+    for now in range(5):
+        throttle.failed(ADDRESS, now=float(now))
+    throttle.succeeded(ADDRESS, now=5.0)  # forgotten: a typo or two, then the right one
+    for now in range(6, 11):
+        assert throttle.failed(ADDRESS, now=float(now)).banned_for == 0.0
+    throttle.succeeded(ADDRESS, now=11.0)  # not again in this window
+    assert throttle.failed(ADDRESS, now=12.0).banned_for > 0
+    assert throttle.ban_remaining(ADDRESS, now=12.0) > 0
+
+
+def test_a_success_forgets_again_once_the_window_has_passed() -> None:
+    throttle = AuthThrottle(max_failures=3, window=60.0)
+    throttle.failed(ADDRESS, now=0.0)
+    throttle.succeeded(ADDRESS, now=1.0)
+    throttle.failed(ADDRESS, now=70.0)
+    throttle.failed(ADDRESS, now=71.0)
+    throttle.succeeded(ADDRESS, now=72.0)
+    assert throttle.failed(ADDRESS, now=73.0).failures == 1
+    assert throttle.ban_remaining("x", now=200.0) == 0.0
+    assert len(throttle) == 0  # forgotten once nothing of it counts any more
 
 
 def test_a_success_does_not_lift_a_ban() -> None:

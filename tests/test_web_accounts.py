@@ -11,13 +11,14 @@ import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shares import Share, snapshot, write
 from socketeer import ServerConfig
 from socketeer.accounts import parse_users
-from socketeer.passwords import hash_password
+from socketeer.passwords import PasswordHash, hash_password
 from socketeer.services.files import FilesService
 from socketeer.services.files.client import FilesClient
 from socketeer.throttle import AuthThrottle
@@ -299,3 +300,52 @@ def test_the_token_still_allows_everything(served: Share, tmp_path: Path) -> Non
     assert status(*admin, "-T", upload_file(tmp_path), url(served, "/bob/new.txt")) == 201
     assert status(*admin, "-X", "DELETE", url(served, "/top.txt")) == 204
     assert status("-H", "Authorization: Bearer wrong", url(served, "/public/readme.txt")) == 401
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_is_not_listed(
+    served: Share, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = served.root / "alice" / "dir"
+    store = served.service.store
+    reading = store._list
+
+    def swapped_first(remote: str, *args: Any) -> Any:
+        # A local user swaps the checked directory for a link into /bob just before it is read.
+        if remote == "alice/dir" and not way.is_symlink():
+            way.rmdir()
+            way.symlink_to("../bob")
+        return reading(remote, *args)
+
+    monkeypatch.setattr(store, "_list", swapped_first)
+    for query in ("", "?json", "?zip"):
+        if way.is_symlink():
+            way.unlink()
+        way.mkdir()
+        code, _, body = answer(*as_user("alice"), url(served, f"/alice/dir/{query}"))
+        assert code == 409, query
+        assert b"secret" not in body
+
+
+def test_basic_credentials_sent_with_every_request_cost_one_password_check(
+    served: Share, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    matches = PasswordHash.matches
+
+    def counted(self: PasswordHash, password: str) -> bool:
+        checked.append(password)
+        return matches(self, password)
+
+    monkeypatch.setattr(PasswordHash, "matches", counted)
+    notes = url(served, "/alice/notes.txt")
+    for _ in range(5):
+        assert curl(*as_user("alice"), notes).stdout == b"alice's notes\n"
+    assert len(checked) == 1
+    for _ in range(2):  # a wrong password is never taken as known
+        assert status(*as_user("alice", "wrong"), notes) == 401
+    assert len(checked) == 3
+    assert status(*as_user("alice"), notes) == 200
+    assert len(checked) == 3
+    served.service.use_accounts(parse_users(users_file()))  # the users file read again
+    assert status(*as_user("alice"), notes) == 200
+    assert len(checked) == 4

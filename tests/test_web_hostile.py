@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import socket
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import h11
 import pytest
 
 from shares import TOKEN, Share, write
 from socketeer import ServerConfig
 from socketeer.services.files import FilesService
-from support import WAIT, ThreadedServer, recv_all
+from support import WAIT, ThreadedServer, recv_all, wait_until
 
 pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
@@ -220,6 +224,10 @@ def test_two_puts_of_one_name_at_once_never_mix(share: Share) -> None:
         ("\u202etxt.exe", "exe.txt", "\\u202etxt.exe"),  # a right-to-left override
         ("a\nb", "a b", "a\\x0ab"),  # a newline shows as a space in a page
         ("pay\u200bpal", "paypal", "pay\\u200bpal"),  # a zero-width space
+        ("notes.txt ", "notes.txt", "notes.txt\\x20"),  # a space a link does not show
+        (" notes.txt", "notes.txt", "\\x20notes.txt"),
+        ("cafe\u0301.txt", "caf\u00e9.txt", "cafe\\u0301.txt"),  # decomposed (NFD)
+        ("\u1100\u1161", "\uac00", "\\u1100\\u1161"),  # Hangul jamo, composed as one
     ],
 )
 def test_names_that_look_like_others_are_shown_with_their_escapes(
@@ -233,3 +241,60 @@ def test_names_that_look_like_others_are_shown_with_their_escapes(
     assert f">{shown}</a>" in page
     assert f">{looks_like}</a>" in page
     assert name not in page
+
+
+def get_capped(share: Share, target: str, cap: int) -> tuple[int | None, bytes, bool]:
+    """GET ``target``: the status, the body (at most about ``cap`` bytes) and whether it ended."""
+    conn = h11.Connection(h11.CLIENT)
+    status: int | None = None
+    body = bytearray()
+    with connect(share) as sock:
+        request = h11.Request(method="GET", target=target, headers=[("host", "x")])
+        sock.sendall(conn.send(request) + conn.send(h11.EndOfMessage()))
+        while len(body) <= cap:
+            conn.receive_data(sock.recv(65536))
+            while (event := conn.next_event()) is not h11.NEED_DATA:
+                if isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    return status, bytes(body), True
+    return status, bytes(body), False
+
+
+def test_a_zip_of_a_tree_with_symlink_loops_holds_each_directory_once(share: Share) -> None:
+    write(share.root / "d" / "one.txt", b"one")
+    write(share.root / "d" / "sub" / "two.txt", b"two")
+    (share.root / "d" / "self").symlink_to(".")  # two ways back: each level doubles
+    (share.root / "d" / "again").symlink_to(".")
+    (share.root / "d" / "sub" / "up").symlink_to("..")
+    (share.root / "d" / "sub2").symlink_to("sub")  # another way to a directory zipped already
+    status, body, ended = get_capped(share, "/d/?zip", 8 * 1024 * 1024)
+    assert status == 200
+    assert ended, "the zip went on past 8 MiB"
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert sorted(archive.namelist()) == ["d/one.txt", "d/sub/", "d/sub/two.txt"]
+        assert archive.read("d/sub/two.txt") == b"two"
+
+
+def test_downloads_never_read_are_closed_without_a_traceback(
+    quick_share: Share, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The idle sweep closes a client that stopped reading mid-download (asyncio's sendfile
+    in flight, or waiting for the answers before it to leave): nothing is logged as an error."""
+    caplog.set_level(logging.INFO)
+    write(quick_share.root / "big.bin", os.urandom(16 * 1024 * 1024))
+    request = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    with connect(quick_share) as one, connect(quick_share) as many:
+        for sock in (one, many):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        one.sendall(request)
+        many.sendall(request * 3)
+        wait_until(lambda: closed(caplog) >= 2, "the idle sweep to close both")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+def closed(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage().startswith("closed 127.0.0.1") for r in caplog.records)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from typing import BinaryIO, Protocol, cast
 
 from .addresses import address_key
@@ -131,8 +132,10 @@ class TransportStream:
         self.write = transport.write  # the hot path: the transport's own method
         self.pause_reading = transport.pause_reading
         self.resume_reading = transport.resume_reading
-        self.abort = transport.abort
         self._paused = False
+        #: The task in a sendfile, if one is; and how to end the connection once it is out.
+        self._sending: asyncio.Task[object] | None = None
+        self._ending: Callable[[], None] | None = None
         self._drained: asyncio.Future[None] | None = None
         # Replies must not wait for the client's delayed ACK (asyncio sets this only
         # on sockets whose proto is given, which a server's listening socket is not).
@@ -167,13 +170,53 @@ class TransportStream:
 
     @property
     def closing(self) -> bool:
-        return self.transport.is_closing()
+        return self._ending is not None or self.transport.is_closing()
 
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> int:
         if not self.can_sendfile:
             raise NotImplementedError("this transport cannot send from the page cache")
         loop = asyncio.get_running_loop()
-        return await loop.sendfile(self.transport, file, offset, count)
+        await self._emptied()
+        self._sending = asyncio.current_task()
+        try:
+            return await loop.sendfile(self.transport, file, offset, count)
+        finally:
+            self._sending = None
+            ending, self._ending = self._ending, None
+            if ending is not None:
+                ending()
+
+    async def _emptied(self) -> None:
+        """Wait until everything written has gone, so that asyncio's sendfile need not.
+
+        (Cancelled while it waits for that, asyncio's sendfile leaves the transport
+        in a state its close then trips over.)
+        """
+        transport = self.transport
+        if not transport.get_write_buffer_size():
+            return
+        low, high = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=0, low=0)  # paused until it is empty
+        try:
+            await self.drain()
+        finally:
+            if not transport.is_closing():
+                transport.set_write_buffer_limits(high=high, low=low)
+
+    def _end(self, how: Callable[[], None]) -> None:
+        """Close (``how``) now, or, in the middle of a sendfile, once it has stopped.
+
+        asyncio (3.11) closing a transport under a sendfile fails its own bookkeeping
+        (an ``InvalidStateError`` logged with a traceback): the sendfile is cancelled
+        first, and the transport closed as it ends.
+        """
+        sending = self._sending
+        if sending is None or sending.done():
+            how()
+            return
+        if self._ending is None or how == self.transport.abort:
+            self._ending = how
+        sending.cancel()
 
     def half_close(self) -> None:
         if self.can_half_close and not self.transport.is_closing():
@@ -189,4 +232,7 @@ class TransportStream:
         set_cork(self._sock, on)
 
     def close(self) -> None:
-        self.transport.close()
+        self._end(self.transport.close)
+
+    def abort(self) -> None:
+        self._end(self.transport.abort)

@@ -9,7 +9,10 @@ logins, for any service that checks a secret:
 - the ``max_failures``-th failure inside ``window`` seconds bans the address
   for ``ban`` seconds: every attempt from it is refused at once, even with
   the right secret, until the ban expires (then it starts afresh);
-- a success forgets the address's failures.
+- a success forgets the address's failures, once a window: an address that
+  goes on failing between successes (one account's right password between
+  guesses at others') keeps its failures until they leave the window, and
+  is banned like any other.
 
 Failures are recorded the moment they happen, before the delayed answer,
 so many connections guessing at once are banned as soon as
@@ -44,6 +47,7 @@ class Failure:
 class _Record:
     failures: deque[float] = field(default_factory=deque)  # times, oldest first
     banned_until: float = -math.inf
+    forgiven: float = -math.inf  # when a success last forgot the failures
 
 
 class AuthThrottle:
@@ -101,10 +105,19 @@ class AuthThrottle:
         return Failure(delay, banned_for, count)
 
     def succeeded(self, key: str, now: float) -> None:
-        """``key`` authenticated: its failures are forgotten (a ban stays until it expires)."""
+        """``key`` authenticated: its failures are forgotten, if none were in this window.
+
+        A ban stays until it expires.
+        """
         record = self._records.get(key)
-        if record is not None and record.banned_until <= now:
-            del self._records[key]
+        if (
+            record is not None
+            and record.failures
+            and record.banned_until <= now
+            and record.forgiven <= now - self.window
+        ):
+            record.failures.clear()
+            record.forgiven = now
         self._forget_expired(now)
 
     def _forget_expired(self, now: float) -> None:
@@ -112,7 +125,7 @@ class AuthThrottle:
         records = self._records
         while records:
             record = next(iter(records.values()))
-            last = record.failures[-1] if record.failures else -math.inf
+            last = max(record.failures[-1] if record.failures else -math.inf, record.forgiven)
             if last > now - self.window or record.banned_until > now:
                 return
             records.popitem(last=False)

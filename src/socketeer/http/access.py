@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .origins import same_origin
+
 __all__ = [
     "COOKIE",
     "SESSION_LIFETIME",
@@ -145,10 +147,3 @@ def parse_cookies(header: str | None) -> dict[str, str]:
         if equals and name:
             cookies.setdefault(name, value.strip('"'))
     return cookies
-
-
-def same_origin(origin: str | None, host: str | None, scheme: str) -> bool:
-    """Whether a request's ``Origin`` is the server's own (``scheme://host``)."""
-    if origin is None or host is None:
-        return False
-    return origin.strip().lower() == f"{scheme}://{host.strip().lower()}"

@@ -9,7 +9,10 @@ anything h11 cannot parse 400; a body the application did not read is
 drained up to :data:`DISCARD_LIMIT` bytes, past that the connection closes.
 Slow heads are the idle sweep's: a request counts as a message only once
 its head is complete.  Reading pauses while more than :data:`INBOX_HIGH`
-bytes wait for the application (an upload on a slow disk).
+bytes of a request body wait for the application (an upload on a slow
+disk), and while more than :data:`HEADS_HIGH` bytes of requests wait
+behind the one being answered (a client that sends requests and never
+reads the answers holds no more of the server's memory than that).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ log = logging.getLogger("socketeer.server")
 MAX_HEADER_SIZE = 16 * 1024
 #: Received bytes waiting for the application before reading pauses, and resumes.
 INBOX_HIGH, INBOX_LOW = 4 * 1024 * 1024, 1024 * 1024
+#: Received bytes of requests not yet being answered (pipelined) before reading pauses.
+HEADS_HIGH = 32 * 1024
 #: Unread body bytes drained to keep a connection alive; past this it closes.
 DISCARD_LIMIT = 1024 * 1024
 #: Seconds a closing connection keeps draining a body the client still sends.
@@ -387,10 +392,16 @@ class HttpConnection:
                 return
         self._inbox.append(data)
         self._queued += len(data)
-        if self._queued > INBOX_HIGH and not self._paused and not self.stream.closing:
+        if self._queued > self._inbox_high() and not self._paused and not self.stream.closing:
             self._paused = True
             self.stream.pause_reading()
         self._wakeup.set()
+
+    def _inbox_high(self) -> int:
+        """Bytes the inbox may hold before reading pauses: a body's share, or requests'."""
+        exchange = self._exchange
+        body = exchange is not None and not exchange.body_done
+        return INBOX_HIGH if body else HEADS_HIGH
 
     def feed_eof(self) -> None:
         """The client will send nothing more."""
@@ -470,8 +481,15 @@ class HttpConnection:
                 return event
             if self._inbox:
                 data = self._inbox.popleft()
+                high = self._inbox_high()
+                if high == HEADS_HIGH and len(data) > self.max_header_size:
+                    # Requests sent ahead go to h11 a head's worth at a time, so that
+                    # h11 holds no more of them than the inbox would.
+                    self._inbox.appendleft(data[self.max_header_size :])
+                    data = data[: self.max_header_size]
                 self._queued -= len(data)
-                if self._paused and self._queued < INBOX_LOW and not self.stream.closing:
+                low = min(INBOX_LOW, high // 2)
+                if self._paused and self._queued < low and not self.stream.closing:
                     self._paused = False
                     self.stream.resume_reading()
                 self._fed += len(data)

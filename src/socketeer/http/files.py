@@ -32,6 +32,7 @@ token (``Authorization: Bearer``, or its cookie) still allows everything.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import mimetypes
@@ -125,6 +126,8 @@ _ACTIVE_TYPES = {
     "application/javascript",
 }
 _ALLOW = "GET, HEAD, PUT, POST, DELETE, OPTIONS"
+#: The earliest time a zip member can have (1980-01-01).
+ZIP_EPOCH = 315532800
 #: Characters of a user name a log line or an answer quotes.
 SHOWN_NAME = 64
 
@@ -498,7 +501,10 @@ class FilesWeb:
             )
 
     async def _zip(self, exchange: Exchange, path: str, source: FileStore | Rights) -> None:
-        entries = await asyncio.to_thread(source.list, path)  # refused before a byte is sent
+        walk = source.tree(path, once=True)
+        top = await asyncio.to_thread(next, walk, None)  # refused before a byte is sent
+        if top is None:
+            raise HttpError(404, f"{visible(path)}: no such directory")
         name = path.rsplit("/", 1)[-1] if path else "share"
         await exchange.start(
             200,
@@ -509,7 +515,7 @@ class FilesWeb:
             ],
         )
         if not exchange.head:
-            chunks = iter(stream_zip(_zip_members(source, path, name, entries)))
+            chunks = iter(stream_zip(_zip_members(source, path, name, top, walk)))
             while True:
                 batch = await asyncio.to_thread(_gather, chunks, ZIP_BATCH)
                 if not batch:
@@ -709,29 +715,30 @@ def _wrong_password(user: str) -> str:
 
 
 def _zip_members(
-    source: FileStore | Rights, path: str, top: str, entries: list[Entry]
+    source: FileStore | Rights,
+    path: str,
+    top: str,
+    first: tuple[str, list[Entry]],
+    walk: Iterator[tuple[str, list[Entry]]],
 ) -> Iterator[tuple[str, datetime, int, Any, Any]]:
-    """The tree below ``path`` (listed as ``entries``) as stream-zip members.
+    """The tree below ``path`` as stream-zip members: its ``first`` listing, then ``walk``'s.
 
-    Runs in the zipping thread.  Every directory is listed and every file
-    opened through ``source``: with an account's rights, what it may not
-    read is left out.
+    Runs in the zipping thread.  ``walk`` is ``source``'s tree, each
+    directory once (a symlink loop is zipped once, not until the path is
+    too deep); every file is opened through ``source``: with an account's
+    rights, what it may not read is left out.
     """
-    todo: list[tuple[str, str, datetime | None]] = [(path, top, None)]
-    while todo:
-        remote, shown, modified = todo.pop()
-        listed = entries
-        if modified is not None:  # below the top: listed (and shown) only if it may be
-            try:
-                listed = source.list(remote)
-            except StoreError:
-                continue  # not to be read, or gone meanwhile
-            yield shown + "/", modified, stat_module.S_IFDIR | 0o755, ZIP_AUTO(0), iter(())
+    modified: dict[str, datetime] = {}
+    for remote, listed in itertools.chain([first], walk):
+        shown = f"{top}/{remote[len(path) :].lstrip('/')}".rstrip("/")
+        if remote != path:  # below the top: listed (and shown) only if it may be
+            when = modified.pop(remote, datetime.fromtimestamp(ZIP_EPOCH, UTC))
+            yield shown + "/", when, stat_module.S_IFDIR | 0o755, ZIP_AUTO(0), iter(())
         for entry in listed:
             below, name = join_remote(remote, entry.name), f"{shown}/{entry.name}"
-            when = datetime.fromtimestamp(max(entry.mtime, 315532800), UTC)
+            when = datetime.fromtimestamp(max(entry.mtime, ZIP_EPOCH), UTC)
             if entry.type == "dir":
-                todo.append((below, name, when))
+                modified[below] = when
             elif entry.type == "file":
                 try:
                     file, st = source.open_file(below)

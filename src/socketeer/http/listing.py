@@ -11,6 +11,7 @@ chunked uploads.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,14 @@ from urllib.parse import quote
 from ..services.files.messages import Entry
 from ..visible import visible
 
-__all__ = ["SORT_KEYS", "ListingView", "human_size", "listing_json", "render_listing"]
+__all__ = [
+    "SORT_KEYS",
+    "ListingView",
+    "human_size",
+    "listing_json",
+    "render_listing",
+    "shown_name",
+]
 
 #: The columns a listing sorts by.
 SORT_KEYS = ("name", "size", "modified")
@@ -43,6 +51,24 @@ class ListingView:
     user: str | None = None
     #: The visitor has a login cookie (and may log out).
     logged_in: bool = False
+
+
+def shown_name(name: str) -> str:
+    """A name as a page shows it: escaped wherever it could pass for another name.
+
+    Besides :func:`~socketeer.visible.visible`'s escapes: spaces at either
+    end (a link shows none), and every character past ASCII of a name not
+    in Unicode's composed form (NFC), so ``cafe\\u0301`` (decomposed) is
+    not taken for ``café``, the composed name beside it.
+    """
+    text = visible(name)
+    if unicodedata.normalize("NFC", name) != name:
+        text = "".join(c if c.isascii() else f"\\u{ord(c):04x}" for c in text)
+    core = text.strip(" ")
+    if not core:
+        return "\\x20" * len(text)
+    lead, trail = len(text) - len(text.lstrip(" ")), len(text) - len(text.rstrip(" "))
+    return "\\x20" * lead + core + "\\x20" * trail
 
 
 def human_size(size: int) -> str:
@@ -96,14 +122,14 @@ def _breadcrumbs(path: str) -> str:
     names = path.split("/") if path else []
     for index, name in enumerate(names):
         target = _href("/".join(names[: index + 1]), directory=True)
-        crumbs.append(f'<a href="{escape(target)}">{escape(visible(name))}</a>')
+        crumbs.append(f'<a href="{escape(target)}">{escape(shown_name(name))}</a>')
     return ' <span aria-hidden="true">/</span> '.join(crumbs)
 
 
 def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
     """The directory's page."""
     path = view.path
-    title = "/" + path + ("/" if path else "")
+    title = "/" + "/".join(map(shown_name, path.split("/"))) + ("/" if path else "")
     rows = []
     if path:
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
@@ -114,7 +140,7 @@ def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
     for entry in _sorted(entries, view):
         is_dir = entry.type == "dir"
         href = escape(_href(path, entry.name, directory=is_dir))
-        name = escape(visible(entry.name)) + ("/" if is_dir else "")
+        name = escape(shown_name(entry.name)) + ("/" if is_dir else "")
         size = "" if is_dir else f'<span title="{entry.size} bytes">{human_size(entry.size)}</span>'
         actions = ""
         if not is_dir and entry.type == "file":
@@ -136,7 +162,7 @@ def render_listing(entries: Sequence[Entry], view: ListingView) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(visible(title))}</title>"
+        f"<title>{escape(title)}</title>"
         '<link rel="stylesheet" href="/.socketeer/style.css">'
         '<script src="/.socketeer/files.js" defer></script></head>'
         f'<body data-path="{here}" data-writable="{"1" if view.writable else ""}">'

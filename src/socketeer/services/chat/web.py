@@ -18,7 +18,8 @@ it joins the same chat, with the same commands, history and limits.  The
 chat's :class:`~.session.Outbox` writes to it through
 :class:`WebSocketStream`, which frames each line as one message.  A
 browser on another site cannot open the WebSocket: an ``Origin`` that is
-not the server's own is refused (403).
+not the server's own (scheme, host and port, :mod:`socketeer.http.origins`)
+is refused (403).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import logging
 from functools import cache
 from importlib import resources
 from typing import BinaryIO
-from urllib.parse import urlsplit
 
 from ...host import Host, Task
 from ...http.connection import Exchange, HttpConnection
+from ...http.origins import same_origin
 from ...http.responses import PAGE_HEADERS, Headers, HttpError, asset, html_response
 from ...http.targets import BadTarget, parse_target
 from ...stream import ByteStream
@@ -268,7 +269,7 @@ class WebChatSession(ChatSession):
 
     def _upgrade(self, exchange: Exchange) -> None:
         """``GET /ws``: the connection becomes a WebSocket member of the chat."""
-        if not same_site(exchange.headers):
+        if not same_site(exchange.headers, exchange.scheme):
             raise HttpError(403, "a WebSocket from another site's page")
         limit = self._chat.settings.max_line_length
         try:
@@ -337,16 +338,15 @@ class WebChatSession(ChatSession):
             super().notify_failure(reason)
 
 
-def same_site(headers: Headers) -> bool:
+def same_site(headers: Headers, scheme: str) -> bool:
     """Whether a WebSocket request comes from the server's own page (or from no page at all).
 
     Browsers send ``Origin`` with every WebSocket request; programs need not.
+    The page's origin must be the server's as browsers compare them: the
+    same scheme (``scheme``: how the server was reached), host and port.
     """
     origin = headers.get("origin")
-    if origin is None:
-        return True
-    host = (headers.get("host") or "").strip().lower()
-    return bool(host) and urlsplit(origin.strip()).netloc.lower() == host
+    return origin is None or same_origin(origin, headers.get("host"), scheme)
 
 
 @cache

@@ -62,30 +62,47 @@ class Access:
     # reading ------------------------------------------------------------------------
 
     def list(self, remote: str) -> list[Entry]:
-        """The listing, whole with the read right; on the way to a right, just that way."""
+        """The listing, whole with the read right; on the way to a right, just that way.
+
+        The directory read must be the one whose rights were checked: one
+        swapped for a link to elsewhere in between is refused (``changed``).
+        """
         names, _ = self.store.resolve(remote)
+        self._shown(remote, names, [])  # refused before anything is read
+        return self._shown(remote, names, self.store.list(remote, where=names))
+
+    def tree(
+        self, remote: str, *, once: bool = False
+    ) -> Iterator[tuple[str, builtins.list[Entry]]]:
+        """:meth:`FileStore.tree`, each directory's listing as :meth:`list` gives it.
+
+        A directory below ``remote`` that may not be listed is left out (and
+        not walked into); each one's rights are those of where it really was
+        when it was read.
+        """
+        names, _ = self.store.resolve(remote)
+        self._shown(remote, names, [])  # refused before anything is read
+
+        def shown(
+            path: str, real: tuple[str, ...], entries: builtins.list[Entry]
+        ) -> builtins.list[Entry] | None:
+            try:
+                return self._shown(path, real, entries)
+            except StoreError:
+                return None
+
+        yield from self.store.tree(remote, where=names, once=once, shown=shown)
+
+    def _shown(
+        self, remote: str, names: tuple[str, ...], entries: builtins.list[Entry]
+    ) -> builtins.list[Entry]:
+        """What of the directory at ``names`` the account may see (refused if nothing)."""
         if Right.READ in self.rights(names):
-            return self.store.list(remote)
+            return entries
         ways = self.accounts.ways(self.account, names)
         if not ways:
             raise self.refusal(remote, Right.READ, names)
-        return [entry for entry in self.store.list(remote) if fold(entry.name) in ways]
-
-    def tree(self, remote: str) -> Iterator[tuple[str, builtins.list[Entry]]]:
-        """:meth:`FileStore.tree`, each directory's listing as :meth:`list` gives it.
-
-        A directory below ``remote`` that may not be listed is left out.
-        """
-        for path, entries in self.store.tree(remote):
-            names, _ = self.store.resolve(path)
-            if Right.READ in self.rights(names):
-                yield path, entries
-                continue
-            ways = self.accounts.ways(self.account, names)
-            if ways:
-                yield path, [entry for entry in entries if fold(entry.name) in ways]
-            elif path == remote:
-                raise self.refusal(remote, Right.READ, names)
+        return [entry for entry in entries if fold(entry.name) in ways]
 
     def stat(self, remote: str) -> Entry:
         """With the read right, anything; else a directory one may use or pass through."""

@@ -31,6 +31,7 @@ from ...host import Host, Task
 from ...http.connection import HttpConnection
 from ...http.detect import is_request_line
 from ...http.files import FilesWeb
+from ...recent_logins import RecentLogins
 from ...service import Service
 from ...session import Session
 from ...throttle import AuthThrottle
@@ -152,6 +153,8 @@ class FilesService(Service):
         #: The users file's accounts; None: no accounts (the token decides).
         self.accounts = accounts
         self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
+        #: Logins verified lately, taken again without scrypt.
+        self.logins = RecentLogins()
         self._hashing: dict[tuple[str, tuple[int, int, int, int, int]], asyncio.Future[str]] = {}
         #: Upload buffers, shared by every session and bounded in all.
         self.buffers = BufferPool(SLOT, POOL_SLOTS)
@@ -200,12 +203,28 @@ class FilesService(Service):
             await asyncio.sleep(min(ttl / 4, 3600.0))
 
     async def authenticate(self, name: str, password: str) -> Account | None:
-        """The account ``name`` if ``password`` is its password (checked in a thread)."""
+        """The account ``name`` if ``password`` is its password (checked in a thread).
+
+        A login verified in the last minute is taken without another check
+        (see :mod:`socketeer.recent_logins`): a browser or ``curl -u`` sends
+        its password with every request.  Wrong passwords are always checked.
+        """
         accounts = self.accounts
         if accounts is None:
             return None
+        known = self.logins.find(accounts, name, password, self.clock())
+        if known is not None:
+            return known
         async with self._checks:  # bounded: each check takes 16 MiB
-            return await asyncio.to_thread(accounts.authenticate, name, password)
+            account = await asyncio.to_thread(accounts.authenticate, name, password)
+        if account is not None and self.accounts is accounts:
+            self.logins.remember(accounts, name, password, account, self.clock())
+        return account
+
+    def use_accounts(self, accounts: Accounts | None) -> None:
+        """Take the accounts of a users file read again; logins verified before are forgotten."""
+        self.accounts = accounts
+        self.logins.forget()
 
     def token_matches(self, token: str | None) -> bool:
         """Whether ``token`` is the write token (compared in constant time)."""
@@ -516,6 +535,9 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             if name is None and (self._eof or not await self._wait(PLAIN_QUIET)):
                 name = request.end() if self._eof or not self._chunks else None
         if is_request_line(name.encode("utf-8", "surrogateescape")):
+            # HTTP reads the opening again; nothing else may keep it while the connection lasts.
+            self._plain = None
+            del request
             await self._serve_http(opening)
             return
         self.messages += 1
@@ -543,8 +565,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._web = web = HttpConnection(
             self.stream, self, service.web, pool=service.buffers, scratch=self._scratch
         )
-        for data in opening:
-            web.feed(data)
+        while opening:
+            web.feed(opening.pop(0))
         for chunk in self._take_chunks():
             web.feed(bytes(chunk))
         if self._eof:

@@ -24,7 +24,7 @@ import stat as stat_module
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -47,6 +47,10 @@ _NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LISTING = MAX_CONTROL_SIZE - 64 * 1024
 #: An entry's bytes in a listing besides its name: type, size and mtime with their keys.
 ENTRY_OVERHEAD = 96
+
+
+#: What of a directory a tree gives: ``(path, names, entries)`` to the entries (None: none).
+Shown = Callable[[str, tuple[str, ...], builtins.list[Entry]], builtins.list[Entry] | None]
 
 
 class StoreError(Exception):
@@ -419,34 +423,57 @@ class FileStore:
             name = found.names[-1] if found.names else ""
             return _entry(name, found.st)
 
-    def list(self, remote: str) -> list[Entry]:
+    def list(self, remote: str, *, where: tuple[str, ...] | None = None) -> list[Entry]:
         """The entries of the directory ``remote``, sorted.
 
         A symlink is listed as what it points to, or as ``link`` if that is
         outside the shared directory or missing.  Partial files are listed
-        with the type ``partial``.
+        with the type ``partial``.  ``where``: the names ``remote`` resolved
+        to when it was checked; a directory that is elsewhere once opened (a
+        link swapped in meanwhile) is not read (``changed``).
         """
-        return self._list(remote)[0]
+        return self._list(remote, where)[0]
 
-    def tree(self, remote: str) -> Iterator[tuple[str, builtins.list[Entry]]]:
+    def tree(
+        self,
+        remote: str,
+        *,
+        where: tuple[str, ...] | None = None,
+        once: bool = False,
+        shown: Shown | None = None,
+    ) -> Iterator[tuple[str, builtins.list[Entry]]]:
         """Every directory of the tree ``remote`` with its entries, parents first, sorted.
 
         Directories are those :meth:`list` gives as ``dir`` (symlinks inside
         included); one that leads back to a directory it is inside of (a
-        symlink loop) is not entered again.  A directory below ``remote``
-        that vanished or cannot be read meanwhile is left out.
+        symlink loop) is not entered again, nor, with ``once``, one already
+        listed by another way (links that would make a tree of a few
+        directories list millions).  A directory below ``remote`` that
+        vanished or cannot be read meanwhile is left out.  ``where`` is
+        checked for ``remote`` as :meth:`list` checks it.  ``shown(path,
+        names, entries)`` says what of each directory is given and walked
+        into (None: nothing), knowing ``names``, where the directory really
+        was when it was read (symlinks resolved), whatever ``path`` says.
         """
         todo: list[tuple[str, frozenset[tuple[int, int]]]] = [(remote, frozenset())]
+        listed: set[tuple[int, int]] = set()
         while todo:
             path, above = todo.pop()
             try:
-                entries, me = self._list(path)
+                entries, me, names = self._list(path, where if path == remote else None)
             except StoreError as exc:
                 if path == remote or exc.code not in ("not-found", "denied", "not-a-directory"):
                     raise
                 continue
-            if me in above:
+            if me in above or me in listed:
                 continue
+            if once:
+                listed.add(me)
+            if shown is not None:
+                given = shown(path, names, entries)
+                if given is None:
+                    continue
+                entries = given
             yield path, entries
             below = above | {me}
             todo.extend(
@@ -455,13 +482,17 @@ class FileStore:
                 if entry.type == "dir"
             )
 
-    def _list(self, remote: str) -> tuple[builtins.list[Entry], tuple[int, int]]:
-        """The sorted entries of the directory ``remote``, and its identity (device, inode)."""
+    def _list(
+        self, remote: str, where: tuple[str, ...] | None = None
+    ) -> tuple[builtins.list[Entry], tuple[int, int], tuple[str, ...]]:
+        """The sorted entries of the directory ``remote``, its identity (device, inode),
+        and its names from the shared directory (``changed`` if not ``where``)."""
         fd, names = self._open(remote, os.O_RDONLY | os.O_DIRECTORY)
         entries = []
         me = (0, 0)
         size = 0  # what the listing will take on the wire, at the most
         try:
+            _still(remote, names, where)
             me = identity(os.fstat(fd))
             with os.scandir(fd) as scan:
                 for item in scan:
@@ -483,7 +514,7 @@ class FileStore:
             raise os_error(exc, remote) from None
         finally:
             os.close(fd)
-        return sorted(entries, key=lambda e: e.name), me
+        return sorted(entries, key=lambda e: e.name), me, names
 
     def _link_entry(self, names: tuple[str, ...], lst: os.stat_result) -> Entry:
         """A symlink as what it leads to, if that is inside and there."""
