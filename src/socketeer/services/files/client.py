@@ -75,6 +75,8 @@ __all__ = ["FilesClient", "FilesError", "TransferProgress", "TransferResult"]
 SLOT = 2 * 1024 * 1024  # four of them stay in cache; 4 MiB ones made receiving cost twice as much
 SLOTS = 4
 SEND_SLICE = 8 * 1024 * 1024
+#: A verified upload is read, hashed and sent this much at a time (it stays in cache).
+SEND_PIECE = 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
 #: Requests in flight at most when pipelining (a window of replies on their way).
 WINDOW = 32
@@ -909,13 +911,16 @@ class FilesClient:
         if not isinstance(reply, Ready):
             raise FilesError(f"unexpected reply to put: {reply!r}", "bad-request")
         offset = reply.offset
-        hashing = _Hashing(file, before.st_size, new_hasher(self.hash)) if verify else None
+        hasher = new_hasher(self.hash) if verify else None
         progress.begin(remote, before.st_size, offset)
         try:
-            self._send_raw(file, offset, before.st_size - offset, progress)
+            if hasher is None:
+                self._send_raw(file, offset, before.st_size - offset, progress)
+            else:
+                self._send_hashed(file, offset, before.st_size - offset, hasher, progress)
         finally:
             progress.end()
-        digest = hashing.result() if hashing is not None else None
+        digest = hasher.hexdigest() if hasher is not None else None
         after = os.fstat(file.fileno())
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             self.close()
@@ -964,6 +969,45 @@ class FilesClient:
             self._conn.sent_raw(done)
             progress.advance(done)
 
+    def _send_hashed(
+        self, file: BinaryIO, offset: int, count: int, hasher: Hasher, progress: TransferProgress
+    ) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset``, hashing the very bytes sent.
+
+        One read feeds both the hash and the socket (the file's first
+        ``offset`` bytes, already on the server, are read for the hash
+        alone).  Reading the file a second time beside ``sendfile`` would
+        cost more than the copy ``sendfile`` saves, and the receiver finds
+        the bytes still in the cache.
+        """
+        fd = file.fileno()
+        if offset:
+            try:
+                hash_file(file, offset, hasher)
+            except OSError as exc:
+                raise _read_failure(exc) from None
+        view = memoryview(bytearray(SEND_PIECE))
+        sent = 0
+        while sent < count:
+            try:
+                got = os.preadv(fd, [view[: min(SEND_PIECE, count - sent)]], offset + sent)
+            except OSError as exc:
+                raise _read_failure(exc) from None
+            if not got:
+                self.close()
+                raise FilesError("local file shrank while it was being sent; run again", "changed")
+            piece = view[:got]
+            hasher.update(piece)
+            try:
+                self._sock.sendall(piece)
+            except TimeoutError:
+                raise Timeout(f"timed out sending to {self.endpoint}") from None
+            except OSError:
+                raise self._failure_during_upload(count - sent) from None
+            sent += got
+            self._conn.sent_raw(got)
+            progress.advance(got)
+
     def _failure_during_upload(self, remaining: int) -> SocketeerError:
         """The server stopped the upload: read its reason if it sent one."""
         data = b""
@@ -1010,6 +1054,11 @@ def _last_error(data: bytes) -> Message | None:
         except ProtocolError:
             break
     return found
+
+
+def _read_failure(exc: OSError) -> FilesError:
+    """What reading a file being uploaded failed with."""
+    return FilesError(f"reading the file to send it failed: {exc.strerror or exc}", "io")
 
 
 def _write_failure(exc: OSError) -> Exception:
@@ -1101,26 +1150,3 @@ class _Worker:
             raise _write_failure(self._error)
         if self._error is not None:
             raise self._error
-
-
-class _Hashing:
-    """The hash of a whole file, computed in a thread while it is being sent."""
-
-    def __init__(self, file: BinaryIO, size: int, hasher: Hasher) -> None:
-        self._result: str | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(file, size, hasher), daemon=True)
-        self._thread.start()
-
-    def _run(self, file: BinaryIO, size: int, hasher: Hasher) -> None:
-        try:
-            self._result = hash_file(file, size, hasher)
-        except BaseException as exc:
-            self._error = exc
-
-    def result(self) -> str:
-        self._thread.join()
-        if self._error is not None:
-            raise FilesError(f"reading the file to hash it failed: {self._error}", "io")
-        assert self._result is not None
-        return self._result
