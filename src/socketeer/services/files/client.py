@@ -75,7 +75,7 @@ __all__ = ["FilesClient", "FilesError", "TransferProgress", "TransferResult"]
 SLOT = 2 * 1024 * 1024  # four of them stay in cache; 4 MiB ones made receiving cost twice as much
 SLOTS = 4
 SEND_SLICE = 8 * 1024 * 1024
-#: A verified upload is read, hashed and sent this much at a time (it stays in cache).
+#: A verified upload is read, hashed and sent this much at a time (SLOTS pieces in flight).
 SEND_PIECE = 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
 #: Requests in flight at most when pipelining (a window of replies on their way).
@@ -974,39 +974,46 @@ class FilesClient:
     ) -> None:
         """Send ``count`` bytes of ``file`` from ``offset``, hashing the very bytes sent.
 
-        One read feeds both the hash and the socket (the file's first
-        ``offset`` bytes, already on the server, are read for the hash
-        alone).  Reading the file a second time beside ``sendfile`` would
+        One read feeds both the hash and the socket: a thread reads and
+        hashes the next pieces while this one sends the previous (the
+        file's first ``offset`` bytes, already on the server, are read for
+        the hash alone).  Reading the file a second time beside ``sendfile``
         cost more than the copy ``sendfile`` saves, and the receiver finds
         the bytes still in the cache.
         """
-        fd = file.fileno()
         if offset:
             try:
                 hash_file(file, offset, hasher)
             except OSError as exc:
                 raise _read_failure(exc) from None
-        view = memoryview(bytearray(SEND_PIECE))
-        sent = 0
-        while sent < count:
-            try:
-                got = os.preadv(fd, [view[: min(SEND_PIECE, count - sent)]], offset + sent)
-            except OSError as exc:
-                raise _read_failure(exc) from None
-            if not got:
-                self.close()
-                raise FilesError("local file shrank while it was being sent; run again", "changed")
-            piece = view[:got]
-            hasher.update(piece)
-            try:
-                self._sock.sendall(piece)
-            except TimeoutError:
-                raise Timeout(f"timed out sending to {self.endpoint}") from None
-            except OSError:
-                raise self._failure_during_upload(count - sent) from None
-            sent += got
-            self._conn.sent_raw(got)
-            progress.advance(got)
+        reader = _Worker(_Reader(file, offset, hasher).fill)
+        slots = [memoryview(bytearray(SEND_PIECE)) for _ in range(SLOTS)]
+        pieces: deque[memoryview] = deque()
+        queued = sent = 0
+        try:
+            while sent < count:
+                while len(pieces) < SLOTS and queued < count:
+                    size = min(SEND_PIECE, count - queued)
+                    pieces.append(slots[(queued // SEND_PIECE) % SLOTS][:size])
+                    reader.submit(pieces[-1])
+                    queued += size
+                try:
+                    reader.wait_one()
+                except FilesError:
+                    self.close()  # the bytes announced cannot all come
+                    raise
+                piece = pieces.popleft()
+                try:
+                    self._sock.sendall(piece)
+                except TimeoutError:
+                    raise Timeout(f"timed out sending to {self.endpoint}") from None
+                except OSError:
+                    raise self._failure_during_upload(count - sent) from None
+                sent += len(piece)
+                self._conn.sent_raw(len(piece))
+                progress.advance(len(piece))
+        finally:
+            reader.stop()
 
     def _failure_during_upload(self, remaining: int) -> SocketeerError:
         """The server stopped the upload: read its reason if it sent one."""
@@ -1066,6 +1073,29 @@ def _write_failure(exc: OSError) -> Exception:
     if isinstance(exc, BrokenPipeError):
         return exc
     return FilesError(f"writing the download failed: {exc.strerror or exc}", "io")
+
+
+class _Reader:
+    """Fills buffers with a file's bytes in order from ``offset``, hashing each."""
+
+    def __init__(self, file: BinaryIO, offset: int, hasher: Hasher) -> None:
+        self._fd = file.fileno()
+        self._at = offset
+        self._hasher = hasher
+
+    def fill(self, view: memoryview) -> None:
+        """Read exactly ``len(view)`` bytes into ``view`` and hash them."""
+        got = 0
+        while got < len(view):
+            try:
+                done = os.preadv(self._fd, [view[got:]], self._at + got)
+            except OSError as exc:
+                raise _read_failure(exc) from None
+            if not done:
+                raise FilesError("local file shrank while it was being sent; run again", "changed")
+            got += done
+        self._at += got
+        self._hasher.update(view)
 
 
 class _Sink:
