@@ -1,9 +1,10 @@
-"""What a verified transfer hashes: the very bytes that cross the connection, read once."""
+"""What a verified upload hashes: the very bytes that cross the connection, read once."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from shares import Share, partial_of, write
 from socketeer.services.files import client as client_module
-from socketeer.services.files.client import FilesClient
+from socketeer.services.files.client import FilesClient, FilesError, TransferProgress
 from socketeer.services.files.hashes import Hasher, new_hasher
 
 MIB = 1024 * 1024
@@ -100,3 +101,41 @@ def test_an_unverified_upload_still_sends_from_the_page_cache(
     assert wire.sendfile_calls > 0
     assert data not in bytes(wire.sent)
     assert hashers == []
+
+
+class OnFirstBytes(TransferProgress):
+    """Calls ``action`` once, when the first bytes of a transfer have moved."""
+
+    def __init__(self, action: Callable[[], object]) -> None:
+        self.action: Callable[[], object] | None = action
+
+    def advance(self, count: int) -> None:
+        action, self.action = self.action, None
+        if action is not None:
+            action()
+
+
+@pytest.mark.parametrize("change", ["shrink", "rewrite"])
+def test_a_verified_upload_of_a_file_changing_meanwhile_replaces_nothing(
+    share: Share, tmp_path: Path, change: str
+) -> None:
+    path = tmp_path / "moving.bin"
+    write(path, os.urandom(32 * MIB), mtime=1_500_000_000)
+    old = write(share.root / "moving.bin", b"the old version\n")
+
+    def alter() -> None:
+        with path.open("r+b") as file:
+            if change == "shrink":
+                file.truncate(MIB)
+            else:
+                file.write(os.urandom(MIB))  # same size, other bytes
+
+    with share.connect(hash="blake3") as client, pytest.raises(FilesError) as info:
+        client.upload(path, "moving.bin", progress=OnFirstBytes(alter))
+    assert info.value.code == "changed"
+    assert "run again" in str(info.value)
+    share.wait_settled()
+    assert (share.root / "moving.bin").read_bytes() == old
+    with share.connect(hash="blake3") as client:  # the next try sends the new version
+        client.upload(path, "moving.bin")
+    assert (share.root / "moving.bin").read_bytes() == path.read_bytes()
