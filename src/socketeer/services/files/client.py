@@ -978,7 +978,7 @@ class FilesClient:
         hashes the next pieces while this one sends the previous (the
         file's first ``offset`` bytes, already on the server, are read for
         the hash alone).  Reading the file a second time beside ``sendfile``
-        cost more than the copy ``sendfile`` saves, and the receiver finds
+        costs more than the copy ``sendfile`` saves, and the receiver finds
         the bytes still in the cache.
         """
         if offset:
@@ -987,7 +987,7 @@ class FilesClient:
             except OSError as exc:
                 raise _read_failure(exc) from None
         reader = _Worker(_Reader(file, offset, hasher).fill)
-        slots = [memoryview(bytearray(SEND_PIECE)) for _ in range(SLOTS)]
+        slots = [memoryview(bytearray(min(SEND_PIECE, count))) for _ in range(SLOTS)]
         pieces: deque[memoryview] = deque()
         queued = sent = 0
         try:
