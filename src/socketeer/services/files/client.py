@@ -75,6 +75,8 @@ __all__ = ["FilesClient", "FilesError", "TransferProgress", "TransferResult"]
 SLOT = 2 * 1024 * 1024  # four of them stay in cache; 4 MiB ones made receiving cost twice as much
 SLOTS = 4
 SEND_SLICE = 8 * 1024 * 1024
+#: A verified upload is read, hashed and sent this much at a time (SLOTS pieces in flight).
+SEND_PIECE = 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
 #: Requests in flight at most when pipelining (a window of replies on their way).
 WINDOW = 32
@@ -909,13 +911,16 @@ class FilesClient:
         if not isinstance(reply, Ready):
             raise FilesError(f"unexpected reply to put: {reply!r}", "bad-request")
         offset = reply.offset
-        hashing = _Hashing(file, before.st_size, new_hasher(self.hash)) if verify else None
+        hasher = new_hasher(self.hash) if verify else None
         progress.begin(remote, before.st_size, offset)
         try:
-            self._send_raw(file, offset, before.st_size - offset, progress)
+            if hasher is None:
+                self._send_raw(file, offset, before.st_size - offset, progress)
+            else:
+                self._send_hashed(file, offset, before.st_size - offset, hasher, progress)
         finally:
             progress.end()
-        digest = hashing.result() if hashing is not None else None
+        digest = hasher.hexdigest() if hasher is not None else None
         after = os.fstat(file.fileno())
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             self.close()
@@ -963,6 +968,52 @@ class FilesClient:
             sent += done
             self._conn.sent_raw(done)
             progress.advance(done)
+
+    def _send_hashed(
+        self, file: BinaryIO, offset: int, count: int, hasher: Hasher, progress: TransferProgress
+    ) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset``, hashing the very bytes sent.
+
+        One read feeds both the hash and the socket: a thread reads and
+        hashes the next pieces while this one sends the previous (the
+        file's first ``offset`` bytes, already on the server, are read for
+        the hash alone).  Reading the file a second time beside ``sendfile``
+        costs more than the copy ``sendfile`` saves, and the receiver finds
+        the bytes still in the cache.
+        """
+        if offset:
+            try:
+                hash_file(file, offset, hasher)
+            except OSError as exc:
+                raise _read_failure(exc) from None
+        reader = _Worker(_Reader(file, offset, hasher).fill)
+        slots = [memoryview(bytearray(min(SEND_PIECE, count))) for _ in range(SLOTS)]
+        pieces: deque[memoryview] = deque()
+        queued = sent = 0
+        try:
+            while sent < count:
+                while len(pieces) < SLOTS and queued < count:
+                    size = min(SEND_PIECE, count - queued)
+                    pieces.append(slots[(queued // SEND_PIECE) % SLOTS][:size])
+                    reader.submit(pieces[-1])
+                    queued += size
+                try:
+                    reader.wait_one()
+                except FilesError:
+                    self.close()  # the bytes announced cannot all come
+                    raise
+                piece = pieces.popleft()
+                try:
+                    self._sock.sendall(piece)
+                except TimeoutError:
+                    raise Timeout(f"timed out sending to {self.endpoint}") from None
+                except OSError:
+                    raise self._failure_during_upload(count - sent) from None
+                sent += len(piece)
+                self._conn.sent_raw(len(piece))
+                progress.advance(len(piece))
+        finally:
+            reader.stop()
 
     def _failure_during_upload(self, remaining: int) -> SocketeerError:
         """The server stopped the upload: read its reason if it sent one."""
@@ -1012,11 +1063,39 @@ def _last_error(data: bytes) -> Message | None:
     return found
 
 
+def _read_failure(exc: OSError) -> FilesError:
+    """What reading a file being uploaded failed with."""
+    return FilesError(f"reading the file to send it failed: {exc.strerror or exc}", "io")
+
+
 def _write_failure(exc: OSError) -> Exception:
     """What writing a download failed with: a reader gone from a pipe stays BrokenPipeError."""
     if isinstance(exc, BrokenPipeError):
         return exc
     return FilesError(f"writing the download failed: {exc.strerror or exc}", "io")
+
+
+class _Reader:
+    """Fills buffers with a file's bytes in order from ``offset``, hashing each."""
+
+    def __init__(self, file: BinaryIO, offset: int, hasher: Hasher) -> None:
+        self._fd = file.fileno()
+        self._at = offset
+        self._hasher = hasher
+
+    def fill(self, view: memoryview) -> None:
+        """Read exactly ``len(view)`` bytes into ``view`` and hash them."""
+        got = 0
+        while got < len(view):
+            try:
+                done = os.preadv(self._fd, [view[got:]], self._at + got)
+            except OSError as exc:
+                raise _read_failure(exc) from None
+            if not done:
+                raise FilesError("local file shrank while it was being sent; run again", "changed")
+            got += done
+        self._at += got
+        self._hasher.update(view)
 
 
 class _Sink:
@@ -1101,26 +1180,3 @@ class _Worker:
             raise _write_failure(self._error)
         if self._error is not None:
             raise self._error
-
-
-class _Hashing:
-    """The hash of a whole file, computed in a thread while it is being sent."""
-
-    def __init__(self, file: BinaryIO, size: int, hasher: Hasher) -> None:
-        self._result: str | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(file, size, hasher), daemon=True)
-        self._thread.start()
-
-    def _run(self, file: BinaryIO, size: int, hasher: Hasher) -> None:
-        try:
-            self._result = hash_file(file, size, hasher)
-        except BaseException as exc:
-            self._error = exc
-
-    def result(self) -> str:
-        self._thread.join()
-        if self._error is not None:
-            raise FilesError(f"reading the file to hash it failed: {self._error}", "io")
-        assert self._result is not None
-        return self._result
