@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 from ...errors import RemoteProtocolError
@@ -320,26 +321,20 @@ _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=Fal
 
 def encode(message: Message) -> bytes:
     """The frame body of ``message`` (without the length prefix)."""
-    names = _FIELDS.get(type(message))
-    if names is None:
-        names = _FIELDS[type(message)] = tuple(f.name for f in fields(message))
-    body = {"op": message.op}
-    for name in names:
-        body[name] = _plain(getattr(message, name))
+    body: dict[str, Any] = {"op": message.op}
+    for name, kind in _MEMBERS[type(message)]:
+        value = getattr(message, name)
+        if kind == "Entry":
+            value = _entry_object(value)
+        elif kind == "tuple[Entry, ...]":
+            value = [_entry_object(entry) for entry in value]
+        body[name] = value  # tuples are JSON arrays as they are
     return _JSON.encode(body).encode("ascii")
 
 
-#: Each message class's members, in order (``dataclasses.asdict`` deep-copies: slow).
-_FIELDS: dict[type[Message], tuple[str, ...]] = {}
-
-
-def _plain(value: Any) -> Any:
-    """A member's value as JSON has it: entries as objects, tuples as lists."""
-    if isinstance(value, Entry):
-        return asdict(value)
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    return value
+def _entry_object(entry: Entry) -> dict[str, Any]:
+    """An entry as JSON has it (``dataclasses.asdict`` deep-copies: slow)."""
+    return {"name": entry.name, "type": entry.type, "size": entry.size, "mtime": entry.mtime}
 
 
 def decode(body: bytes) -> Message:
@@ -354,58 +349,90 @@ def decode(body: bytes) -> Message:
     cls = MESSAGES.get(op) if isinstance(op, str) else None
     if cls is None:
         raise RemoteProtocolError(f"unknown message {op!r}")
-    known = {f.name: f for f in fields(cls)}
+    checks = _CHECKS[cls]
     values: dict[str, Any] = {}
     for name, value in data.items():
-        if name not in known:
+        check = checks.get(name)
+        if check is None:
             continue  # later minor additions are ignored, not refused
-        values[name] = _check(cls.op, name, known[name].type, value)
+        checked = check(value)
+        if checked is _BAD:
+            raise RemoteProtocolError(f"malformed {cls.op!r} message: bad {name!r}")
+        values[name] = checked
     return cls(**values)
 
 
-def _check(op: str, name: str, kind: object, value: Any) -> Any:
-    """Check ``value`` against the field's declared type (as written in this module)."""
-    bad = RemoteProtocolError(f"malformed {op!r} message: bad {name!r}")
-    match kind:
-        case "int":
-            if type(value) is not int or value < 0:
-                raise bad
-        case "bool":
-            if type(value) is not bool:
-                raise bad
-        case "str":
-            if not isinstance(value, str):
-                raise bad
-        case "str | None":
-            if value is not None and not isinstance(value, str):
-                raise bad
-        case "int | None":
-            if value is not None and (type(value) is not int or value < 0):
-                raise bad
-        case "tuple[str, ...]":
-            if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
-                raise bad
-            return tuple(value)
-        case "float" | "float | None":
-            if value is None and kind == "float | None":
-                return None
-            return _number(value, bad)
-        case "tuple[int, ...]":
-            if not isinstance(value, list) or any(type(v) is not int for v in value):
-                raise bad
-            return tuple(value)
-        case "Entry":
-            return _entry(value, bad)
-        case "tuple[Entry, ...]":
-            if not isinstance(value, list):
-                raise bad
-            return tuple(_entry(v, bad) for v in value)
-    return value
+#: Times (seconds since the epoch) a file system can hold: a signed 64-bit time_t.
+MAX_TIME = 2.0**63
 
 
-def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
+def _time(value: Any) -> Any:
+    """A time a file may be stamped with, as a float (else ``_BAD``).
+
+    Python's json also reads NaN, Infinity, 1e400 and 400-digit integers, and
+    ``os.utime`` refuses finite times past a signed 64-bit ``time_t`` (1e19).
+    """
+    if type(value) not in (int, float):
+        return _BAD
+    try:
+        number = float(value)
+    except OverflowError:
+        return _BAD
+    if not math.isfinite(number) or not -MAX_TIME < number < MAX_TIME:
+        return _BAD
+    return number
+
+
+#: What a member check returns for a value of the wrong type.
+_BAD: Any = object()
+
+
+def _int(value: Any) -> Any:
+    return value if type(value) is int and value >= 0 else _BAD
+
+
+def _bool(value: Any) -> Any:
+    return value if type(value) is bool else _BAD
+
+
+def _str(value: Any) -> Any:
+    return value if isinstance(value, str) else _BAD
+
+
+def _str_or_none(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else _BAD
+
+
+def _int_or_none(value: Any) -> Any:
+    return value if value is None or (type(value) is int and value >= 0) else _BAD
+
+
+def _strs(value: Any) -> Any:
+    if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+        return _BAD
+    return tuple(value)
+
+
+def _ints(value: Any) -> Any:
+    if not isinstance(value, list) or any(type(v) is not int for v in value):
+        return _BAD
+    return tuple(value)
+
+
+def _time_or_none(value: Any) -> Any:
+    return None if value is None else _time(value)
+
+
+def _entries(value: Any) -> Any:
+    if not isinstance(value, list):
+        return _BAD
+    entries = tuple(_entry(v) for v in value)
+    return _BAD if any(entry is _BAD for entry in entries) else entries
+
+
+def _entry(value: Any) -> Any:
     if not isinstance(value, dict):
-        raise bad
+        return _BAD
     name, kind, size, mtime = (value.get(k) for k in ("name", "type", "size", "mtime"))
     if (
         not isinstance(name, str)
@@ -413,26 +440,30 @@ def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
         or type(size) is not int
         or size < 0
     ):
-        raise bad
-    return Entry(name, kind, size, _number(mtime, bad))
+        return _BAD
+    number = _time(mtime)
+    return _BAD if number is _BAD else Entry(name, kind, size, number)
 
 
-#: Times (seconds since the epoch) a file system can hold: a signed 64-bit time_t.
-MAX_TIME = 2.0**63
-
-
-def _number(value: Any, bad: RemoteProtocolError) -> float:
-    """A time a file may be stamped with.
-
-    Python's json also reads NaN, Infinity, 1e400 and 400-digit integers, and
-    ``os.utime`` refuses finite times past a signed 64-bit ``time_t`` (1e19).
-    """
-    if type(value) not in (int, float):
-        raise bad
-    try:
-        number = float(value)
-    except OverflowError:
-        raise bad from None
-    if not math.isfinite(number) or not -MAX_TIME < number < MAX_TIME:
-        raise bad
-    return number
+#: How a member of each declared type (as written in this module) is checked.
+_CHECKERS: dict[str, Callable[[Any], Any]] = {
+    "int": _int,
+    "bool": _bool,
+    "str": _str,
+    "str | None": _str_or_none,
+    "int | None": _int_or_none,
+    "tuple[str, ...]": _strs,
+    "float": _time,
+    "float | None": _time_or_none,
+    "tuple[int, ...]": _ints,
+    "Entry": _entry,
+    "tuple[Entry, ...]": _entries,
+}
+#: Each message class's members and their declared types, in order.
+_MEMBERS: dict[type[Message], tuple[tuple[str, str], ...]] = {
+    cls: tuple((f.name, str(f.type)) for f in fields(cls)) for cls in MESSAGES.values()
+}
+#: How each member of each message class is checked, by name.
+_CHECKS: dict[type[Message], dict[str, Callable[[Any], Any]]] = {
+    cls: {name: _CHECKERS[kind] for name, kind in members} for cls, members in _MEMBERS.items()
+}
