@@ -410,11 +410,11 @@ def test_a_file_swapped_for_a_link_after_the_check_is_not_read(
     store = FileStore(tree)
     opened = store.open_file
 
-    def swapped_first(remote: str) -> tuple[BinaryIO, os.stat_result]:
+    def swapped_first(remote: str, **options: Any) -> tuple[BinaryIO, os.stat_result]:
         # A local user swaps the checked file for a link into /bob just before the open.
         race.unlink()
         race.symlink_to("../bob/secret.txt")
-        return opened(remote)
+        return opened(remote, **options)
 
     monkeypatch.setattr(store, "open_file", swapped_first)
     access = Access(store, accounts, accounts.find("alice"))
@@ -441,6 +441,28 @@ def test_a_directory_swapped_for_a_link_after_the_check_gets_no_upload(
     access = Access(store, accounts, accounts.find("alice"))
     with pytest.raises(StoreError) as caught:
         access.upload("alice/dir/planted.txt", 4, None, False, True)
+    assert caught.value.code == "changed"
+    assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_gets_no_small_upload_stored_whole(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    store = FileStore(tree)
+    received = store.receive_whole
+
+    def swapped_first(remote: str, *args: Any, **options: Any) -> tuple[str, ...] | None:
+        # A local user swaps the checked directory for a link into /bob just before.
+        way.rmdir()
+        way.symlink_to("../bob")
+        return received(remote, *args, **options)
+
+    monkeypatch.setattr(store, "receive_whole", swapped_first)
+    access = Access(store, accounts, accounts.find("alice"))
+    with store.directories() as walks, pytest.raises(StoreError) as caught:
+        access.receive_whole("alice/dir/planted.txt", b"data", None, None, walks=walks)
     assert caught.value.code == "changed"
     assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
 

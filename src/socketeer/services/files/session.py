@@ -36,6 +36,7 @@ from ...session import Session
 from ...throttle import AuthThrottle
 from ...visible import visible
 from .access import Access
+from .beneath import Directories
 from .buffers import BufferPool
 from .connection import (
     CLOSED,
@@ -795,7 +796,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 stale[0].close()
         self._opened.clear()
         gets = [request, *conn.requests_ahead(PREFETCH)] if conn.window else [request]
-        opened = await asyncio.to_thread(lambda: [self._open_for(get) for get in gets])
+        opened = await asyncio.to_thread(self._open_all, gets)
         for get, ahead in zip(gets[1:], opened[1:], strict=True):
             if not isinstance(ahead, StoreError) and ahead[2] is None:
                 ahead[0].close()  # a large file is opened in its turn: descriptors stay few
@@ -804,11 +805,16 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 self._opened.append((get, ahead))
         return opened[0]
 
-    def _open_for(self, request: Get) -> _Opened | StoreError:
+    def _open_all(self, gets: list[Get]) -> list[_Opened | StoreError]:
+        """In a thread: :meth:`_open_for` each, their directories walked to once."""
+        with self._store.directories() as walks:
+            return [self._open_for(get, walks) for get in gets]
+
+    def _open_for(self, request: Get, walks: Directories | None = None) -> _Opened | StoreError:
         """In a thread: the file, its status, and all its bytes if it is small (else None)."""
         opener = self._store.open_file if self._access is None else self._access.open_file
         try:
-            file, st = opener(request.path)
+            file, st = opener(request.path, walks=walks)
         except StoreError as exc:
             return exc
         if st.st_size > INLINE:
@@ -993,22 +999,49 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         stores, self._stores, self._stored_bytes = self._stores, [], 0
         if not stores:
             return
-        replies = await asyncio.to_thread(lambda: [self._store_whole(*job) for job in stores])
+        replies = await asyncio.to_thread(self._store_all, stores)
+        sent = []
         for (request, _, _), reply in zip(stores, replies, strict=True):
             if isinstance(reply, Ok) and not reply.skipped:
                 log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
-            self._write(conn.deferred_reply(reply))
+            sent.append(conn.deferred_reply(reply))
+        self._write(b"".join(sent))  # in one write
 
-    def _store_whole(self, request: Put, data: bytes, digest: str | None) -> Ok | Error:
-        """In a thread: a whole small upload written, verified and renamed into place."""
+    def _store_all(self, stores: list[tuple[Put, bytes, str | None]]) -> list[Ok | Error]:
+        """In a thread: whole small uploads put in place, each directory walked to once,
+        and each directory they were renamed into fsynced once, before any is answered."""
+        with self._store.directories() as walks:
+            placed = [self._store_whole(*job, walks) for job in stores]
+            failed = walks.sync()
+        replies: list[Ok | Error] = []
+        for (request, _, _), reply in zip(stores, placed, strict=True):
+            if isinstance(reply, tuple) and reply[:-1] in failed:
+                problem = os_error(failed[reply[:-1]], request.path)
+                reply = Error(problem.code, visible(str(problem)))
+            replies.append(Ok() if isinstance(reply, tuple) else reply)
+        return replies
+
+    def _store_whole(
+        self, request: Put, data: bytes, digest: str | None, walks: Directories
+    ) -> tuple[str, ...] | Ok | Error:
+        """In a thread: a whole small upload put in place; where (its names), or the reply."""
+        access = self._access
         try:
-            started = self._uploader()(request, self._hash)
-            if started is None:
-                return Ok(skipped=True)
-            started.take_whole(data, digest)
+            if access is None:
+                self._check_writable()
+            receive = self._store.receive_whole if access is None else access.receive_whole
+            where = receive(
+                request.path,
+                data,
+                request.mtime,
+                digest,
+                self._hash,
+                force=request.force,
+                walks=walks,
+            )
         except StoreError as exc:
             return Error(exc.code, visible(str(exc)))
-        return Ok()
+        return Ok(skipped=True) if where is None else where
 
     async def _receive_raw(self, conn: FilesConnection, upload: Upload) -> Done:
         """Write the upload's bytes as they come; return the ``done`` that ends them."""
