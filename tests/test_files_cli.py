@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -502,3 +503,19 @@ def test_ls_shows_a_time_the_c_library_cannot(mtime: float) -> None:
     assert line.startswith("- ")
     assert line.endswith(" far")
     assert f"{mtime:.0f}" in line
+
+
+def test_a_plain_endpoint_costs_no_tls_context(
+    share: Share, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading the system's CA certificates takes tens of milliseconds: a command that
+    # will not speak TLS (and names no TLS file to check) must not pay for it.
+    def refused(*args: object, **kwargs: object) -> ssl.SSLContext:
+        raise AssertionError("a TLS context was made")
+
+    monkeypatch.setattr(ssl, "create_default_context", refused)
+    write(share.root / "a.txt", b"a\n")
+    target = work / "a.txt"
+    result = CliRunner().invoke(cli, ["get", "-q", str(share.endpoint), "a.txt", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == b"a\n"
