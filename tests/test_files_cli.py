@@ -16,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -519,3 +520,22 @@ def test_a_plain_endpoint_costs_no_tls_context(
     result = CliRunner().invoke(cli, ["get", "-q", str(share.endpoint), "a.txt", str(target)])
     assert result.exit_code == 0, result.output
     assert target.read_bytes() == b"a\n"
+
+
+def test_the_files_commands_start_without_accounts_chat_tftp_or_servers() -> None:
+    # Each of these took tens of milliseconds of every ls, get and put's start.
+    unneeded = [
+        "socketeer.accounts",
+        "socketeer.services.chat",
+        "socketeer.services.tftp",
+        "socketeer.cli.serve",
+        "socketeer.server",
+    ]
+    probe = (
+        "import sys; import socketeer.cli.files; "
+        f"print(sorted(m for m in {unneeded!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=WAIT, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -30,7 +30,7 @@ from . import EXIT_BROKEN_PIPE
 from .login import USER, credentials
 from .params import SECONDS, EndpointType
 from .reporter import Reporter
-from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get, tftp_put
+from .tftp_urls import EndpointOrTftpUrl, TftpUrl
 from .tls import client_tls_options
 
 __all__ = [
@@ -242,6 +242,8 @@ def get_command(
     get tftp://HOST[:PORT]/FILE [LOCAL] downloads from a TFTP server.
     """
     if isinstance(endpoint, TftpUrl):
+        from .tftp import tftp_get  # the TFTP client loads only for a TFTP server
+
         tftp_get(endpoint, remote, timeout, quiet)
         return
     if isinstance(endpoint, FileUrl):
@@ -461,6 +463,8 @@ def _put_tftp(
         raise click.UsageError("put LOCAL tftp://HOST[:PORT]/NAME sends one file: no REMOTE, no -r")
     if local != "-" and Path(local).is_dir():
         raise FilesError(f"{local}: is a directory", "not-a-file")
+    from .tftp import tftp_put  # the TFTP client loads only for a TFTP server
+
     with _stdin_as_file(local == "-") as stdin:
         if stdin is not None:
             stdin.seek(0)
