@@ -10,10 +10,11 @@ them (``done``).  See docs/files-protocol.md for the whole protocol.
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from ...errors import RemoteProtocolError
 
@@ -317,19 +318,47 @@ MESSAGES: dict[str, type[Message]] = {
 }
 
 _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+#: Reads one JSON value at an index of a string: (value, where it ends); StopIteration if none.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    cast(Any, json.JSONDecoder())  # typeshed's make_scanner says it takes itself
+)
+_STRING = json.encoder.encode_basestring_ascii
 
 
 def encode(message: Message) -> bytes:
-    """The frame body of ``message`` (without the length prefix)."""
-    body: dict[str, Any] = {"op": message.op}
-    for name, kind in _MEMBERS[type(message)]:
+    """The frame body of ``message`` (without the length prefix).
+
+    The JSON that ``json.dumps(..., ensure_ascii=True, separators=(",", ":"))``
+    writes, member by member in their order: no dictionary is built for it.
+    """
+    opening, members = _LAYOUT[type(message)]
+    parts = [opening]
+    for head, name, kind in members:
         value = getattr(message, name)
         if kind == "Entry":
             value = _entry_object(value)
         elif kind == "tuple[Entry, ...]":
             value = [_entry_object(entry) for entry in value]
-        body[name] = value  # tuples are JSON arrays as they are
-    return _JSON.encode(body).encode("ascii")
+        parts.append(head)
+        parts.append(_json(value))
+    parts.append("}")
+    return "".join(parts).encode("ascii")
+
+
+def _json(value: Any) -> str:
+    """``value`` in JSON, as :data:`_JSON` writes it (the common kinds without its machinery)."""
+    kind = type(value)
+    if kind is str:
+        return _STRING(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return _JSON.encode(value)  # tuples, objects; refuses NaN and infinities
 
 
 def _entry_object(entry: Entry) -> dict[str, Any]:
@@ -337,10 +366,26 @@ def _entry_object(entry: Entry) -> dict[str, Any]:
     return {"name": entry.name, "type": entry.type, "size": entry.size, "mtime": entry.mtime}
 
 
+def _parse(body: bytes) -> Any:
+    """The JSON value ``body`` holds (ValueError, UnicodeDecodeError, RecursionError if none).
+
+    A body that is one value and nothing more (what socketeer writes) is read by
+    the JSON scanner alone; anything else goes to ``json.loads``, which says why.
+    """
+    try:
+        text = body.decode("utf-8")
+        value, end = _SCAN(text, 0)
+    except (UnicodeDecodeError, StopIteration, ValueError):
+        return json.loads(body)
+    if end != len(text):
+        return json.loads(body)  # whitespace after it, or more: json.loads decides
+    return value
+
+
 def decode(body: bytes) -> Message:
     """Parse a frame body; anything malformed raises :class:`RemoteProtocolError`."""
     try:
-        data = json.loads(body)
+        data = _parse(body)
     except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: RecursionError
         raise RemoteProtocolError("malformed message: not a JSON object") from None
     if not isinstance(data, dict):
@@ -462,6 +507,14 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
 #: Each message class's members and their declared types, in order.
 _MEMBERS: dict[type[Message], tuple[tuple[str, str], ...]] = {
     cls: tuple((f.name, str(f.type)) for f in fields(cls)) for cls in MESSAGES.values()
+}
+#: How each message class is written: its opening, then each member's key before its value.
+_LAYOUT: dict[type[Message], tuple[str, tuple[tuple[str, str, str], ...]]] = {
+    cls: (
+        f'{{"op":{_STRING(cls.op)}',
+        tuple((f",{_STRING(name)}:", name, kind) for name, kind in members),
+    )
+    for cls, members in _MEMBERS.items()
 }
 #: How each member of each message class is checked, by name.
 _CHECKS: dict[type[Message], dict[str, Callable[[Any], Any]]] = {
