@@ -78,7 +78,7 @@ SLOTS = 4
 SEND_SLICE = 8 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
 #: Requests in flight at most when pipelining (a window of replies on their way).
-WINDOW = 32
+WINDOW = 64
 #: A download this small is received in the calling thread (no writer and hasher threads).
 SMALL = 1024 * 1024
 #: An upload this small is sent ahead with its request (``put`` with ``follows``).
@@ -138,11 +138,12 @@ class TransferResult:
 
 
 class _Incoming(NamedTuple):
-    """A download in flight: from where, to where, through which landing (if any)."""
+    """A download in flight: from where, to where, through which landing (if any) and as
+    which partial file there."""
 
     remote: str
     local: Path
-    landing: Landing | None
+    landing: tuple[Landing, str] | None
 
 
 @dataclass(frozen=True)
@@ -514,23 +515,26 @@ class FilesClient:
         retries: deque[tuple[str, Path]] = deque()
         waiting: deque[_Incoming] = deque()
         for remote, local, entry in files:
-            landing = landings.at(local.parent)
+            directory, name = os.path.split(local)
+            landing = landings.at(directory)
             if landing is None:
                 have = None if force else _status(local)
             else:
-                have = None if force else landing.status(local.name)
+                have = None if force else landing.status(name)
             if have is not None and entry is not None and _same(have, entry):
                 progress.skip(remote, entry.size)
                 yield TransferResult(remote, local, entry.size, 0, entry.size, skipped=True)
                 continue
+            partial = partial_name(name)
             offset = 0
             if resume:
-                partial = partial_name(local.name)
                 offset = (
                     _size(local.with_name(partial)) if landing is None else landing.size(partial)
                 )
             self._send_soon(self._conn.send(self._get_request(remote, offset, verify, have)))
-            waiting.append(_Incoming(remote, local, landing))
+            waiting.append(
+                _Incoming(remote, local, None if landing is None else (landing, partial))
+            )
             if landing is not None:
                 landing.in_flight += 1
             if len(waiting) >= WINDOW:  # take half the window's replies, then send as many
@@ -565,7 +569,7 @@ class FilesClient:
             return
         finally:
             if landing is not None:
-                landings.landed(landing)
+                landings.landed(landing[0])
         yield result
 
     def _get_request(
@@ -586,13 +590,14 @@ class FilesClient:
         *,
         retry: bool = True,
         again: bool = False,
-        landing: Landing | None = None,
+        landing: tuple[Landing, str] | None = None,
     ) -> TransferResult:
         """Receive the reply to the ``get`` sent for ``remote`` into ``local``.
 
         A resumed download that does not verify is fetched again from the
         start right away (``retry``), or raises :class:`_Restart`.  A small
-        file from its start lands through ``landing``, if given.
+        file from its start lands through ``landing``, if given (and as which
+        partial file).
         """
         header = self._reply(FileHeader, "reply to get")
         if header.same:
@@ -600,7 +605,7 @@ class FilesClient:
             progress.skip(remote, header.size)
             return TransferResult(remote, local, header.size, 0, header.size, skipped=True)
         if landing is not None and header.offset == 0 and header.length <= SMALL:
-            return self._land(remote, local, landing, header, verify, progress)
+            return self._land(remote, local, *landing, header, verify, progress)
         partial = local.with_name(partial_name(local.name))
         result = self._download(remote, local, partial, header, verify, progress)
         if result is not None:
@@ -703,13 +708,15 @@ class FilesClient:
         remote: str,
         local: Path,
         landing: Landing,
+        partial: str,
         header: FileHeader,
         verify: bool,
         progress: TransferProgress,
     ) -> TransferResult:
-        """A small file from its start, written, stamped and renamed through the descriptor
-        of its directory, which is fsynced later, once for all (see :mod:`.landing`)."""
-        directory, partial = landing.fd, partial_name(local.name)
+        """A small file from its start, written to ``partial``, stamped and renamed through
+        the descriptor of its directory, which is fsynced later, once for all (see
+        :mod:`.landing`)."""
+        directory = landing.fd
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
             fd = os.open(partial, flags, 0o666, dir_fd=directory)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-from pathlib import Path
 
 __all__ = ["Landing", "Landings"]
 
@@ -26,7 +25,7 @@ _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 class Landing:
     """One local directory, open, with the names it held when it was opened."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self.fd = os.open(path, _DIRECTORY)
         try:
@@ -69,10 +68,10 @@ class Landings:
     """
 
     def __init__(self) -> None:
-        self._open: dict[Path, Landing] = {}
+        self._open: dict[str, Landing] = {}
         self._current: Landing | None = None
 
-    def at(self, directory: Path) -> Landing | None:
+    def at(self, directory: str) -> Landing | None:
         """The landing for ``directory`` (None if it cannot be opened: go by paths)."""
         landing = self._open.get(directory)
         if landing is None:
