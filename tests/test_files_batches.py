@@ -5,17 +5,31 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shares import Share
+from shares import TOKEN, Share
 from socketeer.services.files.beneath import Directories
 from socketeer.services.files.client import FilesClient, TransferResult
+from socketeer.services.files.connection import frame
+from socketeer.services.files.messages import (
+    Done,
+    FileHeader,
+    Get,
+    Hello,
+    Message,
+    Welcome,
+    decode,
+)
 from socketeer.services.files.paths import partial_name
 from socketeer.services.files.store import FileStore, StoreError
+from socketeer.stream import TransportStream
+from support import WAIT
 
 MTIME = 1_600_000_000.0
 
@@ -326,3 +340,50 @@ def test_a_tree_resumes_partials_and_skips_what_is_up_to_date(share: Share, tmp_
     for name in names:
         assert (local / "tree" / name).read_bytes() == (share.root / "tree" / name).read_bytes()
     assert not mine.with_name(partial_name(mine.name)).exists()
+
+
+def test_replies_to_requests_sent_together_leave_in_a_few_writes(
+    share: Share, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(20):
+        write(share.root / f"f{i:02}", os.urandom(100))
+    writes: list[int] = []
+    made = TransportStream.__init__
+
+    def counting(stream: TransportStream, *args: Any, **kwargs: Any) -> None:
+        made(stream, *args, **kwargs)
+        write = stream.write
+
+        def counted(data: bytes | bytearray | memoryview) -> None:
+            writes.append(len(data))
+            write(data)
+
+        stream.write = counted
+
+    monkeypatch.setattr(TransportStream, "__init__", counting)
+    requests = b"".join(frame(Get(f"f{i:02}")) for i in range(20))
+    with socket.create_connection(("127.0.0.1", share.endpoint.port), WAIT) as sock:
+        sock.sendall(frame(Hello(token=TOKEN)))
+        assert isinstance(receive_message(sock), Welcome)
+        writes.clear()
+        sock.sendall(requests)
+        for i in range(20):
+            header = receive_message(sock)
+            assert isinstance(header, FileHeader)
+            assert receive_exactly(sock, header.length) == (share.root / f"f{i:02}").read_bytes()
+            assert isinstance(receive_message(sock), Done)
+    # One write for each reply (20) before; the last one leaves alone, as it uncorks.
+    assert len(writes) <= 3, writes
+
+
+def receive_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return data
+
+
+def receive_message(sock: socket.socket) -> Message:
+    return decode(receive_exactly(sock, int.from_bytes(receive_exactly(sock, 4), "big")))

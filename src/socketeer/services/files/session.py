@@ -108,6 +108,8 @@ PREFETCH = 32
 WHOLE_PUT = 1024 * 1024
 #: Small uploads stored in one trip to a thread at most (and their bytes).
 STORE_BATCH, STORE_BATCH_BYTES = 64, 4 * 1024 * 1024
+#: Replies held back (see FilesSession._write) are written once they are this many bytes.
+HOLD = 64 * 1024
 #: Password checks (scrypt: 16 MiB and tens of ms each) one service runs at once.
 CHECKS_AT_ONCE = 2
 #: Characters of a user name a log line quotes.
@@ -280,6 +282,10 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._access: Access | None = None
         self._hash = "sha256"  # what this connection's transfers are verified with
         self._discarding = False
+        #: Replies written while more requests wait are held back, then written together.
+        self._holding = False
+        self._held: list[bytes] = []
+        self._held_size = 0
         self._writing: asyncio.Future[tuple[None, None]] | None = None
         self._web: HttpConnection | None = None  # the connection turned out to speak HTTP
         #: Small uploads received whole whose replies wait to be stored together.
@@ -469,6 +475,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             for _, opened in self._opened:
                 if opened is not None and not isinstance(opened, StoreError):
                     opened[0].close()
+            self._holding = False
+            self._flush_held()
             self.close()
 
     async def _wait_for_opening(self) -> None:
@@ -477,6 +485,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     async def _wait(self, timeout: float | None = None) -> bool:
         """Wait for bytes (or the end); False if ``timeout`` passed first."""
+        self._flush_held()  # the peer may be waiting for them
         self._wakeup.clear()
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout)
@@ -485,8 +494,22 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         return True
 
     def _write(self, data: bytes) -> None:
+        if self._holding:
+            self._held.append(data)
+            self._held_size += len(data)
+            if self._held_size >= HOLD:
+                self._flush_held()
+            return
+        if self._held:
+            self._flush_held()
         if not self.closing:
             self.stream.write(data)
+
+    def _flush_held(self) -> None:
+        """What :meth:`_write` held back goes to the transport, in one write."""
+        held, self._held, self._held_size = self._held, [], 0
+        if held and not self.closing:
+            self.stream.write(b"".join(held))
 
     def _refuse(self, reason: str) -> None:
         reason = visible(reason)
@@ -558,10 +581,13 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         corked = False
         while True:
             event = conn.next_event()
-            # While requests sent ahead wait, their replies leave together: one segment
-            # for several small ones instead of one each (the last reply uncorks).
+            # While requests sent ahead wait, their replies leave together: held back
+            # and written at once, one segment for several small ones instead of one
+            # each (the last reply uncorks).
             if corked != (event is not NEED_DATA and conn.buffered() > 0):
-                corked = not corked
+                corked = self._holding = not corked
+                if not corked:
+                    self._flush_held()
                 self.stream.cork(corked)
             if event is NEED_DATA and conn.deferred:
                 # Nothing more here yet: store what waits (bytes may arrive meanwhile).
@@ -863,6 +889,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             log.info("%s: sent %r (%d bytes)", self.peer, path, length)
 
     async def _sendfile(self, file: BinaryIO, offset: int, length: int) -> int:
+        self._flush_held()  # what was written before goes first
         stream = self.stream
         sent = 0
         while sent < length:
@@ -898,6 +925,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             await self._drain()
 
     async def _drain(self) -> None:
+        self._flush_held()
         try:
             await self.stream.drain()
         except ConnectionClosed:
@@ -1123,6 +1151,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         """Half-close and drop what still arrives until the client closes (or gives up)."""
         if self.closing:
             return
+        self._flush_held()
         self.stream.half_close()  # over TLS there is no half-close: the close comes at the end
         self._discarding = True
         deadline = self.host.now() + LINGER
