@@ -3,25 +3,32 @@ together, a tree's downloads landing through one descriptor per directory."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from shares import TOKEN, Share
+from socketeer.cli import cli
 from socketeer.services.files.beneath import Directories
-from socketeer.services.files.client import FilesClient, TransferResult
-from socketeer.services.files.connection import frame
+from socketeer.services.files.client import FilesClient, FilesError, TransferResult
+from socketeer.services.files.connection import NEED_DATA, SERVER, FilesConnection, frame
 from socketeer.services.files.messages import (
     Done,
+    Entry,
     FileHeader,
     Get,
     Hello,
+    List,
+    Listing,
     Message,
     Welcome,
     decode,
@@ -387,3 +394,91 @@ def receive_exactly(sock: socket.socket, count: int) -> bytes:
 
 def receive_message(sock: socket.socket) -> Message:
     return decode(receive_exactly(sock, int.from_bytes(receive_exactly(sock, 4), "big")))
+
+
+class ListingServer:
+    """A files server that answers one client's (recursive) lists with ``listings``.
+
+    With ``pipeline``, its welcome offers pipelining (one recursive list); without,
+    each ``list`` gets the next listing.
+    """
+
+    def __init__(self, listings: list[Listing], *, pipeline: int = 0) -> None:
+        self.listings = listings
+        self.pipeline = pipeline
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(WAIT)
+        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with self._listener, self._listener.accept()[0] as sock:
+            sock.settimeout(WAIT)
+            conn = FilesConnection(SERVER)
+            todo = list(self.listings)
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    with contextlib.suppress(OSError):
+                        data = sock.recv(65536)
+                        conn.receive_data(data)
+                        if data:
+                            continue
+                    return
+                if isinstance(event, Hello):
+                    welcome = Welcome(server="test", hash="sha256", pipeline=self.pipeline)
+                    sock.sendall(conn.send(welcome))
+                elif isinstance(event, List):
+                    replies = todo if event.recursive else [todo.pop(0)]
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"".join(conn.send(listing) for listing in replies))
+                else:
+                    return
+
+    def join(self) -> None:
+        self._thread.join(WAIT)
+
+
+def entries(*names: str) -> tuple[Entry, ...]:
+    return tuple(Entry(name, "file", 1, 1.0) for name in names)
+
+
+@pytest.mark.parametrize("pipeline", [0, 65536], ids=["one-list-each", "recursive"])
+@pytest.mark.parametrize("name", ["../escape", "a/../../escape", "..", ".", "", "/etc/x"])
+def test_a_listing_whose_names_lead_out_is_refused(name: str, pipeline: int) -> None:
+    server = ListingServer([Listing("", entries("fine", name))], pipeline=pipeline)
+    with (
+        FilesClient.connect(server.endpoint, timeout=WAIT) as client,
+        pytest.raises(FilesError) as refused,
+    ):
+        list(client.walk(""))
+    server.join()
+    assert refused.value.code == "bad-request"
+
+
+@pytest.mark.parametrize("path", ["../outside", "top/../../outside", "topx/below", "elsewhere"])
+def test_a_recursive_listing_of_a_directory_outside_the_top_is_refused(path: str) -> None:
+    listings = [
+        Listing("top", (Entry("sub", "dir", 0, 1.0),), more=True),
+        Listing(path, entries("x")),
+    ]
+    server = ListingServer(listings, pipeline=65536)
+    with (
+        FilesClient.connect(server.endpoint, timeout=WAIT) as client,
+        pytest.raises(FilesError) as refused,
+    ):
+        list(client.walk("top"))
+    server.join()
+    assert refused.value.code == "bad-request"
+
+
+def test_get_r_from_a_server_naming_a_way_out_writes_nothing_there(tmp_path: Path) -> None:
+    server = ListingServer([Listing("", entries("../escape"))], pipeline=65536)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = CliRunner().invoke(cli, ["get", "-r", "-q", server.endpoint, "", str(work / "in")])
+    server.join()
+    assert isinstance(result.exception, FilesError)
+    assert "'../escape', which is not a name" in str(result.exception)
+    assert [path.name for path in tmp_path.rglob("*")] == ["work"]  # nothing was made

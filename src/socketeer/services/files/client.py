@@ -43,6 +43,7 @@ from ...endpoint import Endpoint
 from ...errors import ConnectionClosed, FrameTooLarge, ProtocolError, SocketeerError, Timeout
 from ...framing import LengthPrefixCodec
 from ...tls import ClientTLS, alpn
+from ...visible import visible
 from .connection import CLIENT, CLOSED, NEED_DATA, ClosedMidMessage, Data, FilesConnection
 from .hashes import DEFAULT, HASHES, Hasher, label, new_hasher
 from .landing import Landing, Landings
@@ -406,7 +407,7 @@ class FilesClient:
             if entry is None:
                 todo.pop()
                 continue
-            child = join_remote(directory, entry.name)
+            child = join_remote(directory, self._listed(entry.name))
             yield child, entry
             if entry.type == "dir":
                 todo.append((child, iter(self.list(child))))
@@ -423,11 +424,33 @@ class FilesClient:
             listing = self._reply(Listing, "reply to a recursive list")
             if top is None:
                 top = listing.path
-            here = join_remote(path, listing.path[len(top) :].lstrip("/"))
+            here = join_remote(path, *self._below(top, listing.path))
             for entry in listing.entries:
-                yield f"{here}/{entry.name}" if here else join_remote(entry.name), entry
+                name = self._listed(entry.name)
+                yield f"{here}/{name}" if here else name, entry
             if not listing.more:
                 return
+
+    def _below(self, top: str, path: str) -> tuple[str, ...]:
+        """The names that lead from a recursive listing's ``top`` to its ``path``, checked."""
+        if path == top:
+            return ()
+        if top and not path.startswith(f"{top}/"):
+            self._listed("..")  # not below the top: refused as a way out
+        return tuple(self._listed(name) for name in path[len(top) :].lstrip("/").split("/"))
+
+    def _listed(self, name: str) -> str:
+        """A name a server listed, if it is one name: never a way up, across or out.
+
+        The caller makes files of what a listing names; a server that names
+        ``../x`` or ``a/b`` must not choose where they go.
+        """
+        if name in ("", ".", "..") or "/" in name or "\x00" in name:
+            self.close()  # the rest of the answer is not read
+            raise FilesError(
+                f"{self.endpoint} listed {visible(name)!r}, which is not a name", "bad-request"
+            )
+        return name
 
     # downloads ----------------------------------------------------------------------
 
