@@ -568,10 +568,10 @@ class FileStore:
         resume: bool = False,
     ) -> Upload:
         partial = target.with_name(partial_name(target.name))
-        fd = _claim_partial(directory, partial.name, remote)
+        fd, claimed = _claim_partial(directory, partial.name, remote)
         file = os.fdopen(fd, "a+b")
         try:
-            offset = os.fstat(fd).st_size
+            offset = claimed.st_size
             # Unverified, a partial someone else left (or planted) could not be
             # told from this file's own first bytes: start over.
             if offset > size or not (verify or resume):
@@ -635,10 +635,11 @@ class FileStore:
             directory, name = found.dir_fd, found.name
             assert name is not None
             partial = partial_name(name)
-            fd = _claim_partial(directory, partial, remote)
+            fd, claimed = _claim_partial(directory, partial, remote)
             try:
                 try:
-                    os.ftruncate(fd, 0)  # what a partial held before goes
+                    if claimed.st_size:
+                        os.ftruncate(fd, 0)  # what a partial held before goes
                     write_whole(fd, data)
                     os.fsync(fd)
                 except OSError as exc:
@@ -798,8 +799,9 @@ def _rmdir(directory: int, name: str) -> None:
     os.rmdir(name, dir_fd=directory)
 
 
-def _claim_partial(directory: int, name: str, remote: str) -> int:
-    """The partial ``name`` opened for appending and locked; ``busy`` if another holds it.
+def _claim_partial(directory: int, name: str, remote: str) -> tuple[int, os.stat_result]:
+    """The partial ``name`` opened for appending and locked, and its status then; ``busy``
+    if another holds it.
 
     Never follows a link: a symlink, or a hard link to another file, in the
     partial's place is removed and a fresh partial made.  The lock is taken
@@ -820,11 +822,6 @@ def _claim_partial(directory: int, name: str, remote: str) -> int:
                 ) from None
             raise os_error(exc, remote) from None
         try:
-            if not stat_module.S_ISREG(os.fstat(fd).st_mode):
-                raise StoreError(
-                    "not-a-file",
-                    f"{remote}: something that is not a file is in its partial file's place",
-                )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -832,9 +829,14 @@ def _claim_partial(directory: int, name: str, remote: str) -> int:
                     "busy", f"{remote}: another upload of this file is running"
                 ) from None
             st = os.fstat(fd)
+            if not stat_module.S_ISREG(st.st_mode):
+                raise StoreError(
+                    "not-a-file",
+                    f"{remote}: something that is not a file is in its partial file's place",
+                )
             if _still_named(directory, name, st):
                 if st.st_nlink == 1:
-                    return fd
+                    return fd, st
                 os.unlink(name, dir_fd=directory)  # a hard link to some other file
         except OSError as exc:
             os.close(fd)
