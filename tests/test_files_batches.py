@@ -3,12 +3,9 @@ together, a tree's downloads landing through one descriptor per directory."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import socket
 import stat
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +13,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from scripted_files_server import ScriptedFilesServer
 from shares import TOKEN, Share
+from shares import sha256 as sha
+from shares import write as shared_write
 from socketeer.cli import cli
 from socketeer.services.files.beneath import Directories
 from socketeer.services.files.client import FilesClient, FilesError, TransferResult
-from socketeer.services.files.connection import NEED_DATA, SERVER, FilesConnection, frame
+from socketeer.services.files.connection import FilesConnection, frame
 from socketeer.services.files.messages import (
     Done,
     Entry,
@@ -41,14 +41,9 @@ from support import WAIT
 MTIME = 1_600_000_000.0
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def write(path: Path, data: bytes, mtime: float = MTIME) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    os.utime(path, (mtime, mtime))
+    """``data`` written at ``path``, stamped ``mtime``."""
+    shared_write(path, data, mtime)
     return path
 
 
@@ -396,48 +391,25 @@ def receive_message(sock: socket.socket) -> Message:
     return decode(receive_exactly(sock, int.from_bytes(receive_exactly(sock, 4), "big")))
 
 
-class ListingServer:
-    """A files server that answers one client's (recursive) lists with ``listings``.
+class ListingServer(ScriptedFilesServer):
+    """A files server that answers a client's (recursive) lists with ``listings``.
 
     With ``pipeline``, its welcome offers pipelining (one recursive list); without,
     each ``list`` gets the next listing.
     """
 
     def __init__(self, listings: list[Listing], *, pipeline: int = 0) -> None:
-        self.listings = listings
+        self.todo = list(listings)
         self.pipeline = pipeline
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(WAIT)
-        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        with self._listener, self._listener.accept()[0] as sock:
-            sock.settimeout(WAIT)
-            conn = FilesConnection(SERVER)
-            todo = list(self.listings)
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    with contextlib.suppress(OSError):
-                        data = sock.recv(65536)
-                        conn.receive_data(data)
-                        if data:
-                            continue
-                    return
-                if isinstance(event, Hello):
-                    welcome = Welcome(server="test", hash="sha256", pipeline=self.pipeline)
-                    sock.sendall(conn.send(welcome))
-                elif isinstance(event, List):
-                    replies = todo if event.recursive else [todo.pop(0)]
-                    with contextlib.suppress(OSError):
-                        sock.sendall(b"".join(conn.send(listing) for listing in replies))
-                else:
-                    return
-
-    def join(self) -> None:
-        self._thread.join(WAIT)
+    def answer(self, conn: FilesConnection, request: Message) -> bytes | None:
+        if isinstance(request, Hello):
+            return conn.send(Welcome(server="test", hash="sha256", pipeline=self.pipeline))
+        if isinstance(request, List):
+            replies = self.todo if request.recursive else [self.todo.pop(0)]
+            return b"".join(conn.send(listing) for listing in replies)
+        return None
 
 
 def entries(*names: str) -> tuple[Entry, ...]:
