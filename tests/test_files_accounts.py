@@ -446,6 +446,20 @@ def test_a_file_swapped_for_a_link_after_the_check_is_not_read(
     refused_as_changed(access.open_file, "alice/race")
 
 
+def test_a_directory_swapped_for_a_link_after_the_check_gets_no_small_upload_stored_whole(
+    tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    way = tree / "alice" / "dir"
+    way.mkdir()
+    store = FileStore(tree)
+    swapped_first(monkeypatch, store, "receive_whole", to_bob(way))
+    access = Access(store, accounts, accounts.find("alice"))
+    with store.directories() as walks, pytest.raises(StoreError) as caught:
+        access.receive_whole("alice/dir/planted.txt", b"data", None, None, walks=walks)
+    assert caught.value.code == "changed"
+    assert sorted(path.name for path in (tree / "bob").iterdir()) == ["secret.txt"]
+
+
 def test_a_directory_swapped_for_a_link_after_the_check_loses_nothing(
     tree: Path, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
 ) -> None:

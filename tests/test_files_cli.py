@@ -14,7 +14,9 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -502,3 +504,38 @@ def test_ls_shows_a_time_the_c_library_cannot(mtime: float) -> None:
     assert line.startswith("- ")
     assert line.endswith(" far")
     assert f"{mtime:.0f}" in line
+
+
+def test_a_plain_endpoint_costs_no_tls_context(
+    share: Share, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading the system's CA certificates takes tens of milliseconds: a command that
+    # will not speak TLS (and names no TLS file to check) must not pay for it.
+    def refused(*args: object, **kwargs: object) -> ssl.SSLContext:
+        raise AssertionError("a TLS context was made")
+
+    monkeypatch.setattr(ssl, "create_default_context", refused)
+    write(share.root / "a.txt", b"a\n")
+    target = work / "a.txt"
+    result = CliRunner().invoke(cli, ["get", "-q", str(share.endpoint), "a.txt", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == b"a\n"
+
+
+def test_the_files_commands_start_without_accounts_chat_tftp_or_servers() -> None:
+    # Each of these took tens of milliseconds of every ls, get and put's start.
+    unneeded = [
+        "socketeer.accounts",
+        "socketeer.services.chat",
+        "socketeer.services.tftp",
+        "socketeer.cli.serve",
+        "socketeer.server",
+    ]
+    probe = (
+        "import sys; import socketeer.cli.files; "
+        f"print(sorted(m for m in {unneeded!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=WAIT, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ thing every time.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -160,6 +161,28 @@ def test_each_message_type_round_trips_with_its_defaults(cls: type[Message]) -> 
 def test_every_message_round_trips(message: Message) -> None:
     body = encode(message)
     assert body.isascii()  # surrogate-escaped names travel as \udcXX escapes
+    assert decode(body) == message
+
+
+@settings(max_examples=300)
+@given(message=any_message)
+def test_every_message_is_written_as_json_dumps_writes_it(message: Message) -> None:
+    members = {"op": message.op, **dataclasses.asdict(message)}
+    expected = json.dumps(members, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    assert encode(message) == expected.encode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b' {"op":"ok"} ', Ok()),
+        (b'{"op":"ok"}\n', Ok()),
+        ('{"op":"ok","skipped":true}'.encode("utf-16"), Ok(skipped=True)),
+    ],
+)
+def test_json_that_socketeer_does_not_write_is_read_all_the_same(
+    body: bytes, message: Message
+) -> None:
     assert decode(body) == message
 
 

@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +17,12 @@ from rich.console import Console
 
 from files_commands import on_a_terminal, succeeds
 from relay import DelayingRelay
+from scripted_files_server import ScriptedFilesServer
 from shares import TOKEN, Share, snapshot, write
 from socketeer.cli.progress import _RichProgress, progress_bars
 from socketeer.errors import LocalProtocolError
 from socketeer.services.files.client import FilesClient, FilesError, TransferProgress
-from socketeer.services.files.connection import NEED_DATA, SERVER, FilesConnection, frame
+from socketeer.services.files.connection import SERVER, FilesConnection, frame
 from socketeer.services.files.messages import (
     Done,
     Entry,
@@ -314,7 +314,7 @@ def test_put_r_and_get_r_on_the_command_line_say_which_hash_verified_them(
     assert shown.count("up to date") == len(made)
 
 
-class OlderServer:
+class OlderServer(ScriptedFilesServer):
     """A files server as socketeer's were before pipelining and BLAKE3: one request at a time.
 
     Its welcome offers no ``pipeline`` and names no ``hash``; it serves ``files``
@@ -323,28 +323,9 @@ class OlderServer:
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
-        self.requests: list[Message] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(WAIT)
-        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        with self._listener, self._listener.accept()[0] as sock:
-            sock.settimeout(WAIT)
-            conn = FilesConnection(SERVER)
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    conn.receive_data(sock.recv(65536))
-                    continue
-                if not isinstance(event, Message):
-                    return
-                self.requests.append(event)
-                sock.sendall(self._answer(conn, event))
-
-    def _answer(self, conn: FilesConnection, request: Message) -> bytes:
+    def answer(self, conn: FilesConnection, request: Message) -> bytes:
         if isinstance(request, Hello):
             return conn.send(Welcome(server="socketeer 0.0.9"))
         if isinstance(request, List):
@@ -358,9 +339,6 @@ class OlderServer:
         header = conn.send(FileHeader(len(data), 1.0, 0, len(data)))
         conn.sent_raw(len(data))
         return header + data + conn.send(Done(hashlib.sha256(data).hexdigest()))
-
-    def join(self) -> None:
-        self._thread.join(WAIT)
 
 
 def test_a_server_that_predates_pipelining_and_blake3_is_asked_one_thing_at_a_time(

@@ -3,6 +3,7 @@ is in :mod:`.serve_files`, so that these start without the server's imports)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ from . import EXIT_BROKEN_PIPE
 from .login import USER, credentials
 from .params import SECONDS, EndpointType
 from .reporter import Reporter
-from .tftp import EndpointOrTftpUrl, TftpUrl, tftp_get, tftp_put
+from .tftp_urls import EndpointOrTftpUrl, TftpUrl
 from .tls import client_tls_options
 
 __all__ = [
@@ -241,6 +242,8 @@ def get_command(
     get tftp://HOST[:PORT]/FILE [LOCAL] downloads from a TFTP server.
     """
     if isinstance(endpoint, TftpUrl):
+        from .tftp import tftp_get  # the TFTP client loads only for a TFTP server
+
         tftp_get(endpoint, remote, timeout, quiet)
         return
     if isinstance(endpoint, FileUrl):
@@ -321,8 +324,14 @@ def _remote_tree(
     """The files of a listed remote tree, and where each goes; local directories are made."""
     _make_local_dir(target)
     files: list[tuple[str, Path, Entry | None]] = []
+    directories: dict[str, Path] = {}  # remote directory -> local one
     for path, entry in tree:
-        local = target.joinpath(*PurePosixPath(path).relative_to(remote or ".").parts)
+        parent, _, name = path.rpartition("/")
+        here = directories.get(parent)
+        if here is None:
+            relative = PurePosixPath(parent).relative_to(remote or ".").parts
+            here = directories[parent] = target.joinpath(*relative)
+        local = here / name
         if entry.type == "dir":
             _make_local_dir(local)
         elif entry.type == "file":
@@ -435,23 +444,15 @@ def _put_tree(
     client: FilesClient, local: Path, target: str, verify: bool, force: bool, reporter: Reporter
 ) -> None:
     """Send the tree ``local`` as ``target``: directories made, then the files, pipelined."""
-    directories, files = _local_tree(local, target)
+    directories, files, total = _local_tree(local, target)
     client.mkdirs([target, *directories])
     # What is there already (one request), so that files up to date are not even asked about.
     there = dict(client.walk(target)) if client.pipelining and not force else None
-    sizes = [_size(path) for path, _ in files]
-    reporter.tree(len(files), sum(sizes))
+    reporter.tree(len(files), total)
     for result in client.upload_many(
         files, verify=verify, force=force, there=there, progress=reporter
     ):
         reporter.done(result)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _put_tftp(
@@ -462,6 +463,8 @@ def _put_tftp(
         raise click.UsageError("put LOCAL tftp://HOST[:PORT]/NAME sends one file: no REMOTE, no -r")
     if local != "-" and Path(local).is_dir():
         raise FilesError(f"{local}: is a directory", "not-a-file")
+    from .tftp import tftp_put  # the TFTP client loads only for a TFTP server
+
     with _stdin_as_file(local == "-") as stdin:
         if stdin is not None:
             stdin.seek(0)
@@ -512,19 +515,49 @@ def _is_remote_dir(client: FilesClient, remote: str) -> bool:
         raise
 
 
-def _local_tree(local: Path, target: str) -> tuple[list[str], list[tuple[Path, str]]]:
-    """The remote directories a local tree needs (parents first), and where each file goes."""
-    directories, pairs = [], []
-    for directory, subdirs, files in os.walk(local):
-        here = Path(directory)
-        relative = here.relative_to(local).parts
-        for name in sorted(subdirs):
-            directories.append(join_remote(target, *relative, name))
-        for name in sorted(files):
-            if (here / name).is_file():
-                pairs.append((here / name, join_remote(target, *relative, name)))
-        subdirs.sort()
-    return directories, pairs
+def _local_tree(local: Path, target: str) -> tuple[list[str], list[tuple[Path, str]], int]:
+    """The remote directories a local tree needs (parents first), where each file goes,
+    and their bytes.  Like ``os.walk``: sorted, symlinks to directories made but not entered,
+    what cannot be read left out."""
+    directories: list[str] = []
+    pairs: list[tuple[Path, str]] = []
+    total = 0
+    top = join_remote(target)
+    todo: list[tuple[str, str]] = [(str(local), "" if top == "." else top)]
+    while todo:
+        here, remote = todo.pop()
+        try:
+            with os.scandir(here) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError:
+            continue
+        below = []
+        for entry in entries:
+            name = f"{remote}/{entry.name}" if remote else entry.name
+            if _is_dir(entry):
+                directories.append(name)
+                if not entry.is_symlink():
+                    below.append((entry.path, name))
+            elif _is_file(entry):
+                pairs.append((Path(entry.path), name))
+                with contextlib.suppress(OSError):
+                    total += entry.stat().st_size
+        todo.extend(reversed(below))
+    return directories, pairs, total
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 # mkdir, rm -------------------------------------------------------------------------------

@@ -12,14 +12,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..accounts import Accounts, UsersFileError, account_name_problem, read_users, users_entry
 from ..passwords import DEFAULT_LOG_N, hash_password
 from ..visible import visible
 from .params import USER_META
+
+if TYPE_CHECKING:  # the accounts (and the chat's names) load only where they are used
+    from ..accounts import Accounts
 
 __all__ = ["PASSWORD_ENV", "USER", "USERS", "credentials", "passwd_command"]
 
@@ -31,6 +33,8 @@ MAX_PASSWORD = 4096
 def _load_users(ctx: click.Context, param: click.Parameter, value: Path | None) -> Accounts | None:
     if value is None:
         return None
+    from ..accounts import UsersFileError, read_users
+
     try:
         return read_users(value)
     except UsersFileError as exc:
@@ -102,6 +106,8 @@ def passwd_command(name: str | None, cost: int) -> None:
       printf '%s\\n' "$PW" | socketeer passwd alice >> users.toml
     Add the account's rights below its entry (see docs/accounts.md).
     """
+    from ..accounts import account_name_problem, users_entry
+
     name = name or _login_name()
     problem = account_name_problem(name)
     if problem:

@@ -9,21 +9,20 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, cast
-from urllib.parse import unquote, urlsplit
+from typing import BinaryIO, cast
 
 import click
 
-from ..endpoint import Endpoint, parse_endpoint
+from ..endpoint import parse_endpoint
 from ..errors import BindError
 from ..services.tftp.packets import MAX_BLKSIZE, MIN_BLKSIZE
 from ..services.tftp.service import TftpService
 from ..services.tftp.transfer import MAX_TRANSFERS, Settings
 from ..services.tftp.transfers import Progress, download, upload
-from .params import SECONDS, EndpointType
+from .params import SECONDS
 from .serve import ServeOptions, run_server, serve_group, server_options
+from .tftp_urls import EndpointOrTftpUrl, TftpUrl, parse_tftp_url
 
 __all__ = [
     "DEFAULT_TFTP_ENDPOINT",
@@ -130,45 +129,10 @@ def _stream_options_given(ctx: click.Context) -> list[str]:
     ]
 
 
-@dataclass(frozen=True)
-class TftpUrl:
-    """``tftp://HOST[:PORT]/PATH`` as typed."""
-
-    host: str
-    port: int
-    path: str
-
-
 #: The options ``get tftp://`` asks for: blocks that fit an Ethernet frame, the size.
 GET_OPTIONS = {"blksize": "1428", "tsize": "0", "windowsize": "8"}
 #: What ``put tftp://`` asks for: the same, and tsize says the file's size.
 PUT_OPTIONS = {"blksize": "1428", "windowsize": "8"}
-
-
-def parse_tftp_url(text: str) -> TftpUrl:
-    """``text`` as a TFTP URL (port 69 when not given); ValueError if it is not one."""
-    parts = urlsplit(text)
-    if parts.scheme.lower() != "tftp" or not parts.hostname:
-        raise ValueError(f"{text!r} is not tftp://HOST[:PORT]/FILE")
-    port = parts.port or 69
-    path = unquote(parts.path).lstrip("/")
-    if not path:
-        raise ValueError(f"{text!r} names no file: tftp://HOST[:PORT]/FILE")
-    return TftpUrl(parts.hostname, port, path)
-
-
-class EndpointOrTftpUrl(EndpointType):
-    """An endpoint, or a ``tftp://`` URL (see :func:`parse_tftp_url`)."""
-
-    def convert(  # type: ignore[override]
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Endpoint | TftpUrl:
-        if isinstance(value, TftpUrl) or not str(value).lower().startswith("tftp://"):
-            return super().convert(value, param, ctx)
-        try:
-            return parse_tftp_url(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 def _retries_within(seconds: float) -> int:

@@ -166,7 +166,8 @@ def client_tls_options(
                 alpn=(protocol,) if protocol else (),
             )
             try:
-                tls.context(verify=True)
+                if tls_ca is not None or tls_cert is not None:  # a bad file: say so now
+                    tls.context(verify=True)
             except (OSError, ValueError) as exc:
                 reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
                 raise click.BadParameter(reason, param_hint="--tls-ca/--tls-cert") from None

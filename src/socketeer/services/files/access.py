@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from ...accounts import Account, Accounts, Right, rights_text
 from ..chat.names import fold
+from .beneath import Directories
 from .messages import Entry
 from .paths import join_remote
 from .store import FileStore, StoreError, Upload
@@ -117,15 +118,18 @@ class Access:
             return self.store.stat(remote)
         raise self.refusal(remote, Right.READ, names)
 
-    def open_file(self, remote: str) -> tuple[BinaryIO, os.stat_result]:
+    def open_file(
+        self, remote: str, *, walks: Directories | None = None
+    ) -> tuple[BinaryIO, os.stat_result]:
         """Open for a download: needs the read right.
 
         The file opened must be the one whose rights were checked: a name
         swapped for a link to elsewhere in between is refused (``changed``).
+        ``walks``: the batch's directories (see :meth:`.store.FileStore.directories`).
         """
         names, checked = self.store.resolve(remote)
         self.require(remote, names, Right.READ)
-        file, st = self.store.open_file(remote)
+        file, st = self.store.open_file(remote, walks=walks)
         if checked is None or (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
             file.close()
             raise StoreError("changed", f"{remote}: changed while it was opened; try again")
@@ -159,6 +163,24 @@ class Access:
             upload.abandon()
             raise StoreError("changed", f"{remote}: changed while it was opened; try again")
         return upload
+
+    def receive_whole(
+        self,
+        remote: str,
+        data: bytes,
+        mtime: float | None,
+        digest: str | None,
+        hash_name: str = "sha256",
+        *,
+        force: bool = False,
+        walks: Directories,
+    ) -> tuple[str, ...] | None:
+        """:meth:`.store.FileStore.receive_whole`, as :meth:`upload` allows it, only where
+        the rights were checked (``changed`` if it would land elsewhere)."""
+        names = self.may_upload(remote, len(data))
+        return self.store.receive_whole(
+            remote, data, mtime, digest, hash_name, force=force, walks=walks, where=names
+        )
 
     def may_upload(self, remote: str, size: int | None = None) -> tuple[str, ...]:
         """Refuse an upload of ``remote`` (of ``size`` bytes, when known) the rights do not

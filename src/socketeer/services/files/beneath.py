@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "DIRECTORY",
     "MAX_LINKS",
+    "Directories",
     "Found",
     "Refused",
     "identity",
@@ -157,6 +158,116 @@ def lookup(
         for fd in stack[1:]:
             os.close(fd)
         raise
+
+
+class Directories:
+    """Lookups beneath a root for a batch of requests, each directory walked to once.
+
+    The requests waiting together (``get`` requests sent ahead, small uploads
+    stored in one go) mostly name files of a few directories.  Each
+    directory on their way is looked up as :func:`lookup` does and kept
+    open until :meth:`close`, so the batch's lookups cost what one walk per
+    directory costs: for the batch, the tree is as it was when each
+    directory was first reached.  Only the last name of a path is looked at
+    anew each time; a symlink there is followed by a whole :func:`lookup`.
+    Every :class:`Found` given out stays usable until :meth:`close` (closing
+    it does nothing).
+    """
+
+    def __init__(self, root_fd: int, root_path: str, *, max_depth: int) -> None:
+        self._root = (root_fd, root_path)
+        self._max_depth = max_depth
+        self._open: dict[tuple[str, ...], Found] = {}
+        self._held: list[Found] = []  # whole lookups (a symlink last): kept open as long
+        #: Directories (by their names as looked up) something was renamed into.
+        self.renamed_into: dict[tuple[str, ...], int] = {}
+
+    def lookup(self, names: tuple[str, ...], *, follow: bool = True) -> Found:
+        """:func:`lookup` of ``names`` (``make_dirs`` false), its directory kept for the next."""
+        root_fd, root_path = self._root
+        parent = self._directory(names[:-1]) if names and names[-1] not in ("", ".", "..") else None
+        if parent is not None:
+            name = names[-1]
+            try:
+                st: os.stat_result | None = os.stat(
+                    name, dir_fd=parent.dir_fd, follow_symlinks=False
+                )
+            except FileNotFoundError:
+                st = None
+            if st is None or not stat_module.S_ISLNK(st.st_mode) or not follow:
+                return Found(parent.dir_fd, name, st, (*parent.names, name))
+        found = lookup(root_fd, root_path, names, follow=follow, max_depth=self._max_depth)
+        self._held.append(found)
+        return Found(found.dir_fd, found.name, found.st, found.names)
+
+    def _directory(self, names: tuple[str, ...]) -> Found | None:
+        """The directory ``names`` lead to, open; None if they lead to anything else."""
+        found = self._open.get(names)
+        if found is not None:
+            return found
+        if not names:
+            found = Found(self._root[0], None, None, ())
+        else:
+            found = self._below(names) or self._walked(names)
+            if found is None:
+                return None
+        self._open[names] = found
+        return found
+
+    def _below(self, names: tuple[str, ...]) -> Found | None:
+        """A plain directory (no symlink) in the directory its parent names lead to."""
+        parent = self._directory(names[:-1]) if len(names) <= self._max_depth else None
+        if parent is None:
+            return None
+        name = names[-1]
+        try:
+            st = os.stat(name, dir_fd=parent.dir_fd, follow_symlinks=False)
+            if not stat_module.S_ISDIR(st.st_mode):
+                return None  # a symlink to follow, or not a directory: the whole lookup
+            fd = os.open(name, _PASS, dir_fd=parent.dir_fd)  # swapped for a link: refused
+        except OSError:
+            return None
+        return Found(fd, None, st, (*parent.names, name), [fd])
+
+    def _walked(self, names: tuple[str, ...]) -> Found | None:
+        """The directory ``names`` lead to, by a whole lookup from the root."""
+        root_fd, root_path = self._root
+        try:  # "." last: the directory itself, opened (as lookup() opens one on the way)
+            found = lookup(root_fd, root_path, (*names, "."), max_depth=self._max_depth)
+        except (Refused, OSError):
+            return None  # a lookup of the whole path says why
+        if found.name is not None:
+            found.close()
+            return None
+        return found
+
+    def sync(self) -> dict[tuple[str, ...], OSError]:
+        """fsync each directory something was renamed into; what failed, by directory."""
+        failed: dict[tuple[str, ...], OSError] = {}
+        for names, fd in self.renamed_into.items():
+            try:
+                readable = os.open(".", DIRECTORY, dir_fd=fd)  # the walk's may be O_PATH
+                try:
+                    os.fsync(readable)
+                finally:
+                    os.close(readable)
+            except OSError as exc:
+                failed[names] = exc
+        self.renamed_into.clear()
+        return failed
+
+    def close(self) -> None:
+        """Close every directory the batch opened."""
+        while self._open:
+            self._open.popitem()[1].close()
+        while self._held:
+            self._held.pop().close()
+
+    def __enter__(self) -> Directories:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _beneath(root_path: str, target: str) -> list[str]:

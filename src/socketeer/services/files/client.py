@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import BinaryIO, Self, TypeVar
+from typing import BinaryIO, NamedTuple, Self, TypeVar
 
 from ... import __version__
 from ...client import Connection
@@ -43,8 +43,10 @@ from ...endpoint import Endpoint
 from ...errors import ConnectionClosed, FrameTooLarge, ProtocolError, SocketeerError, Timeout
 from ...framing import LengthPrefixCodec
 from ...tls import ClientTLS, alpn
+from ...visible import visible
 from .connection import CLIENT, CLOSED, NEED_DATA, ClosedMidMessage, Data, FilesConnection
 from .hashes import DEFAULT, HASHES, Hasher, label, new_hasher
+from .landing import Landing, Landings
 from .messages import (
     MAX_CONTROL_SIZE,
     VERSION,
@@ -68,7 +70,7 @@ from .messages import (
     decode,
 )
 from .paths import join_remote, partial_name
-from .store import fsync_directory, hash_file
+from .store import fsync_directory, hash_file, write_whole
 
 __all__ = ["FilesClient", "FilesError", "TransferProgress", "TransferResult"]
 
@@ -79,7 +81,7 @@ SEND_SLICE = 8 * 1024 * 1024
 SEND_PIECE = 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
 #: Requests in flight at most when pipelining (a window of replies on their way).
-WINDOW = 32
+WINDOW = 64
 #: A download this small is received in the calling thread (no writer and hasher threads).
 SMALL = 1024 * 1024
 #: An upload this small is sent ahead with its request (``put`` with ``follows``).
@@ -136,6 +138,15 @@ class TransferResult:
     def sha256(self) -> str | None:
         """The whole file's SHA-256, when it was verified with SHA-256."""
         return self.digest if self.hash == "sha256" else None
+
+
+class _Incoming(NamedTuple):
+    """A download in flight: from where, to where, through which landing (if any) and as
+    which partial file there."""
+
+    remote: str
+    local: Path
+    landing: tuple[Landing, str] | None
 
 
 @dataclass(frozen=True)
@@ -398,7 +409,7 @@ class FilesClient:
             if entry is None:
                 todo.pop()
                 continue
-            child = join_remote(directory, entry.name)
+            child = join_remote(directory, self._listed(entry.name))
             yield child, entry
             if entry.type == "dir":
                 todo.append((child, iter(self.list(child))))
@@ -415,11 +426,33 @@ class FilesClient:
             listing = self._reply(Listing, "reply to a recursive list")
             if top is None:
                 top = listing.path
-            relative = listing.path[len(top) :].lstrip("/")
+            here = join_remote(path, *self._below(top, listing.path))
             for entry in listing.entries:
-                yield join_remote(path, relative, entry.name), entry
+                name = self._listed(entry.name)
+                yield f"{here}/{name}" if here else name, entry
             if not listing.more:
                 return
+
+    def _below(self, top: str, path: str) -> tuple[str, ...]:
+        """The names that lead from a recursive listing's ``top`` to its ``path``, checked."""
+        if path == top:
+            return ()
+        if top and not path.startswith(f"{top}/"):
+            self._listed("..")  # not below the top: refused as a way out
+        return tuple(self._listed(name) for name in path[len(top) :].lstrip("/").split("/"))
+
+    def _listed(self, name: str) -> str:
+        """A name a server listed, if it is one name: never a way up, across or out.
+
+        The caller makes files of what a listing names; a server that names
+        ``../x`` or ``a/b`` must not choose where they go.
+        """
+        if name in ("", ".", "..") or "/" in name or "\x00" in name:
+            self.close()  # the rest of the answer is not read
+            raise FilesError(
+                f"{self.endpoint} listed {visible(name)!r}, which is not a name", "bad-request"
+            )
+        return name
 
     # downloads ----------------------------------------------------------------------
 
@@ -449,7 +482,8 @@ class FilesClient:
                 return TransferResult(remote, local, entry.size, 0, entry.size, skipped=True)
             have = None
         partial = local.with_name(partial_name(local.name))
-        self._send(self._get_request(remote, partial, verify, resume, have))
+        offset = _size(partial) if resume else 0
+        self._send(self._get_request(remote, offset, verify, have))
         return self._finish_download(remote, local, verify, resume, progress)
 
     def download_many(
@@ -469,61 +503,104 @@ class FilesClient:
         pipeline, the files are fetched one by one.
         """
         progress = progress or TransferProgress()
+        if not self.pipelining:
+            for remote, local, entry in files:
+                have = None if force else _status(local)
+                if have is not None and entry is not None and _same(have, entry):
+                    progress.skip(remote, entry.size)
+                    yield TransferResult(remote, local, entry.size, 0, entry.size, skipped=True)
+                    continue
+                yield self.download(
+                    remote, local, verify=verify, resume=resume, force=force, progress=progress
+                )
+            return
+        landings = Landings()
+        try:
+            yield from self._download_pipelined(files, landings, verify, resume, force, progress)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                landings.close()
+            raise
+        try:
+            landings.close()
+        except OSError as exc:
+            raise FilesError(f"making the downloads durable failed: {exc}", "io") from None
+
+    def _download_pipelined(
+        self,
+        files: Iterable[tuple[str, Path, Entry | None]],
+        landings: Landings,
+        verify: bool,
+        resume: bool,
+        force: bool,
+        progress: TransferProgress,
+    ) -> Iterator[TransferResult]:
+        """:meth:`download_many` with a window of requests in flight; files land through
+        ``landings`` (see :mod:`.landing`)."""
         retries: deque[tuple[str, Path]] = deque()
-        waiting: deque[tuple[str, Path]] = deque()
+        waiting: deque[_Incoming] = deque()
         for remote, local, entry in files:
-            have = None if force else _status(local)
+            directory, name = os.path.split(local)
+            landing = landings.at(directory)
+            if landing is None:
+                have = None if force else _status(local)
+            else:
+                have = None if force else landing.status(name)
             if have is not None and entry is not None and _same(have, entry):
                 progress.skip(remote, entry.size)
                 yield TransferResult(remote, local, entry.size, 0, entry.size, skipped=True)
                 continue
-            if not self.pipelining:
-                yield self.download(
-                    remote, local, verify=verify, resume=resume, force=force, progress=progress
+            partial = partial_name(name)
+            offset = 0
+            if resume:
+                offset = (
+                    _size(local.with_name(partial)) if landing is None else landing.size(partial)
                 )
-                continue
-            partial = local.with_name(partial_name(local.name))
-            request = self._get_request(remote, partial, verify, resume, have)
-            self._send_soon(self._conn.send(request))
-            waiting.append((remote, local))
+            self._send_soon(self._conn.send(self._get_request(remote, offset, verify, have)))
+            waiting.append(
+                _Incoming(remote, local, None if landing is None else (landing, partial))
+            )
+            if landing is not None:
+                landing.in_flight += 1
             if len(waiting) >= WINDOW:  # take half the window's replies, then send as many
                 while len(waiting) > WINDOW // 2:
-                    yield from self._settle_download(waiting, retries, verify, resume, progress)
+                    yield from self._settle_download(
+                        waiting, retries, landings, verify, resume, progress
+                    )
         while waiting:
-            yield from self._settle_download(waiting, retries, verify, resume, progress)
+            yield from self._settle_download(waiting, retries, landings, verify, resume, progress)
         for remote, local in retries:  # once the window is empty: one request at a time
             progress.restart(remote)
-            self._send(self._get_request(remote, None, verify, False, None))
+            self._send(self._get_request(remote, 0, verify, None))
             yield self._finish_download(remote, local, verify, False, progress, again=True)
 
     def _settle_download(
         self,
-        waiting: deque[tuple[str, Path]],
+        waiting: deque[_Incoming],
         retries: deque[tuple[str, Path]],
+        landings: Landings,
         verify: bool,
         resume: bool,
         progress: TransferProgress,
     ) -> Iterator[TransferResult]:
         """Take the oldest download in flight; one that must start over waits in ``retries``."""
-        remote, local = waiting.popleft()
+        remote, local, landing = waiting.popleft()
         try:
-            yield self._finish_download(remote, local, verify, resume, progress, retry=False)
+            result = self._finish_download(
+                remote, local, verify, resume, progress, retry=False, landing=landing
+            )
         except _Restart:
             retries.append((remote, local))
+            return
+        finally:
+            if landing is not None:
+                landings.landed(landing[0])
+        yield result
 
     def _get_request(
-        self,
-        remote: str,
-        partial: Path | None,
-        verify: bool,
-        resume: bool,
-        have: os.stat_result | None,
+        self, remote: str, offset: int, verify: bool, have: os.stat_result | None
     ) -> Get:
-        """The ``get`` for ``remote``: from the partial's end, saying what the target holds."""
-        offset = 0
-        if resume and partial is not None:
-            with contextlib.suppress(OSError):
-                offset = partial.stat().st_size
+        """The ``get`` for ``remote`` from ``offset``, saying what the target holds."""
         if have is None:
             return Get(remote, offset, verify)
         return Get(remote, offset, verify, have.st_size, have.st_mtime)
@@ -538,18 +615,23 @@ class FilesClient:
         *,
         retry: bool = True,
         again: bool = False,
+        landing: tuple[Landing, str] | None = None,
     ) -> TransferResult:
         """Receive the reply to the ``get`` sent for ``remote`` into ``local``.
 
         A resumed download that does not verify is fetched again from the
-        start right away (``retry``), or raises :class:`_Restart`.
+        start right away (``retry``), or raises :class:`_Restart`.  A small
+        file from its start lands through ``landing``, if given (and as which
+        partial file).
         """
-        partial = local.with_name(partial_name(local.name))
         header = self._reply(FileHeader, "reply to get")
         if header.same:
             self._reply(Done, "end of download")
             progress.skip(remote, header.size)
             return TransferResult(remote, local, header.size, 0, header.size, skipped=True)
+        if landing is not None and header.offset == 0 and header.length <= SMALL:
+            return self._land(remote, local, *landing, header, verify, progress)
+        partial = local.with_name(partial_name(local.name))
         result = self._download(remote, local, partial, header, verify, progress)
         if result is not None:
             return result
@@ -558,7 +640,7 @@ class FilesClient:
         if not retry:
             raise _Restart
         progress.restart(remote)
-        self._send(self._get_request(remote, None, verify, False, None))
+        self._send(self._get_request(remote, 0, verify, None))
         return self._finish_download(remote, local, verify, False, progress, again=True)
 
     def download_to(
@@ -624,12 +706,7 @@ class FilesClient:
                 partial.unlink(missing_ok=True)
                 if offset:
                     return None
-                sent = str(trailer.digest(self.hash))
-                raise FilesError(
-                    f"{remote}: {label(self.hash)} mismatch (server {sent[:16]}..., "
-                    f"received {str(digest)[:16]}...); the partial file was removed",
-                    "mismatch",
-                )
+                raise self._mismatch_error(remote, trailer, digest)
             try:
                 file.flush()
                 os.fsync(file.fileno())
@@ -649,6 +726,66 @@ class FilesClient:
             offset,
             digest=digest,
             hash=self._used(digest),
+        )
+
+    def _land(
+        self,
+        remote: str,
+        local: Path,
+        landing: Landing,
+        partial: str,
+        header: FileHeader,
+        verify: bool,
+        progress: TransferProgress,
+    ) -> TransferResult:
+        """A small file from its start, written to ``partial``, stamped and renamed through
+        the descriptor of its directory, which is fsynced later, once for all (see
+        :mod:`.landing`)."""
+        directory = landing.fd
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        try:
+            fd = os.open(partial, flags, 0o666, dir_fd=directory)
+        except OSError as exc:
+            raise FilesError(f"{local.with_name(partial)}: {exc.strerror or exc}", "io") from None
+        try:
+            hasher = new_hasher(self.hash) if verify else None
+            progress.begin(remote, header.size, 0)
+            try:
+                self._receive_here(lambda data: write_whole(fd, data), hasher, progress)
+            finally:
+                progress.end()
+            try:
+                trailer = self._reply(Done, "end of download")
+            except FilesError as exc:
+                if exc.code == "changed":
+                    with contextlib.suppress(OSError):
+                        os.unlink(partial, dir_fd=directory)
+                raise
+            digest = hasher.hexdigest() if hasher is not None else None
+            if self._mismatch(digest, trailer):
+                with contextlib.suppress(OSError):
+                    os.unlink(partial, dir_fd=directory)
+                raise self._mismatch_error(remote, trailer, digest)
+            try:
+                os.fsync(fd)
+                os.utime(fd, (header.mtime, header.mtime))
+                os.replace(partial, local.name, src_dir_fd=directory, dst_dir_fd=directory)
+            except OSError as exc:
+                raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+        finally:
+            os.close(fd)
+        landing.renamed = True
+        return TransferResult(
+            remote, local, header.size, header.length, 0, digest=digest, hash=self._used(digest)
+        )
+
+    def _mismatch_error(self, remote: str, trailer: Done, digest: str | None) -> FilesError:
+        """A download from its start that did not verify (its partial file removed)."""
+        sent = str(trailer.digest(self.hash))
+        return FilesError(
+            f"{remote}: {label(self.hash)} mismatch (server {sent[:16]}..., "
+            f"received {str(digest)[:16]}...); the partial file was removed",
+            "mismatch",
         )
 
     def _mismatch(self, digest: str | None, trailer: Done) -> bool:
@@ -681,14 +818,18 @@ class FilesClient:
         progress.begin(remote, header.size, header.offset)
         try:
             if header.length <= SMALL:
-                self._receive_here(file, hasher, progress)
+                self._receive_here(file.write, hasher, progress)
+                try:
+                    file.flush()
+                except OSError as exc:
+                    raise _write_failure(exc) from None
             else:
                 self._receive_into(file, hasher, progress)
         finally:
             progress.end()
 
     def _receive_here(
-        self, file: BinaryIO, hasher: Hasher | None, progress: TransferProgress
+        self, write: Callable[[bytes], object], hasher: Hasher | None, progress: TransferProgress
     ) -> None:
         """Receive a few announced raw bytes in this thread, writing each piece as it comes."""
         conn = self._conn
@@ -700,16 +841,12 @@ class FilesClient:
                 raise self._lost_during(remaining, "to come") from None
             assert isinstance(event, Data)
             try:
-                file.write(event.data)
+                write(event.data)
             except OSError as exc:
                 raise _write_failure(exc) from None
             if hasher is not None:
                 hasher.update(event.data)
             progress.advance(len(event.data))
-        try:
-            file.flush()
-        except OSError as exc:
-            raise _write_failure(exc) from None
 
     def _receive_into(
         self, file: BinaryIO, hasher: Hasher | None, progress: TransferProgress
@@ -810,24 +947,26 @@ class FilesClient:
         waiting: deque[tuple[Path, str, int, int]] = deque()  # local, remote, size, bytes sent
         ahead = 0
         for local, remote in files:
-            try:
-                st = local.stat()
-            except OSError as exc:
-                raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
-            entry = (there or {}).get(remote)
-            if not force and entry is not None and _same(st, entry):
-                progress.skip(remote, st.st_size)
-                yield TransferResult(remote, local, st.st_size, 0, st.st_size, skipped=True)
-                continue
-            if not self.pipelining or st.st_size > FOLLOWS:
+            entry = None if force else (there or {}).get(remote)
+            if entry is not None:  # something is there: is it this file?
+                try:
+                    st = local.stat()
+                except OSError as exc:
+                    raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+                if _same(st, entry):
+                    progress.skip(remote, st.st_size)
+                    yield TransferResult(remote, local, st.st_size, 0, st.st_size, skipped=True)
+                    continue
+            st, data = _read_small(local, FOLLOWS if self.pipelining else -1)
+            if data is None:
                 while waiting:
                     ahead -= waiting[0][3]
                     yield self._settle_upload(waiting.popleft(), verify)
                 yield self.upload(local, remote, verify=verify, force=force, progress=progress)
                 continue
-            data = self._put_ahead(local, remote, verify, force, progress)
-            waiting.append((local, remote, st.st_size, len(data)))
-            ahead += len(data)
+            sent = self._put_ahead(data, st, remote, verify, force, progress)
+            waiting.append((local, remote, st.st_size, sent))
+            ahead += sent
             if len(waiting) >= WINDOW or ahead > self._conn.window // 2:
                 # Take half the window's replies, then send as many again.
                 while waiting and (len(waiting) > WINDOW // 2 or ahead > self._conn.window // 4):
@@ -837,32 +976,30 @@ class FilesClient:
             yield self._settle_upload(waiting.popleft(), verify)
 
     def _put_ahead(
-        self, local: Path, remote: str, verify: bool, force: bool, progress: TransferProgress
-    ) -> bytes:
-        """Send a small file with its ``put`` (and ``done``) in one write; what was sent."""
-        try:
-            with open(local, "rb") as file:
-                before = os.fstat(file.fileno())
-                data = file.read()
-                after = os.fstat(file.fileno())
-        except OSError as exc:
-            raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
-        if len(data) != before.st_size or after.st_mtime_ns != before.st_mtime_ns:
-            raise FilesError(f"{local}: changed while it was being sent; run again", "changed")
+        self,
+        data: bytes,
+        st: os.stat_result,
+        remote: str,
+        verify: bool,
+        force: bool,
+        progress: TransferProgress,
+    ) -> int:
+        """Send a small file's ``data`` with its ``put`` (and ``done``) in one write; how many
+        bytes that was."""
         digest = None
         if verify:
             hasher = new_hasher(self.hash)
             hasher.update(data)
             digest = hasher.hexdigest()
         conn = self._conn
-        request = conn.send(Put(remote, len(data), before.st_mtime, verify, force, follows=True))
+        request = conn.send(Put(remote, len(data), st.st_mtime, verify, force, follows=True))
         conn.sent_raw(len(data))
         wire = b"".join((request, data, conn.send(Done.of(self.hash, digest))))
         progress.begin(remote, len(data), 0)
         self._send_soon(wire)
         progress.advance(len(data))
         progress.end()
-        return wire
+        return len(wire)
 
     def _settle_upload(self, sent: tuple[Path, str, int, int], verify: bool) -> TransferResult:
         """The server's answer to the oldest upload sent ahead."""
@@ -1041,6 +1178,41 @@ def _status(local: Path) -> os.stat_result | None:
     except OSError:
         return None
     return st if stat_module.S_ISREG(st.st_mode) else None
+
+
+def _size(path: Path) -> int:
+    """The size of the file at ``path``, 0 if there is none."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_small(local: Path, limit: int) -> tuple[os.stat_result, bytes | None]:
+    """The status of the file ``local`` and, if it has at most ``limit`` bytes, its bytes.
+
+    The file is read whole and must not change meanwhile (``changed``).
+    """
+    try:
+        fd = os.open(local, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            before = os.fstat(fd)
+            if before.st_size > limit:
+                return before, None
+            data = os.read(fd, before.st_size + 1)  # one more: did it grow?
+            while 0 < len(data) <= before.st_size:
+                more = os.read(fd, before.st_size + 1 - len(data))
+                if not more:
+                    break
+                data += more
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise FilesError(f"{local}: {exc.strerror or exc}", "io") from None
+    if len(data) != before.st_size or after.st_mtime_ns != before.st_mtime_ns:
+        raise FilesError(f"{local}: changed while it was being sent; run again", "changed")
+    return before, data
 
 
 def _same(st: os.stat_result, entry: Entry) -> bool:

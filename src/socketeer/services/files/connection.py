@@ -187,6 +187,8 @@ class FilesConnection:
         self._deferred = 0  # server: uploads ended whose replies are still to be sent
         self._out = _Out.IDLE  # client: where the requests sent ahead stand
         self._out_raw = 0
+        #: Server: the bodies requests_ahead() decoded, and what they decoded to, in order.
+        self._peeked: deque[tuple[bytes, Message]] = deque()
 
     # what the caller may ask --------------------------------------------------------
 
@@ -289,7 +291,12 @@ class FilesConnection:
         if body is None:
             return self._need_more()
         self._need = -1
-        message = decode(body)
+        peeked = self._peeked
+        if peeked and peeked[0][0] == body:
+            message = peeked.popleft()[1]  # decoded already by requests_ahead()
+        else:
+            peeked.clear()
+            message = decode(body)
         self._advance(self._peer, message, RemoteProtocolError)
         return message
 
@@ -301,6 +308,7 @@ class FilesConnection:
         files can be opened ahead, together.
         """
         found: list[Get] = []
+        self._peeked.clear()
         if self.role is not SERVER or self._need >= 0 or self._state not in (_State.REPLY,):
             return found
         offset = 0
@@ -317,6 +325,7 @@ class FilesConnection:
             if not isinstance(message, Get):
                 break
             found.append(message)
+            self._peeked.append((body, message))
             offset += _HEADER + length
         return found
 

@@ -10,9 +10,11 @@ them (``done``).  See docs/files-protocol.md for the whole protocol.
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal, cast
 
 from ...errors import RemoteProtocolError
 
@@ -316,36 +318,74 @@ MESSAGES: dict[str, type[Message]] = {
 }
 
 _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+#: Reads one JSON value at an index of a string: (value, where it ends); StopIteration if none.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    cast(Any, json.JSONDecoder())  # typeshed's make_scanner says it takes itself
+)
+_STRING = json.encoder.encode_basestring_ascii
 
 
 def encode(message: Message) -> bytes:
-    """The frame body of ``message`` (without the length prefix)."""
-    names = _FIELDS.get(type(message))
-    if names is None:
-        names = _FIELDS[type(message)] = tuple(f.name for f in fields(message))
-    body = {"op": message.op}
-    for name in names:
-        body[name] = _plain(getattr(message, name))
-    return _JSON.encode(body).encode("ascii")
+    """The frame body of ``message`` (without the length prefix).
+
+    The JSON that ``json.dumps(..., ensure_ascii=True, separators=(",", ":"))``
+    writes, member by member in their order: no dictionary is built for it.
+    """
+    opening, members = _LAYOUT[type(message)]
+    parts = [opening]
+    for head, name, kind in members:
+        value = getattr(message, name)
+        if kind == "Entry":
+            value = _entry_object(value)
+        elif kind == "tuple[Entry, ...]":
+            value = [_entry_object(entry) for entry in value]
+        parts.append(head)
+        parts.append(_json(value))
+    parts.append("}")
+    return "".join(parts).encode("ascii")
 
 
-#: Each message class's members, in order (``dataclasses.asdict`` deep-copies: slow).
-_FIELDS: dict[type[Message], tuple[str, ...]] = {}
+def _json(value: Any) -> str:
+    """``value`` in JSON, as :data:`_JSON` writes it (the common kinds without its machinery)."""
+    kind = type(value)
+    if kind is str:
+        return _STRING(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return _JSON.encode(value)  # tuples, objects; refuses NaN and infinities
 
 
-def _plain(value: Any) -> Any:
-    """A member's value as JSON has it: entries as objects, tuples as lists."""
-    if isinstance(value, Entry):
-        return asdict(value)
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
+def _entry_object(entry: Entry) -> dict[str, Any]:
+    """An entry as JSON has it (``dataclasses.asdict`` deep-copies: slow)."""
+    return {"name": entry.name, "type": entry.type, "size": entry.size, "mtime": entry.mtime}
+
+
+def _parse(body: bytes) -> Any:
+    """The JSON value ``body`` holds (ValueError, UnicodeDecodeError, RecursionError if none).
+
+    A body that is one value and nothing more (what socketeer writes) is read by
+    the JSON scanner alone; anything else goes to ``json.loads``, which says why.
+    """
+    try:
+        text = body.decode("utf-8")
+        value, end = _SCAN(text, 0)
+    except (UnicodeDecodeError, StopIteration, ValueError):
+        return json.loads(body)
+    if end != len(text):
+        return json.loads(body)  # whitespace after it, or more: json.loads decides
     return value
 
 
 def decode(body: bytes) -> Message:
     """Parse a frame body; anything malformed raises :class:`RemoteProtocolError`."""
     try:
-        data = json.loads(body)
+        data = _parse(body)
     except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: RecursionError
         raise RemoteProtocolError("malformed message: not a JSON object") from None
     if not isinstance(data, dict):
@@ -354,58 +394,90 @@ def decode(body: bytes) -> Message:
     cls = MESSAGES.get(op) if isinstance(op, str) else None
     if cls is None:
         raise RemoteProtocolError(f"unknown message {op!r}")
-    known = {f.name: f for f in fields(cls)}
+    checks = _CHECKS[cls]
     values: dict[str, Any] = {}
     for name, value in data.items():
-        if name not in known:
+        check = checks.get(name)
+        if check is None:
             continue  # later minor additions are ignored, not refused
-        values[name] = _check(cls.op, name, known[name].type, value)
+        checked = check(value)
+        if checked is _BAD:
+            raise RemoteProtocolError(f"malformed {cls.op!r} message: bad {name!r}")
+        values[name] = checked
     return cls(**values)
 
 
-def _check(op: str, name: str, kind: object, value: Any) -> Any:
-    """Check ``value`` against the field's declared type (as written in this module)."""
-    bad = RemoteProtocolError(f"malformed {op!r} message: bad {name!r}")
-    match kind:
-        case "int":
-            if type(value) is not int or value < 0:
-                raise bad
-        case "bool":
-            if type(value) is not bool:
-                raise bad
-        case "str":
-            if not isinstance(value, str):
-                raise bad
-        case "str | None":
-            if value is not None and not isinstance(value, str):
-                raise bad
-        case "int | None":
-            if value is not None and (type(value) is not int or value < 0):
-                raise bad
-        case "tuple[str, ...]":
-            if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
-                raise bad
-            return tuple(value)
-        case "float" | "float | None":
-            if value is None and kind == "float | None":
-                return None
-            return _number(value, bad)
-        case "tuple[int, ...]":
-            if not isinstance(value, list) or any(type(v) is not int for v in value):
-                raise bad
-            return tuple(value)
-        case "Entry":
-            return _entry(value, bad)
-        case "tuple[Entry, ...]":
-            if not isinstance(value, list):
-                raise bad
-            return tuple(_entry(v, bad) for v in value)
-    return value
+#: Times (seconds since the epoch) a file system can hold: a signed 64-bit time_t.
+MAX_TIME = 2.0**63
 
 
-def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
+def _time(value: Any) -> Any:
+    """A time a file may be stamped with, as a float (else ``_BAD``).
+
+    Python's json also reads NaN, Infinity, 1e400 and 400-digit integers, and
+    ``os.utime`` refuses finite times past a signed 64-bit ``time_t`` (1e19).
+    """
+    if type(value) not in (int, float):
+        return _BAD
+    try:
+        number = float(value)
+    except OverflowError:
+        return _BAD
+    if not math.isfinite(number) or not -MAX_TIME < number < MAX_TIME:
+        return _BAD
+    return number
+
+
+#: What a member check returns for a value of the wrong type.
+_BAD: Any = object()
+
+
+def _int(value: Any) -> Any:
+    return value if type(value) is int and value >= 0 else _BAD
+
+
+def _bool(value: Any) -> Any:
+    return value if type(value) is bool else _BAD
+
+
+def _str(value: Any) -> Any:
+    return value if isinstance(value, str) else _BAD
+
+
+def _str_or_none(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else _BAD
+
+
+def _int_or_none(value: Any) -> Any:
+    return value if value is None or (type(value) is int and value >= 0) else _BAD
+
+
+def _strs(value: Any) -> Any:
+    if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+        return _BAD
+    return tuple(value)
+
+
+def _ints(value: Any) -> Any:
+    if not isinstance(value, list) or any(type(v) is not int for v in value):
+        return _BAD
+    return tuple(value)
+
+
+def _time_or_none(value: Any) -> Any:
+    return None if value is None else _time(value)
+
+
+def _entries(value: Any) -> Any:
+    if not isinstance(value, list):
+        return _BAD
+    entries = tuple(_entry(v) for v in value)
+    return _BAD if any(entry is _BAD for entry in entries) else entries
+
+
+def _entry(value: Any) -> Any:
     if not isinstance(value, dict):
-        raise bad
+        return _BAD
     name, kind, size, mtime = (value.get(k) for k in ("name", "type", "size", "mtime"))
     if (
         not isinstance(name, str)
@@ -413,26 +485,38 @@ def _entry(value: Any, bad: RemoteProtocolError) -> Entry:
         or type(size) is not int
         or size < 0
     ):
-        raise bad
-    return Entry(name, kind, size, _number(mtime, bad))
+        return _BAD
+    number = _time(mtime)
+    return _BAD if number is _BAD else Entry(name, kind, size, number)
 
 
-#: Times (seconds since the epoch) a file system can hold: a signed 64-bit time_t.
-MAX_TIME = 2.0**63
-
-
-def _number(value: Any, bad: RemoteProtocolError) -> float:
-    """A time a file may be stamped with.
-
-    Python's json also reads NaN, Infinity, 1e400 and 400-digit integers, and
-    ``os.utime`` refuses finite times past a signed 64-bit ``time_t`` (1e19).
-    """
-    if type(value) not in (int, float):
-        raise bad
-    try:
-        number = float(value)
-    except OverflowError:
-        raise bad from None
-    if not math.isfinite(number) or not -MAX_TIME < number < MAX_TIME:
-        raise bad
-    return number
+#: How a member of each declared type (as written in this module) is checked.
+_CHECKERS: dict[str, Callable[[Any], Any]] = {
+    "int": _int,
+    "bool": _bool,
+    "str": _str,
+    "str | None": _str_or_none,
+    "int | None": _int_or_none,
+    "tuple[str, ...]": _strs,
+    "float": _time,
+    "float | None": _time_or_none,
+    "tuple[int, ...]": _ints,
+    "Entry": _entry,
+    "tuple[Entry, ...]": _entries,
+}
+#: Each message class's members and their declared types, in order.
+_MEMBERS: dict[type[Message], tuple[tuple[str, str], ...]] = {
+    cls: tuple((f.name, str(f.type)) for f in fields(cls)) for cls in MESSAGES.values()
+}
+#: How each message class is written: its opening, then each member's key before its value.
+_LAYOUT: dict[type[Message], tuple[str, tuple[tuple[str, str, str], ...]]] = {
+    cls: (
+        f'{{"op":{_STRING(cls.op)}',
+        tuple((f",{_STRING(name)}:", name, kind) for name, kind in members),
+    )
+    for cls, members in _MEMBERS.items()
+}
+#: How each member of each message class is checked, by name.
+_CHECKS: dict[type[Message], dict[str, Callable[[Any], Any]]] = {
+    cls: {name: _CHECKERS[kind] for name, kind in members} for cls, members in _MEMBERS.items()
+}

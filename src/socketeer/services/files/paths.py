@@ -58,6 +58,8 @@ def split_remote(path: str, *, partial_last: bool = False) -> tuple[str, ...]:
     if size > MAX_PATH_BYTES:
         raise PathRefused(f"path is longer than {MAX_PATH_BYTES} bytes")
     names = tuple(name for name in path.split("/") if name not in ("", "."))
+    if size <= MAX_NAME_BYTES and ".." not in names and PARTIAL_SUFFIX not in path:
+        return names  # no name can be long, none leads up, none is a partial's
     for index, name in enumerate(names):
         if name == "..":
             raise PathRefused(f"path {path!r} leads outside the shared directory")

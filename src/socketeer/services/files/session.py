@@ -37,6 +37,7 @@ from ...session import Session
 from ...throttle import AuthThrottle
 from ...visible import visible
 from .access import Access
+from .beneath import Directories
 from .buffers import BufferPool
 from .connection import (
     CLOSED,
@@ -108,6 +109,8 @@ PREFETCH = 32
 WHOLE_PUT = 1024 * 1024
 #: Small uploads stored in one trip to a thread at most (and their bytes).
 STORE_BATCH, STORE_BATCH_BYTES = 64, 4 * 1024 * 1024
+#: Replies held back (see FilesSession._write) are written once they are this many bytes.
+HOLD = 64 * 1024
 #: Password checks (scrypt: 16 MiB and tens of ms each) one service runs at once.
 CHECKS_AT_ONCE = 2
 #: Characters of a user name a log line quotes.
@@ -298,6 +301,10 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         self._access: Access | None = None
         self._hash = "sha256"  # what this connection's transfers are verified with
         self._discarding = False
+        #: Replies written while more requests wait are held back, then written together.
+        self._holding = False
+        self._held: list[bytes] = []
+        self._held_size = 0
         self._writing: asyncio.Future[tuple[None, None]] | None = None
         self._web: HttpConnection | None = None  # the connection turned out to speak HTTP
         #: Small uploads received whole whose replies wait to be stored together.
@@ -487,6 +494,8 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             for _, opened in self._opened:
                 if opened is not None and not isinstance(opened, StoreError):
                     opened[0].close()
+            self._holding = False
+            self._flush_held()
             self.close()
 
     async def _wait_for_opening(self) -> None:
@@ -495,6 +504,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
 
     async def _wait(self, timeout: float | None = None) -> bool:
         """Wait for bytes (or the end); False if ``timeout`` passed first."""
+        self._flush_held()  # the peer may be waiting for them
         self._wakeup.clear()
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout)
@@ -503,8 +513,22 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         return True
 
     def _write(self, data: bytes) -> None:
+        if self._holding:
+            self._held.append(data)
+            self._held_size += len(data)
+            if self._held_size >= HOLD:
+                self._flush_held()
+            return
+        if self._held:
+            self._flush_held()
         if not self.closing:
             self.stream.write(data)
+
+    def _flush_held(self) -> None:
+        """What :meth:`_write` held back goes to the transport, in one write."""
+        held, self._held, self._held_size = self._held, [], 0
+        if held and not self.closing:
+            self.stream.write(b"".join(held))
 
     def _refuse(self, reason: str) -> None:
         reason = visible(reason)
@@ -579,10 +603,13 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         corked = False
         while True:
             event = conn.next_event()
-            # While requests sent ahead wait, their replies leave together: one segment
-            # for several small ones instead of one each (the last reply uncorks).
+            # While requests sent ahead wait, their replies leave together: held back
+            # and written at once, one segment for several small ones instead of one
+            # each (the last reply uncorks).
             if corked != (event is not NEED_DATA and conn.buffered() > 0):
-                corked = not corked
+                corked = self._holding = not corked
+                if not corked:
+                    self._flush_held()
                 self.stream.cork(corked)
             if event is NEED_DATA and conn.deferred:
                 # Nothing more here yet: store what waits (bytes may arrive meanwhile).
@@ -817,7 +844,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 stale[0].close()
         self._opened.clear()
         gets = [request, *conn.requests_ahead(PREFETCH)] if conn.window else [request]
-        opened = await asyncio.to_thread(lambda: [self._open_for(get) for get in gets])
+        opened = await asyncio.to_thread(self._open_all, gets)
         for get, ahead in zip(gets[1:], opened[1:], strict=True):
             if not isinstance(ahead, StoreError) and ahead[2] is None:
                 ahead[0].close()  # a large file is opened in its turn: descriptors stay few
@@ -826,11 +853,16 @@ class FilesSession(Session, asyncio.BufferedProtocol):
                 self._opened.append((get, ahead))
         return opened[0]
 
-    def _open_for(self, request: Get) -> _Opened | StoreError:
+    def _open_all(self, gets: list[Get]) -> list[_Opened | StoreError]:
+        """In a thread: :meth:`_open_for` each, their directories walked to once."""
+        with self._store.directories() as walks:
+            return [self._open_for(get, walks) for get in gets]
+
+    def _open_for(self, request: Get, walks: Directories | None = None) -> _Opened | StoreError:
         """In a thread: the file, its status, and all its bytes if it is small (else None)."""
         opener = self._store.open_file if self._access is None else self._access.open_file
         try:
-            file, st = opener(request.path)
+            file, st = opener(request.path, walks=walks)
         except StoreError as exc:
             return exc
         if st.st_size > INLINE:
@@ -879,6 +911,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             log.info("%s: sent %r (%d bytes)", self.peer, path, length)
 
     async def _sendfile(self, file: BinaryIO, offset: int, length: int) -> int:
+        self._flush_held()  # what was written before goes first
         stream = self.stream
         sent = 0
         while sent < length:
@@ -914,6 +947,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
             await self._drain()
 
     async def _drain(self) -> None:
+        self._flush_held()
         try:
             await self.stream.drain()
         except ConnectionClosed:
@@ -1015,22 +1049,49 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         stores, self._stores, self._stored_bytes = self._stores, [], 0
         if not stores:
             return
-        replies = await asyncio.to_thread(lambda: [self._store_whole(*job) for job in stores])
+        replies = await asyncio.to_thread(self._store_all, stores)
+        sent = []
         for (request, _, _), reply in zip(stores, replies, strict=True):
             if isinstance(reply, Ok) and not reply.skipped:
                 log.info("%s: received %r (%d bytes)", self.peer, request.path, request.size)
-            self._write(conn.deferred_reply(reply))
+            sent.append(conn.deferred_reply(reply))
+        self._write(b"".join(sent))  # in one write
 
-    def _store_whole(self, request: Put, data: bytes, digest: str | None) -> Ok | Error:
-        """In a thread: a whole small upload written, verified and renamed into place."""
+    def _store_all(self, stores: list[tuple[Put, bytes, str | None]]) -> list[Ok | Error]:
+        """In a thread: whole small uploads put in place, each directory walked to once,
+        and each directory they were renamed into fsynced once, before any is answered."""
+        with self._store.directories() as walks:
+            placed = [self._store_whole(*job, walks) for job in stores]
+            failed = walks.sync()
+        replies: list[Ok | Error] = []
+        for (request, _, _), reply in zip(stores, placed, strict=True):
+            if isinstance(reply, tuple) and reply[:-1] in failed:
+                problem = os_error(failed[reply[:-1]], request.path)
+                reply = Error(problem.code, visible(str(problem)))
+            replies.append(Ok() if isinstance(reply, tuple) else reply)
+        return replies
+
+    def _store_whole(
+        self, request: Put, data: bytes, digest: str | None, walks: Directories
+    ) -> tuple[str, ...] | Ok | Error:
+        """In a thread: a whole small upload put in place; where (its names), or the reply."""
+        access = self._access
         try:
-            started = self._uploader()(request, self._hash)
-            if started is None:
-                return Ok(skipped=True)
-            started.take_whole(data, digest)
+            if access is None:
+                self._check_writable()
+            receive = self._store.receive_whole if access is None else access.receive_whole
+            where = receive(
+                request.path,
+                data,
+                request.mtime,
+                digest,
+                self._hash,
+                force=request.force,
+                walks=walks,
+            )
         except StoreError as exc:
             return Error(exc.code, visible(str(exc)))
-        return Ok()
+        return Ok(skipped=True) if where is None else where
 
     async def _receive_raw(self, conn: FilesConnection, upload: Upload) -> Done:
         """Write the upload's bytes as they come; return the ``done`` that ends them."""
@@ -1112,6 +1173,7 @@ class FilesSession(Session, asyncio.BufferedProtocol):
         """Half-close and drop what still arrives until the client closes (or gives up)."""
         if self.closing:
             return
+        self._flush_held()
         self.stream.half_close()  # over TLS there is no half-close: the close comes at the end
         self._discarding = True
         deadline = self.host.now() + LINGER
