@@ -69,6 +69,13 @@ def test_a_broken_escape_sequence_below_128_does_not_raise() -> None:
     assert transcoder.feed(b"\x1b$Bxx\x1b(B", final=True).endswith(b"\xef\xbf\xbd")
 
 
+def test_an_escape_sequence_fed_a_byte_at_a_time_past_its_pending_room_does_not_raise() -> None:
+    transcoder = Transcoder("iso2022_jp", "utf-8")
+    out = b"".join(transcoder.feed(bytes([c])) for c in b"\x1b$(" + b"\x00" * 10)
+    out += transcoder.feed("ok".encode("iso2022_jp")) + transcoder.end()
+    assert out.endswith(b"ok")
+
+
 def test_characters_the_target_lacks_become_question_marks() -> None:
     assert Transcoder("utf-8", "latin-1").feed("é你".encode(), final=True) == b"\xe9?"
 

@@ -56,7 +56,17 @@ class Transcoder:
         """
         if self.identity:
             return data
-        return self._target.encode(self._decoder.decode(data, final))
+        decoder = self._decoder
+        held = decoder.getstate()[0]
+        try:
+            text = decoder.decode(data, final)
+        except UnicodeError:
+            # A stateful codec's few bytes of pending escape sequence overflowed (a
+            # hostile or broken peer): what was held and ``data`` are decoded as they
+            # are, bad bytes escaped, and the decoder starts afresh.
+            decoder.reset()
+            text = (held + data).decode(self.source, _ERRORS)
+        return self._target.encode(text)
 
     def end(self) -> bytes:
         """The end of the stream: what is still held back from an unfinished character."""
