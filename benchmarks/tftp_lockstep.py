@@ -51,7 +51,7 @@ class StandInSocket:
     def setsockopt(self, *args: object) -> None:
         """Nothing to do."""
 
-    def recv_into(self, buffer: bytearray) -> int:
+    def recv_into(self, buffer: bytearray, nbytes: int = 0, flags: int = 0) -> int:
         buffer[:4] = self._acks[self._next]
         self._next += 1
         self._received_at = time.perf_counter_ns()
