@@ -149,7 +149,10 @@ def test_downloads_beyond_the_thread_bound_run_on_the_loop(
 
 
 def start_by_hand(port: int) -> socket.socket:
-    """Ask for big.bin in lock-step and acknowledge the OACK and the first block."""
+    """Ask for big.bin in lock-step and acknowledge the OACK and the first block.
+
+    The socket returned is connected to the transfer's port.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(WAIT)
@@ -157,11 +160,12 @@ def start_by_hand(port: int) -> socket.socket:
     sock.sendto(request.encode(), ("127.0.0.1", port))
     oack, transfer_port = sock.recvfrom(65_536)
     assert isinstance(parse(oack), OAck)
-    sock.sendto(Ack(0).encode(), transfer_port)
+    sock.connect(transfer_port)
+    sock.send(Ack(0).encode())
     first = parse(sock.recv(65_536))
     assert isinstance(first, Data)
     assert first.block == 1
-    sock.sendto(Ack(1).encode(), transfer_port)
+    sock.send(Ack(1).encode())
     second = parse(sock.recv(65_536))
     assert isinstance(second, Data)
     assert second.block == 2
@@ -190,6 +194,26 @@ def test_a_silent_client_is_retransmitted_to_from_the_thread(
     assert isinstance(again, Data)
     assert again.block == 2
     assert server.running() == 1
+    sock.close()
+
+
+def test_the_thread_never_answers_a_duplicate_or_stale_ack(tftp: Callable[..., Tftp]) -> None:
+    server = tftp(timeout=30)  # no retransmission during the test
+    sock = start_by_hand(server.port)
+    wait_until(lambda: server.running() == 1, "the transfer to move to a thread")
+    for block in (2, 2, 2, 1):  # the ACK, two duplicates of it and a stale one
+        sock.send(Ack(block).encode())
+    third = parse(sock.recv(65_536))
+    assert isinstance(third, Data)
+    assert third.block == 3
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):  # the Sorcerer's Apprentice would send block 3 again
+        sock.recv(65_536)
+    sock.settimeout(WAIT)
+    sock.send(Ack(3).encode())
+    fourth = parse(sock.recv(65_536))
+    assert isinstance(fourth, Data)
+    assert fourth.block == 4
     sock.close()
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from socketeer.datagram import NO_LIMITS, Address, DatagramCore, Peer
 from socketeer.services.tftp import Settings, TftpServer
@@ -204,6 +206,95 @@ def test_duplicate_acks_never_cause_duplicate_sends() -> None:
     for _ in range(5):
         assert sender.receive(Ack(1), 0.2) == []  # the Sorcerer's Apprentice would resend 2
     assert sender.sent_blocks == 2
+
+
+def fast_step(sender: Sender, datagram: bytes, now: float) -> list[bytes]:
+    """What a lock-step thread does: the ACK awaited answered first, the bookkeeping after."""
+    ahead = sender.lockstep()
+    if ahead is not None and datagram == ahead[0]:
+        sender.answered(now)
+        replies = [ahead[1]]
+    else:
+        replies = sender.receive(parse(datagram), now)
+    sender.prepare()
+    return replies
+
+
+def slow_step(sender: Sender, datagram: bytes, now: float) -> list[bytes]:
+    replies = sender.receive(parse(datagram), now)
+    sender.prepare()
+    return replies
+
+
+def sender_state(sender: Sender) -> tuple[object, ...]:
+    return (
+        sender.outcome,
+        sender.deadline(),
+        sender.heard,
+        sender.retries,
+        sender.sent_blocks,
+        sender.acked_bytes,
+    )
+
+
+@given(
+    size=st.integers(0, 30 * 8),
+    oack=st.booleans(),
+    moves=st.lists(st.sampled_from(["ack", "ack", "ack", "again", "stale", "timer"]), max_size=60),
+)
+def test_answering_the_awaited_ack_first_sends_and_leaves_what_ack_does(
+    size: int, oack: bool, moves: list[str]
+) -> None:
+    data = content(size)
+    params = Params(blksize=8, timeout=1.0, retries=3)
+    options = {"blksize": "8"} if oack else {}
+    fast = Sender(io.BytesIO(data), params, options, 0.0)
+    slow = Sender(io.BytesIO(data), params, options, 0.0)
+    assert fast.start(0.0) == slow.start(0.0)
+    newest = 0 if oack else 1  # the block the client has last received (0: the OACK)
+    now = 0.0
+    for move in moves:
+        now += 0.25
+        if move == "timer":
+            due = fast.deadline()
+            if due is not None:
+                now = max(now, due)
+            replies = fast.handle_timer(now)
+            assert replies == slow.handle_timer(now)
+        else:
+            block = {"ack": newest, "again": newest, "stale": newest - 1}[move] % 65_536
+            datagram = Ack(block).encode()
+            replies = fast_step(fast, datagram, now)
+            assert replies == slow_step(slow, datagram, now)
+        for reply in replies:
+            packet = parse(reply)
+            if isinstance(packet, Data):
+                newest = packet.block
+        assert sender_state(fast) == sender_state(slow)
+
+
+def test_the_awaited_ack_is_answered_across_the_block_rollover() -> None:
+    blocks = 65_540
+    data = content(blocks * 8 - 3)
+    sender = Sender(io.BytesIO(data), Params(blksize=8), {"blksize": "8"}, 0.0)
+    assert isinstance(parse(sender.start(0.0)[0]), OAck)
+    received = bytearray()
+    answered_first = 0
+    block = 0
+    while sender.outcome is None:
+        if sender.lockstep() is not None:
+            answered_first += 1
+        replies = fast_step(sender, Ack(block % 65_536).encode(), 0.0)
+        if not replies:
+            break
+        (reply,) = replies
+        assert reply[:4] == Data((block + 1) % 65_536, b"").encode()
+        received += reply[4:]
+        block += 1
+    assert sender.outcome == ""
+    assert received == data
+    assert answered_first == blocks - 1  # all but the ACK of the OACK
+    assert sender.acked_bytes == len(data)
 
 
 def test_a_sender_retries_with_backoff_then_gives_up() -> None:

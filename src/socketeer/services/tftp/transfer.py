@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .packets import (
+    ACK,
     DATA,
     MAX_BLKSIZE,
     MIN_BLKSIZE,
@@ -67,7 +68,7 @@ READ_AHEAD = 256 * 1024
 #: Bytes a download's file is read by at a time (a block or a window is taken from them).
 READ_BUFFER = 64 * 1024
 
-_DATA_HEAD = struct.Struct("!HH")
+_HEAD = struct.Struct("!HH")
 
 
 class Source(Protocol):
@@ -331,7 +332,7 @@ class Sender(Transfer):
         while index < upto and self._last is None:
             payload = read(blksize)  # may raise: nothing is counted as read until it returns
             index += 1
-            packets[index] = _DATA_HEAD.pack(DATA, index & 0xFFFF) + payload
+            packets[index] = _HEAD.pack(DATA, index & 0xFFFF) + payload
             self._read_upto = index
             if len(payload) < blksize:
                 self._last = index
@@ -366,6 +367,42 @@ class Sender(Transfer):
         """Read the blocks the next ACK will ask for, if not read yet (after sending)."""
         if self._last is None and self.heard and not self.finished:
             self._read(self._base + self.params.windowsize - 1 + self._ahead)
+
+    def lockstep(self) -> tuple[bytes, bytes] | None:
+        """In lock-step, the ACK the peer is to send next and the DATA that answers it.
+
+        None unless the window is one block, that block is sent and not the last,
+        and the next one is read (see :meth:`prepare`).  The I/O layer may
+        compare what arrives with the ACK and send the DATA at once, before any
+        bookkeeping; then it must call :meth:`answered`.  For that ACK,
+        :meth:`ack` would return exactly ``[DATA]``.
+        """
+        base = self._base
+        if (
+            self.outcome is not None
+            or self.params.windowsize != 1
+            or base > self._sent_upto
+            or base >= self._read_upto  # the next block is not read (or there is none)
+        ):
+            return None
+        return _HEAD.pack(ACK, base & 0xFFFF), self._packets[base + 1]
+
+    def answered(self, now: float) -> None:
+        """The ACK :meth:`lockstep` named came at ``now``, and its DATA was sent.
+
+        Leaves the sender as :meth:`ack` would have (a send that failed is
+        the timer's to repeat, as with :meth:`ack`'s datagrams).
+        """
+        base = self._base
+        if base:  # block 0 is the OACK
+            self.acked_bytes += len(self._packets.pop(base)) - 4
+        self.heard = True
+        self.retries = 0
+        self._base = base = base + 1
+        self._deadline = now + self.params.timeout
+        self.sent_blocks += 1
+        if base > self._sent_upto:
+            self._sent_upto = base
 
     def _retransmit(self) -> list[bytes]:
         return self._window()
