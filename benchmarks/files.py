@@ -30,8 +30,9 @@ directory too.  All traffic stays on 127.0.0.1.  Measured in each round:
   -r`` from and to an rsync daemon, ``tar | nc``, and ``socketeer get -r`` /
   ``put -r``;
 - what one core manages alone: ``sha256sum FILE``, Python's
-  ``hashlib.sha256`` over the file read in 1 MiB chunks, and writing a new
-  file of the same size to the tmpfs (1 MiB writes).
+  ``hashlib.sha256`` over the file read in 1 MiB chunks, BLAKE3 over its
+  bytes in memory, and writing a new file of the same size to the tmpfs
+  (1 MiB writes).
 
 Placement ``pinned`` runs each server on CPU 0 and each client on CPU 1
 (``taskset``); ``unpinned`` lets the kernel place them; ``both`` measures
@@ -151,6 +152,7 @@ ROWS = (
     Row("startup", "socketeer --version (the command starting alone)", False),
     Row("sha256sum", "sha256sum FILE", False),
     Row("hashlib", "hashlib.sha256, 1 MiB reads", False),
+    Row("blake3", "BLAKE3 alone (blake3 package), a 1 MiB piece in cache", False),
     Row("write", "write a new file to the tmpfs, 1 MiB writes", False),
 )
 ROW = {row.key: row for row in ROWS}
@@ -611,10 +613,10 @@ def measure_alone(space: Workspace, key: str) -> Sample:
     if key == "startup":
         command = placed([PY, "-m", "socketeer", "--version"], PINNED, CLIENT_CPU)
         return timed_process(command, 1, None, START_TIMEOUT, "socketeer --version")
-    if key == "hashlib":
-        return run_helper(
-            ["sha256", str(space.source)], PINNED, None, timeout, space.digests["sha256"]
-        )
+    if key in ("hashlib", "blake3"):
+        name = "sha256" if key == "hashlib" else "blake3"
+        expected = space.digests[name] if key == "hashlib" else None  # blake3: one piece
+        return run_helper([name, str(space.source)], PINNED, None, timeout, expected)
     dest = space.received / "written.bin"
     try:
         return run_helper(["write", str(dest), "--size", str(space.size)], PINNED, None, timeout)
@@ -864,7 +866,7 @@ def run_alone(
     def alone(key: str) -> Callable[[], Sample]:
         return lambda: measure_alone(space, key)
 
-    for key in ("sha256sum", "hashlib", "write", "startup"):
+    for key in ("sha256sum", "hashlib", "blake3", "write", "startup"):
         if key not in args.only:
             continue
         label = f"{prefix} {ONE_CORE:>8} {ROW[key].label:<48}"
@@ -1050,6 +1052,18 @@ def over(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def ceiling(results: Results, placement: str) -> float | None:
+    """The best a verified download can do against an unverified one when the client
+    has one core and is the bottleneck: its CPU per GiB unverified over that plus what
+    BLAKE3 alone costs per GiB."""
+    receive = results.get(("down-off", placement))
+    hashing = results.get(("blake3", ONE_CORE))
+    if not receive or not hashing:
+        return None
+    plain = median_of(receive, lambda s: per_gib(s.client_cpu, s))
+    return plain / (plain + median_of(hashing, lambda s: per_gib(s.client_cpu, s)))
+
+
 def goals(results: Results, placement: str) -> list[Goal]:
     def r(key: str) -> float | None:
         return rate(results, key, placement)
@@ -1102,6 +1116,12 @@ def goals(results: Results, placement: str) -> list[Goal]:
             "download, BLAKE3, warm / download, verify off",
             over(r("down-warm"), r("down-off")),
             GOAL_VERIFIED_VS_UNVERIFIED,
+        ),
+        Goal(
+            "ceiling with one client core: download, verify off's client CPU per GiB"
+            " / (that + BLAKE3 alone's)",
+            ceiling(results, placement),
+            None,
         ),
         Goal(
             "upload, BLAKE3 / upload, verify off",
@@ -1202,8 +1222,12 @@ def render(
         "beforehand into a cache of its own, as for an installed package). The rsync daemon "
         "forks a process per connection, whose CPU time is not in its server CPU column.",
         "- One core alone (always on CPU 1): `sha256sum FILE`; `hashlib.sha256` over the file "
-        "read in 1 MiB chunks; writing a new file of the same size on the tmpfs in 1 MiB "
-        "writes.",
+        "read in 1 MiB chunks; BLAKE3 (the `blake3` package the files service uses) over "
+        "one 1 MiB piece of the file, in cache, as many times as the file has pieces (the "
+        "hash's own cost, as a receiver hashes what it has just read); writing a new file of "
+        "the same size on the tmpfs in 1 MiB writes. The ceiling row of the goals divides "
+        "the unverified download's client CPU per GiB by that plus BLAKE3 alone's: what a "
+        "verified download can reach at best while the client's one core is what limits both.",
         "- Times: socat, curl and sha256sum are timed from spawning the (receiving) process "
         "to its exit, so a few milliseconds of exec and connect are included; socketeer, "
         "hashlib and the file write are timed inside their process around the work alone.",
