@@ -695,15 +695,10 @@ class FilesClient:
             if hasher is not None and offset:
                 hash_file(file, offset, hasher)
             self._receive(remote, file, header, hasher, progress)
-            try:
-                trailer = self._reply(Done, "end of download")
-            except FilesError as exc:
-                if exc.code == "changed":
-                    partial.unlink(missing_ok=True)
-                raise
-            digest = hasher.hexdigest() if hasher is not None else None
-            if self._mismatch(digest, trailer):
-                partial.unlink(missing_ok=True)
+            trailer, digest, verified = self._end_of_download(
+                hasher, lambda: partial.unlink(missing_ok=True)
+            )
+            if not verified:
                 if offset:
                     return None
                 raise self._mismatch_error(remote, trailer, digest)
@@ -754,17 +749,13 @@ class FilesClient:
                 self._receive_here(lambda data: write_whole(fd, data), hasher, progress)
             finally:
                 progress.end()
-            try:
-                trailer = self._reply(Done, "end of download")
-            except FilesError as exc:
-                if exc.code == "changed":
-                    with contextlib.suppress(OSError):
-                        os.unlink(partial, dir_fd=directory)
-                raise
-            digest = hasher.hexdigest() if hasher is not None else None
-            if self._mismatch(digest, trailer):
+
+            def discard() -> None:
                 with contextlib.suppress(OSError):
                     os.unlink(partial, dir_fd=directory)
+
+            trailer, digest, verified = self._end_of_download(hasher, discard)
+            if not verified:
                 raise self._mismatch_error(remote, trailer, digest)
             try:
                 os.fsync(fd)
@@ -778,6 +769,24 @@ class FilesClient:
         return TransferResult(
             remote, local, header.size, header.length, 0, digest=digest, hash=self._used(digest)
         )
+
+    def _end_of_download(
+        self, hasher: Hasher | None, discard: Callable[[], object]
+    ) -> tuple[Done, str | None, bool]:
+        """The ``done`` that ends a download, the digest of what arrived, and whether it
+        verified; the partial file goes (``discard``) when the server says the file
+        changed meanwhile, or when what arrived does not verify."""
+        try:
+            trailer = self._reply(Done, "end of download")
+        except FilesError as exc:
+            if exc.code == "changed":
+                discard()
+            raise
+        digest = hasher.hexdigest() if hasher is not None else None
+        if self._mismatch(digest, trailer):
+            discard()
+            return trailer, digest, False
+        return trailer, digest, True
 
     def _mismatch_error(self, remote: str, trailer: Done, digest: str | None) -> FilesError:
         """A download from its start that did not verify (its partial file removed)."""
