@@ -211,9 +211,7 @@ class Upload:
             raise StoreError("bad-request", f"{self.remote}: got {written} of {self.size} bytes")
         if self.hasher is not None and digest is not None:
             got = self.hasher.hexdigest()
-            if got != digest.lower():
-                os.unlink(self.partial.name, dir_fd=self.directory)  # still locked: ours
-                raise _mismatch(self.remote, self.hash_name, digest, got)
+            _verify(self.remote, self.hash_name, digest, got, self.partial.name, self.directory)
         if self.mtime is not None:
             os.utime(self.file.fileno(), (self.mtime, self.mtime))
         if self.keep_existing:
@@ -678,10 +676,7 @@ class FileStore:
                 if digest is not None:
                     hasher = new_hasher(hash_name)
                     hasher.update(data)
-                    got = hasher.hexdigest()
-                    if got != digest.lower():
-                        os.unlink(partial, dir_fd=directory)  # still locked: ours
-                        raise _mismatch(remote, hash_name, digest, got)
+                    _verify(remote, hash_name, digest, hasher.hexdigest(), partial, directory)
                 try:
                     if mtime is not None:
                         os.utime(fd, (mtime, mtime))
@@ -796,8 +791,15 @@ def _holds(remote: str, found: Found, size: int, mtime: float | None, force: boo
     )
 
 
-def _mismatch(remote: str, hash_name: str, digest: str, got: str) -> StoreError:
-    return StoreError(
+def _verify(
+    remote: str, hash_name: str, digest: str, got: str, partial: str, directory: int
+) -> None:
+    """An upload whose bytes hash to ``got`` against the ``digest`` sent: a mismatch
+    deletes its ``partial`` (still locked: ours) and is refused."""
+    if got == digest.lower():
+        return
+    os.unlink(partial, dir_fd=directory)
+    raise StoreError(
         "mismatch",
         f"{remote}: {label(hash_name)} mismatch (sent {digest[:16]}..., "
         f"received {got[:16]}...); nothing was replaced",
